@@ -1,0 +1,39 @@
+# pgflo — make demo runs the main job on a throwaway PostgreSQL and the
+# embedded JetStream; make test runs every test against real servers.
+GO ?= go
+BIN ?= ./pgflo
+export CGO_ENABLED ?= 0
+
+.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench clean
+
+build:
+	$(GO) build -o $(BIN) .
+
+demo: build
+	$(GO) run ./cmd/demo --bin $(BIN)
+
+# The README's test command: formatting, vet, every package's tests (the
+# concurrent engines with the race detector), resources linted and unit-tested.
+test: fmt-check vet build lint-resources
+	$(GO) test -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/
+
+lint-resources: build
+	$(BIN) lint resources/*.yaml
+	$(BIN) test ./resources/...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+docs:
+	$(GO) run ./internal/docgen/cmd
+
+bench: build
+	$(GO) run ./bench --bin $(BIN)
+
+clean:
+	rm -f $(BIN)

@@ -1,0 +1,228 @@
+package inputs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+func newTestReplicator(t *testing.T, yaml string) (*replicatorInput, error) {
+	t.Helper()
+	conf, err := replicatorSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		return nil, err
+	}
+	return newReplicatorInput(conf, service.MockResources())
+}
+
+func connectReplicator(t *testing.T, yaml string) (*replicatorInput, error) {
+	t.Helper()
+	in, err := newTestReplicator(t, yaml)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = in.Connect(ctx)
+	if err == nil {
+		t.Cleanup(func() { _ = in.Close(context.Background()) })
+	}
+	return in, err
+}
+
+func slotLSN(t *testing.T, dsn, slot string) pglogrepl.LSN {
+	t.Helper()
+	rows := testenv.QueryRows(t, dsn, "SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots WHERE slot_name = $1", slot)
+	if len(rows) != 1 {
+		t.Fatalf("slot %s not found", slot)
+	}
+	lsn, err := pglogrepl.ParseLSN(rows[0][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+func readBatch(t *testing.T, in *replicatorInput) (service.MessageBatch, service.AckFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	batch, ack, err := in.ReadBatch(ctx)
+	if err != nil {
+		t.Fatalf("read batch: %v", err)
+	}
+	return batch, ack
+}
+
+// The slot's confirmed position must never pass a change the pipeline has
+// not acknowledged, however long the output takes, and must move once it does.
+func TestReplicatorConfirmsOnlyAcknowledged(t *testing.T) {
+	dsn := sharedPostgres(t).NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)")
+	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: ack-test\nstatus_interval: 100ms\n", dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := "pg_flo_ack_test_publication"
+
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (1, 'one'), (2, 'two')")
+	batch, ack := readBatch(t, in)
+	if len(batch) != 2 {
+		t.Fatalf("got %d messages, want 2", len(batch))
+	}
+	var ev event.Event
+	b, _ := batch[0].AsBytes()
+	if err := json.Unmarshal(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	// More traffic after it, which the slot may not be confirmed past either.
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (3, 'three')")
+	// Unacknowledged: keepalives and status updates go on (every 100ms), the
+	// slot stays before the transaction's commit.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if got := slotLSN(t, dsn, slot); got > ev.CommitLSN {
+			t.Fatalf("slot confirmed %s, past the unacknowledged transaction committed at %s", got, ev.CommitLSN)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := ack(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "slot confirmed past the acknowledged transaction", func() bool {
+		return slotLSN(t, dsn, slot) > ev.CommitLSN
+	})
+	// The later transaction is still unacknowledged (not even read).
+	second, ack2 := readBatch(t, in)
+	var ev2 event.Event
+	b2, _ := second[0].AsBytes()
+	if err := json.Unmarshal(b2, &ev2); err != nil {
+		t.Fatal(err)
+	}
+	if got := slotLSN(t, dsn, slot); got > ev2.CommitLSN {
+		t.Fatalf("slot confirmed %s, past the unread transaction committed at %s", got, ev2.CommitLSN)
+	}
+	_ = ack2(context.Background(), nil)
+
+	// Messages carry the event and its metadata.
+	if ev.Op != event.Insert || ev.Table != "items" || ev.New[0].Text != "1" {
+		t.Errorf("unexpected event %s", b)
+	}
+	for key, want := range map[string]string{event.MetaOp: "INSERT", event.MetaSchema: "public", event.MetaTable: "items", event.MetaLSN: ev.LSN.String(), event.MetaTx: ev.CommitLSN.String(), event.MetaTxPos: "0"} {
+		if got, _ := batch[0].MetaGet(key); got != want {
+			t.Errorf("metadata %s = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// A restart resumes at the confirmed position: what was read but not
+// acknowledged is delivered again.
+func TestReplicatorRedeliversUnacknowledgedAfterRestart(t *testing.T) {
+	dsn := sharedPostgres(t).NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY)")
+	cfg := fmt.Sprintf("dsn: %q\ngroup: redeliver\nstatus_interval: 100ms\n", dsn)
+	in, err := connectReplicator(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (1)")
+	_, ack := readBatch(t, in)
+	_ = ack(context.Background(), nil)
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (2)")
+	readBatch(t, in) // read, never acknowledged
+	if err := in.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := connectReplicator(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, _ := readBatch(t, again)
+	b, _ := batch[0].AsBytes()
+	if len(batch) != 1 || !strings.Contains(string(b), `"new":{"id":"2"}`) {
+		t.Fatalf("after restart got %d messages, first %s; want only the unacknowledged insert of id 2", len(batch), b)
+	}
+}
+
+func TestReplicatorConfigErrors(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{`dsn: postgres://x@localhost/db`, "group"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy", `field mode: "copy" is not available`},
+		{"dsn: postgres://x@localhost/db\ngroup: g\ntables: [a.b.c]", "field tables[0]"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nstatus_interval: 1ms", "field status_interval"},
+	} {
+		_, err := newTestReplicator(t, c.yaml)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q: error %v, want it to mention %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestReplicatorSourceErrors(t *testing.T) {
+	pg := sharedPostgres(t)
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE present (id int PRIMARY KEY)")
+
+	t.Run("unknown table creates nothing", func(t *testing.T) {
+		_, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: unknown\ntables: [present, missing, other.gone]\n", dsn))
+		if err == nil || !strings.Contains(err.Error(), "public.missing, other.gone") || !strings.Contains(err.Error(), "table not found") {
+			t.Fatalf("error %v, want it to name public.missing and other.gone", err)
+		}
+		if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM pg_publication"); n != 0 {
+			t.Errorf("%d publications were created", n)
+		}
+		if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM pg_replication_slots"); n != 0 {
+			t.Errorf("%d slots were created", n)
+		}
+	})
+
+	t.Run("missing REPLICATION attribute", func(t *testing.T) {
+		testenv.Exec(t, dsn, "DO $$ BEGIN CREATE ROLE plain_user LOGIN PASSWORD 'pl41n-s3cret'; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+		userDSN := strings.Replace(dsn, "postgres@", "plain_user:pl41n-s3cret@", 1)
+		_, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: norepl\n", userDSN))
+		if err == nil || !strings.Contains(err.Error(), "REPLICATION") || !strings.Contains(err.Error(), "plain_user") {
+			t.Fatalf("error %v, want it to name the role and the REPLICATION attribute", err)
+		}
+		if strings.Contains(err.Error(), "pl41n-s3cret") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	})
+
+	t.Run("unreachable host, password redacted", func(t *testing.T) {
+		port, _ := testenv.FreePort()
+		bad := fmt.Sprintf("postgres://someone:v3ry-s3cret@127.0.0.1:%d/db?sslmode=disable", port)
+		_, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: unreachable\n", bad))
+		if err == nil || !strings.Contains(err.Error(), "connect to source postgres://someone:xxxxx@127.0.0.1") {
+			t.Fatalf("error %v, want it to name the redacted DSN", err)
+		}
+		if strings.Contains(err.Error(), "v3ry-s3cret") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	})
+
+	t.Run("wal_level not logical", func(t *testing.T) {
+		replica, err := testenv.StartPostgres()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer replica.Stop()
+		testenv.Exec(t, replica.AdminDSN(), "ALTER SYSTEM SET wal_level = replica")
+		if err := replica.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: wal\n", replica.AdminDSN()))
+		if err == nil || !strings.Contains(err.Error(), `wal_level is "replica", it must be "logical"`) {
+			t.Fatalf("error %v, want it to explain wal_level", err)
+		}
+	})
+}

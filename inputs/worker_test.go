@@ -1,0 +1,600 @@
+package inputs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // the stream builder's defaults
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/jsproto"
+	_ "github.com/pgflo/pgflo/outputs" // pg_flo_jetstream writes what the worker reads
+)
+
+// workerTestServer starts an in-process JetStream server for one test and
+// returns its client URL.
+func workerTestServer(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s.ClientURL()
+}
+
+// workerTestEvent is a change event message as pg_flo_replicator emits it,
+// with the row id as its payload.
+func workerTestEvent(table, tx string, pos, id int) *service.Message {
+	lsn, _ := pglogrepl.ParseLSN(tx)
+	ev := &event.Event{
+		Op: event.Update, Schema: "public", Table: table,
+		LSN: lsn + pglogrepl.LSN(pos), CommitLSN: lsn,
+		Columns: []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}},
+		New:     event.Row{{Name: "id", Text: strconv.Itoa(id)}},
+		Old:     event.Row{{Name: "id", Text: strconv.Itoa(id)}},
+	}
+	msg := service.NewMessage(ev.AppendJSON(nil))
+	msg.MetaSet(event.MetaOp, string(ev.Op))
+	msg.MetaSet(event.MetaSchema, ev.Schema)
+	msg.MetaSet(event.MetaTable, ev.Table)
+	msg.MetaSet(event.MetaLSN, ev.LSN.String())
+	msg.MetaSet(event.MetaTx, tx)
+	msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+	return msg
+}
+
+// workerTestEvents returns n single-statement transactions on table users
+// with ids from..from+n-1.
+func workerTestEvents(from, n int) service.MessageBatch {
+	var b service.MessageBatch
+	for i := from; i < from+n; i++ {
+		b = append(b, workerTestEvent("users", fmt.Sprintf("0/%X", 0x1000+i), 0, i))
+	}
+	return b
+}
+
+// workerStartWriter runs a Benthos stream whose output is pg_flo_jetstream
+// and returns a function that writes a batch through it, returning once
+// JetStream stored it.
+func workerStartWriter(t *testing.T, outputYAML string) func(service.MessageBatch) {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	if err := b.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	produce, err := b.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddOutputYAML(outputYAML); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(context.Background())
+	}()
+	t.Cleanup(func() {
+		_ = s.StopWithin(5 * time.Second)
+		<-done
+	})
+	return func(batch service.MessageBatch) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := produce(ctx, batch); err != nil {
+			t.Fatalf("write to jetstream: %v", err)
+		}
+	}
+}
+
+// workerTestInput builds a pg_flo_worker as Benthos does (with the nack
+// retry wrapper) and connects it. It returns the wrapped input and the raw
+// one for inspection.
+func workerTestInput(t *testing.T, yaml string) (service.BatchInput, *workerInput) {
+	t.Helper()
+	conf, err := workerSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	raw, err := newWorkerInput(conf, service.MockResources())
+	if err != nil {
+		t.Fatalf("new input: %v", err)
+	}
+	in := service.AutoRetryNacksBatched(raw)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := in.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = in.Close(context.Background()) })
+	return in, raw
+}
+
+// workerIDs returns the row ids of a batch's events.
+func workerIDs(t *testing.T, batch service.MessageBatch) []int {
+	t.Helper()
+	var ids []int
+	for _, m := range batch {
+		body, err := m.AsBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := event.Decode(body)
+		if err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+		v, _ := ev.New.Get("id")
+		id, _ := strconv.Atoi(v.Text)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// workerRead reads one batch, failing the test when none comes in time.
+func workerRead(t *testing.T, in service.BatchInput) ([]int, service.AckFunc, service.MessageBatch) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	batch, ack, err := in.ReadBatch(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return workerIDs(t, batch), ack, batch
+}
+
+// workerReadNothing checks that no batch comes within d.
+func workerReadNothing(t *testing.T, in service.BatchInput, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	batch, _, err := in.ReadBatch(ctx)
+	if err == nil {
+		t.Fatalf("read a batch %v, want none", workerIDs(t, batch))
+	}
+}
+
+func workerSeq(from, to int) []int {
+	var s []int
+	for i := from; i <= to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	write(service.MessageBatch{
+		workerTestEvent("users", "0/100", 0, 1),
+		workerTestEvent("users", "0/100", 1, 2),
+		workerTestEvent("orders", "0/100", 2, 3),
+		workerTestEvent("users", "0/200", 0, 4),
+		workerTestEvent("users", "0/200", 1, 5),
+	})
+
+	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	ids, ack, batch := workerRead(t, in)
+	if want := []int{1, 2, 3, 4, 5}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("read ids %v, want %v", ids, want)
+	}
+	type meta struct{ op, schema, table, lsn, tx, pos, seq string }
+	var got []meta
+	for _, m := range batch {
+		if err := m.GetError(); err != nil {
+			t.Fatalf("message flagged: %v", err)
+		}
+		var mt meta
+		mt.op, _ = m.MetaGet(event.MetaOp)
+		mt.schema, _ = m.MetaGet(event.MetaSchema)
+		mt.table, _ = m.MetaGet(event.MetaTable)
+		mt.lsn, _ = m.MetaGet(event.MetaLSN)
+		mt.tx, _ = m.MetaGet(event.MetaTx)
+		mt.pos, _ = m.MetaGet(event.MetaTxPos)
+		mt.seq, _ = m.MetaGet(WorkerMetaStreamSeq)
+		got = append(got, mt)
+	}
+	// Packed as users 0-1, orders 2, users 0-1 of the second tx: three
+	// JetStream messages.
+	want := []meta{
+		{"UPDATE", "public", "users", "0/100", "0/100", "0", "1"},
+		{"UPDATE", "public", "users", "0/101", "0/100", "1", "1"},
+		{"UPDATE", "public", "orders", "0/102", "0/100", "2", "2"},
+		{"UPDATE", "public", "users", "0/200", "0/200", "0", "3"},
+		{"UPDATE", "public", "users", "0/201", "0/200", "1", "3"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("metadata\n%v\nwant\n%v", got, want)
+	}
+	if err := ack(context.Background(), nil); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	workerReadNothing(t, in, 300*time.Millisecond)
+}
+
+func TestWorkerNackRedeliversSameBatchFirst(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
+	write(workerTestEvents(1, 6))
+
+	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\n", url))
+	ids, ack, _ := workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{1, 2}) {
+		t.Fatalf("first batch %v, want [1 2]", ids)
+	}
+	// While a batch is pending nothing newer is read.
+	workerReadNothing(t, in, 300*time.Millisecond)
+
+	// The output fails: the same events come again, in order, before 3.
+	for range 3 {
+		if err := ack(context.Background(), errors.New("target down")); err != nil {
+			t.Fatalf("nack: %v", err)
+		}
+		ids, ack, _ = workerRead(t, in)
+		if !reflect.DeepEqual(ids, []int{1, 2}) {
+			t.Fatalf("after a nack read %v, want [1 2] again", ids)
+		}
+	}
+	if err := ack(context.Background(), nil); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	ids, ack, _ = workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{3, 4}) {
+		t.Fatalf("after the ack read %v, want [3 4]", ids)
+	}
+	_ = ack(context.Background(), nil)
+}
+
+func TestWorkerDurableAcrossReopen(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
+	write(workerTestEvents(1, 6))
+	conf := fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\n", url)
+
+	// Read without acking, then close: the batch comes again.
+	in, _ := workerTestInput(t, conf)
+	if ids, _, _ := workerRead(t, in); !reflect.DeepEqual(ids, []int{1, 2}) {
+		t.Fatalf("first batch %v, want [1 2]", ids)
+	}
+	if err := in.Close(context.Background()); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := in.Close(context.Background()); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+
+	in, _ = workerTestInput(t, conf)
+	ids, ack, _ := workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{1, 2}) {
+		t.Fatalf("after reopening read %v, want the unacked [1 2]", ids)
+	}
+	if err := ack(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Acked messages are not delivered again.
+	in, _ = workerTestInput(t, conf)
+	ids, ack, _ = workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{3, 4}) {
+		t.Fatalf("after acking and reopening read %v, want [3 4]", ids)
+	}
+	_ = ack(context.Background(), nil)
+}
+
+// TestWorkerBatchSizeCountsEvents: batch_size bounds events, as pg_flo's
+// --batch-size did; packed messages are not split.
+func TestWorkerBatchSizeCountsEvents(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack_max_events: 5\n", url))
+	var tx service.MessageBatch
+	for i := range 15 {
+		tx = append(tx, workerTestEvent("users", "0/100", i, i+1))
+	}
+	write(tx) // three packs of five
+	write(workerTestEvents(16, 3))
+
+	for _, tt := range []struct {
+		group, batchSize string
+		want             [][]int
+	}{
+		{"a", "7", [][]int{workerSeq(1, 5), workerSeq(6, 10), workerSeq(11, 17), workerSeq(18, 18)}},
+		{"b", "10", [][]int{workerSeq(1, 10), workerSeq(11, 18)}},
+		{"c", "3", [][]int{workerSeq(1, 5), workerSeq(6, 10), workerSeq(11, 15), workerSeq(16, 18)}},
+	} {
+		in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\ndurable: %s\nbatch_size: %s\n", url, tt.group, tt.batchSize))
+		var got [][]int
+		for range tt.want {
+			ids, ack, _ := workerRead(t, in)
+			got = append(got, ids)
+			if err := ack(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("batch_size %s: batches %v, want %v", tt.batchSize, got, tt.want)
+		}
+	}
+}
+
+// TestWorkerCrashKeepsOrder: a worker dies with a batch unacknowledged and
+// without handing it back. JetStream alone would deliver newer messages to
+// the next worker and the old batch only after ack_wait (10m); the consumer
+// reset brings it first, at once.
+func TestWorkerCrashKeepsOrder(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
+	write(workerTestEvents(1, 6))
+	conf := fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\n", url)
+
+	_, raw := workerTestInput(t, conf)
+	if ids, _, _ := workerRead(t, raw); !reflect.DeepEqual(ids, []int{1, 2}) {
+		t.Fatalf("first batch %v, want [1 2]", ids)
+	}
+	raw.mu.Lock()
+	raw.nc.Close() // the process dies: no Nak, no drain
+	raw.mu.Unlock()
+
+	in, _ := workerTestInput(t, conf)
+	start := time.Now()
+	ids, ack, _ := workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{1, 2}) {
+		t.Fatalf("after the crash read %v, want [1 2] first", ids)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("redelivery took %v", d)
+	}
+	_ = ack(context.Background(), nil)
+	ids, ack, _ = workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{3, 4}) {
+		t.Fatalf("then read %v, want [3 4]", ids)
+	}
+	_ = ack(context.Background(), nil)
+}
+
+// TestWorkerKeepsPendingBatchInProgress: a batch pending longer than
+// ack_wait (the output retrying) is not redelivered by JetStream.
+func TestWorkerKeepsPendingBatchInProgress(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
+	write(workerTestEvents(1, 4))
+
+	in, raw := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\nack_wait: 1s\n", url))
+	ids, ack, _ := workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{1, 2}) {
+		t.Fatalf("first batch %v", ids)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	info, err := raw.cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || info.NumAckPending != 2 {
+		t.Fatalf("after 2.5 ack waits: %d redelivered, %d pending; want 0 and 2", info.NumRedelivered, info.NumAckPending)
+	}
+	_ = ack(context.Background(), nil)
+	ids, ack, _ = workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{3, 4}) {
+		t.Fatalf("then read %v, want [3 4]", ids)
+	}
+	_ = ack(context.Background(), nil)
+}
+
+func TestWorkerFlagsMalformedMessages(t *testing.T) {
+	url := workerTestServer(t)
+	// The stream as the output creates it, then messages no pgflo output writes.
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	write(workerTestEvents(1, 1))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	good, _ := workerTestEvents(2, 1)[0].AsBytes()
+	broken := nats.NewMsg("pgflo.g1.public.users")
+	broken.Header.Set(jsproto.HeaderEvents, "3")
+	broken.Data = append(append(append([]byte{}, good...), '\n'), good...)
+	for _, m := range []*nats.Msg{
+		broken,
+		{Subject: "pgflo.g1.public.users", Data: []byte("not an event")},
+		{Subject: "pgflo.g1.public.users", Data: good},
+	} {
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	batch, ack, err := in.ReadBatch(readCtx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if len(batch) != 4 {
+		t.Fatalf("read %d messages, want 4 (nothing dropped)", len(batch))
+	}
+	wantErrs := []string{"", "sequence 2 (subject pgflo.g1.public.users): malformed packed message", "sequence 3 (subject pgflo.g1.public.users), event 0 of 1: decode change event", ""}
+	for i, m := range batch {
+		err := m.GetError()
+		switch {
+		case wantErrs[i] == "" && err != nil:
+			t.Errorf("message %d flagged: %v", i, err)
+		case wantErrs[i] != "" && (err == nil || !strings.Contains(err.Error(), wantErrs[i])):
+			t.Errorf("message %d error = %v, want one containing %q", i, err, wantErrs[i])
+		}
+		if seq, _ := m.MetaGet(WorkerMetaStreamSeq); seq != strconv.Itoa(i+1) {
+			t.Errorf("message %d has stream seq %q", i, seq)
+		}
+	}
+	if table, _ := batch[3].MetaGet(event.MetaTable); table != "users" {
+		t.Errorf("plain event from another producer has table %q", table)
+	}
+	_ = ack(ctx, nil)
+}
+
+func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
+	url := workerTestServer(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1", "pgflo.g1.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The consumer as pg_flo creates it.
+	if _, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: "pgflo_g1_consumer", FilterSubject: "pgflo.g1", AckPolicy: jetstream.AckExplicitPolicy,
+		MaxDeliver: 1, AckWait: 25 * time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	c, err := s.Consumer(ctx, "pgflo_g1_consumer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.CachedInfo().Config
+	if cfg.MaxDeliver != -1 || cfg.FilterSubject != "pgflo.g1.>" || cfg.AckWait != 10*time.Minute || cfg.MaxAckPending != 1000 {
+		t.Fatalf("consumer after connect: %+v", cfg)
+	}
+}
+
+func TestWorkerMissingStream(t *testing.T) {
+	url := workerTestServer(t)
+	conf, err := workerSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\n", url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := newWorkerInput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close(context.Background())
+	err = in.Connect(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "stream pgflo_g1_stream not found") {
+		t.Fatalf("connect = %v, want a stream not found error", err)
+	}
+}
+
+// TestWorkerBenthosStream runs the worker from YAML in a Benthos stream,
+// next to a stream writing through pg_flo_jetstream.
+func TestWorkerBenthosStream(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	write(workerTestEvents(1, 50))
+
+	b := service.NewStreamBuilder()
+	if err := b.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddInputYAML(fmt.Sprintf(`
+pg_flo_worker:
+  url: %s
+  group: g1
+  batch_size: 7
+`, url)); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		got  []int
+		full = make(chan struct{})
+	)
+	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, workerIDs(t, batch)...)
+		if len(got) == 100 {
+			close(full)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+
+	write(workerTestEvents(51, 50)) // while the worker runs
+	select {
+	case <-full:
+	case <-time.After(20 * time.Second):
+		mu.Lock()
+		t.Fatalf("received %d events, want 100", len(got))
+	}
+	if err := s.StopWithin(5 * time.Second); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	<-done
+	if !reflect.DeepEqual(got, workerSeq(1, 100)) {
+		t.Fatalf("received %v, want 1..100 in order", got)
+	}
+}
+
+func TestWorkerConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"missing group", "url: nats://x\n", "group"},
+		{"bad group", "group: a b\n", "field group: invalid group name"},
+		{"bad durable", "group: g\ndurable: a.b\n", "field durable"},
+		{"bad filter", "group: g\nfilter_subjects: [ 'a.>.b' ]\n", "field filter_subjects"},
+		{"batch size", "group: g\nbatch_size: 0\n", "field batch_size"},
+		{"ack wait", "group: g\nack_wait: 10ms\n", "field ack_wait"},
+		{"max ack pending", "group: g\nbatch_size: 100\nmax_ack_pending: 10\n", "field max_ack_pending"},
+		{"deliver", "group: g\ndeliver: last\n", "deliver"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := workerSpec().ParseYAML(tt.yaml, nil)
+			if err == nil {
+				_, err = newWorkerInput(conf, service.MockResources())
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+	err := service.NewStreamBuilder().AddInputYAML("pg_flo_worker:\n  url: nats://x\n")
+	if err == nil || !strings.Contains(err.Error(), "group") {
+		t.Fatalf("lint of a worker without group: %v, want an error naming group", err)
+	}
+}

@@ -1,0 +1,10 @@
+// Package components registers every pgflo component in Benthos' global
+// environment by importing the packages that define them. The doc generator
+// and its staleness test both import it, so they always document the same
+// set; add a package here when it starts registering components.
+package components
+
+import (
+	// pg_flo_replicator
+	_ "github.com/pgflo/pgflo/inputs"
+)

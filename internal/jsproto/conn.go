@@ -1,0 +1,114 @@
+package jsproto
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ConnConfig is what pg_flo_jetstream and pg_flo_worker need to reach NATS.
+type ConnConfig struct {
+	// URL is one NATS URL or several separated by commas.
+	URL string
+	// Name identifies the connection in the server's monitoring.
+	Name string
+
+	// At most one way to authenticate: User and Password, Token, or CredsFile
+	// (a JWT + NKey credentials file).
+	User      string
+	Password  string
+	Token     string
+	CredsFile string
+	// TLS, when not nil, makes the connection use TLS with this config.
+	TLS *tls.Config
+
+	// Event callbacks, typically logging; each may be nil.
+	OnDisconnect func(err error)
+	OnReconnect  func(url string)
+	OnClosed     func()
+}
+
+// Validate reports conflicting authentication settings, naming the fields as
+// the components spell them.
+func (c ConnConfig) Validate() error {
+	if c.URL == "" {
+		return errors.New("url: must not be empty")
+	}
+	n := 0
+	if c.User != "" || c.Password != "" {
+		n++
+	}
+	if c.Token != "" {
+		n++
+	}
+	if c.CredsFile != "" {
+		n++
+	}
+	if n > 1 {
+		return errors.New("user/password, token and creds_file are mutually exclusive: set one way to authenticate")
+	}
+	if c.Password != "" && c.User == "" {
+		return errors.New("password: set user too")
+	}
+	return nil
+}
+
+// Connect dials NATS. Once connected, the client reconnects forever (one
+// second apart), as pg_flo's does: a NATS restart must not stop a pipeline.
+// The first connection is not retried here; callers (Benthos' Connect loop)
+// retry with back-off and report the error.
+func Connect(c ConnConfig) (*nats.Conn, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	opts := []nats.Option{
+		nats.Name(c.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+	}
+	switch {
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	case c.Token != "":
+		opts = append(opts, nats.Token(c.Token))
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.TLS != nil {
+		opts = append(opts, nats.Secure(c.TLS))
+	}
+	if c.OnDisconnect != nil {
+		opts = append(opts, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { c.OnDisconnect(err) }))
+	}
+	if c.OnReconnect != nil {
+		opts = append(opts, nats.ReconnectHandler(func(nc *nats.Conn) { c.OnReconnect(nc.ConnectedUrlRedacted()) }))
+	}
+	if c.OnClosed != nil {
+		opts = append(opts, nats.ClosedHandler(func(*nats.Conn) { c.OnClosed() }))
+	}
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", redactURL(c.URL), err)
+	}
+	return nc, nil
+}
+
+// redactURL hides credentials embedded in (comma-separated) URLs, for error
+// messages.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, raw := range parts {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.User == nil {
+			continue
+		}
+		u.User = url.User("redacted")
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}

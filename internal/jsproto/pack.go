@@ -1,0 +1,220 @@
+package jsproto
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+)
+
+// PackWindow is the position window that packs never straddle: events at
+// positions p and q of one transaction can share a packed message only if
+// p/PackWindow == q/PackWindow. pg_flo_replicator cuts its batches at
+// multiples of PackWindow, so a replayed transaction is packed into exactly
+// the same messages, with the same de-duplication ids, as the first time.
+const PackWindow = 1024
+
+// HeaderEvents is the header that marks a packed message; its value is the
+// decimal number of events in the body. A message without it holds exactly
+// one event, which is what non-pgflo producers and consumers can use.
+const HeaderEvents = "Pgflo-Events"
+
+// Default packing limits of pg_flo_jetstream.
+const (
+	DefaultPackMaxBytes  = 1 << 20
+	DefaultPackMaxEvents = PackWindow
+)
+
+// ErrMalformedPack is returned (wrapped) by Unpack for a message whose body
+// does not hold what its HeaderEvents header declares.
+var ErrMalformedPack = errors.New("malformed packed message")
+
+// Item is one event to publish.
+type Item struct {
+	// Tx identifies the unit the event belongs to across replays (the
+	// pg_flo_tx metadata: the commit LSN for streamed changes) and Pos its
+	// 0-based position in it (pg_flo_tx_pos). An empty Tx means the event has
+	// no stable identity: it is published alone and without a
+	// de-duplication id.
+	Tx  string
+	Pos uint64
+	// Subject is the subject the event is published to (see TableSubject).
+	Subject string
+	// Body is the event's JSON.
+	Body []byte
+}
+
+// Limits bound the packs Build makes.
+type Limits struct {
+	// MaxBytes bounds a packed body (events plus separating newlines); 0
+	// means unbounded. An event larger than MaxBytes is published alone.
+	MaxBytes int
+	// MaxEvents bounds the number of events in a pack; 0 or 1 disables
+	// packing.
+	MaxEvents int
+}
+
+// Pack is one JetStream message to publish: a single event, or several
+// events of one transaction and table packed as NDJSON.
+type Pack struct {
+	Subject string
+	// MsgID is the de-duplication id (Nats-Msg-Id), "" for events without a
+	// stable identity.
+	MsgID  string
+	Events [][]byte
+}
+
+// Packed reports whether the pack holds more than one event, i.e. whether it
+// is published as a packed message with the HeaderEvents header.
+func (p Pack) Packed() bool { return len(p.Events) > 1 }
+
+// Size is the length of Body.
+func (p Pack) Size() int {
+	n := len(p.Events) - 1
+	for _, e := range p.Events {
+		n += len(e)
+	}
+	return max(n, 0)
+}
+
+// Body is the message body: the events joined by '\n'. Events are JSON,
+// which escapes newlines inside strings, so '\n' never occurs inside one.
+func (p Pack) Body() []byte {
+	if len(p.Events) == 1 {
+		return p.Events[0]
+	}
+	return bytes.Join(p.Events, []byte{'\n'})
+}
+
+// Msg returns the NATS message of the pack: subject, body and, for a packed
+// message, the HeaderEvents header. The de-duplication id is not set here;
+// publishers pass MsgID to JetStream (jetstream.WithMsgID).
+func (p Pack) Msg() *nats.Msg {
+	m := nats.NewMsg(p.Subject)
+	m.Data = p.Body()
+	if p.Packed() {
+		m.Header.Set(HeaderEvents, strconv.Itoa(len(p.Events)))
+	}
+	return m
+}
+
+// MsgID is the de-duplication id of the events at positions first..last of
+// transaction tx: "<tx>:<first>-<last>", or "<tx>:<pos>" for a single event.
+// It depends only on the events, so a replay after a restart publishes the
+// same ids and JetStream stores the messages once (within the stream's
+// duplicate window).
+func MsgID(tx string, first, last uint64) string {
+	if first == last {
+		return tx + ":" + strconv.FormatUint(first, 10)
+	}
+	return tx + ":" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
+}
+
+// ParseMsgID splits an id made by MsgID into its transaction and position
+// range. ok is false for ids of another form (e.g. set by another producer).
+func ParseMsgID(id string) (tx string, first, last uint64, ok bool) {
+	i := strings.LastIndexByte(id, ':')
+	if i <= 0 {
+		return "", 0, 0, false
+	}
+	tx, rng := id[:i], id[i+1:]
+	lo, hi, isRange := strings.Cut(rng, "-")
+	first, err := strconv.ParseUint(lo, 10, 64)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	last = first
+	if isRange {
+		if last, err = strconv.ParseUint(hi, 10, 64); err != nil || last < first {
+			return "", 0, 0, false
+		}
+	}
+	return tx, first, last, true
+}
+
+// Build groups items, in order, into the messages to publish. A pack is a
+// maximal run of consecutive items with the same Tx, the same Subject,
+// increasing positions in the same window Pos/PackWindow, split further so a
+// pack stays within lim. Items without a Tx, and items whose body contains a
+// newline (not compact JSON, so not packable as NDJSON), are packs of their
+// own. Order is kept: concatenating the packs' events gives back the items.
+//
+// Because the rule depends only on the items and lim, the same events replayed
+// in batches that respect PackWindow yield the same packs and MsgIDs.
+func Build(items []Item, lim Limits) []Pack {
+	packs := make([]Pack, 0, len(items))
+	// The run the last pack belongs to, while it may still grow.
+	var run struct {
+		open              bool
+		tx                string
+		firstPos, lastPos uint64
+		size              int
+	}
+	for _, it := range items {
+		packable := it.Tx != "" && lim.MaxEvents > 1 && bytes.IndexByte(it.Body, '\n') < 0
+		if run.open && packable {
+			cur := &packs[len(packs)-1]
+			sameRun := it.Tx == run.tx && it.Subject == cur.Subject &&
+				it.Pos > run.lastPos && it.Pos/PackWindow == run.firstPos/PackWindow
+			fits := len(cur.Events) < lim.MaxEvents &&
+				(lim.MaxBytes <= 0 || run.size+1+len(it.Body) <= lim.MaxBytes)
+			if sameRun && fits {
+				cur.Events = append(cur.Events, it.Body)
+				run.size += 1 + len(it.Body)
+				run.lastPos = it.Pos
+				cur.MsgID = MsgID(it.Tx, run.firstPos, run.lastPos)
+				continue
+			}
+		}
+		p := Pack{Subject: it.Subject, Events: [][]byte{it.Body}}
+		if it.Tx != "" {
+			p.MsgID = MsgID(it.Tx, it.Pos, it.Pos)
+		}
+		packs = append(packs, p)
+		run.open, run.tx, run.size = packable, it.Tx, len(it.Body)
+		run.firstPos, run.lastPos = it.Pos, it.Pos
+	}
+	return packs
+}
+
+// EventCount is the number of events a message declares: its HeaderEvents
+// value, or 1 for a plain message (and for an invalid value, which Unpack
+// reports).
+func EventCount(header nats.Header) int {
+	v := header.Get(HeaderEvents)
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// Unpack returns the events of a message: the lines of the body when header
+// carries HeaderEvents (checked against the declared count), otherwise the
+// whole body as one event. The returned slices share body's memory.
+func Unpack(body []byte, header nats.Header) ([][]byte, error) {
+	declared := header.Get(HeaderEvents)
+	if declared == "" {
+		return [][]byte{body}, nil
+	}
+	n, err := strconv.Atoi(declared)
+	if err != nil || n < 1 {
+		return nil, fmt.Errorf("%w: header %s=%q is not a positive count", ErrMalformedPack, HeaderEvents, declared)
+	}
+	events := bytes.Split(body, []byte{'\n'})
+	if len(events) != n {
+		return nil, fmt.Errorf("%w: header %s declares %d events, body holds %d lines", ErrMalformedPack, HeaderEvents, n, len(events))
+	}
+	for i, e := range events {
+		if len(e) == 0 {
+			return nil, fmt.Errorf("%w: event %d of %d is empty", ErrMalformedPack, i, n)
+		}
+	}
+	return events, nil
+}

@@ -1,0 +1,309 @@
+package jsproto
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ev builds an item whose body names it, so packs are easy to read.
+func ev(tx string, pos uint64, subject string) Item {
+	return Item{Tx: tx, Pos: pos, Subject: subject, Body: []byte(`{"e":"` + tx + "/" + strconv.FormatUint(pos, 10) + `"}`)}
+}
+
+// want describes an expected pack by its subject, id and the item
+// positions (as "tx/pos" names) it holds.
+type want struct {
+	subject, id string
+	events      []string
+}
+
+func describe(packs []Pack) []want {
+	var out []want
+	for _, p := range packs {
+		w := want{subject: p.Subject, id: p.MsgID}
+		for _, e := range p.Events {
+			s := string(e)
+			if i := strings.Index(s, `"e":"`); i >= 0 {
+				s = s[i+5 : len(s)-2]
+			}
+			w.events = append(w.events, s)
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func TestBuild(t *testing.T) {
+	const a, b = "s.public.a", "s.public.b"
+	noTx := Item{Subject: a, Body: []byte(`{"e":"none"}`)}
+	multiLine := Item{Tx: "T", Pos: 1, Subject: a, Body: []byte("{\n\"e\":\"T/1\"}")}
+	big := Item{Tx: "T", Pos: 2, Subject: a, Body: bytes.Repeat([]byte("x"), 100)}
+	lim := Limits{MaxBytes: 1 << 20, MaxEvents: 1024}
+
+	tests := []struct {
+		name  string
+		items []Item
+		lim   Limits
+		want  []want
+	}{
+		{
+			name: "empty",
+			lim:  lim,
+		},
+		{
+			name:  "single event is plain with a position id",
+			items: []Item{ev("0/1", 0, a)},
+			lim:   lim,
+			want:  []want{{a, "0/1:0", []string{"0/1/0"}}},
+		},
+		{
+			name:  "one tx one table packs",
+			items: []Item{ev("T", 0, a), ev("T", 1, a), ev("T", 2, a)},
+			lim:   lim,
+			want:  []want{{a, "T:0-2", []string{"T/0", "T/1", "T/2"}}},
+		},
+		{
+			name:  "two tables and two txs keep order",
+			items: []Item{ev("T1", 0, a), ev("T1", 1, a), ev("T1", 2, b), ev("T1", 3, a), ev("T2", 0, a), ev("T2", 1, a)},
+			lim:   lim,
+			want: []want{
+				{a, "T1:0-1", []string{"T1/0", "T1/1"}},
+				{b, "T1:2", []string{"T1/2"}},
+				{a, "T1:3", []string{"T1/3"}},
+				{a, "T2:0-1", []string{"T2/0", "T2/1"}},
+			},
+		},
+		{
+			name:  "window boundary splits",
+			items: []Item{ev("T", 1022, a), ev("T", 1023, a), ev("T", 1024, a), ev("T", 1025, a)},
+			lim:   lim,
+			want: []want{
+				{a, "T:1022-1023", []string{"T/1022", "T/1023"}},
+				{a, "T:1024-1025", []string{"T/1024", "T/1025"}},
+			},
+		},
+		{
+			name:  "max events splits",
+			items: []Item{ev("T", 0, a), ev("T", 1, a), ev("T", 2, a), ev("T", 3, a), ev("T", 4, a)},
+			lim:   Limits{MaxEvents: 2},
+			want: []want{
+				{a, "T:0-1", []string{"T/0", "T/1"}},
+				{a, "T:2-3", []string{"T/2", "T/3"}},
+				{a, "T:4", []string{"T/4"}},
+			},
+		},
+		{
+			// Each body is 13 bytes; two plus a newline is 27.
+			name:  "max bytes splits",
+			items: []Item{ev("T", 0, a), ev("T", 1, a), ev("T", 2, a)},
+			lim:   Limits{MaxBytes: 27, MaxEvents: 10},
+			want: []want{
+				{a, "T:0-1", []string{"T/0", "T/1"}},
+				{a, "T:2", []string{"T/2"}},
+			},
+		},
+		{
+			name:  "oversized event goes alone",
+			items: []Item{ev("T", 0, a), ev("T", 1, a), big, ev("T", 3, a)},
+			lim:   Limits{MaxBytes: 50, MaxEvents: 10},
+			want: []want{
+				{a, "T:0-1", []string{"T/0", "T/1"}},
+				{a, "T:2", []string{string(big.Body)}},
+				{a, "T:3", []string{"T/3"}},
+			},
+		},
+		{
+			name:  "packing off",
+			items: []Item{ev("T", 0, a), ev("T", 1, a)},
+			lim:   Limits{MaxEvents: 1},
+			want: []want{
+				{a, "T:0", []string{"T/0"}},
+				{a, "T:1", []string{"T/1"}},
+			},
+		},
+		{
+			name:  "events without tx are alone and without id",
+			items: []Item{ev("T", 0, a), noTx, noTx, ev("T", 1, a)},
+			lim:   lim,
+			want: []want{
+				{a, "T:0", []string{"T/0"}},
+				{a, "", []string{"none"}},
+				{a, "", []string{"none"}},
+				{a, "T:1", []string{"T/1"}},
+			},
+		},
+		{
+			name:  "a body with a newline is not packed",
+			items: []Item{ev("T", 0, a), multiLine, ev("T", 2, a), ev("T", 3, a)},
+			lim:   lim,
+			want: []want{
+				{a, "T:0", []string{"T/0"}},
+				{a, "T:1", []string{"T/1"}},
+				{a, "T:2-3", []string{"T/2", "T/3"}},
+			},
+		},
+		{
+			name:  "positions going backwards start a new pack",
+			items: []Item{ev("T", 5, a), ev("T", 6, a), ev("T", 2, a), ev("T", 3, a)},
+			lim:   lim,
+			want: []want{
+				{a, "T:5-6", []string{"T/5", "T/6"}},
+				{a, "T:2-3", []string{"T/2", "T/3"}},
+			},
+		},
+		{
+			name:  "gaps in positions (filtered events) still pack",
+			items: []Item{ev("T", 0, a), ev("T", 4, a), ev("T", 9, a)},
+			lim:   lim,
+			want:  []want{{a, "T:0-9", []string{"T/0", "T/4", "T/9"}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := describe(Build(tt.items, tt.lim))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Build =\n%v\nwant\n%v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBuildReplayStable shows why PackWindow exists: a transaction published
+// in batches cut at window multiples gets the same ids however the batches
+// are grouped.
+func TestBuildReplayStable(t *testing.T) {
+	var items []Item
+	for pos := range uint64(3000) {
+		items = append(items, ev("T", pos, "s.public.a"))
+	}
+	lim := Limits{MaxBytes: 1 << 20, MaxEvents: 1024}
+	ids := func(batches ...[]Item) []string {
+		var out []string
+		for _, b := range batches {
+			for _, p := range Build(b, lim) {
+				out = append(out, p.MsgID)
+			}
+		}
+		return out
+	}
+	whole := ids(items)
+	cut := ids(items[:1024], items[1024:2048], items[2048:])
+	if !reflect.DeepEqual(whole, cut) {
+		t.Fatalf("ids differ:\n%v\n%v", whole, cut)
+	}
+	if want := []string{"T:0-1023", "T:1024-2047", "T:2048-2999"}; !reflect.DeepEqual(whole, want) {
+		t.Fatalf("ids = %v, want %v", whole, want)
+	}
+}
+
+func TestPackMsgAndUnpack(t *testing.T) {
+	items := []Item{ev("T", 0, "s.a"), ev("T", 1, "s.a"), ev("T", 2, "s.a")}
+	packs := Build(items, Limits{MaxEvents: 10})
+	if len(packs) != 1 {
+		t.Fatalf("got %d packs", len(packs))
+	}
+	m := packs[0].Msg()
+	if m.Subject != "s.a" || m.Header.Get(HeaderEvents) != "3" {
+		t.Fatalf("msg subject %q header %q", m.Subject, m.Header.Get(HeaderEvents))
+	}
+	if packs[0].Size() != len(m.Data) {
+		t.Errorf("Size = %d, body is %d bytes", packs[0].Size(), len(m.Data))
+	}
+	events, err := Unpack(m.Data, m.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range events {
+		if !bytes.Equal(e, items[i].Body) {
+			t.Errorf("event %d = %s, want %s", i, e, items[i].Body)
+		}
+	}
+
+	plain := Build(items[:1], Limits{MaxEvents: 10})[0].Msg()
+	if _, ok := plain.Header[HeaderEvents]; ok {
+		t.Errorf("a single event must be a plain message, got header %v", plain.Header)
+	}
+	events, err = Unpack(plain.Data, plain.Header)
+	if err != nil || len(events) != 1 || !bytes.Equal(events[0], items[0].Body) {
+		t.Errorf("Unpack(plain) = %q, %v", events, err)
+	}
+	if events, err := Unpack([]byte("x\ny"), nil); err != nil || len(events) != 1 {
+		t.Errorf("Unpack without header = %q, %v; want the whole body as one event", events, err)
+	}
+}
+
+func TestUnpackMalformed(t *testing.T) {
+	hdr := func(v string) nats.Header { return nats.Header{HeaderEvents: []string{v}} }
+	tests := []struct {
+		name string
+		body string
+		hdr  nats.Header
+		msg  string
+	}{
+		{"count not a number", "{}", hdr("x"), "not a positive count"},
+		{"zero count", "{}", hdr("0"), "not a positive count"},
+		{"too few lines", "{}\n{}", hdr("3"), "declares 3 events, body holds 2"},
+		{"too many lines", "{}\n{}\n{}", hdr("2"), "declares 2 events, body holds 3"},
+		{"trailing newline", "{}\n{}\n", hdr("2"), "declares 2 events, body holds 3"},
+		{"empty event", "{}\n\n{}", hdr("3"), "event 1 of 3 is empty"},
+	}
+	for _, tt := range tests {
+		_, err := Unpack([]byte(tt.body), tt.hdr)
+		if !errors.Is(err, ErrMalformedPack) || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s: Unpack = %v, want ErrMalformedPack containing %q", tt.name, err, tt.msg)
+		}
+	}
+}
+
+func TestMsgID(t *testing.T) {
+	tests := []struct {
+		id          string
+		tx          string
+		first, last uint64
+		ok          bool
+	}{
+		{MsgID("0/16B37A0", 3, 3), "0/16B37A0", 3, 3, true},
+		{MsgID("0/16B37A0", 0, 1023), "0/16B37A0", 0, 1023, true},
+		{MsgID("snap:users:7", 1, 5), "snap:users:7", 1, 5, true},
+		{"0/1:5-3", "", 0, 0, false},
+		{"nocolon", "", 0, 0, false},
+		{":5", "", 0, 0, false},
+		{"t:x", "", 0, 0, false},
+		{"t:1-", "", 0, 0, false},
+	}
+	for _, tt := range tests {
+		tx, first, last, ok := ParseMsgID(tt.id)
+		if tx != tt.tx || first != tt.first || last != tt.last || ok != tt.ok {
+			t.Errorf("ParseMsgID(%q) = %q, %d, %d, %v; want %q, %d, %d, %v", tt.id, tx, first, last, ok, tt.tx, tt.first, tt.last, tt.ok)
+		}
+	}
+	if got := MsgID("0/1", 2, 2); got != "0/1:2" {
+		t.Errorf("MsgID single = %q", got)
+	}
+	if got := MsgID("0/1", 2, 9); got != "0/1:2-9" {
+		t.Errorf("MsgID range = %q", got)
+	}
+}
+
+func TestEventCount(t *testing.T) {
+	tests := []struct {
+		hdr  nats.Header
+		want int
+	}{
+		{nil, 1},
+		{nats.Header{HeaderEvents: []string{"7"}}, 7},
+		{nats.Header{HeaderEvents: []string{"x"}}, 1},
+		{nats.Header{HeaderEvents: []string{"0"}}, 1},
+	}
+	for _, tt := range tests {
+		if got := EventCount(tt.hdr); got != tt.want {
+			t.Errorf("EventCount(%v) = %d, want %d", tt.hdr, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+// Package natsembed runs an in-process NATS JetStream server.
+//
+// It exists so that pgflo needs no separately installed NATS: the `pgflo nats`
+// command, the demo and the test suites all start JetStream through this package,
+// with the same defaults (file storage, 8 MiB max payload as in pg_flo's sample
+// NATS configuration).
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/logger"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultMaxPayload is the max payload used when Options.MaxPayload is 0. It is
+// 8 MiB, as in pg_flo's sample NATS configuration, so that packed snapshot batches
+// and large rows fit in one message.
+const DefaultMaxPayload int32 = 8 << 20
+
+// readyTimeout bounds how long Start waits for the server to accept clients.
+const readyTimeout = 10 * time.Second
+
+// Options configures an embedded server. The zero value is usable apart from
+// StoreDir, which should be set so that JetStream data lands somewhere known.
+type Options struct {
+	// Host is the interface to listen on; empty means 127.0.0.1 so that an
+	// embedded server is never exposed by accident.
+	Host string
+	// Port is the client port; -1 picks a random free port, 0 means the NATS
+	// default 4222.
+	Port int
+	// StoreDir is the JetStream storage directory (file storage lives in
+	// StoreDir/jetstream). Empty means a directory under the OS temp dir.
+	StoreDir string
+	// MaxPayload is the largest message the server accepts; 0 means
+	// DefaultMaxPayload.
+	MaxPayload int32
+	// Logs makes the server log to stderr; otherwise it is silent (fatal
+	// errors are still reported by Start).
+	Logs bool
+}
+
+// Start starts a JetStream-enabled server and waits until it accepts clients.
+// It returns an error, instead of exiting the process as nats-server would, when
+// the port is taken or JetStream cannot use the store directory. Callers use
+// s.ClientURL() to connect and s.Shutdown() plus s.WaitForShutdown() to stop it.
+func Start(opts Options) (*server.Server, error) {
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	maxPayload := opts.MaxPayload
+	if maxPayload == 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	if maxPayload < 0 {
+		return nil, fmt.Errorf("start nats: max payload must be positive, got %d", maxPayload)
+	}
+	sopts := &server.Options{
+		Host:       host,
+		Port:       opts.Port,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		MaxPayload: maxPayload,
+		// The embedding program owns signal handling (see Command).
+		NoSigs: true,
+	}
+	// max_pending must be at least max_payload or the server refuses to start.
+	if int64(maxPayload) > server.MAX_PENDING_SIZE {
+		sopts.MaxPending = int64(maxPayload)
+	}
+	s, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+
+	// Always install a logger, even when logs are off, so that fatal errors
+	// (port in use, unusable store dir) are captured and returned rather than
+	// lost or turned into os.Exit.
+	lg := &captureLogger{}
+	if opts.Logs {
+		lg.next = logger.NewStdLogger(true, false, false, isTerminal(os.Stderr), true)
+	}
+	s.SetLogger(lg, false, false)
+
+	s.Start()
+	if err := lg.fatalErr(); err != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("start nats on %s:%d: %w", host, opts.Port, err)
+	}
+	if !s.ReadyForConnections(readyTimeout) {
+		err := lg.fatalErr()
+		s.Shutdown()
+		s.WaitForShutdown()
+		if err != nil {
+			return nil, fmt.Errorf("start nats on %s:%d: %w", host, opts.Port, err)
+		}
+		return nil, fmt.Errorf("start nats on %s:%d: not ready for connections after %v", host, opts.Port, readyTimeout)
+	}
+	if !s.JetStreamEnabled() {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("start nats: jetstream is not enabled (store dir %q)", opts.StoreDir)
+	}
+	return s, nil
+}
+
+// isTerminal reports whether f is a character device, to decide on colored logs.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// captureLogger forwards to next (if any) and remembers the first fatal message.
+// nats-server's own loggers call os.Exit on Fatalf, which an embedding program
+// (and a test process) must not do; this one turns it into an error for Start.
+type captureLogger struct {
+	next server.Logger
+
+	mu    sync.Mutex
+	fatal error
+}
+
+func (l *captureLogger) fatalErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *captureLogger) Noticef(format string, v ...any) {
+	if l.next != nil {
+		l.next.Noticef(format, v...)
+	}
+}
+
+func (l *captureLogger) Warnf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Warnf(format, v...)
+	}
+}
+
+func (l *captureLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.mu.Lock()
+	if l.fatal == nil {
+		l.fatal = errors.New(msg)
+	}
+	l.mu.Unlock()
+	if l.next != nil {
+		l.next.Errorf("%s", msg)
+	}
+}
+
+func (l *captureLogger) Errorf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Errorf(format, v...)
+	}
+}
+
+func (l *captureLogger) Debugf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Debugf(format, v...)
+	}
+}
+
+func (l *captureLogger) Tracef(format string, v ...any) {
+	if l.next != nil {
+		l.next.Tracef(format, v...)
+	}
+}

@@ -1,0 +1,163 @@
+package natsembed
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+)
+
+func TestStartPersistsAcrossRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+
+	s, err := Start(Options{Port: -1, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := s.ClientURL()
+	_, portStr, err := net.SplitHostPort(strings.TrimPrefix(url, "nats://"))
+	if err != nil {
+		t.Fatalf("parse client url %q: %v", url, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 {
+		t.Fatalf("client url %q has no real port", url)
+	}
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := nc.MaxPayload(); got != int64(DefaultMaxPayload) {
+		t.Errorf("max payload = %d, want %d", got, DefaultMaxPayload)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:     "TEST",
+		Subjects: []string{"test.>"},
+		Storage:  jetstream.FileStorage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "test.a", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Data) != "hello" {
+		t.Fatalf("got %q, want hello", msg.Data)
+	}
+	nc.Close()
+	s.Shutdown()
+	s.WaitForShutdown()
+
+	// Same port and store dir: the stream and its message must survive.
+	s2, err := Start(Options{Port: port, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s2.Shutdown()
+		s2.WaitForShutdown()
+	}()
+	if s2.ClientURL() != url {
+		t.Errorf("restarted url = %s, want %s", s2.ClientURL(), url)
+	}
+	nc2, err := nats.Connect(s2.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	js2, err := jetstream.New(nc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream2, err := js2.Stream(ctx, "TEST")
+	if err != nil {
+		t.Fatalf("stream lost across restart: %v", err)
+	}
+	msg, err = stream2.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatalf("message lost across restart: %v", err)
+	}
+	if string(msg.Data) != "hello" || msg.Subject != "test.a" {
+		t.Fatalf("after restart got %s %q, want test.a hello", msg.Subject, msg.Data)
+	}
+}
+
+func TestStartPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+
+	start := time.Now()
+	s, err := Start(Options{Port: port, StoreDir: t.TempDir()})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("expected an error for a port in use")
+	}
+	if !strings.Contains(err.Error(), "listening") && !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error does not explain the cause: %v", err)
+	}
+	t.Logf("port in use: %v", err)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to report a port in use", d)
+	}
+}
+
+func TestCommandRunsUntilCancelled(t *testing.T) {
+	pr, pw := io.Pipe()
+	app := &cli.App{
+		Name:     "pgflo",
+		Writer:   pw,
+		Commands: []*cli.Command{Command()},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.RunContext(ctx, []string{"pgflo", "nats", "--port", "-1", "--store-dir", t.TempDir()})
+		pw.Close()
+	}()
+
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no output from nats command: %v (run error: %v)", err, <-done)
+	}
+	go io.Copy(io.Discard, pr) //nolint:errcheck // drain the rest of the output
+	url := strings.Fields(strings.TrimPrefix(line, "NATS JetStream listening on "))[0]
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect to %s from %q: %v", url, line, err)
+	}
+	nc.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nats command did not stop after cancellation")
+	}
+}

@@ -1,0 +1,400 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgflo/pgflo/internal/event"
+)
+
+// UnitEvents is the most events one unit holds. Units are cut at multiples
+// of it within a transaction, so the positions where a transaction is split
+// are the same on every replay: JetStream de-duplication ids, derived from
+// positions, then stay stable (see internal/jsproto's PackWindow).
+const UnitEvents = 1024
+
+// Logger is the little logging the engine does; Benthos' logger satisfies it.
+type Logger interface {
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+// Encoded is one change event, encoded, with the fields Benthos metadata
+// carries.
+type Encoded struct {
+	JSON   []byte
+	Op     event.Op
+	Schema string
+	Table  string
+	LSN    string
+	// Tx identifies the event's transaction (its commit LSN) and Pos its
+	// position in it.
+	Tx  string
+	Pos int
+}
+
+// Unit is a run of consecutive events of one transaction: the whole
+// transaction, or a piece of at most UnitEvents of a larger one.
+type Unit struct {
+	Events []Encoded
+	// EndLSN is set on a transaction's last unit: the end of its commit
+	// record, where the slot may be confirmed once the unit is acknowledged.
+	EndLSN pglogrepl.LSN
+}
+
+// Batch is what Next returns: whole units, in stream order.
+type Batch struct {
+	Events []Encoded
+	// Checkpoint is the highest EndLSN of the batch's units (0 when the
+	// batch completes no transaction): pass it to Ack once the batch is
+	// delivered.
+	Checkpoint pglogrepl.LSN
+}
+
+// StreamConfig tunes the stream.
+type StreamConfig struct {
+	DSN         string
+	Slot        string
+	Publication string
+	// StatusInterval is how often a standby status update is sent when
+	// nothing else triggers one.
+	StatusInterval time.Duration
+	// QueueEvents bounds the events decoded ahead of the reader.
+	QueueEvents int
+	Logger      Logger
+}
+
+// Stream reads a slot and turns it into batches of encoded events.
+type Stream struct {
+	cfg     StreamConfig
+	queue   *queue
+	decoder *Decoder
+
+	// acked is the highest LSN acknowledged by the reader (a checkpoint).
+	acked atomic.Uint64
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed sync.Once
+}
+
+// ConfirmedFlush returns the LSN the stream has told PostgreSQL it may forget
+// up to, or will at its next status update.
+func (s *Stream) ConfirmedFlush() pglogrepl.LSN {
+	return pglogrepl.LSN(s.acked.Load())
+}
+
+// StartStream connects, creates the slot when prep says it is missing, and
+// starts streaming from the slot's confirmed position.
+func StartStream(ctx context.Context, cfg StreamConfig, prep *Prepared) (*Stream, error) {
+	conn, err := ConnectReplication(ctx, cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	start := prep.ConfirmedLSN
+	if !prep.SlotExists {
+		res, err := pglogrepl.CreateReplicationSlot(ctx, conn, cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{})
+		if err != nil {
+			_ = conn.Close(context.Background())
+			return nil, fmt.Errorf("create replication slot %q: %w", cfg.Slot, err)
+		}
+		if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
+			_ = conn.Close(context.Background())
+			return nil, fmt.Errorf("parse consistent point of slot %q: %w", cfg.Slot, err)
+		}
+		cfg.Logger.Infof("created replication slot %s at %s", cfg.Slot, start)
+	}
+	// Start at 0: the server then resumes at the slot's confirmed_flush_lsn,
+	// the one position known to be acknowledged downstream.
+	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"},
+	})
+	if err != nil {
+		_ = conn.Close(context.Background())
+		return nil, fmt.Errorf("start replication from slot %q: %w", cfg.Slot, err)
+	}
+	cfg.Logger.Infof("streaming from slot %s (confirmed up to %s)", cfg.Slot, start)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Stream{
+		cfg:     cfg,
+		queue:   newQueue(cfg.QueueEvents),
+		decoder: NewDecoder(prep.TypeNames),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	s.acked.Store(uint64(start))
+	go func() {
+		defer close(s.done)
+		err := s.run(runCtx, conn, start)
+		_ = conn.Close(context.Background())
+		if err == nil || errors.Is(err, context.Canceled) {
+			err = ErrStreamClosed
+		}
+		s.queue.fail(err)
+	}()
+	return s, nil
+}
+
+// ErrStreamClosed is returned by Next after Close.
+var ErrStreamClosed = errors.New("replication stream closed")
+
+// Next waits for events and returns whole units holding at most maxEvents
+// events (or one unit, when that alone is larger). It returns the stream's
+// error once it has failed: the caller reconnects with a new Stream, which
+// resumes at the slot's confirmed position.
+func (s *Stream) Next(ctx context.Context, maxEvents int) (*Batch, error) {
+	units, err := s.queue.pop(ctx, maxEvents)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch{}
+	n := 0
+	for _, u := range units {
+		n += len(u.Events)
+	}
+	b.Events = make([]Encoded, 0, n)
+	for _, u := range units {
+		b.Events = append(b.Events, u.Events...)
+		if u.EndLSN > b.Checkpoint {
+			b.Checkpoint = u.EndLSN
+		}
+	}
+	return b, nil
+}
+
+// Ack records that every event up to checkpoint is delivered. The slot is
+// confirmed to it at the next status update.
+func (s *Stream) Ack(checkpoint pglogrepl.LSN) {
+	for {
+		cur := s.acked.Load()
+		if uint64(checkpoint) <= cur || s.acked.CompareAndSwap(cur, uint64(checkpoint)) {
+			return
+		}
+	}
+}
+
+// Close stops streaming after a last status update and closes the connection.
+func (s *Stream) Close(ctx context.Context) error {
+	s.closed.Do(s.cancel)
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pollInterval bounds how long a read waits before the loop looks at acks.
+const pollInterval = 250 * time.Millisecond
+
+// run is the replication loop: it reads the slot, decodes, queues units and
+// reports acknowledged progress to PostgreSQL.
+func (s *Stream) run(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN) error {
+	st := &loopState{conn: conn, sent: start, pushedEnd: start, idle: start}
+	defer func() {
+		// A last status update so a clean stop loses no progress.
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.sendStatus(sctx, st, false)
+	}()
+	nextStatus := time.Now().Add(s.cfg.StatusInterval)
+	// One deadline context serves every read until it expires: creating one
+	// per message would cost a timer per change.
+	var recv deadlineCtx
+	defer recv.release()
+
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if now.After(nextStatus) || (s.confirmable(st) != st.sent && now.Sub(st.sentAt) >= pollInterval) {
+			if err := s.sendStatus(ctx, st, false); err != nil {
+				return err
+			}
+			nextStatus = now.Add(s.cfg.StatusInterval)
+		}
+		raw, err := conn.ReceiveMessage(recv.get(ctx, now.Add(pollInterval)))
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				recv.release()
+				continue
+			}
+			return fmt.Errorf("receive from slot %q: %w", s.cfg.Slot, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication from slot %q: %w", s.cfg.Slot, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				if !s.decoder.Tx().InTx && st.cur == nil && ka.ServerWALEnd > st.idle {
+					st.idle = ka.ServerWALEnd
+				}
+				if ka.ReplyRequested {
+					if err := s.sendStatus(ctx, st, false); err != nil {
+						return err
+					}
+					nextStatus = time.Now().Add(s.cfg.StatusInterval)
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse xlogdata: %w", err)
+				}
+				if err := s.handle(ctx, st, xld); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// deadlineCtx is a reusable read deadline.
+type deadlineCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadlineCtx) get(parent context.Context, deadline time.Time) context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithDeadline(parent, deadline)
+	}
+	return d.ctx
+}
+
+func (d *deadlineCtx) release() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.ctx, d.cancel = nil, nil
+}
+
+// loopState is what the replication loop tracks between messages.
+type loopState struct {
+	conn *pgconn.PgConn
+	cur  *Unit
+	// pushedEnd is the EndLSN of the last transaction queued; idle is a
+	// position the slot may be confirmed to once everything queued is
+	// acknowledged (a keepalive's WAL end, or an empty transaction's end).
+	pushedEnd, idle pglogrepl.LSN
+	sent            pglogrepl.LSN
+	sentAt          time.Time
+}
+
+func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogData) error {
+	before := s.decoder.Tx()
+	res, err := s.decoder.Decode(xld.WALStart, xld.WALData)
+	if err != nil {
+		return err
+	}
+	if res.Begin {
+		st.cur = &Unit{}
+	}
+	if len(res.Events) > 0 {
+		if st.cur == nil {
+			st.cur = &Unit{}
+		}
+		tx := before.CommitLSN.String()
+		for i, ev := range res.Events {
+			pos := before.Pos + i
+			if pos > 0 && pos%UnitEvents == 0 && len(st.cur.Events) > 0 {
+				if err := s.push(ctx, st, st.cur); err != nil {
+					return err
+				}
+				st.cur = &Unit{}
+			}
+			st.cur.Events = append(st.cur.Events, Encoded{
+				JSON: ev.AppendJSON(make([]byte, 0, 256)), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
+				LSN: ev.LSN.String(), Tx: tx, Pos: pos,
+			})
+		}
+	}
+	if res.Commit {
+		u := st.cur
+		st.cur = nil
+		if u == nil || len(u.Events) == 0 {
+			// Nothing of ours in this transaction: its end may be confirmed
+			// once everything before it is.
+			if res.EndLSN > st.idle {
+				st.idle = res.EndLSN
+			}
+			return nil
+		}
+		u.EndLSN = res.EndLSN
+		if err := s.push(ctx, st, u); err != nil {
+			return err
+		}
+		st.pushedEnd = res.EndLSN
+	}
+	return nil
+}
+
+// push queues u, keeping the connection alive with status updates while the
+// reader applies backpressure.
+func (s *Stream) push(ctx context.Context, st *loopState, u *Unit) error {
+	for {
+		ok, err := s.queue.push(ctx, u, s.cfg.StatusInterval/2)
+		if err != nil || ok {
+			return err
+		}
+		if err := s.sendStatus(ctx, st, false); err != nil {
+			return err
+		}
+	}
+}
+
+// confirmable is the LSN the slot may be confirmed to now: what the reader
+// acknowledged, or further when everything queued is acknowledged and the
+// loop is between transactions.
+func (s *Stream) confirmable(st *loopState) pglogrepl.LSN {
+	acked := pglogrepl.LSN(s.acked.Load())
+	if acked >= st.pushedEnd && st.cur == nil && st.idle > acked && s.queue.empty() {
+		return st.idle
+	}
+	return acked
+}
+
+func (s *Stream) sendStatus(ctx context.Context, st *loopState, reply bool) error {
+	pos := s.confirmable(st)
+	if pos < st.sent {
+		pos = st.sent
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pos, WALFlushPosition: pos, WALApplyPosition: pos, ReplyRequested: reply,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status to slot %q: %w", s.cfg.Slot, err)
+	}
+	if pos != st.sent {
+		s.cfg.Logger.Debugf("confirmed slot %s up to %s", s.cfg.Slot, pos)
+	}
+	st.sent, st.sentAt = pos, time.Now()
+	return nil
+}
+
+// Meta returns the metadata pairs of an encoded event, in a fixed order.
+func (e *Encoded) Meta() [6][2]string {
+	return [6][2]string{
+		{event.MetaOp, string(e.Op)}, {event.MetaSchema, e.Schema}, {event.MetaTable, e.Table},
+		{event.MetaLSN, e.LSN}, {event.MetaTx, e.Tx}, {event.MetaTxPos, strconv.Itoa(e.Pos)},
+	}
+}

@@ -1,0 +1,114 @@
+package testenv
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// BinaryEnv names an environment variable that, when set, holds the path of a
+// prebuilt pgflo binary for Binary to return instead of building one (CI builds
+// once and shares it across test packages).
+const BinaryEnv = "PGFLO_TEST_BINARY"
+
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+// Binary returns the path of the pgflo binary built from this repository, for
+// tests that run the replicator or worker as real subprocesses. It is built once
+// per test process (go build of the repository root, found by walking up to
+// go.mod); a build failure fails the test with the compiler output.
+//
+// The binary goes to a fixed path per repository under the OS temp dir
+// (pgflo-testbin-<uid>/<hash of repo root>/pgflo), replaced atomically on each
+// build, so repeated runs do not pile up copies and concurrent test packages
+// each keep executing a complete file.
+func Binary(t testing.TB) string {
+	t.Helper()
+	binaryOnce.Do(func() { binaryPath, binaryErr = buildBinary() })
+	if binaryErr != nil {
+		t.Fatalf("build pgflo: %v", binaryErr)
+	}
+	return binaryPath
+}
+
+func buildBinary() (string, error) {
+	if p := os.Getenv(BinaryEnv); p != "" {
+		if !isExecutable(p) {
+			return "", fmt.Errorf("%s=%s is not an executable file", BinaryEnv, p)
+		}
+		return p, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(os.TempDir(), "pgflo-testbin-"+strconv.Itoa(os.Getuid()), hex.EncodeToString(sum[:6]))
+	return buildMain(root, dir, "pgflo")
+}
+
+// buildMain builds the main package in dir pkgDir into outDir/name, replacing an
+// earlier build atomically.
+func buildMain(pkgDir, outDir, name string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" && isExecutable(p) {
+			goBin = p
+		} else {
+			return "", fmt.Errorf("find the go command: %w", err)
+		}
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", fmt.Errorf("create binary dir: %w", err)
+	}
+	exe := name
+	if runtime.GOOS == "windows" {
+		exe += ".exe"
+	}
+	final := filepath.Join(outDir, exe)
+	tmp := filepath.Join(outDir, fmt.Sprintf(".%s-%d", exe, os.Getpid()))
+	cmd := exec.Command(goBin, "build", "-o", tmp, ".")
+	cmd.Dir = pkgDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("go build in %s: %w\n%s", pkgDir, err, out)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("install binary: %w", err)
+	}
+	return final, nil
+}
+
+// repoRoot walks up from the working directory (the package dir under go test)
+// to the directory holding go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("find repository root: %w", err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("find repository root: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,32 @@
+// Command pgflo is a complete Benthos (every stock input, processor and
+// output) plus pgflo's PostgreSQL change-data-capture components
+// (pg_flo_replicator, pg_flo_jetstream, pg_flo_worker, …) and the
+// `pgflo nats` embedded JetStream server.
+package main
+
+import (
+	"context"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/pgflo/pgflo/inputs"
+	"github.com/pgflo/pgflo/internal/natsembed"
+	_ "github.com/pgflo/pgflo/outputs"
+)
+
+// Set by the build (-ldflags "-X main.version=… -X main.dateBuilt=…").
+var (
+	version   = "dev"
+	dateBuilt = "unknown"
+)
+
+func main() {
+	service.RunCLI(context.Background(),
+		service.CLIOptSetBinaryName("pgflo"),
+		service.CLIOptSetProductName("pgflo"),
+		service.CLIOptSetVersion(version, dateBuilt),
+		service.CLIOptAddCommand(natsembed.Command()),
+	)
+}

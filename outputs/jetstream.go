@@ -1,0 +1,630 @@
+package outputs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/jsproto"
+)
+
+// Field names of pg_flo_jetstream.
+const (
+	jsFieldURL             = "url"
+	jsFieldGroup           = "group"
+	jsFieldStream          = "stream"
+	jsFieldSubjectPrefix   = "subject_prefix"
+	jsFieldPack            = "pack"
+	jsFieldPackMaxBytes    = "pack_max_bytes"
+	jsFieldPackMaxEvents   = "pack_max_events"
+	jsFieldStreamMaxAge    = "stream_max_age"
+	jsFieldStreamMaxBytes  = "stream_max_bytes"
+	jsFieldStreamRetention = "stream_retention"
+	jsFieldStreamDiscard   = "stream_discard"
+	jsFieldStreamReplicas  = "stream_replicas"
+	jsFieldDuplicateWindow = "duplicate_window"
+	jsFieldPublishTimeout  = "publish_timeout"
+	jsFieldUser            = "user"
+	jsFieldPassword        = "password"
+	jsFieldToken           = "token"
+	jsFieldCredsFile       = "creds_file"
+	jsFieldTLS             = "tls"
+)
+
+// jsPayloadHeadroom is kept free below the server's max payload for the
+// headers of a packed message (Nats-Msg-Id, Pgflo-Events, Nats-Expected-Stream).
+const jsPayloadHeadroom = 4 << 10
+
+func jsOutputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Services").
+		Summary("Publishes pg_flo change events to the group's NATS JetStream stream, with de-duplication ids, acknowledging a batch only after JetStream stored every message of it.").
+		Description(`
+The replicator half of pg_flo's data path: connect `+"`pg_flo_replicator`"+` to this output, and
+`+"`pg_flo_worker`"+` consumes what it stores.
+
+### Stream and subjects
+
+Events go to the stream `+"`pgflo_<group>_stream`"+` (pg_flo's name), one subject per table:
+`+"`pgflo.<group>.<schema>.<table>`"+`. In a subject, whitespace, control characters, `+"`.`, `*` and `>`"+`
+in a schema or table name are replaced by `+"`_`"+` (the event itself keeps the exact names). The stream is
+created on connect when it does not exist (file storage, subjects `+"`pgflo.<group>.>`"+`, the `+"`stream_*`"+`
+settings below). An existing stream is never changed: when its settings can lose data (a maximum age,
+discarding old messages when full, a shorter duplicate window) a warning says so; when its subjects do not
+cover ours (a stream made by pg_flo, whose single subject is `+"`pgflo.<group>`"+`), connecting fails with an
+error saying how to fix it.
+
+### Packing
+
+With `+"`pack`"+` on, consecutive events of one transaction and table are packed into one JetStream message
+(newline-separated JSON, header `+"`Pgflo-Events: <count>`"+`), which multiplies throughput for snapshots and
+large transactions. A pack never crosses a multiple of 1024 positions in its transaction and stays below
+`+"`pack_max_bytes`"+` and `+"`pack_max_events`"+`. A single event is published as a plain message (no header),
+so non-pgflo consumers can read one-event messages. `+"`pg_flo_worker`"+` unpacks both.
+
+### Guarantees
+
+- **Acknowledged only when stored**: a batch is acknowledged only after every one of its messages got its
+  PubAck from JetStream (the stream stored it on all replicas). On any failure the batch is nacked, and the
+  input resends it.
+- **Order**: messages are published strictly in batch order on one connection, and batches one at a time
+  (this output runs with max in flight 1; it is not configurable, because two batches in flight could be
+  stored out of order when one of them is retried).
+- **No duplicates from retries**: every message carries a de-duplication id (`+"`Nats-Msg-Id`"+`) derived from its
+  events' transaction and positions (metadata `+"`pg_flo_tx`, `pg_flo_tx_pos`"+`): `+"`<tx>:<pos>`"+` or
+  `+"`<tx>:<first>-<last>`"+`. A batch resent after a failure, or a transaction replayed after a restart of the
+  replicator, is stored once as long as it comes within `+"`duplicate_window`"+`. Messages without those
+  metadata (from a stock input) are published one per message without an id: they are never mistaken for
+  one another, but a resend after a failure can store them twice.
+
+Messages must be pg_flo change events: the subject comes from the metadata `+"`pg_flo_schema`, `pg_flo_table`"+`,
+or from the event body when the metadata are missing; anything else fails the batch with an error.`).
+		Fields(
+			service.NewStringField(jsFieldURL).
+				Description("NATS server URL; several may be given separated by commas. Credentials may be embedded (`nats://user:password@host:4222`), but the `user`/`password` fields keep them out of logs.").
+				Default("nats://127.0.0.1:4222").
+				Example("nats://localhost:4222").
+				Example("nats://n1:4222,nats://n2:4222"),
+			service.NewStringField(jsFieldGroup).
+				Description("Replication group, as in pg_flo: names the stream (`pgflo_<group>_stream`) and the subjects (`pgflo.<group>.…`). Must not contain whitespace, `.`, `*`, `>`, `/` or `\\`.").
+				Example("users"),
+			service.NewStringField(jsFieldStream).
+				Description("Stream name; empty means pg_flo's `pgflo_<group>_stream`.").
+				Default("").
+				Advanced(),
+			service.NewStringField(jsFieldSubjectPrefix).
+				Description("Subject prefix; the subject of an event is `<prefix>.<schema>.<table>` and the stream is created with subjects `<prefix>.>`. Empty means `pgflo.<group>`. A worker reading a custom prefix needs `filter_subjects: [\"<prefix>.>\"]`.").
+				Default("").
+				Advanced(),
+			service.NewBoolField(jsFieldPack).
+				Description("Pack consecutive events of one transaction and table into one JetStream message. `pg_flo_worker` reads both forms; turn it off only for consumers that expect one event per message.").
+				Default(true),
+			service.NewIntField(jsFieldPackMaxBytes).
+				Description("Largest body of a packed message, in bytes. Lowered automatically to the server's `max_payload` minus room for headers.").
+				Default(jsproto.DefaultPackMaxBytes).
+				Advanced(),
+			service.NewIntField(jsFieldPackMaxEvents).
+				Description("Most events in a packed message.").
+				Default(jsproto.DefaultPackMaxEvents).
+				Advanced(),
+			service.NewDurationField(jsFieldStreamMaxAge).
+				Description("Maximum age of messages in the stream, used when the stream is created. `0s` keeps messages until they are removed otherwise. pg_flo used 24h, which silently deletes the changes a worker has not read when it is down longer than that; pgflo keeps them by default, and the replication slot keeps WAL only until the replicator has published it.").
+				Default("0s").
+				Example("168h").
+				Advanced(),
+			service.NewIntField(jsFieldStreamMaxBytes).
+				Description("Maximum size of the stream in bytes, used when the stream is created; -1 is unlimited. When full, `stream_discard` decides what happens.").
+				Default(-1).
+				Advanced(),
+			service.NewStringAnnotatedEnumField(jsFieldStreamRetention, map[string]string{
+				"limits":    "Messages are kept until a limit (age, size) removes them; the worker's acknowledgements do not delete them, so the stream can be replayed.",
+				"interest":  "Messages are deleted once every consumer acknowledged them. Messages published while no consumer exists are dropped at once, so create the worker's consumer first.",
+				"workqueue": "Messages are deleted once acknowledged; only one consumer per subject is allowed.",
+			}).
+				Description("Retention policy, used when the stream is created.").
+				Default("limits").
+				Advanced(),
+			service.NewStringAnnotatedEnumField(jsFieldStreamDiscard, map[string]string{
+				"new": "A full stream rejects new messages: publishing fails and is retried, so the replicator waits and the replication slot keeps the WAL until the worker has caught up. Nothing is lost.",
+				"old": "A full stream deletes its oldest messages, even ones no worker has read: data loss.",
+			}).
+				Description("What a full stream does (see `stream_max_bytes`), used when the stream is created.").
+				Default("new").
+				Advanced(),
+			service.NewIntField(jsFieldStreamReplicas).
+				Description("Number of stream replicas in a NATS cluster, used when the stream is created.").
+				Default(1).
+				Advanced(),
+			service.NewDurationField(jsFieldDuplicateWindow).
+				Description("JetStream de-duplication window, used when the stream is created: a message whose id was stored less than this long ago is acknowledged without being stored again. Replays of a batch or a transaction after a restart of the replicator within the window are therefore stored once; a longer window costs server memory (one entry per message id).").
+				Default("10m").
+				Advanced(),
+			service.NewDurationField(jsFieldPublishTimeout).
+				Description("How long to wait for JetStream's acknowledgement of a published message before the batch fails and is resent.").
+				Default("30s").
+				Advanced(),
+			service.NewStringField(jsFieldUser).
+				Description("User name for NATS user/password authentication.").
+				Default(""),
+			service.NewStringField(jsFieldPassword).
+				Description("Password for NATS user/password authentication.").
+				Default("").
+				Secret(),
+			service.NewStringField(jsFieldToken).
+				Description("Token for NATS token authentication.").
+				Default("").
+				Secret(),
+			service.NewStringField(jsFieldCredsFile).
+				Description("Path to a NATS credentials file (JWT and NKey seed) for decentralized authentication.").
+				Default("").
+				Example("./nats.creds"),
+			service.NewTLSToggledField(jsFieldTLS),
+		).
+		Example("Replicator", "Stream a table's changes into the group's JetStream stream.", `
+input:
+  pg_flo_replicator:
+    dsn: postgres://replicator:secret@localhost:5432/myapp
+    group: users
+    tables: [ users ]
+output:
+  pg_flo_jetstream:
+    url: nats://localhost:4222
+    group: users
+`)
+}
+
+func init() {
+	err := service.RegisterBatchOutput("pg_flo_jetstream", jsOutputSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+			out, err := newJSOutput(conf, mgr)
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			// One batch in flight: see "Order" in the description.
+			return out, service.BatchPolicy{}, 1, nil
+		})
+	if err != nil {
+		panic(err)
+	}
+}
+
+// jsOutputConfig is the parsed configuration of pg_flo_jetstream.
+type jsOutputConfig struct {
+	conn           jsproto.ConnConfig
+	group          string
+	stream         string
+	subjectPrefix  string
+	pack           bool
+	packMaxBytes   int
+	packMaxEvents  int
+	streamConfig   jetstream.StreamConfig
+	publishTimeout time.Duration
+}
+
+func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
+	var c jsOutputConfig
+	var err error
+	str := func(name string) string {
+		if err != nil {
+			return ""
+		}
+		var v string
+		if v, err = conf.FieldString(name); err != nil {
+			err = fmt.Errorf("field %s: %w", name, err)
+		}
+		return v
+	}
+	integer := func(name string) int {
+		if err != nil {
+			return 0
+		}
+		var v int
+		if v, err = conf.FieldInt(name); err != nil {
+			err = fmt.Errorf("field %s: %w", name, err)
+		}
+		return v
+	}
+	duration := func(name string) time.Duration {
+		if err != nil {
+			return 0
+		}
+		var v time.Duration
+		if v, err = conf.FieldDuration(name); err != nil {
+			err = fmt.Errorf("field %s: %w", name, err)
+		}
+		return v
+	}
+
+	c.conn.URL = str(jsFieldURL)
+	c.group = str(jsFieldGroup)
+	c.stream = str(jsFieldStream)
+	c.subjectPrefix = str(jsFieldSubjectPrefix)
+	c.packMaxBytes = integer(jsFieldPackMaxBytes)
+	c.packMaxEvents = integer(jsFieldPackMaxEvents)
+	maxAge := duration(jsFieldStreamMaxAge)
+	maxBytes := integer(jsFieldStreamMaxBytes)
+	retention := str(jsFieldStreamRetention)
+	discard := str(jsFieldStreamDiscard)
+	replicas := integer(jsFieldStreamReplicas)
+	dupWindow := duration(jsFieldDuplicateWindow)
+	c.publishTimeout = duration(jsFieldPublishTimeout)
+	c.conn.User = str(jsFieldUser)
+	c.conn.Password = str(jsFieldPassword)
+	c.conn.Token = str(jsFieldToken)
+	c.conn.CredsFile = str(jsFieldCredsFile)
+	if err != nil {
+		return c, err
+	}
+	if c.pack, err = conf.FieldBool(jsFieldPack); err != nil {
+		return c, fmt.Errorf("field %s: %w", jsFieldPack, err)
+	}
+	tlsConf, tlsOn, err := conf.FieldTLSToggled(jsFieldTLS)
+	if err != nil {
+		return c, fmt.Errorf("field %s: %w", jsFieldTLS, err)
+	}
+	if tlsOn {
+		c.conn.TLS = tlsConf
+	}
+
+	if err := jsproto.ValidateGroup(c.group); err != nil {
+		return c, fmt.Errorf("field %s: %w", jsFieldGroup, err)
+	}
+	if c.stream == "" {
+		c.stream = jsproto.StreamName(c.group)
+	} else if err := jsproto.ValidateName("stream", c.stream); err != nil {
+		return c, fmt.Errorf("field %s: %w", jsFieldStream, err)
+	}
+	if c.subjectPrefix == "" {
+		c.subjectPrefix = jsproto.SubjectPrefix(c.group)
+	} else if err := jsproto.ValidateSubjectPrefix(c.subjectPrefix); err != nil {
+		return c, fmt.Errorf("field %s: %w", jsFieldSubjectPrefix, err)
+	}
+	if c.packMaxBytes < 1 {
+		return c, fmt.Errorf("field %s: must be positive, got %d", jsFieldPackMaxBytes, c.packMaxBytes)
+	}
+	if c.packMaxEvents < 1 {
+		return c, fmt.Errorf("field %s: must be positive, got %d", jsFieldPackMaxEvents, c.packMaxEvents)
+	}
+	if maxAge < 0 {
+		return c, fmt.Errorf("field %s: must not be negative, got %v", jsFieldStreamMaxAge, maxAge)
+	}
+	if maxBytes == 0 || maxBytes < -1 {
+		return c, fmt.Errorf("field %s: must be positive or -1 (unlimited), got %d", jsFieldStreamMaxBytes, maxBytes)
+	}
+	if replicas < 1 || replicas > 5 {
+		return c, fmt.Errorf("field %s: must be between 1 and 5, got %d", jsFieldStreamReplicas, replicas)
+	}
+	if dupWindow < 0 {
+		return c, fmt.Errorf("field %s: must not be negative, got %v", jsFieldDuplicateWindow, dupWindow)
+	}
+	if maxAge > 0 && dupWindow > maxAge {
+		return c, fmt.Errorf("field %s: %v is longer than %s %v, which JetStream rejects", jsFieldDuplicateWindow, dupWindow, jsFieldStreamMaxAge, maxAge)
+	}
+	if c.publishTimeout <= 0 {
+		return c, fmt.Errorf("field %s: must be positive, got %v", jsFieldPublishTimeout, c.publishTimeout)
+	}
+	if err := c.conn.Validate(); err != nil {
+		return c, err
+	}
+
+	c.streamConfig = jetstream.StreamConfig{
+		Name:        c.stream,
+		Description: "pgflo change events of group " + c.group,
+		Subjects:    []string{jsproto.PrefixSubjects(c.subjectPrefix)},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      maxAge,
+		MaxBytes:    int64(maxBytes),
+		MaxMsgs:     -1,
+		Replicas:    replicas,
+		Duplicates:  dupWindow,
+	}
+	switch retention {
+	case "limits":
+		c.streamConfig.Retention = jetstream.LimitsPolicy
+	case "interest":
+		c.streamConfig.Retention = jetstream.InterestPolicy
+	case "workqueue":
+		c.streamConfig.Retention = jetstream.WorkQueuePolicy
+	default:
+		return c, fmt.Errorf("field %s: unknown policy %q (limits, interest or workqueue)", jsFieldStreamRetention, retention)
+	}
+	switch discard {
+	case "new":
+		c.streamConfig.Discard = jetstream.DiscardNew
+	case "old":
+		c.streamConfig.Discard = jetstream.DiscardOld
+	default:
+		return c, fmt.Errorf("field %s: unknown policy %q (new or old)", jsFieldStreamDiscard, discard)
+	}
+	c.conn.Name = "pgflo pg_flo_jetstream " + c.group
+	return c, nil
+}
+
+// jsOutput is the pg_flo_jetstream output.
+type jsOutput struct {
+	conf jsOutputConfig
+	log  *service.Logger
+
+	mu           sync.Mutex
+	nc           *nats.Conn
+	js           jetstream.JetStream
+	packMaxBytes int // conf.packMaxBytes clamped to the server's max payload
+	closed       bool
+}
+
+func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput, error) {
+	c, err := jsParseOutputConfig(conf)
+	if err != nil {
+		return nil, err
+	}
+	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes}
+	o.conf.conn.OnDisconnect = func(err error) {
+		if err != nil {
+			o.log.Warnf("Disconnected from NATS: %v", err)
+		}
+	}
+	o.conf.conn.OnReconnect = func(url string) { o.log.Infof("Reconnected to NATS at %s", url) }
+	return o, nil
+}
+
+// Connect dials NATS (once; the client then reconnects by itself) and makes
+// sure the stream exists. Benthos calls it again after WriteBatch reported
+// service.ErrNotConnected; it then waits for the client's own reconnection.
+func (o *jsOutput) Connect(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return errors.New("pg_flo_jetstream: output is closed")
+	}
+	if o.nc != nil && o.nc.IsClosed() {
+		o.nc, o.js = nil, nil
+	}
+	if o.nc == nil {
+		nc, err := jsproto.Connect(o.conf.conn)
+		if err != nil {
+			return err
+		}
+		js, err := jetstream.New(nc,
+			jetstream.WithPublishAsyncTimeout(o.conf.publishTimeout),
+			jetstream.WithPublishAsyncMaxPending(4096))
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		o.nc, o.js = nc, js
+	}
+	if !o.nc.IsConnected() {
+		return fmt.Errorf("nats: %w (status %v)", nats.ErrDisconnected, o.nc.Status())
+	}
+	if err := o.ensureStream(ctx); err != nil {
+		return err
+	}
+	o.clampPackSize()
+	return nil
+}
+
+// ensureStream creates the stream when missing and warns about an existing
+// stream whose settings can lose data. Called with o.mu held.
+func (o *jsOutput) ensureStream(ctx context.Context) error {
+	want := o.conf.streamConfig
+	s, err := o.js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = o.js.CreateStream(ctx, want)
+		if err == nil {
+			o.log.Infof("Created JetStream stream %s (subjects %v, max age %v, duplicate window %v)", want.Name, want.Subjects, want.MaxAge, want.Duplicates)
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = o.js.Stream(ctx, want.Name) // created concurrently
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	sample := jsproto.TableSubject(o.conf.subjectPrefix, "public", "t")
+	covered := false
+	for _, subj := range have.Subjects {
+		if jsproto.SubjectMatches(subj, sample) {
+			covered = true
+			break
+		}
+	}
+	if !covered {
+		return fmt.Errorf("stream %s has subjects %v, which do not include %s (a stream created by pg_flo publishes to the single subject %s): add the subject with `nats stream edit %s --subjects %s` (keeping the existing ones), or delete the stream",
+			want.Name, have.Subjects, want.Subjects[0], o.conf.subjectPrefix, want.Name, want.Subjects[0])
+	}
+	if have.MaxAge > 0 {
+		o.log.Warnf("Stream %s deletes messages older than %v even if no worker has read them (pg_flo created its streams with 24h); set its max age to 0 to keep changes until they are consumed", want.Name, have.MaxAge)
+	}
+	if have.Discard == jetstream.DiscardOld && (have.MaxBytes > 0 || have.MaxMsgs > 0 || have.MaxMsgsPerSubject > 0) {
+		o.log.Warnf("Stream %s discards its oldest messages when full, even ones no worker has read; use discard policy new so the replicator waits instead", want.Name)
+	}
+	if have.Retention == jetstream.InterestPolicy {
+		o.log.Warnf("Stream %s has interest retention: changes published while no consumer exists are dropped", want.Name)
+	}
+	if have.Duplicates < want.Duplicates {
+		o.log.Warnf("Stream %s de-duplicates over %v, less than the configured %v: replays older than that are stored twice", want.Name, have.Duplicates, want.Duplicates)
+	}
+	return nil
+}
+
+// clampPackSize lowers the pack size to what the server accepts. Called with
+// o.mu held.
+func (o *jsOutput) clampPackSize() {
+	limit := int(o.nc.MaxPayload()) - jsPayloadHeadroom
+	if limit < 1 {
+		limit = 1
+	}
+	o.packMaxBytes = o.conf.packMaxBytes
+	if o.packMaxBytes > limit {
+		o.log.Infof("Field %s lowered from %d to %d bytes: the NATS server's max payload is %d", jsFieldPackMaxBytes, o.conf.packMaxBytes, limit, o.nc.MaxPayload())
+		o.packMaxBytes = limit
+	}
+}
+
+// WriteBatch publishes the batch's events in order and returns once JetStream
+// acknowledged every message, or with the first error.
+func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	o.mu.Lock()
+	nc, js, packMaxBytes := o.nc, o.js, o.packMaxBytes
+	o.mu.Unlock()
+	if nc == nil || !nc.IsConnected() {
+		return service.ErrNotConnected
+	}
+
+	items, err := o.items(batch)
+	if err != nil {
+		return err
+	}
+	lim := jsproto.Limits{MaxBytes: packMaxBytes, MaxEvents: 1}
+	if o.conf.pack {
+		lim.MaxEvents = o.conf.packMaxEvents
+	}
+	packs := jsproto.Build(items, lim)
+
+	// Refuse the batch before publishing any of it when a message cannot fit:
+	// publishing the rest would store later changes before the rejected one.
+	maxPayload := int(nc.MaxPayload())
+	for _, p := range packs {
+		if size := p.Size() + jsHeaderBytes(p, o.conf.stream); size > maxPayload {
+			return fmt.Errorf("publish %s: event of %d bytes exceeds the NATS server's max payload of %d bytes (raise max_payload in the server configuration)", p.Subject, p.Size(), maxPayload)
+		}
+	}
+
+	futures := make([]jetstream.PubAckFuture, 0, len(packs))
+	var publishErr error
+	for _, p := range packs {
+		opts := []jetstream.PublishOpt{
+			jetstream.WithExpectStream(o.conf.stream),
+			jetstream.WithStallWait(o.conf.publishTimeout),
+		}
+		if p.MsgID != "" {
+			opts = append(opts, jetstream.WithMsgID(p.MsgID))
+		}
+		f, err := js.PublishMsgAsync(p.Msg(), opts...)
+		if err != nil {
+			publishErr = fmt.Errorf("publish to %s: %w", p.Subject, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+
+	// Wait for every future, even after an error, so that no acknowledgement
+	// of this batch is still pending when it is retried.
+	var ackErr error
+	stored, dups := 0, 0
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				dups++
+			} else {
+				stored++
+			}
+		case err := <-f.Err():
+			if ackErr == nil {
+				ackErr = fmt.Errorf("publish to %s (id %q): %w", f.Msg().Subject, f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("wait for jetstream acknowledgements: %w", ctx.Err())
+		}
+	}
+	if err := errors.Join(publishErr, ackErr); err != nil {
+		if !nc.IsConnected() {
+			o.log.Warnf("Publishing failed while disconnected from NATS: %v", err)
+			return service.ErrNotConnected
+		}
+		return err
+	}
+	if dups > 0 {
+		o.log.Debugf("Stored %d messages; %d were duplicates already in stream %s", stored, dups, o.conf.stream)
+	}
+	return nil
+}
+
+// jsHeaderBytes bounds the size of the headers a pack is published with.
+func jsHeaderBytes(p jsproto.Pack, stream string) int {
+	// NATS/1.0, Nats-Msg-Id, Nats-Expected-Stream and Pgflo-Events lines.
+	return 128 + len(p.MsgID) + len(stream)
+}
+
+// items maps the batch to the events to publish, with their identity and
+// subject.
+func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
+	items := make([]jsproto.Item, len(batch))
+	for i, msg := range batch {
+		body, err := msg.AsBytes()
+		if err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		it := jsproto.Item{Body: body}
+		tx, hasTx := msg.MetaGet(event.MetaTx)
+		posText, hasPos := msg.MetaGet(event.MetaTxPos)
+		// Without both, the event has no stable identity: no id.
+		if hasTx && hasPos && tx != "" {
+			pos, err := strconv.ParseUint(posText, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("message %d: metadata %s=%q is not a position: %w", i, event.MetaTxPos, posText, err)
+			}
+			it.Tx, it.Pos = tx, pos
+		}
+		schema, hasSchema := msg.MetaGet(event.MetaSchema)
+		table, hasTable := msg.MetaGet(event.MetaTable)
+		if !hasSchema || !hasTable {
+			head, err := event.Peek(body)
+			if err != nil {
+				return nil, fmt.Errorf("message %d: not a pg_flo change event and no %s/%s metadata to route it by: %w", i, event.MetaSchema, event.MetaTable, err)
+			}
+			schema, table = head.Schema, head.Table
+		}
+		it.Subject = jsproto.TableSubject(o.conf.subjectPrefix, schema, table)
+		items[i] = it
+	}
+	return items, nil
+}
+
+// Close drains the connection: publishes in flight complete, then it closes.
+// It is safe to call more than once.
+func (o *jsOutput) Close(ctx context.Context) error {
+	o.mu.Lock()
+	nc := o.nc
+	o.closed = true
+	o.nc, o.js = nil, nil
+	o.mu.Unlock()
+	if nc == nil {
+		return nil
+	}
+	return jsDrain(ctx, nc)
+}
+
+// jsDrain drains nc and waits, within ctx, until it is closed.
+func jsDrain(ctx context.Context, nc *nats.Conn) error {
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("drain nats connection: %w", err)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,380 @@
+package outputs
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/jsproto"
+)
+
+// jsTestServer starts an in-process JetStream server for one test and
+// returns its client URL.
+func jsTestServer(t *testing.T, maxPayload int32) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		MaxPayload: maxPayload, NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s.ClientURL()
+}
+
+// jsTestOutput builds and connects a pg_flo_jetstream output from YAML.
+func jsTestOutput(t *testing.T, yaml string) *jsOutput {
+	t.Helper()
+	conf, err := jsOutputSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	out, err := newJSOutput(conf, service.MockResources())
+	if err != nil {
+		t.Fatalf("new output: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := out.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	return out
+}
+
+// jsTestEvent is a change event message as pg_flo_replicator emits it.
+func jsTestEvent(table, tx string, pos int, id int) *service.Message {
+	lsn, _ := pglogrepl.ParseLSN(tx)
+	ev := &event.Event{
+		Op: event.Insert, Schema: "public", Table: table,
+		LSN: lsn + pglogrepl.LSN(pos), CommitLSN: lsn,
+		Columns: []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}},
+		New:     event.Row{{Name: "id", Text: strconv.Itoa(id)}},
+	}
+	msg := service.NewMessage(ev.AppendJSON(nil))
+	msg.MetaSet(event.MetaOp, string(ev.Op))
+	msg.MetaSet(event.MetaSchema, ev.Schema)
+	msg.MetaSet(event.MetaTable, ev.Table)
+	msg.MetaSet(event.MetaLSN, ev.LSN.String())
+	msg.MetaSet(event.MetaTx, tx)
+	msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+	return msg
+}
+
+// jsStored is a stored JetStream message, reduced to what the tests check.
+type jsStored struct {
+	Subject string
+	MsgID   string
+	Events  string // the Pgflo-Events header, "" for a plain message
+	IDs     []string
+}
+
+func jsReadStream(t *testing.T, url, stream string) []jsStored {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jsStored
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("get message %d: %v", seq, err)
+		}
+		st := jsStored{Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), Events: m.Header.Get(jsproto.HeaderEvents)}
+		events, err := jsproto.Unpack(m.Data, m.Header)
+		if err != nil {
+			t.Fatalf("unpack message %d: %v", seq, err)
+		}
+		for _, e := range events {
+			ev, err := event.Decode(e)
+			if err != nil {
+				t.Fatalf("decode event of message %d: %v", seq, err)
+			}
+			id, _ := ev.New.Get("id")
+			st.IDs = append(st.IDs, id.Text)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// jsTestBatch holds two transactions touching two tables.
+func jsTestBatch() service.MessageBatch {
+	return service.MessageBatch{
+		jsTestEvent("users", "0/100", 0, 1),
+		jsTestEvent("users", "0/100", 1, 2),
+		jsTestEvent("orders", "0/100", 2, 3),
+		jsTestEvent("orders", "0/100", 3, 4),
+		jsTestEvent("users", "0/100", 4, 5),
+		jsTestEvent("users", "0/200", 0, 6),
+		jsTestEvent("users", "0/200", 1, 7),
+		jsTestEvent("users", "0/200", 2, 8),
+	}
+}
+
+func TestJetStreamOutputPacksPerTableWithIDs(t *testing.T) {
+	url := jsTestServer(t, 0)
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	ctx := context.Background()
+
+	if err := out.WriteBatch(ctx, jsTestBatch()); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	want := []jsStored{
+		{Subject: "pgflo.g1.public.users", MsgID: "0/100:0-1", Events: "2", IDs: []string{"1", "2"}},
+		{Subject: "pgflo.g1.public.orders", MsgID: "0/100:2-3", Events: "2", IDs: []string{"3", "4"}},
+		{Subject: "pgflo.g1.public.users", MsgID: "0/100:4", IDs: []string{"5"}},
+		{Subject: "pgflo.g1.public.users", MsgID: "0/200:0-2", Events: "3", IDs: []string{"6", "7", "8"}},
+	}
+	got := jsReadStream(t, url, "pgflo_g1_stream")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stream holds\n%+v\nwant\n%+v", got, want)
+	}
+
+	// A resend (the batch nacked downstream of a successful publish, or a
+	// replay after a restart) stores nothing new.
+	if err := out.WriteBatch(ctx, jsTestBatch()); err != nil {
+		t.Fatalf("write again: %v", err)
+	}
+	if got := jsReadStream(t, url, "pgflo_g1_stream"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after resend the stream holds\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestJetStreamOutputPackOff(t *testing.T) {
+	url := jsTestServer(t, 0)
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\npack: false\n", url))
+	if err := out.WriteBatch(context.Background(), jsTestBatch()[:3]); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	want := []jsStored{
+		{Subject: "pgflo.g1.public.users", MsgID: "0/100:0", IDs: []string{"1"}},
+		{Subject: "pgflo.g1.public.users", MsgID: "0/100:1", IDs: []string{"2"}},
+		{Subject: "pgflo.g1.public.orders", MsgID: "0/100:2", IDs: []string{"3"}},
+	}
+	if got := jsReadStream(t, url, "pgflo_g1_stream"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("stream holds\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestJetStreamOutputWithoutTxMetadata(t *testing.T) {
+	url := jsTestServer(t, 0)
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	// As a stock input would deliver them: bodies only.
+	var batch service.MessageBatch
+	for _, m := range jsTestBatch()[:2] {
+		body, _ := m.AsBytes()
+		batch = append(batch, service.NewMessage(body))
+	}
+	ctx := context.Background()
+	for range 2 {
+		if err := out.WriteBatch(ctx, batch); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	// One message per event, no id; the resend is stored again (documented).
+	want := []jsStored{
+		{Subject: "pgflo.g1.public.users", IDs: []string{"1"}},
+		{Subject: "pgflo.g1.public.users", IDs: []string{"2"}},
+		{Subject: "pgflo.g1.public.users", IDs: []string{"1"}},
+		{Subject: "pgflo.g1.public.users", IDs: []string{"2"}},
+	}
+	if got := jsReadStream(t, url, "pgflo_g1_stream"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("stream holds\n%+v\nwant\n%+v", got, want)
+	}
+
+	bad := service.MessageBatch{service.NewMessage([]byte(`not an event`))}
+	err := out.WriteBatch(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "message 0: not a pg_flo change event") {
+		t.Fatalf("write of a non-event = %v, want an error naming the message", err)
+	}
+}
+
+func TestJetStreamOutputClampsToMaxPayload(t *testing.T) {
+	url := jsTestServer(t, 16<<10)
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	if out.packMaxBytes != 12<<10 {
+		t.Fatalf("pack max bytes = %d, want the max payload minus headroom (%d)", out.packMaxBytes, 12<<10)
+	}
+	var batch service.MessageBatch
+	for i := range 300 {
+		batch = append(batch, jsTestEvent("users", "0/100", i, i))
+	}
+	if err := out.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := jsReadStream(t, url, "pgflo_g1_stream")
+	if len(got) < 2 {
+		t.Fatalf("got %d messages, want the batch split into several packs", len(got))
+	}
+	n := 0
+	for _, m := range got {
+		for _, id := range m.IDs {
+			if id != strconv.Itoa(n) {
+				t.Fatalf("event %d has id %s: order lost", n, id)
+			}
+			n++
+		}
+	}
+	if n != 300 {
+		t.Fatalf("stored %d events, want 300", n)
+	}
+
+	// An event that cannot fit fails the whole batch before anything is sent.
+	huge := jsTestEvent("users", "0/300", 0, 1)
+	huge.SetBytes([]byte(strings.Replace(string(mustBytes(t, huge)), `"id":"1"`, `"id":"1","pad":"`+strings.Repeat("x", 20<<10)+`"`, 1)))
+	before := len(jsReadStream(t, url, "pgflo_g1_stream"))
+	err := out.WriteBatch(context.Background(), service.MessageBatch{jsTestEvent("users", "0/300", 1, 2), huge})
+	if err == nil || !strings.Contains(err.Error(), "max payload") {
+		t.Fatalf("write of an oversized event = %v, want a max payload error", err)
+	}
+	if after := len(jsReadStream(t, url, "pgflo_g1_stream")); after != before {
+		t.Fatalf("stream grew from %d to %d messages although the batch failed", before, after)
+	}
+}
+
+func mustBytes(t *testing.T, m *service.Message) []byte {
+	t.Helper()
+	b, err := m.AsBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestJetStreamOutputStreamSettings(t *testing.T) {
+	url := jsTestServer(t, 0)
+	jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\nstream_max_bytes: 1048576\nduplicate_window: 2m\n", url))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), "pgflo_g1_stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.CachedInfo().Config
+	if !reflect.DeepEqual(c.Subjects, []string{"pgflo.g1.>"}) || c.Storage != jetstream.FileStorage ||
+		c.MaxAge != 0 || c.MaxBytes != 1<<20 || c.Discard != jetstream.DiscardNew ||
+		c.Retention != jetstream.LimitsPolicy || c.Duplicates != 2*time.Minute {
+		t.Fatalf("stream config = %+v", c)
+	}
+}
+
+func TestJetStreamOutputRejectsPgFloStream(t *testing.T) {
+	url := jsTestServer(t, 0)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// The stream as pg_flo creates it.
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1"}, MaxAge: 24 * time.Hour,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := jsOutputSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\n", url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := newJSOutput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close(context.Background())
+	err = out.Connect(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "do not include pgflo.g1.>") {
+		t.Fatalf("connect = %v, want an error about the stream's subjects", err)
+	}
+}
+
+func TestJetStreamOutputNotConnected(t *testing.T) {
+	url := jsTestServer(t, 0)
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	if err := out.Close(context.Background()); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := out.Close(context.Background()); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if err := out.WriteBatch(context.Background(), jsTestBatch()); err != service.ErrNotConnected {
+		t.Fatalf("write after close = %v, want ErrNotConnected", err)
+	}
+}
+
+func TestJetStreamOutputConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"missing group", "url: nats://x\n", "group"},
+		{"bad group", "group: a.b\n", "field group: invalid group name"},
+		{"bad stream", "group: g\nstream: a.b\n", "field stream"},
+		{"bad prefix", "group: g\nsubject_prefix: a.*\n", "field subject_prefix"},
+		{"pack max events", "group: g\npack_max_events: 0\n", "field pack_max_events"},
+		{"stream max bytes", "group: g\nstream_max_bytes: 0\n", "field stream_max_bytes"},
+		{"retention", "group: g\nstream_retention: forever\n", "stream_retention"},
+		{"window longer than age", "group: g\nstream_max_age: 1m\nduplicate_window: 2m\n", "field duplicate_window"},
+		{"two auth methods", "group: g\nuser: u\ntoken: t\n", "mutually exclusive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := jsOutputSpec().ParseYAML(tt.yaml, nil)
+			if err == nil {
+				_, err = newJSOutput(conf, service.MockResources())
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestJetStreamOutputConfigLints(t *testing.T) {
+	env := service.NewEnvironment()
+	b := env.NewStreamBuilder()
+	err := b.AddOutputYAML(`
+pg_flo_jetstream:
+  url: nats://localhost:4222
+`)
+	if err == nil || !strings.Contains(err.Error(), "group") {
+		t.Fatalf("output without group: %v, want an error naming group", err)
+	}
+}

@@ -1,0 +1,136 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+// pipeline is one replication group run as two processes of the built binary:
+// replicator (slot → JetStream) and worker (JetStream → an output).
+type pipeline struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	dsn    string
+	group  string
+	nats   *testenv.NATS
+	output string // the worker's file output, one event per line
+
+	replicator, worker *testenv.Process
+}
+
+func newPipeline(t *testing.T, dsn, group string) *pipeline {
+	t.Helper()
+	dir := t.TempDir()
+	return &pipeline{
+		t: t, bin: testenv.Binary(t), dir: dir, dsn: dsn, group: group,
+		nats: testenv.StartNATS(t), output: filepath.Join(dir, "changes.jsonl"),
+	}
+}
+
+func (p *pipeline) writeConfig(name, body string) string {
+	p.t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	return path
+}
+
+const quietHTTP = "http:\n  enabled: false\nlogger:\n  level: DEBUG\n  format: logfmt\n"
+
+func (p *pipeline) replicatorConfig() string {
+	return p.writeConfig("replicator.yaml", fmt.Sprintf(`%s
+input:
+  pg_flo_replicator:
+    dsn: %q
+    group: %s
+    status_interval: 1s
+output:
+  pg_flo_jetstream:
+    url: %s
+    group: %s
+`, quietHTTP, p.dsn, p.group, p.nats.URL(), p.group))
+}
+
+// startReplicator starts the replicator and waits until it streams from the
+// slot, so that every change written afterwards is captured.
+func (p *pipeline) startReplicator() {
+	p.t.Helper()
+	p.replicator = testenv.StartProcess(p.t, "replicator", p.bin, "run", p.replicatorConfig())
+	testenv.Eventually(p.t, 30*time.Second, "replicator streaming from its slot", func() bool {
+		rows := testenv.QueryRows(p.t, p.dsn, "SELECT active::text FROM pg_replication_slots WHERE slot_name = $1", p.slot())
+		return len(rows) == 1 && rows[0][0] == "true"
+	})
+}
+
+func (p *pipeline) slot() string { return "pg_flo_" + p.group + "_publication" }
+
+// startWorker starts the worker with outputYAML (default: the file output).
+func (p *pipeline) startWorker(outputYAML string) {
+	p.t.Helper()
+	if outputYAML == "" {
+		outputYAML = fmt.Sprintf("file:\n    path: %q\n    codec: lines", p.output)
+	}
+	cfg := p.writeConfig("worker.yaml", fmt.Sprintf(`%s
+input:
+  pg_flo_worker:
+    url: %s
+    group: %s
+output:
+  %s
+`, quietHTTP, p.nats.URL(), p.group, outputYAML))
+	p.worker = testenv.StartProcess(p.t, "worker", p.bin, "run", cfg)
+}
+
+// events reads the complete lines of the worker's file output.
+func (p *pipeline) events() []event.Event {
+	p.t.Helper()
+	return readEvents(p.t, p.output)
+}
+
+func readEvents(t *testing.T, path string) []event.Event {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+		data = data[:i+1]
+	} else {
+		return nil
+	}
+	var out []event.Event
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		ev, err := event.Decode(sc.Bytes())
+		if err != nil {
+			t.Fatalf("output line %d is not a change event: %v\n%s", len(out)+1, err, sc.Bytes())
+		}
+		out = append(out, *ev)
+	}
+	return out
+}
+
+// keyOf returns the value of the id column from new, or else old.
+func keyOf(ev event.Event) string {
+	if v, ok := ev.New.Get("id"); ok {
+		return v.Text
+	}
+	if v, ok := ev.Old.Get("id"); ok {
+		return v.Text
+	}
+	return ""
+}
