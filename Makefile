@@ -16,7 +16,8 @@ demo: build
 # concurrent engines with the race detector), resources linted and unit-tested.
 test: fmt-check vet build lint-resources
 	$(GO) test -count=1 -timeout 20m ./...
-	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/
+	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./inputs/ ./outputs/
+	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 5s ./internal/event/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml

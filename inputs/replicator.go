@@ -47,9 +47,9 @@ Creates the group's publication and logical replication slot (pgoutput) when the
 when present, then streams every INSERT, UPDATE, DELETE and TRUNCATE of the published tables as one message
 per change, in the JSON change event format (docs/event.md).
 
-Every message carries the metadata ` + "`pg_flo_op`, `pg_flo_schema`, `pg_flo_table` and `pg_flo_lsn`" + ` (plus
-` + "`pg_flo_tx` and `pg_flo_tx_pos`" + `, which identify the change across replays and from which
-` + "`pg_flo_jetstream`" + ` derives its de-duplication ids).
+Every message carries the metadata `+"`pg_flo_op`, `pg_flo_schema`, `pg_flo_table` and `pg_flo_lsn`"+` (plus
+`+"`pg_flo_tx` and `pg_flo_tx_pos`"+`, which identify the change across replays and from which
+`+"`pg_flo_jetstream`"+` derives its de-duplication ids).
 
 ### Delivery guarantee
 
@@ -60,12 +60,12 @@ restart, streaming resumes at the slot's confirmed position, so changes that wer
 order the input keeps one batch in flight at a time.
 
 Messages are batched: a batch holds whole transactions (a transaction larger than 1024 events is split into
-pieces of 1024) up to ` + "`max_batch_events`" + `, so a backlog is read in large batches and a quiet source is
+pieces of 1024) up to `+"`max_batch_events`"+`, so a backlog is read in large batches and a quiet source is
 delivered without delay.
 
 ### Source requirements
 
-` + "`wal_level = logical`" + ` on the source, and a role with the REPLICATION attribute (or superuser) that may create
+`+"`wal_level = logical`"+` on the source, and a role with the REPLICATION attribute (or superuser) that may create
 the publication (or owns the tables). The input checks both and names what is missing.`).
 		Fields(
 			service.NewStringField(repFieldDSN).

@@ -72,7 +72,8 @@ becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_sche
   exactly one batch in flight. The next batch is read only after the previous one was acknowledged. A batch
   the output rejects is sent again, unchanged and in order, with back-off, before anything newer; while it is
   pending the worker tells JetStream it is in progress (every third of `+"`ack_wait`"+`) so it is not
-  redelivered meanwhile. Only what is about to be processed is fetched, so no prefetched message can expire.
+  redelivered meanwhile. Messages are fetched only for the next batch (what exceeds it waits for the batch
+  after, kept in progress too), so no prefetched message can expire and come back out of order.
 - **Restarts**: when the worker starts (or reconnects) and the consumer still has unacknowledged deliveries,
   from a worker that crashed or lost its connection, the consumer is reset to its acknowledgement floor, so
   delivery resumes with the oldest unacknowledged change instead of newer ones with the old ones redelivered
@@ -81,9 +82,9 @@ becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_sche
   several workers sharing the durable consumer would reorder changes (and reset each other).
 - **Malformed messages are not dropped**: a message whose packing is broken, or an event that is not a
   valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
-  (`+"`errored()`"+` in Bloblang) and logged. The output then fails on it, which stops the group at that change
-  and keeps retrying, or a `+"`switch`"+` output can send errored messages to a dead-letter queue to move on.
-  Messages are never terminated.`).
+  (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that
+  change and retries it; a `+"`switch`"+` output on `+"`errored()`"+` can send it to a dead-letter destination
+  instead. Messages are never terminated.`).
 		Fields(
 			service.NewStringField(workerFieldURL).
 				Description("NATS server URL; several may be given separated by commas.").
@@ -348,7 +349,13 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 			w.log.Warnf("Disconnected from NATS: %v", err)
 		}
 	}
-	w.conf.conn.OnReconnect = func(url string) { w.log.Infof("Reconnected to NATS at %s", url) }
+	w.conf.conn.OnReconnect = func(url string) {
+		w.log.Infof("Reconnected to NATS at %s", url)
+		// Deliveries may have been lost with the connection.
+		w.mu.Lock()
+		w.resync = true
+		w.mu.Unlock()
+	}
 	return w, nil
 }
 
@@ -378,7 +385,7 @@ func (w *workerInput) Connect(ctx context.Context) error {
 		w.nc, w.js = nc, js
 	}
 	if !w.nc.IsConnected() {
-		return fmt.Errorf("nats: %w (status %v)", nats.ErrDisconnected, w.nc.Status())
+		return fmt.Errorf("waiting for the NATS client to reconnect: %w (status %v)", nats.ErrDisconnected, w.nc.Status())
 	}
 	cons, err := w.ensureConsumer(ctx)
 	if err != nil {
@@ -531,11 +538,14 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		if workerEvents(msgs) < w.conf.batchSize {
 			fetched, err := w.fetch(ctx, cons, msgs)
 			if err != nil {
-				// Whatever was fetched is neither handed out nor
-				// acknowledged: rewind so it comes first next time.
-				if len(msgs)+len(fetched) > 0 {
-					w.setForceReset()
+				w.mu.Lock()
+				w.carry = msgs
+				if len(fetched) > 0 {
+					// Fetched but neither handed out nor acknowledged:
+					// rewind so they come first next time.
+					w.forceReset = true
 				}
+				w.mu.Unlock()
 				return nil, nil, w.readErr(ctx, nc, err)
 			}
 			if !w.checkSequence(fetched) {
@@ -546,6 +556,14 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		msgs, carry := workerSplit(msgs, w.conf.batchSize)
 		b := &workerBatch{msgs: msgs, carry: carry, stop: make(chan struct{})}
 		w.mu.Lock()
+		if w.closed {
+			// Closed while fetching: hand everything back, in order.
+			w.mu.Unlock()
+			for _, m := range slices.Concat(msgs, carry) {
+				_ = m.Nak()
+			}
+			return nil, nil, errWorkerClosed
+		}
 		w.inflight, w.carry = b, carry
 		w.mu.Unlock()
 		go w.keepInProgress(b)
@@ -583,7 +601,8 @@ func (w *workerInput) readErr(ctx context.Context, nc *nats.Conn, err error) err
 	}
 	if !nc.IsConnected() || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, jetstream.ErrServerShutdown) {
 		w.log.Warnf("Lost the JetStream consumer %s: %v", w.conf.durable, err)
 		return service.ErrNotConnected
 	}
@@ -605,6 +624,7 @@ func (w *workerInput) setForceReset() {
 func (w *workerInput) syncPosition(ctx context.Context) error {
 	w.mu.Lock()
 	resync, force, unsupported, js, cons := w.resync, w.forceReset, w.resetUnsupported, w.js, w.cons
+	held := len(w.carry)
 	w.mu.Unlock()
 	if !resync && !force {
 		return nil
@@ -614,11 +634,13 @@ func (w *workerInput) syncPosition(ctx context.Context) error {
 		return fmt.Errorf("consumer %s info: %w", w.conf.durable, err)
 	}
 	next, last := info.Delivered.Consumer+1, info.Delivered.Stream
-	if (force || info.NumAckPending > 0) && !unsupported {
+	// The carried messages are pending too, but held here, in order.
+	outstanding := info.NumAckPending - held
+	if (force || outstanding > 0) && !unsupported {
 		resp, err := js.ResetConsumer(ctx, w.conf.stream, w.conf.durable)
 		switch {
 		case err == nil:
-			w.log.Infof("Reset consumer %s to stream sequence %d (%d deliveries were unacknowledged), so delivery resumes in order", w.conf.durable, resp.ResetSeq, info.NumAckPending)
+			w.log.Infof("Reset consumer %s to stream sequence %d (%d deliveries were unacknowledged), so delivery resumes in order", w.conf.durable, resp.ResetSeq, outstanding)
 			next, last = resp.Delivered.Consumer+1, resp.ResetSeq-1
 			w.mu.Lock()
 			w.carry = nil // no longer delivered: they come again
@@ -628,7 +650,7 @@ func (w *workerInput) syncPosition(ctx context.Context) error {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
 			return fmt.Errorf("reset consumer %s: %w", w.conf.durable, err)
 		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || workerIsAPIError(err):
-			w.log.Warnf("This NATS server cannot reset consumer %s (%v): %d unacknowledged deliveries will be redelivered after ack_wait, possibly after newer changes; use nats-server 2.14 or later", w.conf.durable, err, info.NumAckPending)
+			w.log.Warnf("This NATS server cannot reset consumer %s (%v): %d unacknowledged deliveries will be redelivered after ack_wait, possibly after newer changes; use a nats-server with the consumer reset API", w.conf.durable, err, outstanding)
 			unsupported = true
 		default:
 			return fmt.Errorf("reset consumer %s: %w", w.conf.durable, err)

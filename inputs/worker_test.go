@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/testenv"
 	_ "github.com/pgflo/pgflo/outputs" // pg_flo_jetstream writes what the worker reads
 )
 
@@ -494,6 +495,19 @@ func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
 	}
 }
 
+func TestWorkerDeliverNew(t *testing.T) {
+	url := workerTestServer(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	write(workerTestEvents(1, 3))
+	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\ndeliver: new\n", url))
+	write(workerTestEvents(4, 2))
+	ids, ack, _ := workerRead(t, in)
+	if !reflect.DeepEqual(ids, []int{4, 5}) {
+		t.Fatalf("read %v, want only what came after the consumer: [4 5]", ids)
+	}
+	_ = ack(context.Background(), nil)
+}
+
 func TestWorkerMissingStream(t *testing.T) {
 	url := workerTestServer(t)
 	conf, err := workerSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\n", url), nil)
@@ -566,6 +580,80 @@ pg_flo_worker:
 	<-done
 	if !reflect.DeepEqual(got, workerSeq(1, 100)) {
 		t.Fatalf("received %v, want 1..100 in order", got)
+	}
+}
+
+// TestWorkerSurvivesNATSRestart: NATS restarts while the replicator's output
+// writes and the worker reads. Nothing is lost, and the worker never skips
+// ahead: after a redelivery it replays from an earlier change, in order.
+func TestWorkerSurvivesNATSRestart(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", ns.URL()))
+	write(workerTestEvents(1, 40))
+
+	b := service.NewStreamBuilder()
+	if err := b.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddInputYAML(fmt.Sprintf("pg_flo_worker:\n  url: %s\n  group: g1\n  batch_size: 7\n", ns.URL())); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		got  []int
+		seen = map[int]bool{}
+	)
+	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range workerIDs(t, batch) {
+			got = append(got, id)
+			seen[id] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	t.Cleanup(func() {
+		_ = s.StopWithin(5 * time.Second)
+		<-done
+	})
+	waitSeen := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			count := len(seen)
+			mu.Unlock()
+			if count >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("saw %d distinct events, want %d", count, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	waitSeen(14)
+	ns.Restart(t)
+	write(workerTestEvents(41, 40))
+	waitSeen(80)
+
+	mu.Lock()
+	defer mu.Unlock()
+	highest := 0
+	for i, id := range got {
+		if id > highest+1 {
+			t.Fatalf("event %d (id %d) skips ahead of %d: %v", i, id, highest, got)
+		}
+		highest = max(highest, id)
 	}
 }
 

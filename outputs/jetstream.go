@@ -403,7 +403,7 @@ func (o *jsOutput) Connect(ctx context.Context) error {
 		o.nc, o.js = nc, js
 	}
 	if !o.nc.IsConnected() {
-		return fmt.Errorf("nats: %w (status %v)", nats.ErrDisconnected, o.nc.Status())
+		return fmt.Errorf("waiting for the NATS client to reconnect: %w (status %v)", nats.ErrDisconnected, o.nc.Status())
 	}
 	if err := o.ensureStream(ctx); err != nil {
 		return err

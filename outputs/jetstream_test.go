@@ -256,7 +256,7 @@ func TestJetStreamOutputClampsToMaxPayload(t *testing.T) {
 
 	// An event that cannot fit fails the whole batch before anything is sent.
 	huge := jsTestEvent("users", "0/300", 0, 1)
-	huge.SetBytes([]byte(strings.Replace(string(mustBytes(t, huge)), `"id":"1"`, `"id":"1","pad":"`+strings.Repeat("x", 20<<10)+`"`, 1)))
+	huge.SetBytes([]byte(strings.Replace(string(jsMustBytes(t, huge)), `"id":"1"`, `"id":"1","pad":"`+strings.Repeat("x", 20<<10)+`"`, 1)))
 	before := len(jsReadStream(t, url, "pgflo_g1_stream"))
 	err := out.WriteBatch(context.Background(), service.MessageBatch{jsTestEvent("users", "0/300", 1, 2), huge})
 	if err == nil || !strings.Contains(err.Error(), "max payload") {
@@ -267,7 +267,7 @@ func TestJetStreamOutputClampsToMaxPayload(t *testing.T) {
 	}
 }
 
-func mustBytes(t *testing.T, m *service.Message) []byte {
+func jsMustBytes(t *testing.T, m *service.Message) []byte {
 	t.Helper()
 	b, err := m.AsBytes()
 	if err != nil {

@@ -7,8 +7,8 @@ package event
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 

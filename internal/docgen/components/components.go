@@ -5,6 +5,8 @@
 package components
 
 import (
-	// pg_flo_replicator
+	// pg_flo_replicator, pg_flo_worker
 	_ "github.com/pgflo/pgflo/inputs"
+	// pg_flo_jetstream
+	_ "github.com/pgflo/pgflo/outputs"
 )
