@@ -18,6 +18,7 @@ test: fmt-check vet build lint-resources
 	$(GO) test -count=1 -timeout 20m ./...
 	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./inputs/ ./outputs/
 	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 5s ./internal/event/
+	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 5s ./internal/replication/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml

@@ -14,9 +14,11 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/replication"
 )
 
+// Field names of pg_flo_replicator.
 const (
 	repFieldDSN            = "dsn"
 	repFieldGroup          = "group"
@@ -138,65 +140,54 @@ type replicatorInput struct {
 
 func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*replicatorInput, error) {
 	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1)}
-	var err error
-	if in.source.DSN, err = conf.FieldString(repFieldDSN); err != nil {
+	r := confread.New(conf)
+	in.source.DSN = r.String(repFieldDSN)
+	group := r.String(repFieldGroup)
+	in.source.Schema = r.String(repFieldSchema)
+	in.source.Tables = r.StringList(repFieldTables)
+	mode := r.String(repFieldMode)
+	in.source.Slot = replication.PgFloName(group)
+	if conf.Contains(repFieldSlot) {
+		in.source.Slot = r.String(repFieldSlot)
+	}
+	in.source.Publication = replication.PgFloName(group)
+	if conf.Contains(repFieldPublication) {
+		in.source.Publication = r.String(repFieldPublication)
+	}
+	statusInterval := r.Duration(repFieldStatusInterval)
+	in.maxBatch = r.Int(repFieldMaxBatchEvents)
+	queueEvents := r.Int(repFieldQueueEvents)
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
-	group, err := conf.FieldString(repFieldGroup)
-	if err != nil {
-		return nil, err
-	}
+
 	if strings.TrimSpace(group) == "" {
 		return nil, errors.New("field group: must not be empty")
-	}
-	if in.source.Schema, err = conf.FieldString(repFieldSchema); err != nil {
-		return nil, err
-	}
-	if in.source.Tables, err = conf.FieldStringList(repFieldTables); err != nil {
-		return nil, err
 	}
 	for i, t := range in.source.Tables {
 		if strings.TrimSpace(t) == "" || strings.Count(t, ".") > 1 {
 			return nil, fmt.Errorf("field tables[%d]: %q is not a table name (use table or schema.table)", i, t)
 		}
 	}
-	mode, err := conf.FieldString(repFieldMode)
-	if err != nil {
-		return nil, err
-	}
 	if mode != modeStream {
 		return nil, fmt.Errorf("field mode: %q is not available in this version yet; only %q is (the copy modes come with the snapshot feature)", mode, modeStream)
 	}
-	in.source.Slot = replication.PgFloName(group)
-	if conf.Contains(repFieldSlot) {
-		if in.source.Slot, err = conf.FieldString(repFieldSlot); err != nil {
-			return nil, err
-		}
-	}
-	in.source.Publication = replication.PgFloName(group)
-	if conf.Contains(repFieldPublication) {
-		if in.source.Publication, err = conf.FieldString(repFieldPublication); err != nil {
-			return nil, err
-		}
-	}
-	in.stream = replication.StreamConfig{DSN: in.source.DSN, Slot: in.source.Slot, Publication: in.source.Publication, Logger: in.log}
-	if in.stream.StatusInterval, err = conf.FieldDuration(repFieldStatusInterval); err != nil {
-		return nil, err
-	}
-	if in.stream.StatusInterval < 100*time.Millisecond {
-		return nil, fmt.Errorf("field %s: %v is too short (at least 100ms)", repFieldStatusInterval, in.stream.StatusInterval)
-	}
-	if in.maxBatch, err = conf.FieldInt(repFieldMaxBatchEvents); err != nil {
-		return nil, err
+	if statusInterval < 100*time.Millisecond {
+		return nil, fmt.Errorf("field %s: %v is too short (at least 100ms)", repFieldStatusInterval, statusInterval)
 	}
 	if in.maxBatch < 1 {
 		return nil, fmt.Errorf("field %s: must be at least 1", repFieldMaxBatchEvents)
 	}
-	if in.stream.QueueEvents, err = conf.FieldInt(repFieldQueueEvents); err != nil {
-		return nil, err
-	}
-	if in.stream.QueueEvents < 1 {
+	if queueEvents < 1 {
 		return nil, fmt.Errorf("field %s: must be at least 1", repFieldQueueEvents)
+	}
+	in.stream = replication.StreamConfig{
+		DSN:            in.source.DSN,
+		Slot:           in.source.Slot,
+		Publication:    in.source.Publication,
+		StatusInterval: statusInterval,
+		QueueEvents:    queueEvents,
+		Logger:         in.log,
 	}
 	return in, nil
 }

@@ -13,13 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/natsconf"
 )
 
-// Field names of pg_flo_worker.
+// Field names of pg_flo_worker; the connection fields are natsconf's.
 const (
-	workerFieldURL            = "url"
 	workerFieldGroup          = "group"
 	workerFieldStream         = "stream"
 	workerFieldDurable        = "durable"
@@ -29,11 +30,6 @@ const (
 	workerFieldAckWait        = "ack_wait"
 	workerFieldMaxAckPending  = "max_ack_pending"
 	workerFieldDeliver        = "deliver"
-	workerFieldUser           = "user"
-	workerFieldPassword       = "password"
-	workerFieldToken          = "token"
-	workerFieldCredsFile      = "creds_file"
-	workerFieldTLS            = "tls"
 )
 
 // WorkerMetaStreamSeq is the metadata key holding the JetStream stream
@@ -85,11 +81,8 @@ becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_sche
   (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that
   change and retries it; a `+"`switch`"+` output on `+"`errored()`"+` can send it to a dead-letter destination
   instead. Messages are never terminated.`).
+		Field(natsconf.URLField()).
 		Fields(
-			service.NewStringField(workerFieldURL).
-				Description("NATS server URL; several may be given separated by commas.").
-				Default("nats://127.0.0.1:4222").
-				Example("nats://localhost:4222"),
 			service.NewStringField(workerFieldGroup).
 				Description("Replication group, as in pg_flo: names the stream (`pgflo_<group>_stream`), the consumer (`pgflo_<group>_consumer`) and the subjects (`pgflo.<group>.…`).").
 				Example("users"),
@@ -128,23 +121,8 @@ becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_sche
 				Description("Where a newly created consumer starts; an existing consumer keeps its position.").
 				Default("all").
 				Advanced(),
-			service.NewStringField(workerFieldUser).
-				Description("User name for NATS user/password authentication.").
-				Default(""),
-			service.NewStringField(workerFieldPassword).
-				Description("Password for NATS user/password authentication.").
-				Default("").
-				Secret(),
-			service.NewStringField(workerFieldToken).
-				Description("Token for NATS token authentication.").
-				Default("").
-				Secret(),
-			service.NewStringField(workerFieldCredsFile).
-				Description("Path to a NATS credentials file (JWT and NKey seed) for decentralized authentication.").
-				Default("").
-				Example("./nats.creds"),
-			service.NewTLSToggledField(workerFieldTLS),
 		).
+		Fields(natsconf.AuthFields()...).
 		Example("Worker to PostgreSQL", "Apply a group's changes to a target database.", `
 input:
   pg_flo_worker:
@@ -188,62 +166,18 @@ type workerConfig struct {
 
 func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	var c workerConfig
-	var err error
-	str := func(name string) string {
-		if err != nil {
-			return ""
-		}
-		var v string
-		if v, err = conf.FieldString(name); err != nil {
-			err = fmt.Errorf("field %s: %w", name, err)
-		}
-		return v
-	}
-	integer := func(name string) int {
-		if err != nil {
-			return 0
-		}
-		var v int
-		if v, err = conf.FieldInt(name); err != nil {
-			err = fmt.Errorf("field %s: %w", name, err)
-		}
-		return v
-	}
-	duration := func(name string) time.Duration {
-		if err != nil {
-			return 0
-		}
-		var v time.Duration
-		if v, err = conf.FieldDuration(name); err != nil {
-			err = fmt.Errorf("field %s: %w", name, err)
-		}
-		return v
-	}
-	c.conn.URL = str(workerFieldURL)
-	c.group = str(workerFieldGroup)
-	c.stream = str(workerFieldStream)
-	c.durable = str(workerFieldDurable)
-	c.batchSize = integer(workerFieldBatchSize)
-	c.fetchWait = duration(workerFieldFetchWait)
-	c.ackWait = duration(workerFieldAckWait)
-	c.maxAckPending = integer(workerFieldMaxAckPending)
-	deliver := str(workerFieldDeliver)
-	c.conn.User = str(workerFieldUser)
-	c.conn.Password = str(workerFieldPassword)
-	c.conn.Token = str(workerFieldToken)
-	c.conn.CredsFile = str(workerFieldCredsFile)
-	if err != nil {
+	r := confread.New(conf)
+	c.group = r.String(workerFieldGroup)
+	c.stream = r.String(workerFieldStream)
+	c.durable = r.String(workerFieldDurable)
+	c.filterSubjects = r.StringList(workerFieldFilterSubjects)
+	c.batchSize = r.Int(workerFieldBatchSize)
+	c.fetchWait = r.Duration(workerFieldFetchWait)
+	c.ackWait = r.Duration(workerFieldAckWait)
+	c.maxAckPending = r.Int(workerFieldMaxAckPending)
+	deliver := r.String(workerFieldDeliver)
+	if err := r.Err(); err != nil {
 		return c, err
-	}
-	if c.filterSubjects, err = conf.FieldStringList(workerFieldFilterSubjects); err != nil {
-		return c, fmt.Errorf("field %s: %w", workerFieldFilterSubjects, err)
-	}
-	tlsConf, tlsOn, err := conf.FieldTLSToggled(workerFieldTLS)
-	if err != nil {
-		return c, fmt.Errorf("field %s: %w", workerFieldTLS, err)
-	}
-	if tlsOn {
-		c.conn.TLS = tlsConf
 	}
 
 	if err := jsproto.ValidateGroup(c.group); err != nil {
@@ -289,9 +223,11 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	default:
 		return c, fmt.Errorf("field %s: unknown policy %q (all or new)", workerFieldDeliver, deliver)
 	}
-	if err := c.conn.Validate(); err != nil {
+	conn, err := natsconf.ParseConn(conf)
+	if err != nil {
 		return c, err
 	}
+	c.conn = conn
 	c.conn.Name = "pgflo pg_flo_worker " + c.group
 	return c, nil
 }
@@ -918,22 +854,5 @@ func (w *workerInput) Close(ctx context.Context) error {
 	if nc == nil {
 		return nil
 	}
-	if err := nc.Drain(); err != nil {
-		nc.Close()
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil
-		}
-		return fmt.Errorf("drain nats connection: %w", err)
-	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !nc.IsClosed() {
-		select {
-		case <-ctx.Done():
-			nc.Close()
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
+	return jsproto.Drain(ctx, nc)
 }

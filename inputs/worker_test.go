@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // the stream builder's defaults
@@ -23,27 +22,6 @@ import (
 	"github.com/pgflo/pgflo/internal/testenv"
 	_ "github.com/pgflo/pgflo/outputs" // pg_flo_jetstream writes what the worker reads
 )
-
-// workerTestServer starts an in-process JetStream server for one test and
-// returns its client URL.
-func workerTestServer(t *testing.T) string {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatalf("start nats: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s.ClientURL()
-}
 
 // workerTestEvent is a change event message as pg_flo_replicator emits it,
 // with the row id as its payload.
@@ -76,20 +54,22 @@ func workerTestEvents(from, n int) service.MessageBatch {
 	return b
 }
 
-// workerStartWriter runs a Benthos stream whose output is pg_flo_jetstream
-// and returns a function that writes a batch through it, returning once
-// JetStream stored it.
-func workerStartWriter(t *testing.T, outputYAML string) func(service.MessageBatch) {
+// workerYAML is the config of a component for group g1 at url, plus
+// settings (YAML lines, possibly empty), indented by indent.
+func workerYAML(indent, url, settings string) string {
+	yaml := fmt.Sprintf("url: %s\ngroup: g1\n", url)
+	if settings = strings.TrimSpace(settings); settings != "" {
+		yaml += settings + "\n"
+	}
+	return indent + strings.ReplaceAll(strings.TrimSuffix(yaml, "\n"), "\n", "\n"+indent) + "\n"
+}
+
+// workerRunStream builds b with logging off and runs it. The stream stops when
+// the test ends; the returned function stops it sooner and waits for it (later
+// calls return the first result).
+func workerRunStream(t *testing.T, b *service.StreamBuilder) (stop func() error) {
 	t.Helper()
-	b := service.NewStreamBuilder()
 	if err := b.SetLoggerYAML("level: none"); err != nil {
-		t.Fatal(err)
-	}
-	produce, err := b.AddBatchProducerFunc()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddOutputYAML(outputYAML); err != nil {
 		t.Fatal(err)
 	}
 	s, err := b.Build()
@@ -101,10 +81,29 @@ func workerStartWriter(t *testing.T, outputYAML string) func(service.MessageBatc
 		defer close(done)
 		_ = s.Run(context.Background())
 	}()
-	t.Cleanup(func() {
-		_ = s.StopWithin(5 * time.Second)
+	stop = sync.OnceValue(func() error {
+		err := s.StopWithin(5 * time.Second)
 		<-done
+		return err
 	})
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// workerStartWriter runs a Benthos stream whose output is pg_flo_jetstream
+// (group g1 at url, with settings) and returns a function that writes a batch
+// through it, returning once JetStream stored it.
+func workerStartWriter(t *testing.T, url, settings string) func(service.MessageBatch) {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	produce, err := b.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddOutputYAML("pg_flo_jetstream:\n" + workerYAML("  ", url, settings)); err != nil {
+		t.Fatal(err)
+	}
+	workerRunStream(t, b)
 	return func(batch service.MessageBatch) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -115,12 +114,29 @@ func workerStartWriter(t *testing.T, outputYAML string) func(service.MessageBatc
 	}
 }
 
-// workerTestInput builds a pg_flo_worker as Benthos does (with the nack
-// retry wrapper) and connects it. It returns the wrapped input and the raw
-// one for inspection.
-func workerTestInput(t *testing.T, yaml string) (service.BatchInput, *workerInput) {
+// workerRunPipeline runs a Benthos stream whose input is pg_flo_worker (group
+// g1 at url, with settings) and hands the ids of every batch to consume.
+func workerRunPipeline(t *testing.T, url, settings string, consume func(ids []int)) (stop func() error) {
 	t.Helper()
-	conf, err := workerSpec().ParseYAML(yaml, nil)
+	b := service.NewStreamBuilder()
+	if err := b.AddInputYAML("pg_flo_worker:\n" + workerYAML("  ", url, settings)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+		consume(workerIDs(t, batch))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return workerRunStream(t, b)
+}
+
+// workerTestInput builds a pg_flo_worker (group g1 at url, with settings) as
+// Benthos does (with the nack retry wrapper) and connects it. It returns the
+// wrapped input and the raw one for inspection.
+func workerTestInput(t *testing.T, url, settings string) (service.BatchInput, *workerInput) {
+	t.Helper()
+	conf, err := workerSpec().ParseYAML(workerYAML("", url, settings), nil)
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
@@ -181,6 +197,39 @@ func workerReadNothing(t *testing.T, in service.BatchInput, d time.Duration) {
 	}
 }
 
+// workerExpect reads one batch and fails the test unless its events have the
+// ids want, in order; what names the batch in the failure message.
+func workerExpect(t *testing.T, in service.BatchInput, what string, want ...int) service.AckFunc {
+	t.Helper()
+	ids, ack, _ := workerRead(t, in)
+	if !reflect.DeepEqual(ids, want) {
+		t.Fatalf("%s: read %v, want %v", what, ids, want)
+	}
+	return ack
+}
+
+// workerAck acknowledges a batch as delivered.
+func workerAck(t *testing.T, ack service.AckFunc) {
+	t.Helper()
+	if err := ack(context.Background(), nil); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+}
+
+// workerFirstBatch writes the ids 1..n to group g1, one event per message,
+// opens a worker reading batches of two (with settings) and reads the first
+// batch, [1 2], without acknowledging it.
+func workerFirstBatch(t *testing.T, n int, settings string) (url string, in service.BatchInput, raw *workerInput, ack service.AckFunc) {
+	t.Helper()
+	url = testenv.StartNATS(t).URL()
+	workerStartWriter(t, url, "pack: false")(workerTestEvents(1, n))
+	in, raw = workerTestInput(t, url, workerBatchOfTwo+"\n"+settings)
+	return url, in, raw, workerExpect(t, in, "first batch", 1, 2)
+}
+
+// workerBatchOfTwo is the setting of workerFirstBatch's worker.
+const workerBatchOfTwo = "batch_size: 2"
+
 func workerSeq(from, to int) []int {
 	var s []int
 	for i := from; i <= to; i++ {
@@ -190,8 +239,8 @@ func workerSeq(from, to int) []int {
 }
 
 func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	url := testenv.StartNATS(t).URL()
+	write := workerStartWriter(t, url, "")
 	write(service.MessageBatch{
 		workerTestEvent("users", "0/100", 0, 1),
 		workerTestEvent("users", "0/100", 1, 2),
@@ -200,7 +249,7 @@ func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
 		workerTestEvent("users", "0/200", 1, 5),
 	})
 
-	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	in, _ := workerTestInput(t, url, "")
 	ids, ack, batch := workerRead(t, in)
 	if want := []int{1, 2, 3, 4, 5}; !reflect.DeepEqual(ids, want) {
 		t.Fatalf("read ids %v, want %v", ids, want)
@@ -233,22 +282,12 @@ func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("metadata\n%v\nwant\n%v", got, want)
 	}
-	if err := ack(context.Background(), nil); err != nil {
-		t.Fatalf("ack: %v", err)
-	}
+	workerAck(t, ack)
 	workerReadNothing(t, in, 300*time.Millisecond)
 }
 
 func TestWorkerNackRedeliversSameBatchFirst(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
-	write(workerTestEvents(1, 6))
-
-	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\n", url))
-	ids, ack, _ := workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{1, 2}) {
-		t.Fatalf("first batch %v, want [1 2]", ids)
-	}
+	_, in, _, ack := workerFirstBatch(t, 6, "")
 	// While a batch is pending nothing newer is read.
 	workerReadNothing(t, in, 300*time.Millisecond)
 
@@ -257,32 +296,15 @@ func TestWorkerNackRedeliversSameBatchFirst(t *testing.T) {
 		if err := ack(context.Background(), errors.New("target down")); err != nil {
 			t.Fatalf("nack: %v", err)
 		}
-		ids, ack, _ = workerRead(t, in)
-		if !reflect.DeepEqual(ids, []int{1, 2}) {
-			t.Fatalf("after a nack read %v, want [1 2] again", ids)
-		}
+		ack = workerExpect(t, in, "after a nack, the same batch again", 1, 2)
 	}
-	if err := ack(context.Background(), nil); err != nil {
-		t.Fatalf("ack: %v", err)
-	}
-	ids, ack, _ = workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{3, 4}) {
-		t.Fatalf("after the ack read %v, want [3 4]", ids)
-	}
-	_ = ack(context.Background(), nil)
+	workerAck(t, ack)
+	workerAck(t, workerExpect(t, in, "after the ack", 3, 4))
 }
 
 func TestWorkerDurableAcrossReopen(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
-	write(workerTestEvents(1, 6))
-	conf := fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\n", url)
-
 	// Read without acking, then close: the batch comes again.
-	in, _ := workerTestInput(t, conf)
-	if ids, _, _ := workerRead(t, in); !reflect.DeepEqual(ids, []int{1, 2}) {
-		t.Fatalf("first batch %v, want [1 2]", ids)
-	}
+	url, in, _, _ := workerFirstBatch(t, 6, "")
 	if err := in.Close(context.Background()); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -290,32 +312,22 @@ func TestWorkerDurableAcrossReopen(t *testing.T) {
 		t.Fatalf("second close: %v", err)
 	}
 
-	in, _ = workerTestInput(t, conf)
-	ids, ack, _ := workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{1, 2}) {
-		t.Fatalf("after reopening read %v, want the unacked [1 2]", ids)
-	}
-	if err := ack(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	in, _ = workerTestInput(t, url, workerBatchOfTwo)
+	workerAck(t, workerExpect(t, in, "after reopening, the unacked batch", 1, 2))
 	if err := in.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
 	// Acked messages are not delivered again.
-	in, _ = workerTestInput(t, conf)
-	ids, ack, _ = workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{3, 4}) {
-		t.Fatalf("after acking and reopening read %v, want [3 4]", ids)
-	}
-	_ = ack(context.Background(), nil)
+	in, _ = workerTestInput(t, url, workerBatchOfTwo)
+	workerAck(t, workerExpect(t, in, "after acking and reopening", 3, 4))
 }
 
 // TestWorkerBatchSizeCountsEvents: batch_size bounds events, as pg_flo's
 // --batch-size did; packed messages are not split.
 func TestWorkerBatchSizeCountsEvents(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack_max_events: 5\n", url))
+	url := testenv.StartNATS(t).URL()
+	write := workerStartWriter(t, url, "pack_max_events: 5")
 	var tx service.MessageBatch
 	for i := range 15 {
 		tx = append(tx, workerTestEvent("users", "0/100", i, i+1))
@@ -324,21 +336,19 @@ func TestWorkerBatchSizeCountsEvents(t *testing.T) {
 	write(workerTestEvents(16, 3))
 
 	for _, tt := range []struct {
-		group, batchSize string
-		want             [][]int
+		durable, batchSize string
+		want               [][]int
 	}{
 		{"a", "7", [][]int{workerSeq(1, 5), workerSeq(6, 10), workerSeq(11, 17), workerSeq(18, 18)}},
 		{"b", "10", [][]int{workerSeq(1, 10), workerSeq(11, 18)}},
 		{"c", "3", [][]int{workerSeq(1, 5), workerSeq(6, 10), workerSeq(11, 15), workerSeq(16, 18)}},
 	} {
-		in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\ndurable: %s\nbatch_size: %s\n", url, tt.group, tt.batchSize))
+		in, _ := workerTestInput(t, url, fmt.Sprintf("durable: %s\nbatch_size: %s", tt.durable, tt.batchSize))
 		var got [][]int
 		for range tt.want {
 			ids, ack, _ := workerRead(t, in)
 			got = append(got, ids)
-			if err := ack(context.Background(), nil); err != nil {
-				t.Fatal(err)
-			}
+			workerAck(t, ack)
 		}
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("batch_size %s: batches %v, want %v", tt.batchSize, got, tt.want)
@@ -351,48 +361,25 @@ func TestWorkerBatchSizeCountsEvents(t *testing.T) {
 // the next worker and the old batch only after ack_wait (10m); the consumer
 // reset brings it first, at once.
 func TestWorkerCrashKeepsOrder(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
-	write(workerTestEvents(1, 6))
-	conf := fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\n", url)
-
-	_, raw := workerTestInput(t, conf)
-	if ids, _, _ := workerRead(t, raw); !reflect.DeepEqual(ids, []int{1, 2}) {
-		t.Fatalf("first batch %v, want [1 2]", ids)
-	}
+	url, _, raw, _ := workerFirstBatch(t, 6, "")
 	raw.mu.Lock()
 	raw.nc.Close() // the process dies: no Nak, no drain
 	raw.mu.Unlock()
 
-	in, _ := workerTestInput(t, conf)
+	in, _ := workerTestInput(t, url, workerBatchOfTwo)
 	start := time.Now()
-	ids, ack, _ := workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{1, 2}) {
-		t.Fatalf("after the crash read %v, want [1 2] first", ids)
-	}
+	ack := workerExpect(t, in, "after the crash, first", 1, 2)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("redelivery took %v", d)
 	}
-	_ = ack(context.Background(), nil)
-	ids, ack, _ = workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{3, 4}) {
-		t.Fatalf("then read %v, want [3 4]", ids)
-	}
-	_ = ack(context.Background(), nil)
+	workerAck(t, ack)
+	workerAck(t, workerExpect(t, in, "then", 3, 4))
 }
 
 // TestWorkerKeepsPendingBatchInProgress: a batch pending longer than
 // ack_wait (the output retrying) is not redelivered by JetStream.
 func TestWorkerKeepsPendingBatchInProgress(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n  pack: false\n", url))
-	write(workerTestEvents(1, 4))
-
-	in, raw := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\nbatch_size: 2\nack_wait: 1s\n", url))
-	ids, ack, _ := workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{1, 2}) {
-		t.Fatalf("first batch %v", ids)
-	}
+	_, in, raw, ack := workerFirstBatch(t, 4, "ack_wait: 1s")
 	time.Sleep(2500 * time.Millisecond)
 	info, err := raw.cons.Info(context.Background())
 	if err != nil {
@@ -401,25 +388,15 @@ func TestWorkerKeepsPendingBatchInProgress(t *testing.T) {
 	if info.NumRedelivered != 0 || info.NumAckPending != 2 {
 		t.Fatalf("after 2.5 ack waits: %d redelivered, %d pending; want 0 and 2", info.NumRedelivered, info.NumAckPending)
 	}
-	_ = ack(context.Background(), nil)
-	ids, ack, _ = workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{3, 4}) {
-		t.Fatalf("then read %v, want [3 4]", ids)
-	}
-	_ = ack(context.Background(), nil)
+	workerAck(t, ack)
+	workerAck(t, workerExpect(t, in, "then", 3, 4))
 }
 
 func TestWorkerFlagsMalformedMessages(t *testing.T) {
-	url := workerTestServer(t)
+	ns := testenv.StartNATS(t)
 	// The stream as the output creates it, then messages no pgflo output writes.
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
-	write(workerTestEvents(1, 1))
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	workerStartWriter(t, ns.URL(), "")(workerTestEvents(1, 1))
+	js := ns.JetStream(t)
 	ctx := context.Background()
 	good, _ := workerTestEvents(2, 1)[0].AsBytes()
 	broken := nats.NewMsg("pgflo.g1.public.users")
@@ -435,7 +412,7 @@ func TestWorkerFlagsMalformedMessages(t *testing.T) {
 		}
 	}
 
-	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	in, _ := workerTestInput(t, ns.URL(), "")
 	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	batch, ack, err := in.ReadBatch(readCtx)
@@ -465,15 +442,9 @@ func TestWorkerFlagsMalformedMessages(t *testing.T) {
 }
 
 func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
-	url := workerTestServer(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	ns := testenv.StartNATS(t)
 	ctx := context.Background()
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1", "pgflo.g1.>"}})
+	s, err := ns.JetStream(t).CreateStream(ctx, jetstream.StreamConfig{Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1", "pgflo.g1.>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +455,7 @@ func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	workerTestInput(t, ns.URL(), "")
 	c, err := s.Consumer(ctx, "pgflo_g1_consumer")
 	if err != nil {
 		t.Fatal(err)
@@ -496,21 +467,16 @@ func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
 }
 
 func TestWorkerDeliverNew(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	url := testenv.StartNATS(t).URL()
+	write := workerStartWriter(t, url, "")
 	write(workerTestEvents(1, 3))
-	in, _ := workerTestInput(t, fmt.Sprintf("url: %s\ngroup: g1\ndeliver: new\n", url))
+	in, _ := workerTestInput(t, url, "deliver: new")
 	write(workerTestEvents(4, 2))
-	ids, ack, _ := workerRead(t, in)
-	if !reflect.DeepEqual(ids, []int{4, 5}) {
-		t.Fatalf("read %v, want only what came after the consumer: [4 5]", ids)
-	}
-	_ = ack(context.Background(), nil)
+	workerAck(t, workerExpect(t, in, "only what came after the consumer", 4, 5))
 }
 
 func TestWorkerMissingStream(t *testing.T) {
-	url := workerTestServer(t)
-	conf, err := workerSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\n", url), nil)
+	conf, err := workerSpec().ParseYAML(workerYAML("", testenv.StartNATS(t).URL(), ""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,56 +494,36 @@ func TestWorkerMissingStream(t *testing.T) {
 // TestWorkerBenthosStream runs the worker from YAML in a Benthos stream,
 // next to a stream writing through pg_flo_jetstream.
 func TestWorkerBenthosStream(t *testing.T) {
-	url := workerTestServer(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", url))
+	url := testenv.StartNATS(t).URL()
+	write := workerStartWriter(t, url, "")
 	write(workerTestEvents(1, 50))
 
-	b := service.NewStreamBuilder()
-	if err := b.SetLoggerYAML("level: none"); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddInputYAML(fmt.Sprintf(`
-pg_flo_worker:
-  url: %s
-  group: g1
-  batch_size: 7
-`, url)); err != nil {
-		t.Fatal(err)
-	}
 	var (
 		mu   sync.Mutex
 		got  []int
 		full = make(chan struct{})
 	)
-	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+	stop := workerRunPipeline(t, url, "batch_size: 7", func(ids []int) {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, workerIDs(t, batch)...)
+		got = append(got, ids...)
 		if len(got) == 100 {
 			close(full)
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
+	})
 
 	write(workerTestEvents(51, 50)) // while the worker runs
 	select {
 	case <-full:
 	case <-time.After(20 * time.Second):
 		mu.Lock()
-		t.Fatalf("received %d events, want 100", len(got))
+		n := len(got)
+		mu.Unlock()
+		t.Fatalf("received %d events, want 100", n)
 	}
-	if err := s.StopWithin(5 * time.Second); err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	<-done
 	if !reflect.DeepEqual(got, workerSeq(1, 100)) {
 		t.Fatalf("received %v, want 1..100 in order", got)
 	}
@@ -588,57 +534,29 @@ pg_flo_worker:
 // ahead: after a redelivery it replays from an earlier change, in order.
 func TestWorkerSurvivesNATSRestart(t *testing.T) {
 	ns := testenv.StartNATS(t)
-	write := workerStartWriter(t, fmt.Sprintf("pg_flo_jetstream:\n  url: %s\n  group: g1\n", ns.URL()))
+	write := workerStartWriter(t, ns.URL(), "")
 	write(workerTestEvents(1, 40))
 
-	b := service.NewStreamBuilder()
-	if err := b.SetLoggerYAML("level: none"); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AddInputYAML(fmt.Sprintf("pg_flo_worker:\n  url: %s\n  group: g1\n  batch_size: 7\n", ns.URL())); err != nil {
-		t.Fatal(err)
-	}
 	var (
 		mu   sync.Mutex
 		got  []int
 		seen = map[int]bool{}
 	)
-	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+	workerRunPipeline(t, ns.URL(), "batch_size: 7", func(ids []int) {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, id := range workerIDs(t, batch) {
+		for _, id := range ids {
 			got = append(got, id)
 			seen[id] = true
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = s.StopWithin(5 * time.Second)
-		<-done
 	})
 	waitSeen := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d distinct events", n), func() bool {
 			mu.Lock()
-			count := len(seen)
-			mu.Unlock()
-			if count >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("saw %d distinct events, want %d", count, n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return len(seen) >= n
+		})
 	}
 
 	waitSeen(14)

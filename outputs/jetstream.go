@@ -12,13 +12,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/natsconf"
 )
 
-// Field names of pg_flo_jetstream.
+// Field names of pg_flo_jetstream; the connection fields are natsconf's.
 const (
-	jsFieldURL             = "url"
 	jsFieldGroup           = "group"
 	jsFieldStream          = "stream"
 	jsFieldSubjectPrefix   = "subject_prefix"
@@ -32,11 +33,6 @@ const (
 	jsFieldStreamReplicas  = "stream_replicas"
 	jsFieldDuplicateWindow = "duplicate_window"
 	jsFieldPublishTimeout  = "publish_timeout"
-	jsFieldUser            = "user"
-	jsFieldPassword        = "password"
-	jsFieldToken           = "token"
-	jsFieldCredsFile       = "creds_file"
-	jsFieldTLS             = "tls"
 )
 
 // jsPayloadHeadroom is kept free below the server's max payload for the
@@ -88,12 +84,10 @@ so non-pgflo consumers can read one-event messages. `+"`pg_flo_worker`"+` unpack
 
 Messages must be pg_flo change events: the subject comes from the metadata `+"`pg_flo_schema`, `pg_flo_table`"+`,
 or from the event body when the metadata are missing; anything else fails the batch with an error.`).
+		Field(natsconf.URLField().
+			Description("NATS server URL; several may be given separated by commas. Credentials may be embedded (`nats://user:password@host:4222`), but the `user`/`password` fields keep them out of logs.").
+			Example("nats://n1:4222,nats://n2:4222")).
 		Fields(
-			service.NewStringField(jsFieldURL).
-				Description("NATS server URL; several may be given separated by commas. Credentials may be embedded (`nats://user:password@host:4222`), but the `user`/`password` fields keep them out of logs.").
-				Default("nats://127.0.0.1:4222").
-				Example("nats://localhost:4222").
-				Example("nats://n1:4222,nats://n2:4222"),
 			service.NewStringField(jsFieldGroup).
 				Description("Replication group, as in pg_flo: names the stream (`pgflo_<group>_stream`) and the subjects (`pgflo.<group>.…`). Must not contain whitespace, `.`, `*`, `>`, `/` or `\\`.").
 				Example("users"),
@@ -152,23 +146,8 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Description("How long to wait for JetStream's acknowledgement of a published message before the batch fails and is resent.").
 				Default("30s").
 				Advanced(),
-			service.NewStringField(jsFieldUser).
-				Description("User name for NATS user/password authentication.").
-				Default(""),
-			service.NewStringField(jsFieldPassword).
-				Description("Password for NATS user/password authentication.").
-				Default("").
-				Secret(),
-			service.NewStringField(jsFieldToken).
-				Description("Token for NATS token authentication.").
-				Default("").
-				Secret(),
-			service.NewStringField(jsFieldCredsFile).
-				Description("Path to a NATS credentials file (JWT and NKey seed) for decentralized authentication.").
-				Default("").
-				Example("./nats.creds"),
-			service.NewTLSToggledField(jsFieldTLS),
 		).
+		Fields(natsconf.AuthFields()...).
 		Example("Replicator", "Stream a table's changes into the group's JetStream stream.", `
 input:
   pg_flo_replicator:
@@ -212,67 +191,22 @@ type jsOutputConfig struct {
 
 func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	var c jsOutputConfig
-	var err error
-	str := func(name string) string {
-		if err != nil {
-			return ""
-		}
-		var v string
-		if v, err = conf.FieldString(name); err != nil {
-			err = fmt.Errorf("field %s: %w", name, err)
-		}
-		return v
-	}
-	integer := func(name string) int {
-		if err != nil {
-			return 0
-		}
-		var v int
-		if v, err = conf.FieldInt(name); err != nil {
-			err = fmt.Errorf("field %s: %w", name, err)
-		}
-		return v
-	}
-	duration := func(name string) time.Duration {
-		if err != nil {
-			return 0
-		}
-		var v time.Duration
-		if v, err = conf.FieldDuration(name); err != nil {
-			err = fmt.Errorf("field %s: %w", name, err)
-		}
-		return v
-	}
-
-	c.conn.URL = str(jsFieldURL)
-	c.group = str(jsFieldGroup)
-	c.stream = str(jsFieldStream)
-	c.subjectPrefix = str(jsFieldSubjectPrefix)
-	c.packMaxBytes = integer(jsFieldPackMaxBytes)
-	c.packMaxEvents = integer(jsFieldPackMaxEvents)
-	maxAge := duration(jsFieldStreamMaxAge)
-	maxBytes := integer(jsFieldStreamMaxBytes)
-	retention := str(jsFieldStreamRetention)
-	discard := str(jsFieldStreamDiscard)
-	replicas := integer(jsFieldStreamReplicas)
-	dupWindow := duration(jsFieldDuplicateWindow)
-	c.publishTimeout = duration(jsFieldPublishTimeout)
-	c.conn.User = str(jsFieldUser)
-	c.conn.Password = str(jsFieldPassword)
-	c.conn.Token = str(jsFieldToken)
-	c.conn.CredsFile = str(jsFieldCredsFile)
-	if err != nil {
+	r := confread.New(conf)
+	c.group = r.String(jsFieldGroup)
+	c.stream = r.String(jsFieldStream)
+	c.subjectPrefix = r.String(jsFieldSubjectPrefix)
+	c.pack = r.Bool(jsFieldPack)
+	c.packMaxBytes = r.Int(jsFieldPackMaxBytes)
+	c.packMaxEvents = r.Int(jsFieldPackMaxEvents)
+	maxAge := r.Duration(jsFieldStreamMaxAge)
+	maxBytes := r.Int(jsFieldStreamMaxBytes)
+	retention := r.String(jsFieldStreamRetention)
+	discard := r.String(jsFieldStreamDiscard)
+	replicas := r.Int(jsFieldStreamReplicas)
+	dupWindow := r.Duration(jsFieldDuplicateWindow)
+	c.publishTimeout = r.Duration(jsFieldPublishTimeout)
+	if err := r.Err(); err != nil {
 		return c, err
-	}
-	if c.pack, err = conf.FieldBool(jsFieldPack); err != nil {
-		return c, fmt.Errorf("field %s: %w", jsFieldPack, err)
-	}
-	tlsConf, tlsOn, err := conf.FieldTLSToggled(jsFieldTLS)
-	if err != nil {
-		return c, fmt.Errorf("field %s: %w", jsFieldTLS, err)
-	}
-	if tlsOn {
-		c.conn.TLS = tlsConf
 	}
 
 	if err := jsproto.ValidateGroup(c.group); err != nil {
@@ -312,9 +246,11 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	if c.publishTimeout <= 0 {
 		return c, fmt.Errorf("field %s: must be positive, got %v", jsFieldPublishTimeout, c.publishTimeout)
 	}
-	if err := c.conn.Validate(); err != nil {
+	conn, err := natsconf.ParseConn(conf)
+	if err != nil {
 		return c, err
 	}
+	c.conn = conn
 
 	c.streamConfig = jetstream.StreamConfig{
 		Name:        c.stream,
@@ -604,27 +540,5 @@ func (o *jsOutput) Close(ctx context.Context) error {
 	if nc == nil {
 		return nil
 	}
-	return jsDrain(ctx, nc)
-}
-
-// jsDrain drains nc and waits, within ctx, until it is closed.
-func jsDrain(ctx context.Context, nc *nats.Conn) error {
-	if err := nc.Drain(); err != nil {
-		nc.Close()
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil
-		}
-		return fmt.Errorf("drain nats connection: %w", err)
-	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !nc.IsClosed() {
-		select {
-		case <-ctx.Done():
-			nc.Close()
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
+	return jsproto.Drain(ctx, nc)
 }

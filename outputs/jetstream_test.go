@@ -10,36 +10,13 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/testenv"
 )
-
-// jsTestServer starts an in-process JetStream server for one test and
-// returns its client URL.
-func jsTestServer(t *testing.T, maxPayload int32) string {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		MaxPayload: maxPayload, NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatalf("start nats: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s.ClientURL()
-}
 
 // jsTestOutput builds and connects a pg_flo_jetstream output from YAML.
 func jsTestOutput(t *testing.T, yaml string) *jsOutput {
@@ -88,17 +65,10 @@ type jsStored struct {
 	IDs     []string
 }
 
-func jsReadStream(t *testing.T, url, stream string) []jsStored {
+// jsReadStream returns every message of stream pgflo_g1_stream.
+func jsReadStream(t *testing.T, js jetstream.JetStream) []jsStored {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	const stream = "pgflo_g1_stream"
 	ctx := context.Background()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -146,87 +116,82 @@ func jsTestBatch() service.MessageBatch {
 	}
 }
 
-func TestJetStreamOutputPacksPerTableWithIDs(t *testing.T) {
-	url := jsTestServer(t, 0)
-	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
-	ctx := context.Background()
-
-	if err := out.WriteBatch(ctx, jsTestBatch()); err != nil {
-		t.Fatalf("write: %v", err)
+// jsWithoutTxMetadata is the batch as a stock input would deliver it:
+// bodies only.
+func jsWithoutTxMetadata(batch service.MessageBatch) service.MessageBatch {
+	var out service.MessageBatch
+	for _, m := range batch {
+		body, _ := m.AsBytes()
+		out = append(out, service.NewMessage(body))
 	}
-	want := []jsStored{
+	return out
+}
+
+// A batch is stored with one de-duplication id per message, so a resend (the
+// batch nacked downstream of a successful publish, or a replay after a
+// restart) stores nothing new; messages without tx metadata have no id.
+func TestJetStreamOutputStoresBatches(t *testing.T) {
+	packed := []jsStored{
 		{Subject: "pgflo.g1.public.users", MsgID: "0/100:0-1", Events: "2", IDs: []string{"1", "2"}},
 		{Subject: "pgflo.g1.public.orders", MsgID: "0/100:2-3", Events: "2", IDs: []string{"3", "4"}},
 		{Subject: "pgflo.g1.public.users", MsgID: "0/100:4", IDs: []string{"5"}},
 		{Subject: "pgflo.g1.public.users", MsgID: "0/200:0-2", Events: "3", IDs: []string{"6", "7", "8"}},
 	}
-	got := jsReadStream(t, url, "pgflo_g1_stream")
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("stream holds\n%+v\nwant\n%+v", got, want)
-	}
-
-	// A resend (the batch nacked downstream of a successful publish, or a
-	// replay after a restart) stores nothing new.
-	if err := out.WriteBatch(ctx, jsTestBatch()); err != nil {
-		t.Fatalf("write again: %v", err)
-	}
-	if got := jsReadStream(t, url, "pgflo_g1_stream"); !reflect.DeepEqual(got, want) {
-		t.Fatalf("after resend the stream holds\n%+v\nwant\n%+v", got, want)
-	}
-}
-
-func TestJetStreamOutputPackOff(t *testing.T) {
-	url := jsTestServer(t, 0)
-	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\npack: false\n", url))
-	if err := out.WriteBatch(context.Background(), jsTestBatch()[:3]); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	want := []jsStored{
+	unpacked := []jsStored{
 		{Subject: "pgflo.g1.public.users", MsgID: "0/100:0", IDs: []string{"1"}},
 		{Subject: "pgflo.g1.public.users", MsgID: "0/100:1", IDs: []string{"2"}},
 		{Subject: "pgflo.g1.public.orders", MsgID: "0/100:2", IDs: []string{"3"}},
 	}
-	if got := jsReadStream(t, url, "pgflo_g1_stream"); !reflect.DeepEqual(got, want) {
-		t.Fatalf("stream holds\n%+v\nwant\n%+v", got, want)
+	withoutIDs := []jsStored{
+		{Subject: "pgflo.g1.public.users", IDs: []string{"1"}},
+		{Subject: "pgflo.g1.public.users", IDs: []string{"2"}},
+	}
+	for _, tt := range []struct {
+		name, config string
+		batch        service.MessageBatch
+		// want is the stream after the batch was written once, resent after
+		// it was written twice.
+		want, resent []jsStored
+	}{
+		{"packs per table with ids", "", jsTestBatch(), packed, packed},
+		{"pack off", "pack: false\n", jsTestBatch()[:3], unpacked, unpacked},
+		// One message per event, no id; the resend is stored again (documented).
+		{"without tx metadata", "", jsWithoutTxMetadata(jsTestBatch()[:2]), withoutIDs, append(withoutIDs, withoutIDs...)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := testenv.StartNATS(t)
+			out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n%s", ns.URL(), tt.config))
+			js := ns.JetStream(t)
+			ctx := context.Background()
+			if err := out.WriteBatch(ctx, tt.batch); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if got := jsReadStream(t, js); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("stream holds\n%+v\nwant\n%+v", got, tt.want)
+			}
+			if err := out.WriteBatch(ctx, tt.batch); err != nil {
+				t.Fatalf("write again: %v", err)
+			}
+			if got := jsReadStream(t, js); !reflect.DeepEqual(got, tt.resent) {
+				t.Fatalf("after resend the stream holds\n%+v\nwant\n%+v", got, tt.resent)
+			}
+		})
 	}
 }
 
-func TestJetStreamOutputWithoutTxMetadata(t *testing.T) {
-	url := jsTestServer(t, 0)
-	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
-	// As a stock input would deliver them: bodies only.
-	var batch service.MessageBatch
-	for _, m := range jsTestBatch()[:2] {
-		body, _ := m.AsBytes()
-		batch = append(batch, service.NewMessage(body))
-	}
-	ctx := context.Background()
-	for range 2 {
-		if err := out.WriteBatch(ctx, batch); err != nil {
-			t.Fatalf("write: %v", err)
-		}
-	}
-	// One message per event, no id; the resend is stored again (documented).
-	want := []jsStored{
-		{Subject: "pgflo.g1.public.users", IDs: []string{"1"}},
-		{Subject: "pgflo.g1.public.users", IDs: []string{"2"}},
-		{Subject: "pgflo.g1.public.users", IDs: []string{"1"}},
-		{Subject: "pgflo.g1.public.users", IDs: []string{"2"}},
-	}
-	if got := jsReadStream(t, url, "pgflo_g1_stream"); !reflect.DeepEqual(got, want) {
-		t.Fatalf("stream holds\n%+v\nwant\n%+v", got, want)
-	}
-
+func TestJetStreamOutputRejectsNonEvents(t *testing.T) {
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", testenv.StartNATS(t).URL()))
 	bad := service.MessageBatch{service.NewMessage([]byte(`not an event`))}
-	err := out.WriteBatch(ctx, bad)
+	err := out.WriteBatch(context.Background(), bad)
 	if err == nil || !strings.Contains(err.Error(), "message 0: not a pg_flo change event") {
 		t.Fatalf("write of a non-event = %v, want an error naming the message", err)
 	}
 }
 
 func TestJetStreamOutputClampsToMaxPayload(t *testing.T) {
-	url := jsTestServer(t, 16<<10)
-	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	ns := testenv.StartNATS(t, testenv.WithMaxPayload(16<<10))
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", ns.URL()))
+	js := ns.JetStream(t)
 	if out.packMaxBytes != 12<<10 {
 		t.Fatalf("pack max bytes = %d, want the max payload minus headroom (%d)", out.packMaxBytes, 12<<10)
 	}
@@ -237,7 +202,7 @@ func TestJetStreamOutputClampsToMaxPayload(t *testing.T) {
 	if err := out.WriteBatch(context.Background(), batch); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	got := jsReadStream(t, url, "pgflo_g1_stream")
+	got := jsReadStream(t, js)
 	if len(got) < 2 {
 		t.Fatalf("got %d messages, want the batch split into several packs", len(got))
 	}
@@ -257,12 +222,12 @@ func TestJetStreamOutputClampsToMaxPayload(t *testing.T) {
 	// An event that cannot fit fails the whole batch before anything is sent.
 	huge := jsTestEvent("users", "0/300", 0, 1)
 	huge.SetBytes([]byte(strings.Replace(string(jsMustBytes(t, huge)), `"id":"1"`, `"id":"1","pad":"`+strings.Repeat("x", 20<<10)+`"`, 1)))
-	before := len(jsReadStream(t, url, "pgflo_g1_stream"))
+	before := len(jsReadStream(t, js))
 	err := out.WriteBatch(context.Background(), service.MessageBatch{jsTestEvent("users", "0/300", 1, 2), huge})
 	if err == nil || !strings.Contains(err.Error(), "max payload") {
 		t.Fatalf("write of an oversized event = %v, want a max payload error", err)
 	}
-	if after := len(jsReadStream(t, url, "pgflo_g1_stream")); after != before {
+	if after := len(jsReadStream(t, js)); after != before {
 		t.Fatalf("stream grew from %d to %d messages although the batch failed", before, after)
 	}
 }
@@ -277,15 +242,9 @@ func jsMustBytes(t *testing.T, m *service.Message) []byte {
 }
 
 func TestJetStreamOutputStreamSettings(t *testing.T) {
-	url := jsTestServer(t, 0)
-	jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\nstream_max_bytes: 1048576\nduplicate_window: 2m\n", url))
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(context.Background(), "pgflo_g1_stream")
+	ns := testenv.StartNATS(t)
+	jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\nstream_max_bytes: 1048576\nduplicate_window: 2m\n", ns.URL()))
+	s, err := ns.JetStream(t).Stream(context.Background(), "pgflo_g1_stream")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,20 +257,14 @@ func TestJetStreamOutputStreamSettings(t *testing.T) {
 }
 
 func TestJetStreamOutputRejectsPgFloStream(t *testing.T) {
-	url := jsTestServer(t, 0)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	ns := testenv.StartNATS(t)
 	// The stream as pg_flo creates it.
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+	if _, err := ns.JetStream(t).CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1"}, MaxAge: 24 * time.Hour,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	conf, err := jsOutputSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\n", url), nil)
+	conf, err := jsOutputSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\n", ns.URL()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,8 +280,7 @@ func TestJetStreamOutputRejectsPgFloStream(t *testing.T) {
 }
 
 func TestJetStreamOutputNotConnected(t *testing.T) {
-	url := jsTestServer(t, 0)
-	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", url))
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", testenv.StartNATS(t).URL()))
 	if err := out.Close(context.Background()); err != nil {
 		t.Fatalf("close: %v", err)
 	}

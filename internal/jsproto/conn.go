@@ -1,6 +1,7 @@
 package jsproto
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -96,6 +97,31 @@ func Connect(c ConnConfig) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to nats %s: %w", redactURL(c.URL), err)
 	}
 	return nc, nil
+}
+
+// Drain drains nc, so messages in flight (publishes, acks) complete, and
+// waits within ctx until it is closed; when ctx ends first it closes nc at
+// once. A connection that is already closed is not an error, so components can
+// call it from an idempotent Close.
+func Drain(ctx context.Context, nc *nats.Conn) error {
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("drain nats connection: %w", err)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // redactURL hides credentials embedded in (comma-separated) URLs, for error

@@ -6,6 +6,7 @@
 package replication
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -75,6 +76,14 @@ type Result struct {
 
 // Decode handles one pgoutput message whose XLogData started at walStart.
 func (d *Decoder) Decode(walStart pglogrepl.LSN, data []byte) (Result, error) {
+	if len(data) > 0 {
+		switch data[0] {
+		case 'I', 'U', 'D':
+			// Row changes, nearly all of the traffic, are parsed here
+			// directly into events; pglogrepl's parser allocates per column.
+			return d.decodeChange(walStart, data)
+		}
+	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
 		return Result{}, fmt.Errorf("parse pgoutput message at %s: %w", walStart, err)
@@ -92,40 +101,6 @@ func (d *Decoder) Decode(walStart pglogrepl.LSN, data []byte) (Result, error) {
 	case *pglogrepl.TypeMessage:
 		d.typeNames[m.DataType] = m.Name
 		return Result{}, nil
-	case *pglogrepl.InsertMessage:
-		rel, err := d.relation(m.RelationID, walStart)
-		if err != nil {
-			return Result{}, err
-		}
-		ev := d.newEvent(event.Insert, rel, walStart)
-		ev.New, _ = rel.row(m.Tuple, false)
-		return Result{Events: []*event.Event{ev}}, nil
-	case *pglogrepl.UpdateMessage:
-		rel, err := d.relation(m.RelationID, walStart)
-		if err != nil {
-			return Result{}, err
-		}
-		ev := d.newEvent(event.Update, rel, walStart)
-		ev.New, ev.UnchangedToast = rel.row(m.NewTuple, false)
-		switch m.OldTupleType {
-		case pglogrepl.UpdateMessageTupleTypeKey:
-			ev.Old, _ = rel.row(m.OldTuple, true)
-		case pglogrepl.UpdateMessageTupleTypeOld:
-			ev.Old, _ = rel.row(m.OldTuple, false)
-		default:
-			// The key did not change, so PostgreSQL sent no old tuple: the
-			// new row's key columns are the old key.
-			ev.Old = rel.keyOf(ev.New)
-		}
-		return Result{Events: []*event.Event{ev}}, nil
-	case *pglogrepl.DeleteMessage:
-		rel, err := d.relation(m.RelationID, walStart)
-		if err != nil {
-			return Result{}, err
-		}
-		ev := d.newEvent(event.Delete, rel, walStart)
-		ev.Old, _ = rel.row(m.OldTuple, m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey)
-		return Result{Events: []*event.Event{ev}}, nil
 	case *pglogrepl.TruncateMessage:
 		var res Result
 		for _, id := range m.RelationIDs {
@@ -140,6 +115,113 @@ func (d *Decoder) Decode(walStart pglogrepl.LSN, data []byte) (Result, error) {
 	// Origin, logical decoding messages and stream control messages carry no
 	// row change.
 	return Result{}, nil
+}
+
+// decodeChange parses an Insert, Update or Delete message (pgoutput protocol
+// version 1) into an event.
+func (d *Decoder) decodeChange(walStart pglogrepl.LSN, data []byte) (Result, error) {
+	kind := data[0]
+	fail := func(what string) (Result, error) {
+		return Result{}, fmt.Errorf("parse pgoutput %c message at %s: %s", kind, walStart, what)
+	}
+	if len(data) < 6 {
+		return fail("message too short")
+	}
+	rel, err := d.relation(binary.BigEndian.Uint32(data[1:5]), walStart)
+	if err != nil {
+		return Result{}, err
+	}
+	// One string holds every value of the message; values are substrings of
+	// it, so a change costs one allocation for its text however many
+	// columns it has.
+	text := string(data[5:])
+	rest := text
+	var ev *event.Event
+	switch kind {
+	case 'I':
+		ev = d.newEvent(event.Insert, rel, walStart)
+	case 'U':
+		ev = d.newEvent(event.Update, rel, walStart)
+	default:
+		ev = d.newEvent(event.Delete, rel, walStart)
+	}
+	if rest[0] == 'K' || rest[0] == 'O' {
+		if kind == 'I' {
+			return fail("old tuple in an insert")
+		}
+		if ev.Old, _, rest, err = rel.parseTuple(rest[1:], rest[0] == 'K'); err != nil {
+			return fail(err.Error())
+		}
+		if kind == 'D' {
+			return Result{Events: []*event.Event{ev}}, nil
+		}
+	} else if kind == 'D' {
+		return fail(fmt.Sprintf("unexpected tuple type %q", rest[0]))
+	}
+	if len(rest) == 0 || rest[0] != 'N' {
+		return fail("missing new tuple")
+	}
+	if ev.New, ev.UnchangedToast, _, err = rel.parseTuple(rest[1:], false); err != nil {
+		return fail(err.Error())
+	}
+	if kind == 'U' && ev.Old == nil {
+		// The key did not change, so PostgreSQL sent no old tuple: the new
+		// row's key columns are the old key.
+		ev.Old = rel.keyOf(ev.New)
+	}
+	return Result{Events: []*event.Event{ev}}, nil
+}
+
+// parseTuple reads pgoutput TupleData from src. With keyOnly, only
+// replica-identity columns are kept (pgoutput sends the others as NULL in a
+// key tuple). Unchanged TOAST columns are left out of the row and returned by
+// name. It returns what follows the tuple.
+func (rel *relation) parseTuple(src string, keyOnly bool) (event.Row, []string, string, error) {
+	if len(src) < 2 {
+		return nil, nil, "", fmt.Errorf("tuple too short")
+	}
+	n := int(src[0])<<8 | int(src[1])
+	src = src[2:]
+	if n > len(rel.columns) {
+		return nil, nil, "", fmt.Errorf("tuple has %d columns, relation %s.%s has %d", n, rel.schema, rel.table, len(rel.columns))
+	}
+	row := make(event.Row, 0, n)
+	var toast []string
+	for i := 0; i < n; i++ {
+		if len(src) == 0 {
+			return nil, nil, "", fmt.Errorf("tuple truncated at column %d", i)
+		}
+		meta := &rel.columns[i]
+		kind := src[0]
+		src = src[1:]
+		var value string
+		switch kind {
+		case 't', 'b':
+			if len(src) < 4 {
+				return nil, nil, "", fmt.Errorf("tuple truncated at column %d", i)
+			}
+			size := int(uint32(src[0])<<24 | uint32(src[1])<<16 | uint32(src[2])<<8 | uint32(src[3]))
+			if size > len(src)-4 {
+				return nil, nil, "", fmt.Errorf("column %d value longer than the message", i)
+			}
+			value, src = src[4:4+size], src[4+size:]
+		case 'n', 'u':
+		default:
+			return nil, nil, "", fmt.Errorf("column %d has unknown kind %q", i, kind)
+		}
+		if keyOnly && !meta.Key {
+			continue
+		}
+		switch kind {
+		case 'n':
+			row = append(row, event.Value{Name: meta.Name, Null: true})
+		case 'u':
+			toast = append(toast, meta.Name)
+		default:
+			row = append(row, event.Value{Name: meta.Name, Text: value})
+		}
+	}
+	return row, toast, src, nil
 }
 
 func (d *Decoder) relation(id uint32, walStart pglogrepl.LSN) (*relation, error) {
@@ -174,38 +256,6 @@ func (d *Decoder) newEvent(op event.Op, rel *relation, walStart pglogrepl.LSN) *
 	}
 	d.pos++
 	return ev
-}
-
-// row converts a tuple to a row. With keyOnly, only replica-identity columns
-// are kept (pgoutput sends the others as NULL in a key tuple). Unchanged
-// TOAST columns are left out of the row and returned by name.
-func (rel *relation) row(tuple *pglogrepl.TupleData, keyOnly bool) (event.Row, []string) {
-	if tuple == nil {
-		return nil, nil
-	}
-	row := make(event.Row, 0, len(tuple.Columns))
-	var toast []string
-	for i, col := range tuple.Columns {
-		if i >= len(rel.columns) {
-			break
-		}
-		meta := rel.columns[i]
-		if keyOnly && !meta.Key {
-			continue
-		}
-		switch col.DataType {
-		case pglogrepl.TupleDataTypeNull:
-			row = append(row, event.Value{Name: meta.Name, Null: true})
-		case pglogrepl.TupleDataTypeToast:
-			toast = append(toast, meta.Name)
-		default:
-			row = append(row, event.Value{Name: meta.Name, Text: string(col.Data)})
-		}
-	}
-	if toast == nil {
-		toast = []string{}
-	}
-	return row, toast
 }
 
 // keyOf returns the replica-identity columns of row, or nil when the table

@@ -129,3 +129,21 @@ func rowJSON(r event.Row) string {
 	b, _ := r.MarshalJSON()
 	return string(b)
 }
+
+// Malformed row-change messages must give an error, never a panic.
+func FuzzDecodeChange(f *testing.F) {
+	relation := frame{'R'}.u32(1).str("public").str("t").u8('d').u16(2).
+		u8(1).str("id").u32(20).u32(0xFFFFFFFF).u8(0).str("v").u32(25).u32(0xFFFFFFFF)
+	f.Add([]byte(frame{'I'}.u32(1).u8('N').tuple(s("1"), s("x"))))
+	f.Add([]byte(frame{'U'}.u32(1).u8('K').tuple(s("1"), nil).u8('N').tuple(s("2"), toast)))
+	f.Add([]byte(frame{'D'}.u32(1).u8('O').tuple(s("1"), s("x"))))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		d := NewDecoder(nil)
+		if _, err := d.Decode(1, relation); err != nil {
+			t.Fatal(err)
+		}
+		if len(msg) > 0 && (msg[0] == 'I' || msg[0] == 'U' || msg[0] == 'D') {
+			_, _ = d.Decode(2, msg)
+		}
+	})
+}

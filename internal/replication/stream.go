@@ -298,6 +298,26 @@ type loopState struct {
 	pushedEnd, idle pglogrepl.LSN
 	sent            pglogrepl.LSN
 	sentAt          time.Time
+	arena           arena
+}
+
+// arena hands out encoded events carved from shared chunks: one allocation
+// per chunk instead of one (or several, as the buffer grows) per event.
+type arena struct {
+	chunk []byte
+}
+
+const arenaChunk = 256 << 10
+
+func (a *arena) encode(ev *event.Event) []byte {
+	if cap(a.chunk)-len(a.chunk) < 4<<10 {
+		a.chunk = make([]byte, 0, arenaChunk)
+	}
+	// An event larger than the room left makes append move to a bigger
+	// array; events handed out before keep pointing at the old one.
+	start := len(a.chunk)
+	a.chunk = ev.AppendJSON(a.chunk)
+	return a.chunk[start:len(a.chunk):len(a.chunk)]
 }
 
 func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogData) error {
@@ -313,7 +333,7 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 		if st.cur == nil {
 			st.cur = &Unit{}
 		}
-		tx := before.CommitLSN.String()
+		tx := event.FormatLSN(before.CommitLSN)
 		for i, ev := range res.Events {
 			pos := before.Pos + i
 			if pos > 0 && pos%UnitEvents == 0 && len(st.cur.Events) > 0 {
@@ -323,8 +343,8 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 				st.cur = &Unit{}
 			}
 			st.cur.Events = append(st.cur.Events, Encoded{
-				JSON: ev.AppendJSON(make([]byte, 0, 256)), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
-				LSN: ev.LSN.String(), Tx: tx, Pos: pos,
+				JSON: st.arena.encode(ev), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
+				LSN: event.FormatLSN(ev.LSN), Tx: tx, Pos: pos,
 			})
 		}
 	}

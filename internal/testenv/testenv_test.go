@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgflo/pgflo/internal/natsembed"
 )
 
 var pg *Postgres
@@ -191,6 +193,30 @@ func TestNATSRestartKeepsStream(t *testing.T) {
 		t.Fatal("connected to a shut down server")
 	}
 	n.Start(t)
+}
+
+// The max payload is the server's, as clients see it, and survives a restart.
+func TestNATSMaxPayload(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		opts []NATSOption
+		want int64
+	}{
+		{"default", nil, int64(natsembed.DefaultMaxPayload)},
+		{"with max payload", []NATSOption{WithMaxPayload(16 << 10)}, 16 << 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := StartNATS(t, tt.opts...)
+			if got := n.JetStream(t).Conn().MaxPayload(); got != tt.want {
+				t.Errorf("max payload = %d, want %d", got, tt.want)
+			}
+			n.Restart(t)
+			if got := n.JetStream(t).Conn().MaxPayload(); got != tt.want {
+				t.Errorf("after restart max payload = %d, want %d", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestProcess(t *testing.T) {
