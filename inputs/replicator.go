@@ -8,50 +8,79 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/pgflo/pgflo/internal/confread"
+	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/replication"
+	"github.com/pgflo/pgflo/internal/snapshot"
+	"github.com/pgflo/pgflo/internal/source"
+	"github.com/pgflo/pgflo/internal/state"
 )
 
 // Field names of pg_flo_replicator.
 const (
-	repFieldDSN            = "dsn"
-	repFieldGroup          = "group"
-	repFieldSchema         = "schema"
-	repFieldTables         = "tables"
-	repFieldMode           = "mode"
-	repFieldSlot           = "slot"
-	repFieldPublication    = "publication"
-	repFieldStatusInterval = "status_interval"
-	repFieldMaxBatchEvents = "max_batch_events"
-	repFieldQueueEvents    = "queue_events"
+	repFieldDSN                 = "dsn"
+	repFieldGroup               = "group"
+	repFieldSchema              = "schema"
+	repFieldTables              = "tables"
+	repFieldMode                = "mode"
+	repFieldSlot                = "slot"
+	repFieldPublication         = "publication"
+	repFieldNATSURL             = "nats_url"
+	repFieldMaxCopyWorkers      = "max_copy_workers"
+	repFieldMaxCopyWorkersTable = "max_copy_workers_per_table"
+	repFieldCopyChunkPages      = "copy_chunk_pages"
+	repFieldProgressInterval    = "progress_interval"
+	repFieldStatusInterval      = "status_interval"
+	repFieldMaxBatchEvents      = "max_batch_events"
+	repFieldQueueEvents         = "queue_events"
 )
 
-// Replication modes, as pg_flo's --stream, --copy-and-stream and --copy.
-const (
-	modeStream        = "stream"
-	modeCopyAndStream = "copy_and_stream"
-	modeCopy          = "copy"
-)
-
-func replicatorSpec() *service.ConfigSpec {
-	return service.NewConfigSpec().
-		Beta().
-		Categories("Services").
-		Summary("Streams the changes of PostgreSQL tables from a logical replication slot as pgflo change events.").
-		Description(`
+const replicatorDescription = `
 Creates the group's publication and logical replication slot (pgoutput) when they are absent and reuses them
-when present, then streams every INSERT, UPDATE, DELETE and TRUNCATE of the published tables as one message
-per change, in the JSON change event format (docs/event.md).
+when present, then emits every INSERT, UPDATE, DELETE and TRUNCATE of the published tables as one message per
+change, in the JSON change event format ([docs/event.md](../event.md)).
 
-Every message carries the metadata `+"`pg_flo_op`, `pg_flo_schema`, `pg_flo_table` and `pg_flo_lsn`"+` (plus
-`+"`pg_flo_tx` and `pg_flo_tx_pos`"+`, which identify the change across replays and from which
-`+"`pg_flo_jetstream`"+` derives its de-duplication ids).
+Every message carries the metadata ‹pg_flo_op›, ‹pg_flo_schema›, ‹pg_flo_table› and ‹pg_flo_lsn› (plus
+‹pg_flo_tx› and ‹pg_flo_tx_pos›, which identify the change across replays and from which ‹pg_flo_jetstream›
+derives its de-duplication ids).
+
+### Modes
+
+- ‹stream› (pg_flo's --stream): stream changes from the slot.
+- ‹copy_and_stream› (--copy-and-stream): copy the tables' current rows, then stream. The slot is created with an
+  exported snapshot; every copy worker imports it (‹SET TRANSACTION SNAPSHOT›), so every row committed before the
+  slot's consistent point is copied and every later change is streamed, each exactly once. Snapshot rows are
+  INSERT events with ‹snapshot: true› and the consistent point as ‹lsn›. A group whose slot exists and whose
+  snapshot is finished (or was never started) streams without copying again, as pg_flo does.
+- ‹copy› (--copy): copy the tables' current rows, then the input ends (the pipeline shuts down cleanly). No slot
+  is created.
+
+Tables are split into chunks of ‹copy_chunk_pages› pages (from the relation's size, no scan) read with
+‹COPY (SELECT … WHERE ctid >= … AND ctid < …) TO STDOUT›; up to ‹max_copy_workers_per_table› chunks of a table
+and ‹max_copy_workers› chunks overall are read at once. Partitioned tables are copied leaf partition by leaf
+partition and their rows are emitted under the partitioned table's name, as their streamed changes are
+(the publication uses ‹publish_via_partition_root›). Memory stays bounded (‹queue_events›): the copy waits for
+the pipeline.
+
+### Resume by chunk
+
+The copy modes keep their plan and the chunks whose every event the pipeline acknowledged in the group's
+JetStream key-value bucket (‹pg_flo_state_<group>›, key ‹snapshot›, on ‹nats_url›). After a crash, a restart
+copies only the unfinished chunks, under a new snapshot, then streams from the slot's confirmed position (never
+past the first snapshot's consistent point). What is guaranteed: every row and every change reaches the output at
+least once; rows of redone chunks, and changes between the two snapshots, may arrive twice — an idempotent apply
+(upsert by key, as ‹pg_flo_postgres› does) converges to the source. Tables without a replica-identity key can
+get duplicate rows in that case.
 
 ### Delivery guarantee
 
@@ -62,13 +91,26 @@ restart, streaming resumes at the slot's confirmed position, so changes that wer
 order the input keeps one batch in flight at a time.
 
 Messages are batched: a batch holds whole transactions (a transaction larger than 1024 events is split into
-pieces of 1024) up to `+"`max_batch_events`"+`, so a backlog is read in large batches and a quiet source is
-delivered without delay.
+pieces of 1024) up to ‹max_batch_events›, so a backlog is read in large batches and a quiet source is delivered
+without delay.
 
 ### Source requirements
 
-`+"`wal_level = logical`"+` on the source, and a role with the REPLICATION attribute (or superuser) that may create
-the publication (or owns the tables). The input checks both and names what is missing.`).
+‹wal_level = logical› on the source, and a role with the REPLICATION attribute (or superuser) that may create
+the publication (or owns the tables), and for the copy modes SELECT on the tables. The input checks these and
+names what is missing before it creates anything.
+
+### Metrics
+
+‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
+‹table›; progress (rows, chunks done/total, rows/s, ETA) is logged per table every ‹progress_interval›.`
+
+func replicatorSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Services").
+		Summary("Streams the changes of PostgreSQL tables from a logical replication slot as pgflo change events, after an optional consistent parallel snapshot.").
+		Description(strings.ReplaceAll(replicatorDescription, "‹", "`")).
 		Fields(
 			service.NewStringField(repFieldDSN).
 				Description("Connection string of the source database, as a URL (`postgres://user:password@host:5432/db?sslmode=disable`) or keyword/value pairs. The password is never logged.").
@@ -84,16 +126,34 @@ the publication (or owns the tables). The input checks both and names what is mi
 				Description("Tables to replicate, as `table` or `schema.table`. Empty replicates every table of `schema` (on PostgreSQL 15+ including tables created later). Every named table must exist: an unknown one stops the input before anything is created on the source.").
 				Example([]string{"users", "billing.invoices"}).
 				Default([]string{}),
-			service.NewStringEnumField(repFieldMode, modeStream, modeCopyAndStream, modeCopy).
-				Description("`stream` streams changes from the slot. `copy_and_stream` (copy the tables' current rows, then stream) and `copy` (copy only) are pg_flo's --copy-and-stream and --copy; they are not available in this version yet and are rejected with an error.").
-				Default(modeStream),
+			service.NewStringEnumField(repFieldMode, source.ModeStream, source.ModeCopyAndStream, source.ModeCopy).
+				Description("`stream`, `copy_and_stream` or `copy`, as pg_flo's --stream, --copy-and-stream and --copy (see Modes).").
+				Default(source.ModeStream),
 			service.NewStringField(repFieldSlot).
-				Description("Replication slot name. Default: pg_flo's name for the group, `pg_flo_<group>_publication`.").
+				Description("Replication slot name (lower-case letters, digits and underscores). Default: pg_flo's name for the group, `pg_flo_<group>_publication`.").
 				Optional().
 				Advanced(),
 			service.NewStringField(repFieldPublication).
 				Description("Publication name. Default: pg_flo's name for the group, `pg_flo_<group>_publication`.").
 				Optional().
+				Advanced(),
+			service.NewStringField(repFieldNATSURL).
+				Description("NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks. Required by the copy modes; credentials can go in the URL (`nats://user:password@host:4222`).").
+				Example("nats://127.0.0.1:4222").
+				Optional(),
+			service.NewIntField(repFieldMaxCopyWorkers).
+				Description("The most chunks copied at once over all tables (each is one connection to the source). Keep it near the source's and this machine's cores.").
+				Default(4),
+			service.NewIntField(repFieldMaxCopyWorkersTable).
+				Description("The most chunks of one table copied at once (pg_flo's --max-copy-workers-per-table).").
+				Default(4),
+			service.NewIntField(repFieldCopyChunkPages).
+				Description("Pages (8 KiB blocks) per snapshot chunk: the unit of parallelism and of resume.").
+				Default(1000).
+				Advanced(),
+			service.NewDurationField(repFieldProgressInterval).
+				Description("How often snapshot progress is logged per table.").
+				Default("10s").
 				Advanced(),
 			service.NewDurationField(repFieldStatusInterval).
 				Description("How often a standby status update is sent to the source when no acknowledgement or keepalive request triggers one sooner. Keep it well below the server's `wal_sender_timeout`.").
@@ -104,7 +164,7 @@ the publication (or owns the tables). The input checks both and names what is mi
 				Default(4096).
 				Advanced(),
 			service.NewIntField(repFieldQueueEvents).
-				Description("How many decoded events may wait for the pipeline. It bounds the input's memory; when the queue is full, reading from the slot pauses (the source keeps the WAL).").
+				Description("How many events may wait for the pipeline. It bounds the input's memory; when the queue is full, reading from the slot and copying pause (the source keeps the WAL).").
 				Default(32768).
 				Advanced(),
 		).
@@ -126,34 +186,50 @@ func init() {
 }
 
 type replicatorInput struct {
-	source   replication.Source
-	stream   replication.StreamConfig
+	conf     source.Config
+	group    string
+	natsURL  string
 	maxBatch int
 	log      *service.Logger
 
+	rowsTotal   *service.MetricCounter
+	chunksDone  *service.MetricGauge
+	chunksTotal *service.MetricGauge
+	countMu     sync.Mutex
+	doneCount   map[string]int64 // chunks done per table, for the gauge
+
 	mu      sync.Mutex
-	current *replication.Stream
+	current *source.Source
+	nc      *nats.Conn
 	// inFlight holds a token while a batch is unacknowledged: one batch at a
 	// time keeps redelivery of a rejected batch in order.
 	inFlight chan struct{}
 }
 
+var slotNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
 func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*replicatorInput, error) {
-	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1)}
+	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1), doneCount: map[string]int64{}}
 	r := confread.New(conf)
-	in.source.DSN = r.String(repFieldDSN)
-	group := r.String(repFieldGroup)
-	in.source.Schema = r.String(repFieldSchema)
-	in.source.Tables = r.StringList(repFieldTables)
+	src := replication.Source{DSN: r.String(repFieldDSN), Schema: r.String(repFieldSchema), Tables: r.StringList(repFieldTables)}
+	in.group = r.String(repFieldGroup)
 	mode := r.String(repFieldMode)
-	in.source.Slot = replication.PgFloName(group)
+	src.Slot = replication.PgFloName(in.group)
 	if conf.Contains(repFieldSlot) {
-		in.source.Slot = r.String(repFieldSlot)
+		src.Slot = r.String(repFieldSlot)
 	}
-	in.source.Publication = replication.PgFloName(group)
+	src.Publication = replication.PgFloName(in.group)
 	if conf.Contains(repFieldPublication) {
-		in.source.Publication = r.String(repFieldPublication)
+		src.Publication = r.String(repFieldPublication)
 	}
+	if conf.Contains(repFieldNATSURL) {
+		in.natsURL = r.String(repFieldNATSURL)
+	}
+	copyCfg := snapshot.Config{
+		DSN: src.DSN, Workers: r.Int(repFieldMaxCopyWorkers), PerTable: r.Int(repFieldMaxCopyWorkersTable),
+		ProgressInterval: r.Duration(repFieldProgressInterval), Logger: in.log,
+	}
+	chunkPages := r.Int(repFieldCopyChunkPages)
 	statusInterval := r.Duration(repFieldStatusInterval)
 	in.maxBatch = r.Int(repFieldMaxBatchEvents)
 	queueEvents := r.Int(repFieldQueueEvents)
@@ -161,33 +237,55 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 		return nil, err
 	}
 
-	if strings.TrimSpace(group) == "" {
+	if strings.TrimSpace(in.group) == "" {
 		return nil, errors.New("field group: must not be empty")
 	}
-	for i, t := range in.source.Tables {
+	for i, t := range src.Tables {
 		if strings.TrimSpace(t) == "" || strings.Count(t, ".") > 1 {
 			return nil, fmt.Errorf("field tables[%d]: %q is not a table name (use table or schema.table)", i, t)
 		}
 	}
-	if mode != modeStream {
-		return nil, fmt.Errorf("field mode: %q is not available in this version yet; only %q is (the copy modes come with the snapshot feature)", mode, modeStream)
+	if !slotNamePattern.MatchString(src.Slot) {
+		return nil, fmt.Errorf("field slot: %q is not a valid replication slot name (lower-case letters, digits and underscores; set slot or use a lower-case group)", src.Slot)
+	}
+	if !slotNamePattern.MatchString(strings.ToLower(src.Publication)) {
+		return nil, fmt.Errorf("field publication: %q: use letters, digits and underscores", src.Publication)
+	}
+	if mode != source.ModeStream && in.natsURL == "" {
+		return nil, fmt.Errorf("field %s: mode %s records finished snapshot chunks in the group's JetStream state bucket: set %s", repFieldNATSURL, mode, repFieldNATSURL)
+	}
+	for name, v := range map[string]int{repFieldMaxCopyWorkers: copyCfg.Workers, repFieldMaxCopyWorkersTable: copyCfg.PerTable, repFieldCopyChunkPages: chunkPages, repFieldMaxBatchEvents: in.maxBatch, repFieldQueueEvents: queueEvents} {
+		if v < 1 {
+			return nil, fmt.Errorf("field %s: must be at least 1", name)
+		}
 	}
 	if statusInterval < 100*time.Millisecond {
 		return nil, fmt.Errorf("field %s: %v is too short (at least 100ms)", repFieldStatusInterval, statusInterval)
 	}
-	if in.maxBatch < 1 {
-		return nil, fmt.Errorf("field %s: must be at least 1", repFieldMaxBatchEvents)
-	}
-	if queueEvents < 1 {
-		return nil, fmt.Errorf("field %s: must be at least 1", repFieldQueueEvents)
-	}
-	in.stream = replication.StreamConfig{
-		DSN:            in.source.DSN,
-		Slot:           in.source.Slot,
-		Publication:    in.source.Publication,
-		StatusInterval: statusInterval,
-		QueueEvents:    queueEvents,
-		Logger:         in.log,
+
+	metrics := mgr.Metrics()
+	in.rowsTotal = metrics.NewCounter("pg_flo_snapshot_rows_total", "table")
+	in.chunksDone = metrics.NewGauge("pg_flo_snapshot_chunks_done", "table")
+	in.chunksTotal = metrics.NewGauge("pg_flo_snapshot_chunks_total", "table")
+	copyCfg.Copied = func(schema, table string, rows int) { in.rowsTotal.Incr(int64(rows), schema+"."+table) }
+	in.conf = source.Config{
+		Mode: mode, Source: src, StatusInterval: statusInterval, QueueEvents: queueEvents,
+		Copy: copyCfg, ChunkPages: int64(chunkPages), Logger: in.log,
+		ChunksPlanned: func(schema, table string, total, done int) {
+			name := schema + "." + table
+			in.countMu.Lock()
+			defer in.countMu.Unlock()
+			in.doneCount[name] = int64(done)
+			in.chunksTotal.Set(int64(total), name)
+			in.chunksDone.Set(int64(done), name)
+		},
+		ChunkDone: func(schema, table string) {
+			name := schema + "." + table
+			in.countMu.Lock()
+			defer in.countMu.Unlock()
+			in.doneCount[name]++
+			in.chunksDone.Set(in.doneCount[name], name)
+		},
 	}
 	return in, nil
 }
@@ -198,44 +296,89 @@ func (in *replicatorInput) Connect(ctx context.Context) error {
 	if in.current != nil {
 		return nil
 	}
-	prep, err := replication.Prepare(ctx, in.source)
+	conf := in.conf
+	if in.natsURL != "" {
+		if in.nc == nil {
+			nc, err := jsproto.Connect(jsproto.ConnConfig{URL: in.natsURL, Name: "pgflo replicator " + in.group + " state"})
+			if err != nil {
+				return fmt.Errorf("field %s: %w", repFieldNATSURL, err)
+			}
+			in.nc = nc
+		}
+		js, err := jetstream.New(in.nc)
+		if err != nil {
+			return fmt.Errorf("field %s: %w", repFieldNATSURL, err)
+		}
+		if conf.State, err = state.Open(ctx, js, in.group); err != nil {
+			return err
+		}
+	}
+	src, err := source.Start(ctx, conf)
 	if err != nil {
 		return err
 	}
-	stream, err := replication.StartStream(ctx, in.stream, prep)
-	if err != nil {
-		return err
-	}
-	in.current = stream
+	in.current = src
 	return nil
 }
 
 func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
 	in.mu.Lock()
-	stream := in.current
+	src := in.current
 	in.mu.Unlock()
-	if stream == nil {
+	if src == nil {
 		return nil, nil, service.ErrNotConnected
 	}
-	select {
-	case in.inFlight <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
-	b, err := stream.Next(ctx, in.maxBatch)
-	if err != nil {
-		<-in.inFlight
-		if ctx.Err() != nil {
+	for {
+		select {
+		case in.inFlight <- struct{}{}:
+		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
-		in.log.Errorf("Replication stream failed, reconnecting: %v", err)
-		in.mu.Lock()
-		if in.current == stream {
-			in.current = nil
+		b, err := src.Next(ctx, in.maxBatch)
+		if err != nil {
+			<-in.inFlight
+			return nil, nil, in.readErr(ctx, src, err)
 		}
-		in.mu.Unlock()
-		return nil, nil, service.ErrNotConnected
+		if len(b.Events) == 0 {
+			// Only chunk ends (chunks whose rows went in earlier batches,
+			// or empty chunks): nothing to deliver, record them now.
+			err := src.Ack(ctx, b)
+			<-in.inFlight
+			if err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		return toMessages(b), func(ctx context.Context, err error) error {
+			// Wrapped by AutoRetryNacksBatched: this runs once, on success.
+			defer func() { <-in.inFlight }()
+			if err != nil {
+				return nil
+			}
+			return src.Ack(ctx, b)
+		}, nil
 	}
+}
+
+func (in *replicatorInput) readErr(ctx context.Context, src *source.Source, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, source.ErrCopyDone) {
+		in.log.Infof("Snapshot copied: the input ends (mode copy)")
+		return service.ErrEndOfInput
+	}
+	in.log.Errorf("Replication failed, reconnecting: %v", err)
+	in.mu.Lock()
+	if in.current == src {
+		in.current = nil
+	}
+	in.mu.Unlock()
+	_ = src.Close(context.Background())
+	return service.ErrNotConnected
+}
+
+func toMessages(b *feed.Batch) service.MessageBatch {
 	batch := make(service.MessageBatch, len(b.Events))
 	for i := range b.Events {
 		e := &b.Events[i]
@@ -245,23 +388,20 @@ func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch,
 		}
 		batch[i] = msg
 	}
-	return batch, func(ctx context.Context, err error) error {
-		// Wrapped by AutoRetryNacksBatched: this runs once, on success.
-		if err == nil {
-			stream.Ack(b.Checkpoint)
-		}
-		<-in.inFlight
-		return nil
-	}, nil
+	return batch
 }
 
 func (in *replicatorInput) Close(ctx context.Context) error {
 	in.mu.Lock()
-	stream := in.current
-	in.current = nil
+	src, nc := in.current, in.nc
+	in.current, in.nc = nil, nil
 	in.mu.Unlock()
-	if stream == nil {
-		return nil
+	var err error
+	if src != nil {
+		err = src.Close(ctx)
 	}
-	return stream.Close(ctx)
+	if nc != nil {
+		nc.Close()
+	}
+	return err
 }

@@ -157,7 +157,9 @@ func TestReplicatorRedeliversUnacknowledgedAfterRestart(t *testing.T) {
 func TestReplicatorConfigErrors(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
 		{`dsn: postgres://x@localhost/db`, "group"},
-		{"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy", `field mode: "copy" is not available`},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy", "field nats_url: mode copy"},
+		{"dsn: postgres://x@localhost/db\ngroup: Upper", `field slot: "pg_flo_Upper_publication" is not a valid replication slot name`},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nmax_copy_workers: 0", "field max_copy_workers"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\ntables: [a.b.c]", "field tables[0]"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\nstatus_interval: 1ms", "field status_interval"},
 	} {

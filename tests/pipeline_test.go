@@ -24,6 +24,11 @@ type pipeline struct {
 	nats   *testenv.NATS
 	output string // the worker's file output, one event per line
 
+	// replicatorExtra is YAML added under pg_flo_replicator (indented by 4),
+	// workerProcessors YAML for the worker's pipeline.processors (indented
+	// by 4, list items).
+	replicatorExtra, workerProcessors string
+
 	replicator, worker *testenv.Process
 }
 
@@ -54,22 +59,29 @@ input:
     dsn: %q
     group: %s
     status_interval: 1s
+%s
 output:
   pg_flo_jetstream:
     url: %s
     group: %s
-`, quietHTTP, p.dsn, p.group, p.nats.URL(), p.group))
+`, quietHTTP, p.dsn, p.group, p.replicatorExtra, p.nats.URL(), p.group))
 }
 
 // startReplicator starts the replicator and waits until it streams from the
 // slot, so that every change written afterwards is captured.
 func (p *pipeline) startReplicator() {
 	p.t.Helper()
-	p.replicator = testenv.StartProcess(p.t, "replicator", p.bin, "run", p.replicatorConfig())
+	p.startReplicatorNoWait()
 	testenv.Eventually(p.t, 30*time.Second, "replicator streaming from its slot", func() bool {
 		rows := testenv.QueryRows(p.t, p.dsn, "SELECT active::text FROM pg_replication_slots WHERE slot_name = $1", p.slot())
 		return len(rows) == 1 && rows[0][0] == "true"
 	})
+}
+
+// startReplicatorNoWait starts the replicator process and returns at once.
+func (p *pipeline) startReplicatorNoWait() {
+	p.t.Helper()
+	p.replicator = testenv.StartProcess(p.t, "replicator", p.bin, "run", p.replicatorConfig())
 }
 
 func (p *pipeline) slot() string { return "pg_flo_" + p.group + "_publication" }
@@ -85,10 +97,20 @@ input:
   pg_flo_worker:
     url: %s
     group: %s
+pipeline:
+  processors:
+%s
 output:
   %s
-`, quietHTTP, p.nats.URL(), p.group, outputYAML))
+`, quietHTTP, p.nats.URL(), p.group, orNone(p.workerProcessors), outputYAML))
 	p.worker = testenv.StartProcess(p.t, "worker", p.bin, "run", cfg)
+}
+
+func orNone(processors string) string {
+	if processors == "" {
+		return "    []"
+	}
+	return processors
 }
 
 // events reads the complete lines of the worker's file output.

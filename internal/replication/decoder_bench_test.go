@@ -3,6 +3,8 @@ package replication
 import (
 	"testing"
 	"time"
+
+	"github.com/pgflo/pgflo/internal/feed"
 )
 
 // BenchmarkDecodeEncodeUpdate measures the replicator's per-change CPU: one
@@ -22,13 +24,13 @@ func BenchmarkDecodeEncodeUpdate(b *testing.B) {
 		}
 	}
 	update := frame{'U'}.u32(16384).u8('N').tuple(s("4242"), s("17"), s("c4ca4238a0b923820dcc509a6f75849b"))
-	var a arena
+	var a feed.Arena
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := d.Decode(0x16B3748, update)
 		if err != nil {
 			b.Fatal(err)
 		}
-		_ = a.encode(res.Events[0])
+		_ = a.Encode(res.Events[0])
 	}
 }

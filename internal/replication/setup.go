@@ -29,6 +29,9 @@ type Source struct {
 	Tables      []string
 	Publication string
 	Slot        string
+	// NeedSelect makes Prepare check that the role may read every table
+	// (the snapshot copies them).
+	NeedSelect bool
 }
 
 // Table is a resolved source table.
@@ -63,6 +66,8 @@ var (
 	ErrNoReplicationPrivilege = errors.New("role lacks the REPLICATION attribute")
 	// ErrUnknownTable means a configured table does not exist.
 	ErrUnknownTable = errors.New("table not found")
+	// ErrNoSelectPrivilege means the role may not read a table to copy it.
+	ErrNoSelectPrivilege = errors.New("role may not read table")
 )
 
 // connConfig parses dsn. Its errors never show the DSN: pgx's parse errors
@@ -71,6 +76,13 @@ func connConfig(dsn string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse source dsn %s: invalid connection string", pgdsn.Redact(dsn))
+	}
+	// Values are printed (by pgoutput, and by COPY for snapshots) with the
+	// session's settings: pin the ones that change the text form, so events
+	// do not depend on role or database defaults (timestamps in UTC ISO
+	// form, bytea as hex, floats exact).
+	for name, value := range outputSettings {
+		cfg.RuntimeParams[name] = value
 	}
 	return cfg, nil
 }
@@ -99,13 +111,6 @@ func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 	}
 	rc := cfg.Config.Copy()
 	rc.RuntimeParams["replication"] = "database"
-	// pgoutput prints values with the walsender session's settings: pin the
-	// ones that change the text form, so events do not depend on role or
-	// database defaults (timestamps in UTC ISO form, bytea as hex, floats
-	// exact).
-	for name, value := range outputSettings {
-		rc.RuntimeParams[name] = value
-	}
 	conn, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
 		return nil, connectError(dsn, cfg.Password, err)
@@ -159,6 +164,11 @@ func Prepare(ctx context.Context, src Source) (*Prepared, error) {
 	}
 	if p.Tables, err = resolveTables(ctx, conn, src); err != nil {
 		return nil, err
+	}
+	if src.NeedSelect {
+		if err := checkSelect(ctx, conn, role, p.Tables); err != nil {
+			return nil, err
+		}
 	}
 	if err := ensurePublication(ctx, conn, src, p); err != nil {
 		return nil, err
@@ -233,6 +243,24 @@ func resolveTables(ctx context.Context, conn *pgx.Conn, src Source) ([]Table, er
 		return nil, fmt.Errorf("field tables: %w: %s (nothing was created on the source)", ErrUnknownTable, strings.Join(missing, ", "))
 	}
 	return tables, nil
+}
+
+// checkSelect fails, naming the tables, when role may not read some of them.
+func checkSelect(ctx context.Context, conn *pgx.Conn, role string, tables []Table) error {
+	var denied []string
+	for _, t := range tables {
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT has_table_privilege($1::regclass, 'SELECT')", t.String()).Scan(&ok); err != nil {
+			return fmt.Errorf("check SELECT privilege on %s: %w", t, err)
+		}
+		if !ok {
+			denied = append(denied, t.Schema+"."+t.Name)
+		}
+	}
+	if len(denied) > 0 {
+		return fmt.Errorf("field tables: %w: role %q has no SELECT privilege on %s, which the snapshot copy needs (GRANT SELECT; nothing was created on the source)", ErrNoSelectPrivilege, role, strings.Join(denied, ", "))
+	}
+	return nil
 }
 
 // ensurePublication creates the publication, or adds configured tables that

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,51 +13,14 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/feed"
 )
-
-// UnitEvents is the most events one unit holds. Units are cut at multiples
-// of it within a transaction, so the positions where a transaction is split
-// are the same on every replay: JetStream de-duplication ids, derived from
-// positions, then stay stable (see internal/jsproto's PackWindow).
-const UnitEvents = 1024
 
 // Logger is the little logging the engine does; Benthos' logger satisfies it.
 type Logger interface {
 	Infof(format string, args ...any)
 	Warnf(format string, args ...any)
 	Debugf(format string, args ...any)
-}
-
-// Encoded is one change event, encoded, with the fields Benthos metadata
-// carries.
-type Encoded struct {
-	JSON   []byte
-	Op     event.Op
-	Schema string
-	Table  string
-	LSN    string
-	// Tx identifies the event's transaction (its commit LSN) and Pos its
-	// position in it.
-	Tx  string
-	Pos int
-}
-
-// Unit is a run of consecutive events of one transaction: the whole
-// transaction, or a piece of at most UnitEvents of a larger one.
-type Unit struct {
-	Events []Encoded
-	// EndLSN is set on a transaction's last unit: the end of its commit
-	// record, where the slot may be confirmed once the unit is acknowledged.
-	EndLSN pglogrepl.LSN
-}
-
-// Batch is what Next returns: whole units, in stream order.
-type Batch struct {
-	Events []Encoded
-	// Checkpoint is the highest EndLSN of the batch's units (0 when the
-	// batch completes no transaction): pass it to Ack once the batch is
-	// delivered.
-	Checkpoint pglogrepl.LSN
 }
 
 // StreamConfig tunes the stream.
@@ -69,15 +31,13 @@ type StreamConfig struct {
 	// StatusInterval is how often a standby status update is sent when
 	// nothing else triggers one.
 	StatusInterval time.Duration
-	// QueueEvents bounds the events decoded ahead of the reader.
-	QueueEvents int
-	Logger      Logger
+	Logger         Logger
 }
 
 // Stream reads a slot and turns it into batches of encoded events.
 type Stream struct {
 	cfg     StreamConfig
-	queue   *queue
+	feed    *feed.Feed
 	decoder *Decoder
 
 	// acked is the highest LSN acknowledged by the reader (a checkpoint).
@@ -94,29 +54,41 @@ func (s *Stream) ConfirmedFlush() pglogrepl.LSN {
 	return pglogrepl.LSN(s.acked.Load())
 }
 
-// StartStream connects, creates the slot when prep says it is missing, and
-// starts streaming from the slot's confirmed position.
-func StartStream(ctx context.Context, cfg StreamConfig, prep *Prepared) (*Stream, error) {
-	conn, err := ConnectReplication(ctx, cfg.DSN)
+// Slot is a replication slot just created.
+type Slot struct {
+	ConsistentPoint pglogrepl.LSN
+	// SnapshotName is the exported snapshot (when asked for): it sees
+	// exactly the transactions committed before ConsistentPoint, and stays
+	// importable (SET TRANSACTION SNAPSHOT) until conn runs its next command.
+	SnapshotName string
+}
+
+// CreateSlot creates a pgoutput slot on the replication connection conn,
+// exporting its snapshot when export is set.
+func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bool, log Logger) (Slot, error) {
+	action := "NOEXPORT_SNAPSHOT"
+	if export {
+		action = "EXPORT_SNAPSHOT"
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action})
 	if err != nil {
-		return nil, err
+		return Slot{}, fmt.Errorf("create replication slot %q: %w", name, err)
 	}
-	start := prep.ConfirmedLSN
-	if !prep.SlotExists {
-		res, err := pglogrepl.CreateReplicationSlot(ctx, conn, cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{})
-		if err != nil {
-			_ = conn.Close(context.Background())
-			return nil, fmt.Errorf("create replication slot %q: %w", cfg.Slot, err)
-		}
-		if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
-			_ = conn.Close(context.Background())
-			return nil, fmt.Errorf("parse consistent point of slot %q: %w", cfg.Slot, err)
-		}
-		cfg.Logger.Infof("created replication slot %s at %s", cfg.Slot, start)
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return Slot{}, fmt.Errorf("parse consistent point of slot %q: %w", name, err)
 	}
+	log.Infof("created replication slot %s at %s", name, lsn)
+	return Slot{ConsistentPoint: lsn, SnapshotName: res.SnapshotName}, nil
+}
+
+// StartStream starts streaming the slot on the replication connection conn
+// (which it then owns and closes) into out. start is the position the slot is
+// known to be confirmed to.
+func StartStream(ctx context.Context, cfg StreamConfig, conn *pgconn.PgConn, start pglogrepl.LSN, typeNames map[uint32]string, out *feed.Feed) (*Stream, error) {
 	// Start at 0: the server then resumes at the slot's confirmed_flush_lsn,
 	// the one position known to be acknowledged downstream.
-	err = pglogrepl.StartReplication(ctx, conn, cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+	err := pglogrepl.StartReplication(ctx, conn, cfg.Slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"},
 	})
 	if err != nil {
@@ -128,8 +100,8 @@ func StartStream(ctx context.Context, cfg StreamConfig, prep *Prepared) (*Stream
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Stream{
 		cfg:     cfg,
-		queue:   newQueue(cfg.QueueEvents),
-		decoder: NewDecoder(prep.TypeNames),
+		feed:    out,
+		decoder: NewDecoder(typeNames),
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
@@ -141,37 +113,13 @@ func StartStream(ctx context.Context, cfg StreamConfig, prep *Prepared) (*Stream
 		if err == nil || errors.Is(err, context.Canceled) {
 			err = ErrStreamClosed
 		}
-		s.queue.fail(err)
+		s.feed.Fail(err)
 	}()
 	return s, nil
 }
 
 // ErrStreamClosed is returned by Next after Close.
 var ErrStreamClosed = errors.New("replication stream closed")
-
-// Next waits for events and returns whole units holding at most maxEvents
-// events (or one unit, when that alone is larger). It returns the stream's
-// error once it has failed: the caller reconnects with a new Stream, which
-// resumes at the slot's confirmed position.
-func (s *Stream) Next(ctx context.Context, maxEvents int) (*Batch, error) {
-	units, err := s.queue.pop(ctx, maxEvents)
-	if err != nil {
-		return nil, err
-	}
-	b := &Batch{}
-	n := 0
-	for _, u := range units {
-		n += len(u.Events)
-	}
-	b.Events = make([]Encoded, 0, n)
-	for _, u := range units {
-		b.Events = append(b.Events, u.Events...)
-		if u.EndLSN > b.Checkpoint {
-			b.Checkpoint = u.EndLSN
-		}
-	}
-	return b, nil
-}
 
 // Ack records that every event up to checkpoint is delivered. The slot is
 // confirmed to it at the next status update.
@@ -291,33 +239,14 @@ func (d *deadlineCtx) release() {
 // loopState is what the replication loop tracks between messages.
 type loopState struct {
 	conn *pgconn.PgConn
-	cur  *Unit
+	cur  *feed.Unit
 	// pushedEnd is the EndLSN of the last transaction queued; idle is a
 	// position the slot may be confirmed to once everything queued is
 	// acknowledged (a keepalive's WAL end, or an empty transaction's end).
 	pushedEnd, idle pglogrepl.LSN
 	sent            pglogrepl.LSN
 	sentAt          time.Time
-	arena           arena
-}
-
-// arena hands out encoded events carved from shared chunks: one allocation
-// per chunk instead of one (or several, as the buffer grows) per event.
-type arena struct {
-	chunk []byte
-}
-
-const arenaChunk = 256 << 10
-
-func (a *arena) encode(ev *event.Event) []byte {
-	if cap(a.chunk)-len(a.chunk) < 4<<10 {
-		a.chunk = make([]byte, 0, arenaChunk)
-	}
-	// An event larger than the room left makes append move to a bigger
-	// array; events handed out before keep pointing at the old one.
-	start := len(a.chunk)
-	a.chunk = ev.AppendJSON(a.chunk)
-	return a.chunk[start:len(a.chunk):len(a.chunk)]
+	arena           feed.Arena
 }
 
 func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogData) error {
@@ -327,23 +256,23 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 		return err
 	}
 	if res.Begin {
-		st.cur = &Unit{}
+		st.cur = &feed.Unit{}
 	}
 	if len(res.Events) > 0 {
 		if st.cur == nil {
-			st.cur = &Unit{}
+			st.cur = &feed.Unit{}
 		}
 		tx := event.FormatLSN(before.CommitLSN)
 		for i, ev := range res.Events {
 			pos := before.Pos + i
-			if pos > 0 && pos%UnitEvents == 0 && len(st.cur.Events) > 0 {
+			if pos > 0 && pos%feed.UnitEvents == 0 && len(st.cur.Events) > 0 {
 				if err := s.push(ctx, st, st.cur); err != nil {
 					return err
 				}
-				st.cur = &Unit{}
+				st.cur = &feed.Unit{}
 			}
-			st.cur.Events = append(st.cur.Events, Encoded{
-				JSON: st.arena.encode(ev), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
+			st.cur.Events = append(st.cur.Events, feed.Encoded{
+				JSON: st.arena.Encode(ev), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
 				LSN: event.FormatLSN(ev.LSN), Tx: tx, Pos: pos,
 			})
 		}
@@ -370,9 +299,9 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 
 // push queues u, keeping the connection alive with status updates while the
 // reader applies backpressure.
-func (s *Stream) push(ctx context.Context, st *loopState, u *Unit) error {
+func (s *Stream) push(ctx context.Context, st *loopState, u *feed.Unit) error {
 	for {
-		ok, err := s.queue.push(ctx, u, s.cfg.StatusInterval/2)
+		ok, err := s.feed.TryPush(ctx, u, s.cfg.StatusInterval/2)
 		if err != nil || ok {
 			return err
 		}
@@ -387,7 +316,7 @@ func (s *Stream) push(ctx context.Context, st *loopState, u *Unit) error {
 // loop is between transactions.
 func (s *Stream) confirmable(st *loopState) pglogrepl.LSN {
 	acked := pglogrepl.LSN(s.acked.Load())
-	if acked >= st.pushedEnd && st.cur == nil && st.idle > acked && s.queue.empty() {
+	if acked >= st.pushedEnd && st.cur == nil && st.idle > acked && s.feed.Empty() {
 		return st.idle
 	}
 	return acked
@@ -409,12 +338,4 @@ func (s *Stream) sendStatus(ctx context.Context, st *loopState, reply bool) erro
 	}
 	st.sent, st.sentAt = pos, time.Now()
 	return nil
-}
-
-// Meta returns the metadata pairs of an encoded event, in a fixed order.
-func (e *Encoded) Meta() [6][2]string {
-	return [6][2]string{
-		{event.MetaOp, string(e.Op)}, {event.MetaSchema, e.Schema}, {event.MetaTable, e.Table},
-		{event.MetaLSN, e.LSN}, {event.MetaTx, e.Tx}, {event.MetaTxPos, strconv.Itoa(e.Pos)},
-	}
 }

@@ -1,0 +1,422 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/replication"
+	"github.com/pgflo/pgflo/internal/state"
+)
+
+// Config tunes the copy.
+type Config struct {
+	DSN string
+	// Workers bounds the chunks copied at once over all tables, PerTable
+	// those of one table.
+	Workers, PerTable int
+	// ProgressInterval is how often progress is logged per table.
+	ProgressInterval time.Duration
+	Logger           replication.Logger
+	// Copied, when set, is told of rows read (for metrics).
+	Copied func(schema, table string, rows int)
+}
+
+// Job is one copy: which snapshot, which chunks.
+type Job struct {
+	// Snapshot is the exported snapshot every worker imports.
+	Snapshot string
+	// LSN is written as lsn and commit_lsn of every snapshot event: the
+	// slot's consistent point (or the WAL position of the snapshot).
+	LSN pglogrepl.LSN
+	// RunID distinguishes this copy's events from another copy's, so a
+	// chunk redone under a new snapshot is not taken for a duplicate.
+	RunID  string
+	Tables []*TableInfo
+	Plan   *state.Snapshot
+	// Imported, when set, is called once every worker has imported the
+	// snapshot: the exporting session may then go on.
+	Imported func()
+}
+
+// ChunkTx is the pg_flo_tx of a chunk's events.
+func ChunkTx(runID string, chunk int) string {
+	return "snapshot." + runID + "." + strconv.Itoa(chunk)
+}
+
+type pendingChunk struct {
+	table *TableInfo
+	chunk state.Chunk
+}
+
+var snapshotName = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
+
+// Copy copies every chunk of job.Plan not marked done into out and returns
+// once all are queued (their acknowledgement is the caller's business).
+func Copy(ctx context.Context, cfg Config, job Job, out *feed.Feed) error {
+	if !snapshotName.MatchString(job.Snapshot) {
+		return fmt.Errorf("copy: invalid snapshot name %q", job.Snapshot)
+	}
+	byName := map[string]*TableInfo{}
+	for _, info := range job.Tables {
+		byName[info.Schema+"."+info.Name] = info
+	}
+	var pending []pendingChunk
+	progress := newProgress(cfg)
+	for _, t := range job.Plan.Tables {
+		info := byName[t.Schema+"."+t.Name]
+		if info == nil {
+			return fmt.Errorf("copy: table %s.%s of the snapshot plan is no longer published", t.Schema, t.Name)
+		}
+		progress.plan(info, len(t.Chunks), len(t.Done))
+		for _, c := range t.Chunks {
+			if !t.IsDone(c.ID) {
+				pending = append(pending, pendingChunk{table: info, chunk: c})
+			}
+		}
+	}
+	workers := min(max(cfg.Workers, 1), len(pending))
+	if workers == 0 {
+		if job.Imported != nil {
+			job.Imported()
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopLog := progress.logEvery(ctx, cfg.ProgressInterval)
+	defer stopLog()
+
+	sched := newScheduler(pending, max(cfg.PerTable, 1))
+	var imported sync.WaitGroup
+	imported.Add(workers)
+	go func() {
+		imported.Wait()
+		if job.Imported != nil {
+			job.Imported()
+		}
+	}()
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			err := copyWorker(ctx, cfg, job, sched, out, progress, imported.Done)
+			if err != nil {
+				cancel()
+				sched.abort()
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
+		}
+	}
+	if first == nil {
+		progress.logAll("snapshot copy queued")
+	}
+	return first
+}
+
+func copyWorker(ctx context.Context, cfg Config, job Job, sched *scheduler, out *feed.Feed, progress *progress, imported func()) error {
+	once := sync.OnceFunc(imported)
+	defer once()
+	conn, err := replication.Connect(ctx, cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		return fmt.Errorf("copy: begin: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+job.Snapshot+"'"); err != nil {
+		return fmt.Errorf("copy: import snapshot %s: %w", job.Snapshot, err)
+	}
+	once()
+	for {
+		p, ok := sched.next(ctx)
+		if !ok {
+			break
+		}
+		err := copyChunk(ctx, conn, job, p, out, progress)
+		sched.done(p)
+		if err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "COMMIT")
+	return err
+}
+
+// copyChunk reads one chunk with COPY and queues its rows as events.
+func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, out *feed.Feed, progress *progress) error {
+	cols := make([]string, len(p.table.Columns))
+	for i, c := range p.table.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	where := fmt.Sprintf("ctid >= '(%d,0)'::tid", p.chunk.FirstPage)
+	if p.chunk.EndPage > 0 {
+		where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", p.chunk.EndPage)
+	}
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT", strings.Join(cols, ", "), p.chunk.Relation, where)
+	w := &rowWriter{
+		ctx: ctx, out: out, table: p.table, progress: progress,
+		tx: ChunkTx(job.RunID, p.chunk.ID), lsn: job.LSN, lsnText: event.FormatLSN(job.LSN),
+		unit: &feed.Unit{},
+	}
+	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
+		if w.err != nil {
+			err = w.err
+		}
+		return fmt.Errorf("copy chunk %d of %s.%s (%s pages %d..%s): %w", p.chunk.ID, p.table.Schema, p.table.Name, p.chunk.Relation, p.chunk.FirstPage, endText(p.chunk.EndPage), err)
+	}
+	if len(w.partial) > 0 {
+		return fmt.Errorf("copy chunk %d of %s.%s: output ends inside a row", p.chunk.ID, p.table.Schema, p.table.Name)
+	}
+	w.unit.Chunk = &feed.ChunkRef{Schema: p.table.Schema, Table: p.table.Name, ID: p.chunk.ID}
+	if err := out.Push(ctx, w.unit); err != nil {
+		return err
+	}
+	progress.copied(p.table, len(w.unit.Events))
+	progress.chunkQueued(p.table)
+	return nil
+}
+
+func endText(end int64) string {
+	if end == 0 {
+		return "end"
+	}
+	return strconv.FormatInt(end-1, 10)
+}
+
+// rowWriter receives COPY's output and turns complete lines into events.
+type rowWriter struct {
+	ctx      context.Context
+	out      *feed.Feed
+	table    *TableInfo
+	progress *progress
+	tx       string
+	lsn      pglogrepl.LSN
+	lsnText  string
+
+	partial []byte
+	row     event.Row
+	arena   feed.Arena
+	unit    *feed.Unit
+	pos     int
+	err     error
+}
+
+func (w *rowWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(w.partial) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, p...)
+			return n, nil
+		}
+		w.partial = append(w.partial, p[:i]...)
+		if err := w.line(w.partial); err != nil {
+			return 0, err
+		}
+		w.partial = w.partial[:0]
+		p = p[i+1:]
+	}
+	for {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			break
+		}
+		if err := w.line(p[:i]); err != nil {
+			return 0, err
+		}
+		p = p[i+1:]
+	}
+	w.partial = append(w.partial, p...)
+	return n, nil
+}
+
+func (w *rowWriter) line(line []byte) error {
+	row, err := parseCopyLine(line, w.table.Columns, w.row)
+	if err != nil {
+		w.err = fmt.Errorf("row %d: %w", w.pos, err)
+		return w.err
+	}
+	w.row = row
+	ev := event.Event{
+		V: event.Version, Op: event.Insert, Schema: w.table.Schema, Table: w.table.Name,
+		LSN: w.lsn, CommitLSN: w.lsn, Snapshot: true, Columns: w.table.Columns, New: row,
+	}
+	w.unit.Events = append(w.unit.Events, feed.Encoded{
+		JSON: w.arena.Encode(&ev), Op: event.Insert, Schema: w.table.Schema, Table: w.table.Name,
+		LSN: w.lsnText, Tx: w.tx, Pos: w.pos,
+	})
+	w.pos++
+	if len(w.unit.Events) == feed.UnitEvents {
+		if err := w.out.Push(w.ctx, w.unit); err != nil {
+			w.err = err
+			return err
+		}
+		w.progress.copied(w.table, len(w.unit.Events))
+		w.unit = &feed.Unit{}
+	}
+	return nil
+}
+
+// scheduler hands out pending chunks, at most perTable of a table at once.
+type scheduler struct {
+	mu       sync.Mutex
+	pending  []pendingChunk
+	active   map[*TableInfo]int
+	perTable int
+	aborted  bool
+	wake     chan struct{}
+}
+
+func newScheduler(pending []pendingChunk, perTable int) *scheduler {
+	return &scheduler{pending: pending, active: map[*TableInfo]int{}, perTable: perTable, wake: make(chan struct{}, 1)}
+}
+
+func (s *scheduler) next(ctx context.Context) (pendingChunk, bool) {
+	for {
+		s.mu.Lock()
+		if s.aborted || len(s.pending) == 0 {
+			s.mu.Unlock()
+			return pendingChunk{}, false
+		}
+		for i, p := range s.pending {
+			if s.active[p.table] < s.perTable {
+				s.pending = append(s.pending[:i:i], s.pending[i+1:]...)
+				s.active[p.table]++
+				s.mu.Unlock()
+				return p, true
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return pendingChunk{}, false
+		}
+	}
+}
+
+func (s *scheduler) done(p pendingChunk) {
+	s.mu.Lock()
+	s.active[p.table]--
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *scheduler) abort() {
+	s.mu.Lock()
+	s.aborted = true
+	s.mu.Unlock()
+}
+
+// progress counts and logs what the copy read, per table.
+type progress struct {
+	cfg    Config
+	start  time.Time
+	mu     sync.Mutex
+	tables []*tableProgress
+	byInfo map[*TableInfo]*tableProgress
+}
+
+type tableProgress struct {
+	info                *TableInfo
+	rows                atomic.Int64
+	chunksTotal, queued atomic.Int64
+}
+
+func newProgress(cfg Config) *progress {
+	return &progress{cfg: cfg, start: time.Now(), byInfo: map[*TableInfo]*tableProgress{}}
+}
+
+func (p *progress) plan(info *TableInfo, total, done int) {
+	tp := &tableProgress{info: info}
+	tp.chunksTotal.Store(int64(total))
+	tp.queued.Store(int64(done))
+	p.mu.Lock()
+	p.tables = append(p.tables, tp)
+	p.byInfo[info] = tp
+	p.mu.Unlock()
+}
+
+func (p *progress) copied(info *TableInfo, rows int) {
+	p.mu.Lock()
+	tp := p.byInfo[info]
+	p.mu.Unlock()
+	tp.rows.Add(int64(rows))
+	if p.cfg.Copied != nil {
+		p.cfg.Copied(info.Schema, info.Name, rows)
+	}
+}
+
+func (p *progress) chunkQueued(info *TableInfo) {
+	p.mu.Lock()
+	tp := p.byInfo[info]
+	p.mu.Unlock()
+	tp.queued.Add(1)
+}
+
+func (p *progress) logEvery(ctx context.Context, every time.Duration) func() {
+	if every <= 0 || p.cfg.Logger == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.logAll("snapshot progress")
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func (p *progress) logAll(what string) {
+	if p.cfg.Logger == nil {
+		return
+	}
+	elapsed := time.Since(p.start)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, tp := range p.tables {
+		rows, queued, total := tp.rows.Load(), tp.queued.Load(), tp.chunksTotal.Load()
+		rate := float64(rows) / max(elapsed.Seconds(), 0.001)
+		eta := "unknown"
+		if queued >= total {
+			eta = "0s"
+		} else if queued > 0 {
+			eta = (time.Duration(float64(elapsed) * float64(total-queued) / float64(queued))).Round(time.Second).String()
+		}
+		p.cfg.Logger.Infof("%s: table %s.%s: %d rows, chunks %d/%d, %.0f rows/s, ETA %s", what, tp.info.Schema, tp.info.Name, rows, queued, total, rate, eta)
+	}
+}

@@ -1,0 +1,414 @@
+// Package source runs pg_flo_replicator's modes over the engines: stream
+// (slot → events), copy_and_stream (consistent snapshot copy, then stream from
+// the slot's consistent point) and copy (snapshot only), with snapshot
+// progress kept in the group's state store so an interrupted copy resumes by
+// chunk.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/replication"
+	"github.com/pgflo/pgflo/internal/snapshot"
+	"github.com/pgflo/pgflo/internal/state"
+)
+
+// Modes, as pg_flo's --stream, --copy-and-stream and --copy.
+const (
+	ModeStream        = "stream"
+	ModeCopyAndStream = "copy_and_stream"
+	ModeCopy          = "copy"
+)
+
+// ErrCopyDone ends a copy-mode source once every chunk was read.
+var ErrCopyDone = errors.New("snapshot copy finished")
+
+// Config describes one replicator.
+type Config struct {
+	Mode           string
+	Source         replication.Source
+	StatusInterval time.Duration
+	QueueEvents    int
+	Copy           snapshot.Config
+	// ChunkPages is the size of a snapshot chunk in pages.
+	ChunkPages int64
+	// State keeps snapshot progress; required by the copy modes.
+	State  *state.Store
+	Logger replication.Logger
+	// ChunkDone, when set, is told of every acknowledged chunk, and
+	// ChunksPlanned of each table's chunk count (for metrics).
+	ChunkDone     func(schema, table string)
+	ChunksPlanned func(schema, table string, total, done int)
+}
+
+// Source produces the replicator's batches.
+type Source struct {
+	cfg  Config
+	feed *feed.Feed
+
+	mu     sync.Mutex
+	stream *replication.Stream
+	snap   *state.Snapshot
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start prepares the source and starts producing. Problems a user must fix
+// (configuration, privileges, unknown tables) are returned here, before
+// anything is created on the source; the copy itself runs in the background.
+func Start(ctx context.Context, cfg Config) (*Source, error) {
+	if cfg.Mode != ModeStream && cfg.State == nil {
+		return nil, fmt.Errorf("mode %s needs the group's state store (field nats_url) to record which snapshot chunks are done", cfg.Mode)
+	}
+	cfg.Source.NeedSelect = cfg.Mode != ModeStream
+	prep, err := replication.Prepare(ctx, cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s := &Source{cfg: cfg, feed: feed.New(cfg.QueueEvents), cancel: cancel}
+	switch cfg.Mode {
+	case ModeStream:
+		err = s.startStream(ctx, prep)
+	case ModeCopyAndStream:
+		err = s.startCopyAndStream(ctx, bg, prep)
+	case ModeCopy:
+		err = s.startCopy(ctx, bg, prep)
+	default:
+		err = fmt.Errorf("unknown mode %q", cfg.Mode)
+	}
+	if err != nil {
+		cancel()
+		s.wg.Wait()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Source) streamConfig() replication.StreamConfig {
+	return replication.StreamConfig{
+		DSN: s.cfg.Source.DSN, Slot: s.cfg.Source.Slot, Publication: s.cfg.Source.Publication,
+		StatusInterval: s.cfg.StatusInterval, Logger: s.cfg.Logger,
+	}
+}
+
+// startStream streams from the slot, creating it when missing.
+func (s *Source) startStream(ctx context.Context, prep *replication.Prepared) error {
+	conn, err := replication.ConnectReplication(ctx, s.cfg.Source.DSN)
+	if err != nil {
+		return err
+	}
+	start := prep.ConfirmedLSN
+	if !prep.SlotExists {
+		slot, err := replication.CreateSlot(ctx, conn, s.cfg.Source.Slot, false, s.cfg.Logger)
+		if err != nil {
+			_ = conn.Close(context.Background())
+			return err
+		}
+		start = slot.ConsistentPoint
+	}
+	return s.attachStream(ctx, conn, start, prep)
+}
+
+func (s *Source) attachStream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN, prep *replication.Prepared) error {
+	stream, err := replication.StartStream(ctx, s.streamConfig(), conn, start, prep.TypeNames, s.feed)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.stream = stream
+	s.mu.Unlock()
+	return nil
+}
+
+// finishIfDone marks a snapshot with no chunk left as complete: a restart
+// after the last chunk was acknowledged but before that was recorded.
+func (s *Source) finishIfDone(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap == nil || s.snap.Complete || s.snap.Remaining() > 0 {
+		return
+	}
+	s.snap.Complete = true
+	if err := s.cfg.State.SaveSnapshot(ctx, s.snap); err != nil {
+		s.cfg.Logger.Warnf("recording the finished snapshot: %v", err)
+	}
+}
+
+// startCopyAndStream decides between a first copy, a resumed copy and plain
+// streaming, as pg_flo does: a group with a valid resume position (its slot,
+// and no unfinished snapshot) streams without copying again.
+func (s *Source) startCopyAndStream(ctx, bg context.Context, prep *replication.Prepared) error {
+	snap, err := s.cfg.State.LoadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	slotName := s.cfg.Source.Slot
+	switch {
+	case !prep.SlotExists:
+		return s.firstCopy(ctx, bg, prep, snap)
+	case snap != nil && !snap.Complete && snap.Slot == slotName:
+		return s.resumeCopy(ctx, bg, prep, snap, true)
+	default:
+		if snap != nil && !snap.Complete {
+			s.cfg.Logger.Warnf("ignoring the unfinished snapshot of slot %s: the group now uses slot %s", snap.Slot, slotName)
+		}
+		s.cfg.Logger.Infof("slot %s exists and no snapshot is unfinished: streaming without copying", slotName)
+		return s.startStream(ctx, prep)
+	}
+}
+
+// firstCopy creates the slot with an exported snapshot, copies every chunk
+// under that snapshot, then streams from the slot's consistent point on the
+// same connection: every row committed before that point is copied, every
+// later change streamed, each exactly once.
+func (s *Source) firstCopy(ctx, bg context.Context, prep *replication.Prepared, previous *state.Snapshot) error {
+	// A record first, so a crash between creating the slot and planning is
+	// seen on restart as an unfinished snapshot, not as a finished one.
+	snap := &state.Snapshot{Slot: s.cfg.Source.Slot}
+	if previous != nil {
+		if err := s.cfg.State.DeleteSnapshot(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.cfg.State.SaveSnapshot(ctx, snap); err != nil {
+		return err
+	}
+	conn, err := replication.ConnectReplication(ctx, s.cfg.Source.DSN)
+	if err != nil {
+		return err
+	}
+	slot, err := replication.CreateSlot(ctx, conn, s.cfg.Source.Slot, true, s.cfg.Logger)
+	if err != nil {
+		_ = conn.Close(context.Background())
+		return err
+	}
+	infos, err := s.plan(ctx, prep, snap, slot.ConsistentPoint)
+	if err != nil {
+		_ = conn.Close(context.Background())
+		return err
+	}
+	job := snapshot.Job{Snapshot: slot.SnapshotName, LSN: slot.ConsistentPoint, RunID: runID(), Tables: infos, Plan: snap}
+	s.background(bg, job, func() error {
+		// The snapshot's connection was left idle while the workers
+		// imported it; it now streams the changes after the consistent point.
+		return s.attachStream(bg, conn, slot.ConsistentPoint, prep)
+	}, func() { _ = conn.Close(context.Background()) })
+	return nil
+}
+
+// resumeCopy copies the chunks an interrupted copy did not finish, under a
+// new snapshot. Streaming then restarts at the slot's confirmed position,
+// which is at or before the first copy's consistent point: changes to rows
+// copied by either snapshot are all streamed (some twice), and idempotent
+// apply converges to the source.
+func (s *Source) resumeCopy(ctx, bg context.Context, prep *replication.Prepared, snap *state.Snapshot, thenStream bool) error {
+	exporter, err := replication.Connect(ctx, s.cfg.Source.DSN)
+	if err != nil {
+		return err
+	}
+	var name, walLSN string
+	err = func() error {
+		if _, err := exporter.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+			return err
+		}
+		return exporter.QueryRow(ctx, "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").Scan(&name, &walLSN)
+	}()
+	if err != nil {
+		_ = exporter.Close(context.Background())
+		return fmt.Errorf("export a snapshot: %w", err)
+	}
+	lsn := prep.ConfirmedLSN
+	if snap.LSN != "" {
+		lsn, err = pglogrepl.ParseLSN(snap.LSN)
+	} else if !thenStream {
+		lsn, err = pglogrepl.ParseLSN(walLSN)
+	}
+	if err != nil {
+		_ = exporter.Close(context.Background())
+		return fmt.Errorf("snapshot position: %w", err)
+	}
+	var infos []*snapshot.TableInfo
+	if len(snap.Tables) == 0 {
+		infos, err = s.plan(ctx, prep, snap, lsn)
+	} else {
+		infos, err = snapshot.DescribeWith(ctx, s.cfg.Source.DSN, prep.Tables)
+		if err == nil {
+			s.reportPlan(snap)
+		}
+	}
+	if err != nil {
+		_ = exporter.Close(context.Background())
+		return err
+	}
+	if done := countDone(snap); done > 0 {
+		s.cfg.Logger.Infof("resuming the snapshot: %d chunks already copied, %d to go", done, snap.Remaining())
+	}
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+	job := snapshot.Job{
+		Snapshot: name, LSN: lsn, RunID: runID(), Tables: infos, Plan: snap,
+		Imported: func() { _ = exporter.Close(context.Background()) },
+	}
+	s.background(bg, job, func() error {
+		if !thenStream {
+			s.feed.Fail(ErrCopyDone)
+			return nil
+		}
+		conn, err := replication.ConnectReplication(bg, s.cfg.Source.DSN)
+		if err != nil {
+			return err
+		}
+		return s.attachStream(bg, conn, prep.ConfirmedLSN, prep)
+	}, func() { _ = exporter.Close(context.Background()) })
+	return nil
+}
+
+// startCopy copies the tables once, without a slot. An unfinished copy of
+// an earlier run is resumed; a finished one is copied again.
+func (s *Source) startCopy(ctx, bg context.Context, prep *replication.Prepared) error {
+	snap, err := s.cfg.State.LoadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	if snap == nil || snap.Complete || snap.Slot != "" {
+		if snap != nil {
+			if err := s.cfg.State.DeleteSnapshot(ctx); err != nil {
+				return err
+			}
+		}
+		snap = &state.Snapshot{}
+		if err := s.cfg.State.SaveSnapshot(ctx, snap); err != nil {
+			return err
+		}
+	}
+	return s.resumeCopy(ctx, bg, prep, snap, false)
+}
+
+// plan describes the tables, splits them into chunks and records the plan.
+func (s *Source) plan(ctx context.Context, prep *replication.Prepared, snap *state.Snapshot, lsn pglogrepl.LSN) ([]*snapshot.TableInfo, error) {
+	infos, err := snapshot.DescribeWith(ctx, s.cfg.Source.DSN, prep.Tables)
+	if err != nil {
+		return nil, err
+	}
+	snap.Tables = snapshot.Plan(infos, s.cfg.ChunkPages)
+	snap.LSN = lsn.String()
+	if err := s.cfg.State.SaveSnapshot(ctx, snap); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+	s.reportPlan(snap)
+	return infos, nil
+}
+
+func (s *Source) reportPlan(snap *state.Snapshot) {
+	for _, t := range snap.Tables {
+		s.cfg.Logger.Infof("snapshot plan: table %s: %d chunks (%d done)", pgx.Identifier{t.Schema, t.Name}.Sanitize(), len(t.Chunks), len(t.Done))
+		if s.cfg.ChunksPlanned != nil {
+			s.cfg.ChunksPlanned(t.Schema, t.Name, len(t.Chunks), len(t.Done))
+		}
+	}
+}
+
+// background runs the copy, then next; a failure fails the feed, so the
+// reader sees it and the input reconnects (and resumes).
+func (s *Source) background(bg context.Context, job snapshot.Job, next func() error, cleanup func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := snapshot.Copy(bg, s.cfg.Copy, job, s.feed)
+		if err == nil {
+			s.finishIfDone(bg)
+			err = next()
+		}
+		if err != nil {
+			cleanup()
+			if bg.Err() == nil {
+				s.feed.Fail(fmt.Errorf("snapshot copy: %w", err))
+			}
+		}
+	}()
+}
+
+func runID() string { return strconv.FormatInt(time.Now().UnixMilli(), 36) }
+
+func countDone(snap *state.Snapshot) int {
+	n := 0
+	for _, t := range snap.Tables {
+		n += len(t.Done)
+	}
+	return n
+}
+
+// Next returns the next batch; ErrCopyDone once a copy-mode source is done.
+func (s *Source) Next(ctx context.Context, maxEvents int) (*feed.Batch, error) {
+	return s.feed.Next(ctx, maxEvents)
+}
+
+// Ack records that b was delivered: the slot may be confirmed to its
+// checkpoint, and its finished chunks are recorded as done.
+func (s *Source) Ack(ctx context.Context, b *feed.Batch) error {
+	s.mu.Lock()
+	stream, snap := s.stream, s.snap
+	s.mu.Unlock()
+	if stream != nil && b.Checkpoint > 0 {
+		stream.Ack(b.Checkpoint)
+	}
+	if len(b.Chunks) == 0 || snap == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range b.Chunks {
+		if t := snap.Table(c.Schema, c.Table); t != nil && !t.IsDone(c.ID) {
+			t.Done = append(t.Done, c.ID)
+		}
+		if s.cfg.ChunkDone != nil {
+			s.cfg.ChunkDone(c.Schema, c.Table)
+		}
+	}
+	if snap.Remaining() == 0 {
+		snap.Complete = true
+		s.cfg.Logger.Infof("snapshot complete: every chunk is acknowledged")
+	}
+	if err := s.cfg.State.SaveSnapshot(ctx, snap); err != nil {
+		// The chunks are delivered; not recording them only means a
+		// restart copies them again.
+		s.cfg.Logger.Warnf("recording finished snapshot chunks: %v", err)
+	}
+	return nil
+}
+
+// Close stops producing.
+func (s *Source) Close(ctx context.Context) error {
+	s.cancel()
+	s.mu.Lock()
+	stream := s.stream
+	s.mu.Unlock()
+	var err error
+	if stream != nil {
+		err = stream.Close(ctx)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
