@@ -36,6 +36,7 @@ const (
 	repFieldSlot                = "slot"
 	repFieldPublication         = "publication"
 	repFieldNATSURL             = "nats_url"
+	repFieldTrackDDL            = "track_ddl"
 	repFieldMaxCopyWorkers      = "max_copy_workers"
 	repFieldMaxCopyWorkersTable = "max_copy_workers_per_table"
 	repFieldCopyChunkPages      = "copy_chunk_pages"
@@ -141,6 +142,9 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks. Required by the copy modes; credentials can go in the URL (`nats://user:password@host:4222`).").
 				Example("nats://127.0.0.1:4222").
 				Optional(),
+			service.NewBoolField(repFieldTrackDDL).
+				Description("Capture DDL on the published tables (pg_flo's --track-ddl) as DDL events, in commit order with the data: an event trigger (named per group, so groups don't clobber each other) writes each command into the WAL with `pg_logical_emit_message`, and the slot delivers it inside its transaction. Needs a superuser (event triggers are superuser-only). `DROP TABLE` is not captured.").
+				Default(false),
 			service.NewIntField(repFieldMaxCopyWorkers).
 				Description("The most chunks copied at once over all tables (each is one connection to the source). Keep it near the source's and this machine's cores.").
 				Default(4),
@@ -230,6 +234,7 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 		ProgressInterval: r.Duration(repFieldProgressInterval), Logger: in.log,
 	}
 	chunkPages := r.Int(repFieldCopyChunkPages)
+	trackDDL := r.Bool(repFieldTrackDDL)
 	statusInterval := r.Duration(repFieldStatusInterval)
 	in.maxBatch = r.Int(repFieldMaxBatchEvents)
 	queueEvents := r.Int(repFieldQueueEvents)
@@ -269,7 +274,7 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	in.chunksTotal = metrics.NewGauge("pg_flo_snapshot_chunks_total", "table")
 	copyCfg.Copied = func(schema, table string, rows int) { in.rowsTotal.Incr(int64(rows), schema+"."+table) }
 	in.conf = source.Config{
-		Mode: mode, Source: src, StatusInterval: statusInterval, QueueEvents: queueEvents,
+		Mode: mode, Source: src, TrackDDL: trackDDL, StatusInterval: statusInterval, QueueEvents: queueEvents,
 		Copy: copyCfg, ChunkPages: int64(chunkPages), Logger: in.log,
 		ChunksPlanned: func(schema, table string, total, done int) {
 			name := schema + "." + table

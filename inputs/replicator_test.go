@@ -228,3 +228,63 @@ func TestReplicatorSourceErrors(t *testing.T) {
 		}
 	})
 }
+
+func readEvents(t *testing.T, in *replicatorInput, want int) []event.Event {
+	t.Helper()
+	var out []event.Event
+	for len(out) < want {
+		batch, ack := readBatch(t, in)
+		for _, msg := range batch {
+			b, _ := msg.AsBytes()
+			ev, err := event.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, *ev)
+		}
+		_ = ack(context.Background(), nil)
+	}
+	return out
+}
+
+// DDL on published tables arrives as DDL events in commit order with the
+// rows, per group: another group's tables are not captured.
+func TestReplicatorCapturesDDL(t *testing.T) {
+	dsn := sharedPostgres(t).NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, name text); CREATE TABLE other (id int PRIMARY KEY)")
+	a, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: ddl_a\ntables: [items]\ntrack_ddl: true\n", dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: ddl_b\ntables: [other]\ntrack_ddl: true\n", dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (1, 'one')")
+	testenv.Exec(t, dsn, "ALTER TABLE items ADD COLUMN extra text; ALTER TABLE items RENAME COLUMN name TO title")
+	testenv.Exec(t, dsn, "BEGIN; INSERT INTO items VALUES (2, 'two', 'x'); ALTER TABLE items ALTER COLUMN extra TYPE varchar(10); INSERT INTO items VALUES (3, 'three', 'y'); COMMIT")
+	testenv.Exec(t, dsn, "ALTER TABLE other ADD COLUMN z int")
+
+	got := readEvents(t, a, 5)
+	var ops []string
+	for _, ev := range got {
+		ops = append(ops, string(ev.Op))
+	}
+	if strings.Join(ops, ",") != "INSERT,DDL,INSERT,DDL,INSERT" {
+		t.Fatalf("group a got %v", ops)
+	}
+	ddl := got[1]
+	if cmd, _ := ddl.New.Get("ddl_command"); ddl.Table != "items" || !strings.Contains(cmd.Text, "ADD COLUMN extra") || !strings.Contains(cmd.Text, "RENAME COLUMN") {
+		t.Errorf("first DDL event %+v", ddl)
+	}
+	if tag, _ := got[3].New.Get("command_tag"); tag.Text != "ALTER TABLE" || got[3].CommitLSN != got[2].CommitLSN {
+		t.Errorf("second DDL event %+v, want ALTER TABLE in the same transaction as the insert before it", got[3])
+	}
+	if last := got[4]; len(last.Columns) != 3 || last.Columns[1].Name != "title" || last.Columns[2].Type != "varchar" {
+		t.Errorf("the insert after the DDL has columns %+v", last.Columns)
+	}
+	other := readEvents(t, b, 1)
+	if other[0].Op != event.DDL || other[0].Table != "other" {
+		t.Errorf("group b got %+v", other[0])
+	}
+}

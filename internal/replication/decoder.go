@@ -31,6 +31,10 @@ type Decoder struct {
 	relations map[uint32]*relation
 	typeNames map[uint32]string
 
+	// ddlPrefix, when set, is the prefix of the logical messages carrying
+	// captured DDL (see ddl.go).
+	ddlPrefix string
+
 	inTx       bool
 	xid        uint32
 	commitLSN  pglogrepl.LSN
@@ -48,6 +52,9 @@ func NewDecoder(typeNames map[uint32]string) *Decoder {
 	}
 	return &Decoder{relations: map[uint32]*relation{}, typeNames: names}
 }
+
+// TrackDDL makes the decoder turn logical messages with prefix into DDL events.
+func (d *Decoder) TrackDDL(prefix string) { d.ddlPrefix = prefix }
 
 // TxState describes the transaction the decoder is in.
 type TxState struct {
@@ -101,6 +108,15 @@ func (d *Decoder) Decode(walStart pglogrepl.LSN, data []byte) (Result, error) {
 	case *pglogrepl.TypeMessage:
 		d.typeNames[m.DataType] = m.Name
 		return Result{}, nil
+	case *pglogrepl.LogicalDecodingMessage:
+		if d.ddlPrefix == "" || m.Prefix != d.ddlPrefix || !m.Transactional {
+			return Result{}, nil
+		}
+		ev, err := d.ddlEvent(m.Content, walStart)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Events: []*event.Event{ev}}, nil
 	case *pglogrepl.TruncateMessage:
 		var res Result
 		for _, id := range m.RelationIDs {

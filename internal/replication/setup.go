@@ -32,6 +32,8 @@ type Source struct {
 	// NeedSelect makes Prepare check that the role may read every table
 	// (the snapshot copies them).
 	NeedSelect bool
+	// TrackDDL installs the DDL capture trigger of the publication.
+	TrackDDL bool
 }
 
 // Table is a resolved source table.
@@ -172,6 +174,11 @@ func Prepare(ctx context.Context, src Source) (*Prepared, error) {
 	}
 	if err := ensurePublication(ctx, conn, src, p); err != nil {
 		return nil, err
+	}
+	if src.TrackDDL {
+		if err := installDDLCapture(ctx, conn, src.Publication); err != nil {
+			return nil, err
+		}
 	}
 	if p.TypeNames, err = loadTypeNames(ctx, conn); err != nil {
 		return nil, err

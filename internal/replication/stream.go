@@ -31,6 +31,8 @@ type StreamConfig struct {
 	// StatusInterval is how often a standby status update is sent when
 	// nothing else triggers one.
 	StatusInterval time.Duration
+	// TrackDDL streams the captured DDL of the publication as DDL events.
+	TrackDDL bool
 	Logger         Logger
 }
 
@@ -88,9 +90,11 @@ func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bo
 func StartStream(ctx context.Context, cfg StreamConfig, conn *pgconn.PgConn, start pglogrepl.LSN, typeNames map[uint32]string, out *feed.Feed) (*Stream, error) {
 	// Start at 0: the server then resumes at the slot's confirmed_flush_lsn,
 	// the one position known to be acknowledged downstream.
-	err := pglogrepl.StartReplication(ctx, conn, cfg.Slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"},
-	})
+	args := []string{"proto_version '1'", "publication_names '" + cfg.Publication + "'"}
+	if cfg.TrackDDL {
+		args = append(args, "messages 'true'")
+	}
+	err := pglogrepl.StartReplication(ctx, conn, cfg.Slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		_ = conn.Close(context.Background())
 		return nil, fmt.Errorf("start replication from slot %q: %w", cfg.Slot, err)
@@ -104,6 +108,9 @@ func StartStream(ctx context.Context, cfg StreamConfig, conn *pgconn.PgConn, sta
 		decoder: NewDecoder(typeNames),
 		cancel:  cancel,
 		done:    make(chan struct{}),
+	}
+	if cfg.TrackDDL {
+		s.decoder.TrackDDL(DDLPrefix(cfg.Publication))
 	}
 	s.acked.Store(uint64(start))
 	go func() {

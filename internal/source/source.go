@@ -35,8 +35,10 @@ var ErrCopyDone = errors.New("snapshot copy finished")
 
 // Config describes one replicator.
 type Config struct {
-	Mode           string
-	Source         replication.Source
+	Mode   string
+	Source replication.Source
+	// TrackDDL captures DDL on the published tables as DDL events.
+	TrackDDL       bool
 	StatusInterval time.Duration
 	QueueEvents    int
 	Copy           snapshot.Config
@@ -72,6 +74,7 @@ func Start(ctx context.Context, cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("mode %s needs the group's state store (field nats_url) to record which snapshot chunks are done", cfg.Mode)
 	}
 	cfg.Source.NeedSelect = cfg.Mode != ModeStream
+	cfg.Source.TrackDDL = cfg.TrackDDL
 	prep, err := replication.Prepare(ctx, cfg.Source)
 	if err != nil {
 		return nil, err
@@ -99,7 +102,7 @@ func Start(ctx context.Context, cfg Config) (*Source, error) {
 func (s *Source) streamConfig() replication.StreamConfig {
 	return replication.StreamConfig{
 		DSN: s.cfg.Source.DSN, Slot: s.cfg.Source.Slot, Publication: s.cfg.Source.Publication,
-		StatusInterval: s.cfg.StatusInterval, Logger: s.cfg.Logger,
+		StatusInterval: s.cfg.StatusInterval, TrackDDL: s.cfg.TrackDDL, Logger: s.cfg.Logger,
 	}
 }
 
