@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -103,7 +104,8 @@ names what is missing before it creates anything.
 
 ### Metrics
 
-‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
+‹pg_flo_replication_lag_bytes› (the server's WAL end minus the slot's confirmed position, updated with every
+status update), ‹pg_flo_events_total› by ‹table› and ‹op›, and for snapshots ‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
 ‹table›; progress (rows, chunks done/total, rows/s, ETA) is logged per table every ‹progress_interval›.`
 
 func replicatorSpec() *service.ConfigSpec {
@@ -196,6 +198,8 @@ type replicatorInput struct {
 	maxBatch int
 	log      *service.Logger
 
+	lagBytes    *service.MetricGauge
+	eventsTotal *service.MetricCounter
 	rowsTotal   *service.MetricCounter
 	chunksDone  *service.MetricGauge
 	chunksTotal *service.MetricGauge
@@ -269,6 +273,8 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	}
 
 	metrics := mgr.Metrics()
+	in.lagBytes = metrics.NewGauge("pg_flo_replication_lag_bytes")
+	in.eventsTotal = metrics.NewCounter("pg_flo_events_total", "table", "op")
 	in.rowsTotal = metrics.NewCounter("pg_flo_snapshot_rows_total", "table")
 	in.chunksDone = metrics.NewGauge("pg_flo_snapshot_chunks_done", "table")
 	in.chunksTotal = metrics.NewGauge("pg_flo_snapshot_chunks_total", "table")
@@ -276,6 +282,9 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	in.conf = source.Config{
 		Mode: mode, Source: src, TrackDDL: trackDDL, StatusInterval: statusInterval, QueueEvents: queueEvents,
 		Copy: copyCfg, ChunkPages: int64(chunkPages), Logger: in.log,
+		OnStatus: func(serverWALEnd, confirmed pglogrepl.LSN) {
+			in.lagBytes.Set(int64(serverWALEnd - confirmed))
+		},
 		ChunksPlanned: func(schema, table string, total, done int) {
 			name := schema + "." + table
 			in.countMu.Lock()
@@ -354,6 +363,7 @@ func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch,
 			}
 			continue
 		}
+		in.countEvents(b)
 		return toMessages(b), func(ctx context.Context, err error) error {
 			// Wrapped by AutoRetryNacksBatched: this runs once, on success.
 			defer func() { <-in.inFlight }()
@@ -381,6 +391,20 @@ func (in *replicatorInput) readErr(ctx context.Context, src *source.Source, err 
 	in.mu.Unlock()
 	_ = src.Close(context.Background())
 	return service.ErrNotConnected
+}
+
+// countEvents adds a batch to pg_flo_events_total, one increment per table
+// and op rather than per event.
+func (in *replicatorInput) countEvents(b *feed.Batch) {
+	type key struct{ table, op string }
+	counts := map[key]int64{}
+	for i := range b.Events {
+		e := &b.Events[i]
+		counts[key{e.Schema + "." + e.Table, string(e.Op)}]++
+	}
+	for k, n := range counts {
+		in.eventsTotal.Incr(n, k.table, k.op)
+	}
 }
 
 func toMessages(b *feed.Batch) service.MessageBatch {

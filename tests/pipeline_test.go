@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ type pipeline struct {
 	// workerProcessors YAML for the worker's pipeline.processors (indented
 	// by 4, list items).
 	replicatorExtra, workerProcessors string
+	// replicatorHTTP, when set, is the replicator's HTTP server address
+	// (metrics, /ready); it is disabled otherwise.
+	replicatorHTTP string
 
 	replicator, worker *testenv.Process
 }
@@ -64,7 +68,14 @@ output:
   pg_flo_jetstream:
     url: %s
     group: %s
-`, quietHTTP, p.dsn, p.group, p.replicatorExtra, p.nats.URL(), p.group))
+`, p.httpSection(), p.dsn, p.group, p.replicatorExtra, p.nats.URL(), p.group))
+}
+
+func (p *pipeline) httpSection() string {
+	if p.replicatorHTTP == "" {
+		return quietHTTP
+	}
+	return strings.Replace(quietHTTP, "  enabled: false", "  address: "+p.replicatorHTTP, 1) + "metrics:\n  json_api: {}\n"
 }
 
 // startReplicator starts the replicator and waits until it streams from the

@@ -33,7 +33,11 @@ type StreamConfig struct {
 	StatusInterval time.Duration
 	// TrackDDL streams the captured DDL of the publication as DDL events.
 	TrackDDL bool
-	Logger         Logger
+	// OnStatus, when set, is called after each standby status update with
+	// the server's WAL end (as last reported) and the confirmed position:
+	// their difference is the replication lag in bytes.
+	OnStatus func(serverWALEnd, confirmed pglogrepl.LSN)
+	Logger   Logger
 }
 
 // Stream reads a slot and turns it into batches of encoded events.
@@ -201,6 +205,9 @@ func (s *Stream) run(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.L
 				if err != nil {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
+				if ka.ServerWALEnd > st.serverEnd {
+					st.serverEnd = ka.ServerWALEnd
+				}
 				if !s.decoder.Tx().InTx && st.cur == nil && ka.ServerWALEnd > st.idle {
 					st.idle = ka.ServerWALEnd
 				}
@@ -214,6 +221,9 @@ func (s *Stream) run(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.L
 				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
 				if err != nil {
 					return fmt.Errorf("parse xlogdata: %w", err)
+				}
+				if xld.ServerWALEnd > st.serverEnd {
+					st.serverEnd = xld.ServerWALEnd
 				}
 				if err := s.handle(ctx, st, xld); err != nil {
 					return err
@@ -253,6 +263,7 @@ type loopState struct {
 	pushedEnd, idle pglogrepl.LSN
 	sent            pglogrepl.LSN
 	sentAt          time.Time
+	serverEnd       pglogrepl.LSN
 	arena           feed.Arena
 }
 
@@ -344,5 +355,8 @@ func (s *Stream) sendStatus(ctx context.Context, st *loopState, reply bool) erro
 		s.cfg.Logger.Debugf("confirmed slot %s up to %s", s.cfg.Slot, pos)
 	}
 	st.sent, st.sentAt = pos, time.Now()
+	if s.cfg.OnStatus != nil {
+		s.cfg.OnStatus(max(st.serverEnd, pos), pos)
+	}
 	return nil
 }

@@ -51,6 +51,8 @@ type Config struct {
 	// ChunksPlanned of each table's chunk count (for metrics).
 	ChunkDone     func(schema, table string)
 	ChunksPlanned func(schema, table string, total, done int)
+	// OnStatus is passed to the stream (replication lag).
+	OnStatus func(serverWALEnd, confirmed pglogrepl.LSN)
 }
 
 // Source produces the replicator's batches.
@@ -103,6 +105,7 @@ func (s *Source) streamConfig() replication.StreamConfig {
 	return replication.StreamConfig{
 		DSN: s.cfg.Source.DSN, Slot: s.cfg.Source.Slot, Publication: s.cfg.Source.Publication,
 		StatusInterval: s.cfg.StatusInterval, TrackDDL: s.cfg.TrackDDL, Logger: s.cfg.Logger,
+		OnStatus: s.cfg.OnStatus,
 	}
 }
 

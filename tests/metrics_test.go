@@ -1,0 +1,78 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// metricValue finds, in the json_api metrics document, the metric whose
+// name and labels match pattern.
+func metricValue(metrics, pattern string) (float64, bool) {
+	var all map[string]any
+	if json.Unmarshal([]byte(metrics), &all) != nil {
+		return 0, false
+	}
+	re := regexp.MustCompile(`^` + pattern + `$`)
+	for name, v := range all {
+		if f, ok := v.(float64); ok && re.MatchString(name) {
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+// The replicator's metrics show the events by table and op, and the lag
+// gauge falls to 0 once the output caught up; /ready answers while the
+// replication connection is up.
+func TestReplicatorMetrics(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, dsn, "metrics")
+	p.replicatorHTTP = fmt.Sprintf("127.0.0.1:%d", port)
+	p.replicatorExtra = "    status_interval: 200ms"
+	p.startReplicator()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testenv.Eventually(t, 10*time.Second, "/ready answering 200", func() bool {
+		resp, err := http.Get(base + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	// Changes written with no worker still reach JetStream: the replicator
+	// catches up and its lag returns to 0.
+	writeRange(t, dsn, 1, 3000, 100)
+	testenv.Exec(t, dsn, "UPDATE items SET v = 'x' WHERE id <= 10")
+	var metrics string
+	testenv.Eventually(t, 30*time.Second, "3000 inserts and 10 updates counted, then the lag back at 0", func() bool {
+		metrics = scrape(t, base+"/metrics")
+		inserts, _ := metricValue(metrics, `pg_flo_events_total\{.*op="INSERT".*table="public.items".*\}`)
+		updates, _ := metricValue(metrics, `pg_flo_events_total\{.*op="UPDATE".*table="public.items".*\}`)
+		lag, ok := metricValue(metrics, `pg_flo_replication_lag_bytes(\{.*\})?`)
+		return inserts == 3000 && updates == 10 && ok && lag == 0
+	})
+}
