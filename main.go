@@ -11,6 +11,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/config"
 	_ "github.com/pgflo/pgflo/inputs"
 	"github.com/pgflo/pgflo/internal/natsembed"
 	_ "github.com/pgflo/pgflo/outputs"
@@ -23,10 +24,15 @@ var (
 )
 
 func main() {
-	service.RunCLI(context.Background(),
+	opts := []service.CLIOptFunc{
 		service.CLIOptSetBinaryName("pgflo"),
 		service.CLIOptSetProductName("pgflo"),
 		service.CLIOptSetVersion(version, dateBuilt),
 		service.CLIOptAddCommand(natsembed.Command()),
-	)
+	}
+	// pg_flo's own commands: replicator, worker stdout|file|postgres|webhook.
+	for _, cmd := range config.Commands() {
+		opts = append(opts, service.CLIOptAddCommand(cmd))
+	}
+	service.RunCLI(context.Background(), opts...)
 }

@@ -1,0 +1,199 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Secret is a password the built config references by environment variable
+// instead of holding it: printed configs never contain a password.
+type Secret struct {
+	Env   string // e.g. PG_FLO_PASSWORD
+	Value string
+}
+
+// Built is a Benthos config built from pg_flo settings.
+type Built struct {
+	YAML    string
+	Secrets []Secret
+}
+
+// keywordDSN builds a keyword/value connection string whose password is a
+// reference to env (kept out of the config text).
+func keywordDSN(host string, port int, dbname, user, passwordEnv string) string {
+	parts := []string{
+		"host=" + quoteDSNValue(host), "port=" + strconv.Itoa(port),
+		"dbname=" + quoteDSNValue(dbname), "user=" + quoteDSNValue(user),
+	}
+	if passwordEnv != "" {
+		parts = append(parts, "password='${"+passwordEnv+"}'")
+	}
+	return strings.Join(parts, " ")
+}
+
+// quoteDSNValue quotes a keyword/value connection string value when needed.
+func quoteDSNValue(v string) string {
+	if v != "" && !strings.ContainsAny(v, " '\\\t") {
+		return v
+	}
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// EscapeDSNPassword is how a password must be escaped to sit between the
+// single quotes of a keyword/value connection string.
+func EscapeDSNPassword(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(p)
+}
+
+func marshal(doc map[string]any) (string, error) {
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return "", fmt.Errorf("encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return "", fmt.Errorf("encode config: %w", err)
+	}
+	return b.String(), nil
+}
+
+var logger = map[string]any{"level": "INFO", "format": "logfmt"}
+
+// Replicator builds the config of `pgflo replicator`: pg_flo_replicator
+// into pg_flo_jetstream.
+func Replicator(s Settings) (Built, error) {
+	if err := missing(s, "host", "dbname", "user", "password", "group", "nats-url"); err != nil {
+		return Built{}, err
+	}
+	modes := 0
+	mode := "stream"
+	for _, m := range []struct{ flag, mode string }{{"stream", "stream"}, {"copy-and-stream", "copy_and_stream"}, {"copy", "copy"}} {
+		if s.Bool(m.flag) {
+			modes++
+			mode = m.mode
+		}
+	}
+	if modes > 1 {
+		return Built{}, fmt.Errorf("Cannot specify multiple modes: use --stream, --copy-and-stream, or --copy")
+	}
+	input := map[string]any{
+		"dsn":                        keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")),
+		"group":                      s.String("group"),
+		"schema":                     s.String("schema"),
+		"tables":                     s.List("tables"),
+		"mode":                       mode,
+		"max_copy_workers_per_table": max(s.Int("max-copy-workers-per-table"), 1),
+		"track_ddl":                  s.Bool("track-ddl"),
+	}
+	if mode != "stream" {
+		input["nats_url"] = s.String("nats-url")
+	}
+	doc := map[string]any{
+		"input":  map[string]any{"pg_flo_replicator": input},
+		"output": map[string]any{"pg_flo_jetstream": map[string]any{"url": s.String("nats-url"), "group": s.String("group")}},
+		"logger": logger,
+	}
+	text, err := marshal(doc)
+	return Built{YAML: text, Secrets: []Secret{{EnvName("password"), s.String("password")}}}, err
+}
+
+// pgFloShape turns a decoded event into the JSON object pg_flo's stdout,
+// file and webhook sinks write (keys sorted, as pg_flo's encoder sorts them).
+const pgFloShape = `let keys = this.columns.filter(c -> c.key.or(false)).map_each(c -> c.name)
+root.Type = this.op
+root.Schema = this.schema
+root.Table = this.table
+root.LSN = if this.snapshot { "" } else { this.lsn }
+root.EmittedAt = now()
+root.NewTuple = if this.new != null { this.new } else { deleted() }
+root.OldTuple = if this.old != null { this.old } else { deleted() }
+root.ReplicationKey = {
+  "Type": if $keys.length() == 0 { "" } else if $keys.length() == this.columns.length() { "FULL" } else { "PRIMARY KEY" },
+  "Columns": if $keys.length() == 0 || $keys.length() == this.columns.length() { null } else { $keys },
+}`
+
+// Worker builds the config of `pgflo worker <sink>`: pg_flo_worker, then
+// pg_flo_decode, pg_flo_rules and pg_flo_route, then the sink.
+func Worker(sink string, s Settings) (Built, error) {
+	required := []string{"group", "nats-url"}
+	switch sink {
+	case "file":
+		required = append(required, "file-output-dir")
+	case "webhook":
+		required = append(required, "webhook-url")
+	case "postgres":
+		required = append(required, "target-host", "target-dbname", "target-user", "target-password")
+		// pg_flo demands the source-* settings even without schema sync;
+		// pgflo asks for them only when they are used.
+		if s.Bool("target-sync-schema") {
+			required = append(required, "source-host", "source-dbname", "source-user", "source-password")
+		}
+	case "stdout":
+	default:
+		return Built{}, fmt.Errorf("unknown sink %q: use stdout, file, postgres or webhook", sink)
+	}
+	if err := missing(s, required...); err != nil {
+		return Built{}, err
+	}
+	var processors []any
+	if sink != "postgres" {
+		// People read these sinks: typed values. The postgres sink takes
+		// the events' exact text form as they are.
+		processors = append(processors, map[string]any{"pg_flo_decode": map[string]any{}})
+	}
+	if f := s.String("rules-config"); f != "" {
+		processors = append(processors, map[string]any{"pg_flo_rules": map[string]any{"rules_file": f}})
+	}
+	if f := s.String("routing-config"); f != "" {
+		processors = append(processors, map[string]any{"pg_flo_route": map[string]any{"routing_file": f}})
+	}
+	var output map[string]any
+	var secrets []Secret
+	switch sink {
+	case "stdout":
+		processors = append(processors, map[string]any{"mapping": pgFloShape})
+		output = map[string]any{"stdout": map[string]any{"codec": "lines"}}
+	case "file":
+		processors = append(processors, map[string]any{"mapping": pgFloShape})
+		// pg_flo names its files pg_flo_log_<UTC time>.jsonl and starts a
+		// new one every hour (or 100 MiB); here the name carries the hour.
+		path := strings.TrimRight(s.String("file-output-dir"), "/") + `/pg_flo_log_${! now().ts_format("20060102T15", "UTC") }0000Z.jsonl`
+		output = map[string]any{"file": map[string]any{"path": path, "codec": "lines"}}
+	case "webhook":
+		processors = append(processors, map[string]any{"mapping": pgFloShape})
+		output = map[string]any{"http_client": map[string]any{
+			"url": s.String("webhook-url"), "verb": "POST",
+			"headers": map[string]any{"Content-Type": "application/json"},
+			"retries": 3, "retry_period": "1s", "max_retry_backoff": "30s",
+			"max_in_flight": 1,
+		}}
+	case "postgres":
+		pg := map[string]any{
+			"dsn":                  keywordDSN(s.String("target-host"), s.Int("target-port"), s.String("target-dbname"), s.String("target-user"), EnvName("target-password")),
+			"disable_foreign_keys": s.Bool("target-disable-foreign-keys"),
+			"sync_schema":          s.Bool("target-sync-schema"),
+		}
+		secrets = append(secrets, Secret{EnvName("target-password"), s.String("target-password")})
+		if s.Bool("target-sync-schema") {
+			pg["source_dsn"] = keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password"))
+			secrets = append(secrets, Secret{EnvName("source-password"), s.String("source-password")})
+		}
+		output = map[string]any{"pg_flo_postgres": pg}
+	}
+	doc := map[string]any{
+		"input": map[string]any{"pg_flo_worker": map[string]any{
+			"url": s.String("nats-url"), "group": s.String("group"), "batch_size": max(s.Int("batch-size"), 1),
+		}},
+		"output": output,
+		"logger": logger,
+	}
+	if len(processors) > 0 {
+		doc["pipeline"] = map[string]any{"processors": processors}
+	}
+	text, err := marshal(doc)
+	return Built{YAML: text, Secrets: secrets}, err
+}
