@@ -4,7 +4,7 @@ GO ?= go
 BIN ?= ./pgflo
 export CGO_ENABLED ?= 0
 
-.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench clean
+.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot clean
 
 build:
 	$(GO) build -o $(BIN) .
@@ -19,6 +19,9 @@ test: fmt-check vet build lint-resources
 	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./inputs/ ./outputs/
 	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 5s ./internal/event/
 	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 5s ./internal/replication/
+	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 5s ./internal/pgcodec/
+	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 5s ./internal/pgcodec/
+	$(GO) test -run XXX -fuzz FuzzParseEvent -fuzztime 5s ./internal/change/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml
@@ -36,6 +39,13 @@ docs:
 
 bench: build
 	$(GO) run ./bench --bin $(BIN)
+
+# Worker processors on one core: decode → rules → route next to a Bloblang mapping.
+bench-processors:
+	$(GO) run ./bench/processors --out bench/results/processors.md
+
+bench-snapshot: build
+	$(GO) run ./bench/snapshot --bin $(BIN) --out bench/results/snapshot.md
 
 clean:
 	rm -f $(BIN)

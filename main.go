@@ -13,13 +13,17 @@ import (
 
 	"github.com/pgflo/pgflo/config"
 	_ "github.com/pgflo/pgflo/inputs"
+	"github.com/pgflo/pgflo/internal/cli"
 	"github.com/pgflo/pgflo/internal/natsembed"
+	_ "github.com/pgflo/pgflo/metrics"
 	_ "github.com/pgflo/pgflo/outputs"
+	_ "github.com/pgflo/pgflo/processors"
 )
 
-// Set by the build (-ldflags "-X main.version=… -X main.dateBuilt=…").
+// Set by the build (-ldflags "-X main.version=… -X main.commit=… -X main.dateBuilt=…").
 var (
 	version   = "dev"
+	commit    = "none"
 	dateBuilt = "unknown"
 )
 
@@ -29,6 +33,8 @@ func main() {
 		service.CLIOptSetProductName("pgflo"),
 		service.CLIOptSetVersion(version, dateBuilt),
 		service.CLIOptAddCommand(natsembed.Command()),
+		service.CLIOptAddCommand(cli.VersionCommand(cli.Build{Version: version, Commit: commit, Date: dateBuilt})),
+		service.CLIOptAddCommand(cli.CleanupCommand()),
 	}
 	// pg_flo's own commands: replicator, worker stdout|file|postgres|webhook.
 	for _, cmd := range config.Commands() {

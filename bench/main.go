@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -34,10 +33,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -112,31 +109,13 @@ func (o *options) validate() error {
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
 	}
-	bin, err := filepath.Abs(o.bin)
+	bin, err := benchkit.ResolveBin(o.bin)
 	if err != nil {
-		return fmt.Errorf("--bin %s: %w", o.bin, err)
-	}
-	st, err := os.Stat(bin)
-	if err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("--bin %s: not an executable file; build it first (make build, or go build -o pgflo .)", o.bin)
+		return err
 	}
 	o.bin = bin
 	return nil
 }
-
-func say(format string, args ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...) }
-
-func warn(format string, args ...any) { fmt.Fprintf(os.Stderr, "warning: "+format+"\n", args...) }
-
-// measurement is one reader's time for the workload.
-type measurement struct {
-	reader  string
-	seconds float64
-	ok      bool   // false: not measured
-	note    string // why not, when !ok
-}
-
-func (m measurement) rate(n int) float64 { return float64(n) / m.seconds }
 
 // env describes the run, for the report.
 type env struct {
@@ -152,13 +131,13 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() {
 		if o.keep {
-			say("kept work dir %s", work)
+			benchkit.Say("kept work dir %s", work)
 		} else if rmErr := os.RemoveAll(work); rmErr != nil {
-			warn("remove work dir: %v", rmErr)
+			benchkit.Warn("remove work dir: %v", rmErr)
 		}
 	}()
 
-	say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
+	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
 	pg, err := testenv.StartPostgres()
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL: %w", err)
@@ -166,11 +145,11 @@ func run(ctx context.Context, o options) (err error) {
 	defer func() {
 		if o.keep {
 			if stopErr := pg.StopServer(); stopErr != nil {
-				warn("%v", stopErr)
+				benchkit.Warn("%v", stopErr)
 			}
-			say("kept PostgreSQL data dir %s (the next harness run removes it once it is a minute old)", filepath.Dir(pg.LogFile()))
+			benchkit.Say("kept PostgreSQL data dir %s (the next harness run removes it once it is a minute old)", filepath.Dir(pg.LogFile()))
 		} else if stopErr := pg.Stop(); stopErr != nil {
-			warn("%v", stopErr)
+			benchkit.Warn("%v", stopErr)
 		}
 	}()
 
@@ -180,14 +159,14 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
 	}
 
-	say("anchor 1/2: pg_logical_slot_peek_binary_changes (decoding alone)")
+	benchkit.Say("anchor 1/2: pg_logical_slot_peek_binary_changes (decoding alone)")
 	peek, endLSN, lastLSN, err := measurePeek(ctx, dsn, o.updates, ceilDiv(o.updates, o.tx))
 	if err != nil {
 		return err
 	}
-	say("    %.3fs; the last UPDATE is at %s, its commit ends at %s", peek.seconds, lastLSN, endLSN)
+	benchkit.Say("    %.3fs; the last UPDATE is at %s, its commit ends at %s", peek.Seconds, lastLSN, endLSN)
 
-	say("anchor 2/2: pg_recvlogical --plugin pgoutput --endpos %s", endLSN)
+	benchkit.Say("anchor 2/2: pg_recvlogical --plugin pgoutput --endpos %s", endLSN)
 	if e.recvBin, err = findRecvlogical(ctx, dsn); err != nil {
 		return err
 	}
@@ -195,24 +174,21 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	say("    %.3fs", recv.seconds)
+	benchkit.Say("    %.3fs", recv.Seconds)
 
-	say("pgflo: nats, then the replicator (the clock starts), then the worker once the stream exists")
+	benchkit.Say("pgflo: nats, then the replicator (the clock starts), then the worker once the stream exists")
 	res, err := measurePgflo(ctx, o, work, dsn, lastLSN)
 	if err != nil {
 		return err
 	}
 
-	report := formatReport(o, e, []measurement{peek, recv, res.endToEnd, res.replicator}, res)
+	report := formatReport(o, e, []benchkit.Measurement{peek, recv, res.endToEnd, res.replicator}, res)
 	fmt.Print(report)
 	if o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-			return fmt.Errorf("--out: %w", err)
+		if err := benchkit.WriteReport(o.out, report); err != nil {
+			return err
 		}
-		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
-			return fmt.Errorf("--out: %w", err)
-		}
-		say("wrote %s", o.out)
+		benchkit.Say("wrote %s", o.out)
 	}
 	return nil
 }
@@ -238,7 +214,7 @@ func prepareSource(ctx context.Context, pg *testenv.Postgres, o options, e *env)
 		return "", fmt.Errorf("read server version: %w", err)
 	}
 
-	say("source: table %s with %s rows, publication %s, slots %s, %s, %s", table, thousands(o.rows), publication, pgfloSlot, recvSlot, peekSlot)
+	benchkit.Say("source: table %s with %s rows, publication %s, slots %s, %s, %s", table, benchkit.Thousands(o.rows), publication, pgfloSlot, recvSlot, peekSlot)
 	steps := []struct{ what, sql string }{
 		{"create table", "CREATE TABLE " + table + " (id bigint PRIMARY KEY, n int NOT NULL, s text)"},
 		// Autovacuum would write WAL in the middle of the measurements that
@@ -257,7 +233,7 @@ func prepareSource(ctx context.Context, pg *testenv.Postgres, o options, e *env)
 		}
 	}
 
-	say("workload: %s single-row UPDATEs in transactions of %s (pgflo is not running)", thousands(o.updates), thousands(o.tx))
+	benchkit.Say("workload: %s single-row UPDATEs in transactions of %s (pgflo is not running)", benchkit.Thousands(o.updates), benchkit.Thousands(o.tx))
 	start := time.Now()
 	for first := 0; first < o.updates; first += o.tx {
 		last := min(first+o.tx, o.updates) - 1
@@ -276,7 +252,7 @@ func prepareSource(ctx context.Context, pg *testenv.Postgres, o options, e *env)
 	if sum != int64(o.updates) {
 		return "", fmt.Errorf("check workload: the table holds %d updates, want %d", sum, o.updates)
 	}
-	say("    committed in %.2fs (%s changes/s)", e.writeTime.Seconds(), thousands(int(float64(o.updates)/e.writeTime.Seconds())))
+	benchkit.Say("    committed in %.2fs (%s changes/s)", e.writeTime.Seconds(), benchkit.Thousands(int(float64(o.updates)/e.writeTime.Seconds())))
 	// A checkpoint now rather than in the middle of a measurement.
 	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
@@ -287,8 +263,8 @@ func prepareSource(ctx context.Context, pg *testenv.Postgres, o options, e *env)
 // measurePeek times decoding the workload with pgoutput through the SQL
 // function, and returns the end LSN of the last commit (the position every
 // reader must reach) and the LSN of the last UPDATE.
-func measurePeek(ctx context.Context, dsn string, updates, txs int) (m measurement, endLSN, lastLSN string, err error) {
-	m = measurement{reader: "pg_logical_slot_peek_binary_changes (pgoutput, decoding alone)"}
+func measurePeek(ctx context.Context, dsn string, updates, txs int) (m benchkit.Measurement, endLSN, lastLSN string, err error) {
+	m = benchkit.Measurement{Reader: "pg_logical_slot_peek_binary_changes (pgoutput, decoding alone)"}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return m, "", "", fmt.Errorf("peek: connect: %w", err)
@@ -299,7 +275,7 @@ func measurePeek(ctx context.Context, dsn string, updates, txs int) (m measureme
 	var end *string
 	start := time.Now()
 	err = conn.QueryRow(ctx, "SELECT count(*), max(lsn)::text FROM "+peek).Scan(&count, &end)
-	m.seconds = time.Since(start).Seconds()
+	m.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		return m, "", "", fmt.Errorf("peek: %w", err)
 	}
@@ -317,7 +293,7 @@ func measurePeek(ctx context.Context, dsn string, updates, txs int) (m measureme
 	if nUpdates != int64(updates) || last == nil {
 		return m, "", "", fmt.Errorf("peek: decoded %d UPDATE messages, want %d", nUpdates, updates)
 	}
-	m.ok = true
+	m.OK = true
 	return m, *end, *last, nil
 }
 
@@ -353,9 +329,9 @@ func dirVersion(path string) float64 {
 
 // measureRecvlogical times pg_recvlogical streaming the workload with pgoutput
 // from its slot to /dev/null until it exits at endLSN.
-func measureRecvlogical(ctx context.Context, o options, work, bin, dsn, endLSN string) (measurement, error) {
-	m := measurement{reader: "pg_recvlogical (pgoutput)"}
-	p, err := startProc(work, "pg_recvlogical", bin,
+func measureRecvlogical(ctx context.Context, o options, work, bin, dsn, endLSN string) (benchkit.Measurement, error) {
+	m := benchkit.Measurement{Reader: "pg_recvlogical (pgoutput)"}
+	p, err := benchkit.StartProc(work, "pg_recvlogical", bin,
 		"-d", dsn, "--slot", recvSlot, "--start",
 		"-o", "proto_version=1", "-o", "publication_names="+publication, "--plugin", "pgoutput",
 		"-f", os.DevNull, "--endpos", endLSN, "--no-loop")
@@ -363,25 +339,25 @@ func measureRecvlogical(ctx context.Context, o options, work, bin, dsn, endLSN s
 		return m, err
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
-		_ = p.stop()
+		_ = p.Stop()
 		return m, ctx.Err()
 	case <-time.After(o.timeout):
-		_ = p.stop()
-		return m, fmt.Errorf("pg_recvlogical did not reach %s within %v\n%s", endLSN, o.timeout, p.describe())
+		_ = p.Stop()
+		return m, fmt.Errorf("pg_recvlogical did not reach %s within %v\n%s", endLSN, o.timeout, p.Describe())
 	}
-	m.seconds = time.Since(p.started).Seconds()
-	if err := p.exitError(); err != nil {
-		return m, fmt.Errorf("%w\n%s", err, p.describe())
+	m.Seconds = time.Since(p.Started).Seconds()
+	if err := p.ExitError(); err != nil {
+		return m, fmt.Errorf("%w\n%s", err, p.Describe())
 	}
-	m.ok = true
+	m.OK = true
 	return m, nil
 }
 
 // pgfloResult holds what the pgflo run measured.
 type pgfloResult struct {
-	endToEnd, replicator          measurement
+	endToEnd, replicator          benchkit.Measurement
 	repRSS, workerRSS, natsRSS    int64 // bytes, 0 when unknown
 	lines, duplicates, otherLines int
 }
@@ -391,13 +367,13 @@ type pgfloResult struct {
 // file holds every change. On the side it notes when the group's JetStream
 // stream holds the last change (lastLSN): the replicator's share of the time.
 func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (res pgfloResult, err error) {
-	res.endToEnd = measurement{reader: "pgflo replicator→JetStream→worker→file"}
-	res.replicator = measurement{reader: "pgflo replicator→JetStream (stream holds all)"}
-	var procs []*proc // stopped in reverse order
+	res.endToEnd = benchkit.Measurement{Reader: "pgflo replicator→JetStream→worker→file"}
+	res.replicator = benchkit.Measurement{Reader: "pgflo replicator→JetStream (stream holds all)"}
+	var procs []*benchkit.Proc // stopped in reverse order
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
-			if stopErr := procs[i].stop(); stopErr != nil && err == nil {
-				warn("%v\n%s", stopErr, procs[i].describe())
+			if stopErr := procs[i].Stop(); stopErr != nil && err == nil {
+				benchkit.Warn("%v\n%s", stopErr, procs[i].Describe())
 			}
 		}
 	}()
@@ -407,7 +383,7 @@ func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (re
 		b.WriteString(err.Error())
 		for _, p := range procs {
 			b.WriteString("\n")
-			b.WriteString(p.describe())
+			b.WriteString(p.Describe())
 		}
 		return errors.New(b.String())
 	}
@@ -417,19 +393,19 @@ func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (re
 		return res, err
 	}
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	natsProc, err := startProc(work, "nats", o.bin, "nats", "--port", strconv.Itoa(natsPort), "--store-dir", filepath.Join(work, "nats-store"))
+	natsProc, err := benchkit.StartProc(work, "nats", o.bin, "nats", "--port", strconv.Itoa(natsPort), "--store-dir", filepath.Join(work, "nats-store"))
 	if err != nil {
 		return res, err
 	}
 	procs = append(procs, natsProc)
-	if err := waitTCP(natsProc, natsPort, 30*time.Second); err != nil {
+	if err := benchkit.WaitTCP(natsProc, natsPort, 30*time.Second); err != nil {
 		return res, err
 	}
-	watch, err := newStreamWatch(natsURL)
+	watch, err := benchkit.NewStreamWatch(natsURL, group)
 	if err != nil {
 		return res, err
 	}
-	defer watch.close()
+	defer watch.Close()
 
 	output := filepath.Join(work, "out.jsonl")
 	const common = "http:\n  enabled: false\nlogger:\n  level: WARN\n  format: logfmt\n"
@@ -450,6 +426,11 @@ output:
   pg_flo_worker:
     url: %q
     group: %s
+pipeline:
+  processors:
+    # As resources/worker.yaml: one write per batch instead of two per event.
+    - archive:
+        format: lines
 output:
   file:
     path: %q
@@ -458,18 +439,18 @@ output:
 		return res, err
 	}
 
-	rep, err := startProc(work, "replicator", o.bin, "run", repCfg)
+	rep, err := benchkit.StartProc(work, "replicator", o.bin, "run", repCfg)
 	if err != nil {
 		return res, err
 	}
 	procs = append(procs, rep)
-	t0 := rep.started
+	t0 := rep.Started
 	// The worker needs the group's stream, which the replicator's output
 	// creates; started earlier it would only fail and retry with backoff.
-	if err := watch.waitCreated(ctx, rep, 60*time.Second); err != nil {
+	if err := watch.WaitCreated(ctx, rep, 60*time.Second); err != nil {
 		return res, describeAll(err)
 	}
-	worker, err := startProc(work, "worker", o.bin, "run", workerCfg)
+	worker, err := benchkit.StartProc(work, "worker", o.bin, "run", workerCfg)
 	if err != nil {
 		return res, err
 	}
@@ -478,28 +459,28 @@ output:
 	counter := newOutputCounter(output, table)
 	deadline := t0.Add(o.timeout)
 	nextProgress := t0.Add(5 * time.Second)
-	for !res.endToEnd.ok || !res.replicator.ok {
+	for !res.endToEnd.OK || !res.replicator.OK {
 		if err := counter.poll(); err != nil {
 			return res, err
 		}
-		if !res.endToEnd.ok && counter.distinct() >= o.updates {
-			res.endToEnd.seconds, res.endToEnd.ok = time.Since(t0).Seconds(), true
+		if !res.endToEnd.OK && counter.distinct() >= o.updates {
+			res.endToEnd.Seconds, res.endToEnd.OK = time.Since(t0).Seconds(), true
 		}
-		if !res.replicator.ok {
-			holds, err := watch.holds(ctx, lastLSN)
+		if !res.replicator.OK {
+			holds, err := watch.Holds(ctx, lastLSN)
 			if err != nil {
 				return res, describeAll(err)
 			}
 			if holds {
-				res.replicator.seconds, res.replicator.ok = time.Since(t0).Seconds(), true
+				res.replicator.Seconds, res.replicator.OK = time.Since(t0).Seconds(), true
 			}
 		}
-		if res.endToEnd.ok && res.replicator.ok {
+		if res.endToEnd.OK && res.replicator.OK {
 			break
 		}
 		for _, p := range procs {
-			if p.exited() {
-				return res, describeAll(fmt.Errorf("%s exited during the run (%v); output so far: %s", p.name, p.err, counter.summary()))
+			if p.Exited() {
+				return res, describeAll(fmt.Errorf("%s exited during the run (%v); output so far: %s", p.Name, p.Err(), counter.summary()))
 			}
 		}
 		if ctx.Err() != nil {
@@ -508,10 +489,10 @@ output:
 		now := time.Now()
 		if now.After(deadline) {
 			return res, describeAll(fmt.Errorf("pgflo did not deliver all %d changes within %v; output so far: %s; the stream holds the last change: %v",
-				o.updates, o.timeout, counter.summary(), res.replicator.ok))
+				o.updates, o.timeout, counter.summary(), res.replicator.OK))
 		}
 		if now.After(nextProgress) {
-			say("    %.0fs: %s", now.Sub(t0).Seconds(), counter.summary())
+			benchkit.Say("    %.0fs: %s", now.Sub(t0).Seconds(), counter.summary())
 			nextProgress = now.Add(5 * time.Second)
 		}
 		time.Sleep(pollEvery)
@@ -522,114 +503,43 @@ output:
 		return res, err
 	}
 	res.lines, res.duplicates, res.otherLines = counter.lines, counter.duplicates(), counter.other+counter.bad
-	say("    %.3fs end to end (the stream held every change after %.3fs); output: %s", res.endToEnd.seconds, res.replicator.seconds, counter.summary())
+	benchkit.Say("    %.3fs end to end (the stream held every change after %.3fs); output: %s", res.endToEnd.Seconds, res.replicator.Seconds, counter.summary())
 	if counter.bad > 0 {
-		warn("the output has %d lines that are not change events (first: %s)", counter.bad, counter.badLine)
+		benchkit.Warn("the output has %d lines that are not change events (first: %s)", counter.bad, counter.badLine)
 	}
 
-	res.repRSS, _ = rep.maxRSS()
-	res.workerRSS, _ = worker.maxRSS()
-	res.natsRSS, _ = natsProc.maxRSS()
+	res.repRSS, _ = rep.MaxRSS()
+	res.workerRSS, _ = worker.MaxRSS()
+	res.natsRSS, _ = natsProc.MaxRSS()
 	return res, nil
 }
 
-// streamWatch looks at the group's JetStream stream from the outside.
-type streamWatch struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	name    string
-	stream  jetstream.Stream
-	lastSeq uint64 // the last message looked at by holds
-}
-
-func newStreamWatch(url string) (*streamWatch, error) {
-	nc, err := nats.Connect(url, nats.Name("pgflo-bench"))
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", url, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return &streamWatch{nc: nc, js: js, name: jsproto.StreamName(group)}, nil
-}
-
-func (w *streamWatch) close() { w.nc.Close() }
-
-// waitCreated waits until the stream exists (rep, the replicator, creates
-// it), polling every 10ms.
-func (w *streamWatch) waitCreated(ctx context.Context, rep *proc, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, err := w.js.Stream(reqCtx, w.name)
-		cancel()
-		switch {
-		case err == nil:
-			w.stream = s
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case !errors.Is(err, jetstream.ErrStreamNotFound):
-			return fmt.Errorf("look up stream %s: %w", w.name, err)
-		case rep.exited():
-			return fmt.Errorf("replicator exited (%v) before creating stream %s", rep.err, w.name)
-		case time.Now().After(deadline):
-			return fmt.Errorf("the replicator did not create stream %s within %v", w.name, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// holds reports whether the stream's last message holds the change at lsn,
-// the workload's last: the replicator publishes in WAL order on one
-// connection, so the stream then holds every change.
-func (w *streamWatch) holds(ctx context.Context, lsn string) (bool, error) {
-	reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := w.stream.Info(reqCtx)
-	if err != nil {
-		return false, fmt.Errorf("stream %s info: %w", w.name, err)
-	}
-	seq := info.State.LastSeq
-	if seq == 0 || seq == w.lastSeq {
-		return false, nil
-	}
-	w.lastSeq = seq
-	msg, err := w.stream.GetMsg(reqCtx, seq)
-	if err != nil {
-		return false, fmt.Errorf("stream %s message %d: %w", w.name, seq, err)
-	}
-	return bytes.Contains(msg.Data, []byte(`"lsn":"`+lsn+`"`)), nil
-}
-
-func formatReport(o options, e env, ms []measurement, res pgfloResult) string {
+func formatReport(o options, e env, ms []benchkit.Measurement, res pgfloResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## pgflo stream benchmark\n\n")
 	fmt.Fprintf(&b, "%s single-row UPDATEs in transactions of %s (table of %s rows), committed on the source while pgflo was stopped; "+
 		"then the time until every change is read. PostgreSQL %s, %d CPUs, %s/%s, %s.\n\n",
-		thousands(o.updates), thousands(o.tx), thousands(o.rows), e.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
+		benchkit.Thousands(o.updates), benchkit.Thousands(o.tx), benchkit.Thousands(o.rows), e.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 
-	var recv measurement
+	var recv benchkit.Measurement
 	for _, m := range ms {
-		if strings.HasPrefix(m.reader, "pg_recvlogical") {
+		if strings.HasPrefix(m.Reader, "pg_recvlogical") {
 			recv = m
 		}
 	}
 	fmt.Fprintf(&b, "| reader | seconds | changes/s | × pg_recvlogical |\n|---|---:|---:|---:|\n")
 	for _, m := range ms {
-		if !m.ok {
-			fmt.Fprintf(&b, "| %s | – | – | – |\n", m.reader)
+		if !m.OK {
+			fmt.Fprintf(&b, "| %s | – | – | – |\n", m.Reader)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.3f | %s | %.2f× |\n", m.reader, m.seconds, thousands(int(m.rate(o.updates)+0.5)), m.rate(o.updates)/recv.rate(o.updates))
+		fmt.Fprintf(&b, "| %s | %.3f | %s | %.2f× |\n", m.Reader, m.Seconds, benchkit.Thousands(int(m.Rate(o.updates)+0.5)), m.Rate(o.updates)/recv.Rate(o.updates))
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "Max RSS: replicator %s, worker %s (`pgflo nats` %s).\n\n", mb(res.repRSS), mb(res.workerRSS), mb(res.natsRSS))
+	fmt.Fprintf(&b, "Max RSS: replicator %s, worker %s (`pgflo nats` %s).\n\n", benchkit.MB(res.repRSS), benchkit.MB(res.workerRSS), benchkit.MB(res.natsRSS))
 
-	ratio := res.endToEnd.rate(o.updates) / recv.rate(o.updates)
+	ratio := res.endToEnd.Rate(o.updates) / recv.Rate(o.updates)
 	verdict := "met"
 	if ratio < 0.5 {
 		verdict = "NOT met"
@@ -645,31 +555,12 @@ func formatReport(o options, e env, ms []measurement, res pgfloResult) string {
 		fmt.Fprintf(&b, " The output held %d lines: %d duplicate deliveries, %d other lines.", res.lines, res.duplicates, res.otherLines)
 	}
 	for _, m := range ms {
-		if !m.ok && m.note != "" {
-			fmt.Fprintf(&b, " %s: %s.", m.reader, m.note)
+		if !m.OK && m.Note != "" {
+			fmt.Fprintf(&b, " %s: %s.", m.Reader, m.Note)
 		}
 	}
 	b.WriteString("\n")
 	return b.String()
-}
-
-func mb(bytes int64) string {
-	if bytes <= 0 {
-		return "unknown"
-	}
-	return fmt.Sprintf("%.1f MB", float64(bytes)/(1<<20))
-}
-
-// thousands formats n with comma separators.
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -173,6 +173,7 @@ func Worker(sink string, s Settings) (Built, error) {
 		}}
 	case "postgres":
 		pg := map[string]any{
+			"group":                s.String("group"),
 			"dsn":                  keywordDSN(s.String("target-host"), s.Int("target-port"), s.String("target-dbname"), s.String("target-user"), EnvName("target-password")),
 			"disable_foreign_keys": s.Bool("target-disable-foreign-keys"),
 			"sync_schema":          s.Bool("target-sync-schema"),

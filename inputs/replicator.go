@@ -113,7 +113,7 @@ func replicatorSpec() *service.ConfigSpec {
 		Beta().
 		Categories("Services").
 		Summary("Streams the changes of PostgreSQL tables from a logical replication slot as pgflo change events, after an optional consistent parallel snapshot.").
-		Description(strings.ReplaceAll(replicatorDescription, "‹", "`")).
+		Description(strings.NewReplacer("‹", "`", "›", "`").Replace(replicatorDescription)).
 		Fields(
 			service.NewStringField(repFieldDSN).
 				Description("Connection string of the source database, as a URL (`postgres://user:password@host:5432/db?sslmode=disable`) or keyword/value pairs. The password is never logged.").

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -95,33 +96,35 @@ func (p *pipeline) startReplicatorNoWait() {
 	p.replicator = testenv.StartProcess(p.t, "replicator", p.bin, "run", p.replicatorConfig())
 }
 
-func (p *pipeline) slot() string { return "pg_flo_" + p.group + "_publication" }
+func (p *pipeline) slot() string { return replication.PgFloName(p.group) }
 
 // startWorker starts the worker with outputYAML (default: the file output).
 func (p *pipeline) startWorker(outputYAML string) {
 	p.t.Helper()
+	p.startWorkerWith("", outputYAML)
+}
+
+// startWorkerWith starts the worker with processorsYAML (list items of
+// pipeline.processors, indented by four spaces; none when empty) and
+// outputYAML (default: the file output).
+func (p *pipeline) startWorkerWith(processorsYAML, outputYAML string) {
+	p.t.Helper()
 	if outputYAML == "" {
 		outputYAML = fmt.Sprintf("file:\n    path: %q\n    codec: lines", p.output)
+	}
+	pipelineYAML := ""
+	if processorsYAML != "" {
+		pipelineYAML = "pipeline:\n  processors:\n" + processorsYAML
 	}
 	cfg := p.writeConfig("worker.yaml", fmt.Sprintf(`%s
 input:
   pg_flo_worker:
     url: %s
     group: %s
-pipeline:
-  processors:
-%s
-output:
+%soutput:
   %s
-`, quietHTTP, p.nats.URL(), p.group, orNone(p.workerProcessors), outputYAML))
+`, quietHTTP, p.nats.URL(), p.group, pipelineYAML, outputYAML))
 	p.worker = testenv.StartProcess(p.t, "worker", p.bin, "run", cfg)
-}
-
-func orNone(processors string) string {
-	if processors == "" {
-		return "    []"
-	}
-	return processors
 }
 
 // events reads the complete lines of the worker's file output.
@@ -132,6 +135,21 @@ func (p *pipeline) events() []event.Event {
 
 func readEvents(t *testing.T, path string) []event.Event {
 	t.Helper()
+	var out []event.Event
+	for i, line := range outputLines(t, path) {
+		ev, err := event.Decode(line)
+		if err != nil {
+			t.Fatalf("output line %d is not a change event: %v\n%s", i+1, err, line)
+		}
+		out = append(out, *ev)
+	}
+	return out
+}
+
+// outputLines returns the complete lines of an output file (none when it
+// does not exist yet); a last line still being written is left out.
+func outputLines(t *testing.T, path string) [][]byte {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
@@ -139,22 +157,17 @@ func readEvents(t *testing.T, path string) []event.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
-		data = data[:i+1]
-	} else {
+	i := bytes.LastIndexByte(data, '\n')
+	if i < 0 {
 		return nil
 	}
-	var out []event.Event
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	var lines [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(data[:i+1]))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
-		ev, err := event.Decode(sc.Bytes())
-		if err != nil {
-			t.Fatalf("output line %d is not a change event: %v\n%s", len(out)+1, err, sc.Bytes())
-		}
-		out = append(out, *ev)
+		lines = append(lines, bytes.Clone(sc.Bytes()))
 	}
-	return out
+	return lines
 }
 
 // keyOf returns the value of the id column from new, or else old.

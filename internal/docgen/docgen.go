@@ -19,9 +19,20 @@ import (
 )
 
 // Prefix is the name prefix of pgflo's components; Generate documents only
-// components whose names start with it, so stock Benthos components
-// registered in the same environment are left to Benthos' own docs.
+// components whose names start with it (and the Unprefixed ones), so stock
+// Benthos components registered in the same environment are left to
+// Benthos' own docs.
 const Prefix = "pg_flo_"
+
+// Unprefixed are pgflo's components whose names do not start with Prefix
+// because they fill a slot Benthos users know by name: the `prometheus`
+// metrics exporter, which Benthos v4's core does not have.
+var Unprefixed = []string{"prometheus"}
+
+// isPgflo reports whether the component called name is one of pgflo's.
+func isPgflo(name string) bool {
+	return strings.HasPrefix(name, Prefix) || slices.Contains(Unprefixed, name)
+}
 
 // IndexFile is the generated page that lists every component.
 const IndexFile = "README.md"
@@ -46,7 +57,7 @@ func Components(env *service.Environment) []Component {
 	var out []Component
 	collect := func(kind string) func(string, *service.ConfigView) {
 		return func(name string, view *service.ConfigView) {
-			if strings.HasPrefix(name, Prefix) {
+			if isPgflo(name) {
 				out = append(out, Component{Name: name, Kind: kind, view: view})
 			}
 		}
@@ -58,8 +69,13 @@ func Components(env *service.Environment) []Component {
 	env.WalkCaches(collect("cache"))
 	env.WalkRateLimits(collect("rate_limit"))
 	env.WalkScanners(collect("scanner"))
-	env.WalkMetrics(collect("metrics"))
-	env.WalkTracers(collect("tracer"))
+	// Benthos v4.60 walks the global registry of metrics exporters and
+	// tracers whatever env is, and only the global environment can render
+	// them: list them for it alone.
+	if env == service.GlobalEnvironment() {
+		env.WalkMetrics(collect("metrics"))
+		env.WalkTracers(collect("tracer"))
+	}
 	slices.SortFunc(out, func(a, b Component) int {
 		if d := slices.Index(kindOrder, a.Kind) - slices.Index(kindOrder, b.Kind); d != 0 {
 			return d
@@ -150,6 +166,9 @@ func Generate(env *service.Environment, dir string) error {
 	stale, err := filepath.Glob(filepath.Join(dir, Prefix+"*.md"))
 	if err != nil {
 		return fmt.Errorf("list docs directory: %w", err)
+	}
+	for _, name := range Unprefixed {
+		stale = append(stale, filepath.Join(dir, name+".md"))
 	}
 	for _, path := range stale {
 		if _, ok := files[filepath.Base(path)]; !ok {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 )
 
@@ -21,6 +22,16 @@ const PackWindow = 1024
 // decimal number of events in the body. A message without it holds exactly
 // one event, which is what non-pgflo producers and consumers can use.
 const HeaderEvents = "Pgflo-Events"
+
+// HeaderEncoding names the compression of a packed message's body; "s2"
+// (github.com/klauspost/compress/s2, block format) is the one pgflo writes.
+// Packed snapshot and backlog messages are mostly the same column
+// descriptions again and again: compressed, JetStream stores and sends a
+// fraction of the bytes.
+const HeaderEncoding = "Pgflo-Encoding"
+
+// EncodingS2 is the HeaderEncoding value of an S2-compressed body.
+const EncodingS2 = "s2"
 
 // Default packing limits of pg_flo_jetstream.
 const (
@@ -97,6 +108,8 @@ func (p Pack) Msg() *nats.Msg {
 	m.Data = p.Body()
 	if p.Packed() {
 		m.Header.Set(HeaderEvents, strconv.Itoa(len(p.Events)))
+		m.Data = s2.Encode(nil, m.Data)
+		m.Header.Set(HeaderEncoding, EncodingS2)
 	}
 	return m
 }
@@ -202,6 +215,17 @@ func Unpack(body []byte, header nats.Header) ([][]byte, error) {
 	declared := header.Get(HeaderEvents)
 	if declared == "" {
 		return [][]byte{body}, nil
+	}
+	switch enc := header.Get(HeaderEncoding); enc {
+	case "":
+	case EncodingS2:
+		decoded, err := s2.Decode(nil, body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: body is not valid %s: %v", ErrMalformedPack, EncodingS2, err)
+		}
+		body = decoded
+	default:
+		return nil, fmt.Errorf("%w: unknown %s %q", ErrMalformedPack, HeaderEncoding, enc)
 	}
 	n, err := strconv.Atoi(declared)
 	if err != nil || n < 1 {

@@ -212,8 +212,11 @@ func TestPackMsgAndUnpack(t *testing.T) {
 	if m.Subject != "s.a" || m.Header.Get(HeaderEvents) != "3" {
 		t.Fatalf("msg subject %q header %q", m.Subject, m.Header.Get(HeaderEvents))
 	}
-	if packs[0].Size() != len(m.Data) {
-		t.Errorf("Size = %d, body is %d bytes", packs[0].Size(), len(m.Data))
+	if packs[0].Size() != len(packs[0].Body()) {
+		t.Errorf("Size = %d, body is %d bytes", packs[0].Size(), len(packs[0].Body()))
+	}
+	if m.Header.Get(HeaderEncoding) != EncodingS2 {
+		t.Errorf("packed body not marked %s: %v", EncodingS2, m.Header)
 	}
 	events, err := Unpack(m.Data, m.Header)
 	if err != nil {
@@ -232,6 +235,10 @@ func TestPackMsgAndUnpack(t *testing.T) {
 	events, err = Unpack(plain.Data, plain.Header)
 	if err != nil || len(events) != 1 || !bytes.Equal(events[0], items[0].Body) {
 		t.Errorf("Unpack(plain) = %q, %v", events, err)
+	}
+	bad := nats.Header{HeaderEvents: {"2"}, HeaderEncoding: {"zstd"}}
+	if _, err := Unpack([]byte("x\ny"), bad); !errors.Is(err, ErrMalformedPack) {
+		t.Errorf("Unpack with an unknown encoding = %v, want ErrMalformedPack", err)
 	}
 	if events, err := Unpack([]byte("x\ny"), nil); err != nil || len(events) != 1 {
 		t.Errorf("Unpack without header = %q, %v; want the whole body as one event", events, err)

@@ -38,6 +38,13 @@ func ddlObjectName(publication string) string {
 	return name
 }
 
+// DDLCaptureObjects names what installDDLCapture creates for a
+// publication: the function's schema, and the name of both the capture
+// function and the event trigger, so `pgflo cleanup` removes exactly those.
+func DDLCaptureObjects(publication string) (schema, name string) {
+	return "pgflo", ddlObjectName(publication)
+}
+
 // installDDLCapture creates (or replaces) the publication's capture
 // function and event trigger. It needs superuser: event triggers are
 // superuser-only.

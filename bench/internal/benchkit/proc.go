@@ -1,4 +1,7 @@
-package main
+// Package benchkit holds what pgflo's benchmarks (bench/, bench/snapshot/)
+// share: subprocesses of the built binary with their logs and peak RSS, a
+// watch on a group's JetStream stream, measurements and report formatting.
+package benchkit
 
 import (
 	"bufio"
@@ -18,26 +21,26 @@ import (
 // stopTimeout is how long stop waits after SIGTERM before it sends SIGKILL.
 const stopTimeout = 20 * time.Second
 
-// proc is a subprocess of the benchmark (pg_recvlogical, or the pgflo binary
+// Proc is a subprocess of a benchmark (pg_recvlogical, or the pgflo binary
 // running NATS, the replicator or the worker) whose stdout and stderr go to a
 // log file in the work dir.
-type proc struct {
-	name    string
-	logPath string
+type Proc struct {
+	Name    string
+	LogPath string
+	Started time.Time // when it was started; set before StartProc returns
 	cmd     *exec.Cmd
-	started time.Time
 	done    chan struct{} // closed when the process has exited
 	err     error         // cmd.Wait's result; read only after done is closed
 }
 
-// startProc starts bin with args. The process gets SIGKILL if the benchmark
+// StartProc starts bin with args. The process gets SIGKILL if the benchmark
 // dies (Linux parent-death signal), so an interrupted or crashed run leaves
 // nothing behind.
 //
 // The parent-death signal fires when the thread that forked the child exits,
 // so the child is started and waited for on a goroutine that keeps its thread
 // locked until the child is gone.
-func startProc(dir, name, bin string, args ...string) (*proc, error) {
+func StartProc(dir, name, bin string, args ...string) (*Proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -48,12 +51,12 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		p.started = time.Now()
+		p.Started = time.Now()
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
@@ -68,8 +71,25 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 	return p, nil
 }
 
-// exited reports whether the process has exited.
-func (p *proc) exited() bool {
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is how the process ended (cmd.Wait's result); meaningful once Done is
+// closed, nil before.
+func (p *Proc) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -78,18 +98,18 @@ func (p *proc) exited() bool {
 	}
 }
 
-// exitError describes how an exited process ended (nil for exit status 0).
-func (p *proc) exitError() error {
+// ExitError describes how an exited process ended (nil for exit status 0).
+func (p *Proc) ExitError() error {
 	if p.err != nil {
-		return fmt.Errorf("%s exited: %w", p.name, p.err)
+		return fmt.Errorf("%s exited: %w", p.Name, p.err)
 	}
 	return nil
 }
 
-// maxRSS returns the process's peak resident set size in bytes: VmHWM from
+// MaxRSS returns the process's peak resident set size in bytes: VmHWM from
 // /proc while it runs, else the rusage of the exited process.
-func (p *proc) maxRSS() (int64, bool) {
-	if !p.exited() {
+func (p *Proc) MaxRSS() (int64, bool) {
+	if !p.Exited() {
 		if kb, ok := vmHWM(p.cmd.Process.Pid); ok {
 			return kb * 1024, true
 		}
@@ -121,21 +141,21 @@ func vmHWM(pid int) (int64, bool) {
 	return 0, false
 }
 
-// stop asks the process to shut down (SIGTERM), sends SIGKILL if it has not
+// Stop asks the process to shut down (SIGTERM), sends SIGKILL if it has not
 // exited within stopTimeout, and returns an error when it needed SIGKILL or
 // exited with a non-zero status. Stopping an exited process only reports how
 // it ended.
-func (p *proc) stop() error {
-	if !p.exited() {
+func (p *Proc) Stop() error {
+	if !p.Exited() {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			return fmt.Errorf("stop %s: %w", p.name, err)
+			return fmt.Errorf("stop %s: %w", p.Name, err)
 		}
 		select {
 		case <-p.done:
 		case <-time.After(stopTimeout):
 			_ = p.cmd.Process.Kill() // only fails if it is already gone
 			<-p.done
-			return fmt.Errorf("stop %s: still running %v after SIGTERM; killed", p.name, stopTimeout)
+			return fmt.Errorf("stop %s: still running %v after SIGTERM; killed", p.Name, stopTimeout)
 		}
 	}
 	if p.err != nil {
@@ -145,16 +165,16 @@ func (p *proc) stop() error {
 				return nil // ended by our SIGTERM without its own handler: a clean stop
 			}
 		}
-		return fmt.Errorf("stop %s: %w", p.name, p.err)
+		return fmt.Errorf("stop %s: %w", p.Name, p.err)
 	}
 	return nil
 }
 
-// tail returns at most the last n bytes of the process's log.
-func (p *proc) tail(n int) string {
-	b, err := os.ReadFile(p.logPath)
+// Tail returns at most the last n bytes of the process's log.
+func (p *Proc) Tail(n int) string {
+	b, err := os.ReadFile(p.LogPath)
 	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)
+		return fmt.Sprintf("(cannot read %s: %v)", p.LogPath, err)
 	}
 	s := strings.TrimRight(string(b), "\n")
 	if s == "" {
@@ -166,18 +186,18 @@ func (p *proc) tail(n int) string {
 	return s
 }
 
-// describe names the process and shows the end of its log, for error messages.
-func (p *proc) describe() string {
-	return fmt.Sprintf("last output of %s (%s):\n%s", p.name, p.logPath, indent(p.tail(3000)))
+// Describe names the process and shows the end of its log, for error messages.
+func (p *Proc) Describe() string {
+	return fmt.Sprintf("last output of %s (%s):\n%s", p.Name, p.LogPath, Indent(p.Tail(3000)))
 }
 
-func indent(s string) string {
+func Indent(s string) string {
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
 }
 
-// waitTCP waits until something accepts connections on 127.0.0.1:port, or p
+// WaitTCP waits until something accepts connections on 127.0.0.1:port, or p
 // exits, or the timeout passes.
-func waitTCP(p *proc, port int, timeout time.Duration) error {
+func WaitTCP(p *Proc, port int, timeout time.Duration) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(timeout)
 	for {
@@ -186,11 +206,11 @@ func waitTCP(p *proc, port int, timeout time.Duration) error {
 			c.Close()
 			return nil
 		}
-		if p.exited() {
-			return fmt.Errorf("%s exited before listening on %s: %v\n%s", p.name, addr, p.err, p.describe())
+		if p.Exited() {
+			return fmt.Errorf("%s exited before listening on %s: %v\n%s", p.Name, addr, p.err, p.Describe())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not listening on %s after %v\n%s", p.name, addr, timeout, p.describe())
+			return fmt.Errorf("%s not listening on %s after %v\n%s", p.Name, addr, timeout, p.Describe())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

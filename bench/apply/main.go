@@ -1,0 +1,396 @@
+// Command apply is pgflo's apply benchmark (make bench-apply): pgflo moving
+// a table into a target PostgreSQL through pg_flo_postgres, next to
+// PostgreSQL's own ways, in one run on one machine.
+//
+// (a) Initial sync of a table of N mixed-type rows (bigint PK, int, text,
+// numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) into an empty
+// table with the same definition:
+//
+//   - COPY big TO STDOUT piped into COPY big FROM STDIN (one pair of
+//     connections), and the same split in 4 ctid page ranges piped
+//     concurrently: the ceiling of any copier;
+//   - native logical replication: CREATE SUBSCRIPTION (copy_data), until the
+//     table is ready;
+//   - pgflo copy_and_stream: replicator → JetStream → worker →
+//     pg_flo_postgres (three processes with `pgflo nats`), and replicator →
+//     pg_flo_postgres in one process; until the target's progress table
+//     counts every snapshot row applied.
+//
+// (b) Backlog catch-up: with pgflo stopped and the subscription disabled,
+// M single-row UPDATEs (each of a different row) in transactions of T are
+// committed on the source, then a marker UPDATE; then each applier in turn
+// is started (the subscription enabled) and timed until the marker is on
+// its target (changes are applied in commit order, so everything before it
+// is there too).
+//
+// The table printed gives seconds, rows or changes per second and the ratios,
+// and the peak RSS of every pgflo process; at the end every target is
+// compared with the source (md5 of all rows).
+//
+//	go run ./bench/apply --bin ./pgflo [--rows 1000000] [--updates 200000] [--tx 1000] [--out bench/results/apply.md]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+const (
+	sourceDB    = "bench"
+	table       = "big"
+	publication = "native_pub"
+	nativeSlot  = "native_sub"
+	markerID    = 1
+	pollEvery   = 50 * time.Millisecond
+)
+
+// Target databases, one per applier.
+const (
+	targetCopy   = "t_copy"
+	targetCopy4  = "t_copy4"
+	targetNative = "t_native"
+	targetPgflo  = "t_pgflo"
+	targetSingle = "t_pgflo_single"
+)
+
+type options struct {
+	bin       string
+	rows      int
+	updates   int
+	tx        int
+	batchSize int
+	out       string
+	keep      bool
+	timeout   time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "./pgflo", "path of the built pgflo binary")
+	flag.IntVar(&o.rows, "rows", 1000000, "rows in the table to sync")
+	flag.IntVar(&o.updates, "updates", 200000, "single-row UPDATEs of the backlog")
+	flag.IntVar(&o.tx, "tx", 1000, "UPDATEs per source transaction")
+	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
+	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/apply.md")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+
+			"Times pgflo's pg_flo_postgres output on an initial sync of N mixed-type rows and on the catch-up of a\n"+
+			"backlog of single-row UPDATEs, next to COPY pipes and PostgreSQL's native logical replication.\n\nflags:\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench/apply: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/apply:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	interrupted := ctx.Err() != nil
+	stop()
+	if err != nil {
+		if interrupted {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		fmt.Fprintln(os.Stderr, "bench/apply:", err)
+		os.Exit(1)
+	}
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.rows < markerID:
+		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
+	case o.updates < 1 || o.updates > o.rows:
+		return fmt.Errorf("--updates must be between 1 and --rows (each UPDATE changes another row), got %d", o.updates)
+	case o.tx < 1:
+		return fmt.Errorf("--tx must be at least 1, got %d", o.tx)
+	case o.batchSize < 0:
+		return fmt.Errorf("--batch-size must not be negative, got %d", o.batchSize)
+	case o.timeout <= 0:
+		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
+	}
+	bin, err := benchkit.ResolveBin(o.bin)
+	if err != nil {
+		return err
+	}
+	o.bin = bin
+	return nil
+}
+
+// bench is one run's shared state.
+type bench struct {
+	o        options
+	work     string
+	pg       *testenv.Postgres
+	source   string // DSN of the source database
+	natsURL  string
+	pgVer    string
+	fillTime time.Duration
+}
+
+func (b *bench) dsn(db string) string { return b.pg.DSN(db) }
+
+func run(ctx context.Context, o options) (err error) {
+	work, err := os.MkdirTemp("", "pgflo-bench-apply-")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer func() {
+		if o.keep {
+			benchkit.Say("kept work dir %s", work)
+		} else if rmErr := os.RemoveAll(work); rmErr != nil {
+			benchkit.Warn("remove work dir: %v", rmErr)
+		}
+	}()
+	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off); source and targets are databases of it")
+	pg, err := testenv.StartPostgres()
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer func() {
+		if o.keep {
+			if stopErr := pg.StopServer(); stopErr != nil {
+				benchkit.Warn("%v", stopErr)
+			}
+			benchkit.Say("kept PostgreSQL data dir %s", filepath.Dir(pg.LogFile()))
+		} else if stopErr := pg.Stop(); stopErr != nil {
+			benchkit.Warn("%v", stopErr)
+		}
+	}()
+	b := &bench{o: o, work: work, pg: pg}
+	if err := b.prepare(ctx); err != nil {
+		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
+	}
+	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := natsProc.Stop(); stopErr != nil {
+			benchkit.Warn("%v", stopErr)
+		}
+	}()
+	b.natsURL = natsURL
+
+	var r report
+	r.o = o
+	benchkit.Say("(a) initial sync of %s rows", benchkit.Thousands(o.rows))
+	if r.copy1, err = b.copyPipe(ctx, targetCopy, 1); err != nil {
+		return err
+	}
+	benchkit.Say("    COPY pipe: %.2fs", r.copy1.Seconds)
+	if r.copy4, err = b.copyPipe(ctx, targetCopy4, 4); err != nil {
+		return err
+	}
+	benchkit.Say("    COPY pipe in 4 ranges: %.2fs", r.copy4.Seconds)
+	if r.nativeSync, err = b.nativeInitialSync(ctx); err != nil {
+		return err
+	}
+	benchkit.Say("    native CREATE SUBSCRIPTION: %.2fs", r.nativeSync.Seconds)
+	pipelines := []*pipeline{
+		{name: "pgflo replicator→JetStream→worker→pg_flo_postgres", short: "3 processes", group: "jsapply", target: targetPgflo, viaNATS: true},
+		{name: "pgflo replicator→pg_flo_postgres (one process)", short: "1 process", group: "direct", target: targetSingle},
+	}
+	for _, p := range pipelines {
+		if err := b.pgfloInitialSync(ctx, p); err != nil {
+			return err
+		}
+		benchkit.Say("    %s: %.2fs", p.name, p.sync.Seconds)
+	}
+
+	benchkit.Say("(b) backlog: %s single-row UPDATEs in transactions of %s, pgflo stopped and the subscription disabled",
+		benchkit.Thousands(o.updates), benchkit.Thousands(o.tx))
+	if r.writeTime, err = b.workload(ctx); err != nil {
+		return err
+	}
+	if r.nativeCatchUp, err = b.nativeCatchUp(ctx); err != nil {
+		return err
+	}
+	benchkit.Say("    native subscription enabled: %.2fs", r.nativeCatchUp.Seconds)
+	for _, p := range pipelines {
+		if err := b.pgfloCatchUp(ctx, p); err != nil {
+			return err
+		}
+		benchkit.Say("    %s: %.2fs", p.name, p.catchUp.Seconds)
+	}
+	r.pipelines = pipelines
+
+	benchkit.Say("checking every target against the source (md5 of all rows)")
+	if r.checked, err = b.verify(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {
+		return err
+	}
+	r.pgVersion, r.fillTime = b.pgVer, b.fillTime
+	text := r.format()
+	fmt.Print(text)
+	if o.out != "" {
+		if err := benchkit.WriteReport(o.out, text); err != nil {
+			return err
+		}
+		benchkit.Say("wrote %s", o.out)
+	}
+	return nil
+}
+
+// prepare creates the source database with the filled table and the
+// publication, and the target databases with the empty table.
+func (b *bench) prepare(ctx context.Context) error {
+	admin, err := pgx.Connect(ctx, b.pg.AdminDSN())
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer admin.Close(context.Background())
+	for _, db := range []string{sourceDB, targetCopy, targetCopy4, targetNative, targetPgflo, targetSingle} {
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+			return fmt.Errorf("create database %s: %w", db, err)
+		}
+		if db == sourceDB {
+			continue
+		}
+		if err := execAll(ctx, b.dsn(db), benchkit.MixedTable(table)); err != nil {
+			return fmt.Errorf("database %s: %w", db, err)
+		}
+	}
+	b.source = b.dsn(sourceDB)
+	if err := queryRow(ctx, b.source, "SHOW server_version", &b.pgVer); err != nil {
+		return err
+	}
+	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(b.o.rows))
+	start := time.Now()
+	err = execAll(ctx, b.source,
+		benchkit.MixedTable(table),
+		"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
+		benchkit.MixedFill(table, b.o.rows),
+		"VACUUM (ANALYZE, FREEZE) "+table,
+		"CREATE PUBLICATION "+publication+" FOR TABLE "+table,
+		"CHECKPOINT")
+	b.fillTime = time.Since(start)
+	return err
+}
+
+func execAll(ctx context.Context, dsn string, stmts ...string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			first, _, _ := strings.Cut(s, "\n")
+			return fmt.Errorf("%s: %w", first, err)
+		}
+	}
+	return nil
+}
+
+func queryRow(ctx context.Context, dsn, sql string, dest ...any) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
+// workload commits the backlog on the source: each UPDATE changes another
+// row (no change can be merged with another), then the marker.
+func (b *bench) workload(ctx context.Context) (time.Duration, error) {
+	conn, err := pgx.Connect(ctx, b.source)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	start := time.Now()
+	for first := 0; first < b.o.updates; first += b.o.tx {
+		last := min(first+b.o.tx, b.o.updates) - 1
+		sql := fmt.Sprintf("DO $$BEGIN FOR k IN %d..%d LOOP UPDATE %s SET n = n + 1, ts = ts + interval '1 second' WHERE id = k::bigint * 7919 %% %d + 1; END LOOP; END$$",
+			first, last, table, b.o.rows)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return 0, fmt.Errorf("workload transaction %d: %w", first/b.o.tx+1, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("UPDATE %s SET s = 'marker' WHERE id = %d", table, markerID)); err != nil {
+		return 0, fmt.Errorf("marker: %w", err)
+	}
+	took := time.Since(start)
+	benchkit.Say("    committed in %.2fs (%s changes/s)", took.Seconds(), benchkit.Thousands(int(float64(b.o.updates)/took.Seconds())))
+	_, err = conn.Exec(ctx, "CHECKPOINT")
+	return took, err
+}
+
+// waitMarker waits until the marker UPDATE is on the target.
+func (b *bench) waitMarker(ctx context.Context, target string, start time.Time, what string, alive func() error) (time.Duration, error) {
+	conn, err := pgx.Connect(ctx, b.dsn(target))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	return benchkit.Poll(ctx, start, pollEvery, b.o.timeout, what, func() (bool, error) {
+		if alive != nil {
+			if err := alive(); err != nil {
+				return false, err
+			}
+		}
+		var s *string
+		if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT s FROM %s WHERE id = %d", table, markerID)).Scan(&s); err != nil {
+			return false, err
+		}
+		return s != nil && *s == "marker", nil
+	})
+}
+
+// verify compares every target with the source.
+func (b *bench) verify(ctx context.Context, targets []string) (int, error) {
+	sum := func(dsn string) (string, error) {
+		var s string
+		err := queryRow(ctx, dsn, fmt.Sprintf("SELECT md5(string_agg(x::text, E'\\n' ORDER BY id)) FROM %s x", table), &s)
+		return s, err
+	}
+	want, err := sum(b.source)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range targets {
+		got, err := sum(b.dsn(t))
+		if err != nil {
+			return 0, err
+		}
+		if got != want {
+			return 0, fmt.Errorf("target %s differs from the source (md5 %s, source %s)", t, got, want)
+		}
+	}
+	return len(targets), nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+)
+
+// pipeline is one way of running pgflo into its own target, with its own
+// group (slot, stream, progress row).
+type pipeline struct {
+	name, short   string
+	group, target string
+	// viaNATS runs replicator → JetStream and worker → pg_flo_postgres as
+	// two processes; otherwise replicator → pg_flo_postgres is one.
+	viaNATS       bool
+	sync, catchUp benchkit.Measurement
+	// rss is the peak RSS of each process over both runs.
+	rss   map[string]int64
+	procs []*benchkit.Proc
+}
+
+const logging = "http:\n  enabled: false\nlogger:\n  level: INFO\n  format: logfmt\n"
+
+// configs writes the pipeline's configs and returns their paths: the
+// replicator's and, via NATS, the worker's.
+func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
+	source := fmt.Sprintf(`input:
+  pg_flo_replicator:
+    dsn: %q
+    group: %s
+    tables: [%s]
+    mode: copy_and_stream
+    nats_url: %q
+`, b.source, p.group, table, b.natsURL)
+	sink := fmt.Sprintf(`output:
+  pg_flo_postgres:
+    dsn: %q
+    group: %s
+`, b.dsn(p.target), p.group)
+	rep = filepath.Join(b.work, p.group+"-replicator.yaml")
+	if !p.viaNATS {
+		return rep, "", os.WriteFile(rep, []byte(logging+source+sink), 0o600)
+	}
+	if err := os.WriteFile(rep, []byte(logging+source+fmt.Sprintf(`output:
+  pg_flo_jetstream:
+    url: %q
+    group: %s
+`, b.natsURL, p.group)), 0o600); err != nil {
+		return "", "", err
+	}
+	batch := ""
+	if b.o.batchSize > 0 {
+		batch = fmt.Sprintf("    batch_size: %d\n", b.o.batchSize)
+	}
+	worker = filepath.Join(b.work, p.group+"-worker.yaml")
+	return rep, worker, os.WriteFile(worker, []byte(logging+fmt.Sprintf(`input:
+  pg_flo_worker:
+    url: %q
+    group: %s
+%s`, b.natsURL, p.group, batch)+sink), 0o600)
+}
+
+// start starts the pipeline's processes; the worker as soon as the
+// replicator created the group's stream (earlier it would only retry).
+func (b *bench) start(ctx context.Context, p *pipeline, phase string) error {
+	repCfg, workerCfg, err := b.configs(p)
+	if err != nil {
+		return err
+	}
+	rep, err := benchkit.StartProc(b.work, p.group+"-replicator-"+phase, b.o.bin, "run", repCfg)
+	if err != nil {
+		return err
+	}
+	p.procs = []*benchkit.Proc{rep}
+	if !p.viaNATS {
+		return nil
+	}
+	watch, err := benchkit.NewStreamWatch(b.natsURL, p.group)
+	if err != nil {
+		return err
+	}
+	defer watch.Close()
+	if err := watch.WaitCreated(ctx, rep, 60*time.Second); err != nil {
+		return b.describe(p, err)
+	}
+	worker, err := benchkit.StartProc(b.work, p.group+"-worker-"+phase, b.o.bin, "run", workerCfg)
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, worker)
+	return nil
+}
+
+// stop stops the pipeline's processes and keeps their peak RSS.
+func (b *bench) stop(p *pipeline) error {
+	var errs []error
+	for i := len(p.procs) - 1; i >= 0; i-- {
+		proc := p.procs[i]
+		if err := proc.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("%w\n%s", err, proc.Describe()))
+		}
+		role := "replicator"
+		if i == 1 {
+			role = "worker"
+		}
+		if rss, ok := proc.MaxRSS(); ok && rss > p.rss[role] {
+			if p.rss == nil {
+				p.rss = map[string]int64{}
+			}
+			p.rss[role] = rss
+		}
+	}
+	p.procs = nil
+	return errors.Join(errs...)
+}
+
+// alive fails when a process of the pipeline exited.
+func (b *bench) alive(p *pipeline) error {
+	for _, proc := range p.procs {
+		if proc.Exited() {
+			return b.describe(p, fmt.Errorf("%s exited: %v", proc.Name, proc.Err()))
+		}
+	}
+	return nil
+}
+
+func (b *bench) describe(p *pipeline, err error) error {
+	var s strings.Builder
+	s.WriteString(err.Error())
+	for _, proc := range p.procs {
+		s.WriteString("\n")
+		s.WriteString(proc.Describe())
+	}
+	return errors.New(s.String())
+}
+
+// pgfloInitialSync runs the pipeline in copy_and_stream mode into its empty
+// target, timed from the replicator's start until the target's progress
+// table counts every snapshot row; then waits for the replicator to record
+// the snapshot complete, and stops the pipeline.
+func (b *bench) pgfloInitialSync(ctx context.Context, p *pipeline) error {
+	p.sync = benchkit.Measurement{Reader: p.name}
+	if err := b.start(ctx, p, "sync"); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, b.dsn(p.target))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	took, err := benchkit.Poll(ctx, p.procs[0].Started, pollEvery, b.o.timeout, p.name+" initial sync", func() (bool, error) {
+		if err := b.alive(p); err != nil {
+			return false, err
+		}
+		var n int64
+		// The output creates the progress table when it connects.
+		err := conn.QueryRow(ctx, "SELECT coalesce((SELECT snapshot_rows FROM pgflo.progress WHERE group_name = $1), 0)", p.group).Scan(&n)
+		if err != nil && strings.Contains(err.Error(), "does not exist") {
+			return false, nil
+		}
+		return n >= int64(b.o.rows), err
+	})
+	if err != nil {
+		return errors.Join(b.describe(p, err), b.stop(p))
+	}
+	p.sync.Seconds, p.sync.OK = took.Seconds(), true
+	// Stopped before the replicator recorded the snapshot complete, it would
+	// copy again when started for the backlog.
+	rep := p.procs[0]
+	_, err = benchkit.Poll(ctx, time.Now(), pollEvery, b.o.timeout, "snapshot recorded complete", func() (bool, error) {
+		log, err := os.ReadFile(rep.LogPath)
+		return strings.Contains(string(log), "snapshot complete"), err
+	})
+	if err != nil {
+		return errors.Join(b.describe(p, err), b.stop(p))
+	}
+	var count int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&count); err != nil || count != int64(b.o.rows) {
+		return errors.Join(fmt.Errorf("%s: the target holds %d rows, want %d (%v)", p.name, count, b.o.rows, err), b.stop(p))
+	}
+	return b.stop(p)
+}
+
+// pgfloCatchUp starts the pipeline again (its group streams from the slot:
+// the snapshot is done) and times it until the marker is on its target.
+func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
+	p.catchUp = benchkit.Measurement{Reader: p.name}
+	if err := b.start(ctx, p, "catchup"); err != nil {
+		return err
+	}
+	took, err := b.waitMarker(ctx, p.target, p.procs[0].Started, p.name+" catch-up", func() error { return b.alive(p) })
+	if err != nil {
+		return errors.Join(b.describe(p, err), b.stop(p))
+	}
+	p.catchUp.Seconds, p.catchUp.OK = took.Seconds(), true
+	return b.stop(p)
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+)
+
+// report is what a run measured.
+type report struct {
+	o                   options
+	pgVersion           string
+	fillTime, writeTime time.Duration
+	copy1, copy4        benchkit.Measurement
+	nativeSync          benchkit.Measurement
+	nativeCatchUp       benchkit.Measurement
+	pipelines           []*pipeline
+	checked             int
+}
+
+func (r *report) format() string {
+	var b strings.Builder
+	o := r.o
+	fmt.Fprintf(&b, "## pgflo apply benchmark (pg_flo_postgres)\n\n")
+	fmt.Fprintf(&b, "PostgreSQL %s (source and targets: databases of one cluster, fsync off), %d CPUs, %s/%s, %s; load average %s at the end.\n\n",
+		r.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAvg())
+
+	fmt.Fprintf(&b, "### (a) Initial sync: %s rows of a mixed-type table into an empty table\n\n", benchkit.Thousands(o.rows))
+	fmt.Fprintf(&b, "| copier | seconds | rows/s | × native | × COPY pipe |\n|---|---:|---:|---:|---:|\n")
+	rows := []benchkit.Measurement{r.copy1, r.copy4, r.nativeSync}
+	for _, p := range r.pipelines {
+		rows = append(rows, p.sync)
+	}
+	for _, m := range rows {
+		fmt.Fprintf(&b, "| %s | %.2f | %s | %.2f× | %.2f× |\n", m.Reader, m.Seconds, benchkit.Thousands(int(m.Rate(o.rows)+0.5)),
+			m.Rate(o.rows)/r.nativeSync.Rate(o.rows), m.Rate(o.rows)/r.copy1.Rate(o.rows))
+	}
+
+	fmt.Fprintf(&b, "\n### (b) Backlog catch-up: %s single-row UPDATEs in transactions of %s\n\n", benchkit.Thousands(o.updates), benchkit.Thousands(o.tx))
+	fmt.Fprintf(&b, "Committed while pgflo was stopped and the subscription disabled (%.1fs on the source); each applier then started alone.\n\n", r.writeTime.Seconds())
+	fmt.Fprintf(&b, "| applier | seconds | changes/s | × native |\n|---|---:|---:|---:|\n")
+	rows = []benchkit.Measurement{r.nativeCatchUp}
+	for _, p := range r.pipelines {
+		rows = append(rows, p.catchUp)
+	}
+	for _, m := range rows {
+		fmt.Fprintf(&b, "| %s | %.2f | %s | %.2f× |\n", m.Reader, m.Seconds, benchkit.Thousands(int(m.Rate(o.updates)+0.5)),
+			m.Rate(o.updates)/r.nativeCatchUp.Rate(o.updates))
+	}
+
+	b.WriteString("\nMax RSS:")
+	largest := int64(0)
+	for _, p := range r.pipelines {
+		fmt.Fprintf(&b, " %s: replicator %s", p.short, benchkit.MB(p.rss["replicator"]))
+		if p.viaNATS {
+			fmt.Fprintf(&b, ", worker %s", benchkit.MB(p.rss["worker"]))
+		}
+		b.WriteString(";")
+		for _, v := range p.rss {
+			largest = max(largest, v)
+		}
+	}
+	b.WriteString(" (`pgflo nats` not counted).\n\n")
+
+	for _, p := range r.pipelines {
+		fmt.Fprintf(&b, "- (a) %s: %.2f× native initial sync — %s\n", p.short, p.sync.Rate(o.rows)/r.nativeSync.Rate(o.rows), verdict(p.sync.Seconds <= r.nativeSync.Seconds))
+		fmt.Fprintf(&b, "- (b) %s: %.2f× native catch-up — %s\n", p.short, p.catchUp.Rate(o.updates)/r.nativeCatchUp.Rate(o.updates), verdict(p.catchUp.Seconds <= r.nativeCatchUp.Seconds))
+	}
+	fmt.Fprintf(&b, "- RSS under 300 MB per process: largest %s — %s\n\n", benchkit.MB(largest), verdict(largest < 300<<20))
+
+	batch := "the worker's default batch_size"
+	if o.batchSize > 0 {
+		batch = fmt.Sprintf("worker batch_size %d", o.batchSize)
+	}
+	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
+		"(%.1fs); every target starts with the same empty table (primary key included). The COPY pipes stream text COPY from the source into the target through pgx, "+
+		"connections opened before the clock starts. The native subscription's slot is created first (a subscription to a database of the same cluster cannot create it), "+
+		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with 4 copy workers; "+
+		"pg_flo_postgres with COPY for runs of inserts and upserts otherwise) and is timed from the start of its replicator process (`pgflo nats` already running, "+
+		"the worker started as soon as the stream exists), so process start-up, slot creation and snapshot export are included; (a) ends when the target's progress "+
+		"table counts every snapshot row applied (committed). For (b) each UPDATE changes another row (`id = k * 7919 %% rows + 1`), so no change merges with another; "+
+		"the backlog ends with a marker UPDATE, and each applier is timed until the marker is on its target (every applier applies in commit order). "+
+		"Afterwards %d targets were compared with the source (md5 of every row): equal.\n", r.fillTime.Seconds(), batch, r.checked)
+	return b.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}

@@ -1,0 +1,194 @@
+// Command snapshot is pgflo's snapshot benchmark (make bench-snapshot): a
+// table of N mixed-type rows (bigint PK, int, text, numeric, timestamptz,
+// bool, jsonb, uuid, bytea, text[]) on a throwaway source PostgreSQL is copied
+// by pgflo in copy_and_stream mode (replicator → JetStream → worker → file,
+// three processes of the built binary), timed from the replicator's start
+// until the worker's output file holds every row. Next to it, in the same run
+// and over the same table, PostgreSQL's own COPY is timed, its output read by
+// pgx and discarded:
+//
+//   - COPY big TO STDOUT: the whole table on one connection;
+//   - the table split in 4 ctid page ranges, each read by
+//     COPY (SELECT * FROM big WHERE ctid >= … AND ctid < …) TO STDOUT on its
+//     own connection, the 4 concurrently: what pgflo's copy does with its
+//     default 4 workers, minus everything after the read.
+//
+// The table printed gives seconds, rows/s and the ratio to the 4-range COPY,
+// and the peak RSS of the replicator, the worker and `pgflo nats`.
+//
+//	go run ./bench/snapshot --bin ./pgflo [--rows 1000000] [--out bench/results/snapshot.md]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+const (
+	database  = "bench"
+	table     = "big"
+	group     = "snap"
+	ranges    = 4 // ctid ranges of the parallel COPY anchor: pgflo's default max_copy_workers
+	pollEvery = 50 * time.Millisecond
+)
+
+type options struct {
+	bin     string
+	rows    int
+	out     string
+	keep    bool
+	timeout time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "./pgflo", "path of the built pgflo binary")
+	flag.IntVar(&o.rows, "rows", 1000000, "rows in the table to copy")
+	flag.StringVar(&o.out, "out", "", "also write the result table (markdown) to this file, e.g. bench/results/snapshot.md")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, output, PostgreSQL data dir)")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on pgflo when it takes longer than this")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/snapshot [flags]\n\n"+
+			"Times pgflo's copy_and_stream snapshot of a table of N mixed-type rows through JetStream into a file,\n"+
+			"next to COPY ... TO STDOUT of the same table on 1 connection and in 4 ctid ranges on 4 connections.\n\nflags:\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench/snapshot: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/snapshot:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	interrupted := ctx.Err() != nil
+	stop()
+	if err != nil {
+		if interrupted {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		fmt.Fprintln(os.Stderr, "bench/snapshot:", err)
+		os.Exit(1)
+	}
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.rows < 1:
+		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
+	case o.timeout <= 0:
+		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
+	}
+	bin, err := benchkit.ResolveBin(o.bin)
+	if err != nil {
+		return err
+	}
+	o.bin = bin
+	return nil
+}
+
+func run(ctx context.Context, o options) (err error) {
+	work, err := os.MkdirTemp("", "pgflo-bench-snapshot-")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer func() {
+		if o.keep {
+			benchkit.Say("kept work dir %s", work)
+		} else if rmErr := os.RemoveAll(work); rmErr != nil {
+			benchkit.Warn("remove work dir: %v", rmErr)
+		}
+	}()
+
+	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
+	pg, err := testenv.StartPostgres()
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer func() {
+		if o.keep {
+			if stopErr := pg.StopServer(); stopErr != nil {
+				benchkit.Warn("%v", stopErr)
+			}
+			benchkit.Say("kept PostgreSQL data dir %s (the next harness run removes it once it is a minute old)", filepath.Dir(pg.LogFile()))
+		} else if stopErr := pg.Stop(); stopErr != nil {
+			benchkit.Warn("%v", stopErr)
+		}
+	}()
+
+	src, err := prepareSource(ctx, pg, o)
+	if err != nil {
+		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
+	}
+
+	benchkit.Say("warm-up: COPY of the whole table, then in %d ctid ranges (untimed, so every reader finds the same caches)", ranges)
+	if _, err := measureCopy(ctx, src, o.rows); err != nil {
+		return err
+	}
+	if _, err := measureRangeCopy(ctx, src, o.rows); err != nil {
+		return err
+	}
+	env := runEnv{load: loadAvg()}
+	benchkit.Say("anchor 1/2: COPY %s TO STDOUT", table)
+	one, err := measureCopy(ctx, src, o.rows)
+	if err != nil {
+		return err
+	}
+	benchkit.Say("    %.3fs (%s of COPY text)", one.m.Seconds, mib(one.bytes))
+	benchkit.Say("anchor 2/2: COPY in %d ctid ranges on %d connections concurrently", ranges, ranges)
+	four, err := measureRangeCopy(ctx, src, o.rows)
+	if err != nil {
+		return err
+	}
+	benchkit.Say("    %.3fs (%s of COPY text)", four.m.Seconds, mib(four.bytes))
+
+	benchkit.Say("pgflo: nats, then the replicator in copy_and_stream (the clock starts), then the worker once the stream exists")
+	res, err := measurePgflo(ctx, o, work, src.dsn)
+	if err != nil {
+		return err
+	}
+	env.loadAfter = loadAvg()
+
+	report := formatReport(o, src, env, one, four, res)
+	fmt.Print(report)
+	if o.out != "" {
+		if err := benchkit.WriteReport(o.out, report); err != nil {
+			return err
+		}
+		benchkit.Say("wrote %s", o.out)
+	}
+	return nil
+}
+
+// runEnv is what the report says about the machine while it measured.
+type runEnv struct {
+	load, loadAfter string // /proc/loadavg before the anchors and after pgflo
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	var l1, l5, l15 string
+	if _, err := fmt.Sscan(string(b), &l1, &l5, &l15); err != nil {
+		return "unknown"
+	}
+	return l1 + " " + l5 + " " + l15
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/state"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+// completeGrace is how long the benchmark waits, after the output holds
+// every row, for the KV record to say the snapshot is complete.
+const completeGrace = 60 * time.Second
+
+// pgfloResult holds what the pgflo run measured.
+type pgfloResult struct {
+	endToEnd, complete         benchkit.Measurement
+	repRSS, workerRSS, natsRSS int64   // bytes, 0 when unknown
+	repCPU, workerCPU, natsCPU float64 // seconds of user+system CPU, -1 when unknown
+	lines, duplicates          int
+	outputBytes                int64
+	chunks                     int // chunks in the snapshot plan
+}
+
+// measurePgflo runs `pgflo nats`, the replicator (copy_and_stream) and the
+// worker as separate processes, and times from the replicator's start until
+// the worker's output file holds every row of the table. On the side it
+// notes when the group's KV record first says the snapshot is complete
+// (every chunk acknowledged by the replicator's output: JetStream holds it).
+func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloResult, err error) {
+	res.endToEnd = benchkit.Measurement{Reader: "pgflo copy_and_stream: replicator→JetStream→worker→file (every row in the file)"}
+	res.complete = benchkit.Measurement{Reader: "pgflo replicator: KV snapshot record complete (every chunk acked by JetStream)"}
+	res.repCPU, res.workerCPU, res.natsCPU = -1, -1, -1
+	var procs []*benchkit.Proc // stopped in reverse order
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			if stopErr := procs[i].Stop(); stopErr != nil && err == nil {
+				benchkit.Warn("%v\n%s", stopErr, procs[i].Describe())
+			}
+		}
+	}()
+	// describeAll adds the end of every process log to a failure.
+	describeAll := func(err error) error {
+		var b strings.Builder
+		b.WriteString(err.Error())
+		for _, p := range procs {
+			b.WriteString("\n")
+			b.WriteString(p.Describe())
+		}
+		return errors.New(b.String())
+	}
+
+	natsPort, err := testenv.FreePort()
+	if err != nil {
+		return res, err
+	}
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	natsProc, err := benchkit.StartProc(work, "nats", o.bin, "nats", "--port", strconv.Itoa(natsPort), "--store-dir", filepath.Join(work, "nats-store"))
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, natsProc)
+	if err := benchkit.WaitTCP(natsProc, natsPort, 30*time.Second); err != nil {
+		return res, err
+	}
+	watch, err := benchkit.NewStreamWatch(natsURL, group)
+	if err != nil {
+		return res, err
+	}
+	defer watch.Close()
+	kv := &kvWatch{js: watch.JetStream(), bucket: jsproto.StateBucket(group)}
+
+	output := filepath.Join(work, "out.jsonl")
+	repCfg := filepath.Join(work, "rep.yaml")
+	workerCfg := filepath.Join(work, "worker.yaml")
+	// The replicator logs at INFO: its per-table snapshot progress lands in
+	// its log (shown on failure, kept with --keep).
+	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`http:
+  enabled: false
+logger:
+  level: INFO
+  format: logfmt
+input:
+  pg_flo_replicator:
+    dsn: %q
+    group: %s
+    tables: [%s]
+    mode: copy_and_stream
+    nats_url: %q
+output:
+  pg_flo_jetstream:
+    url: %q
+    group: %s
+`, dsn, group, table, natsURL, natsURL, group)), 0o600); err != nil {
+		return res, err
+	}
+	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`http:
+  enabled: false
+logger:
+  level: WARN
+  format: logfmt
+input:
+  pg_flo_worker:
+    url: %q
+    group: %s
+pipeline:
+  processors:
+    # One write per batch instead of two per event (see resources/worker.yaml).
+    - archive:
+        format: lines
+output:
+  file:
+    path: %q
+    codec: lines
+`, natsURL, group, output)), 0o600); err != nil {
+		return res, err
+	}
+
+	rep, err := benchkit.StartProc(work, "replicator", o.bin, "run", repCfg)
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, rep)
+	t0 := rep.Started
+	// The worker needs the group's stream, which the replicator's output
+	// creates; started earlier it would only fail and retry with backoff.
+	if err := watch.WaitCreated(ctx, rep, 60*time.Second); err != nil {
+		return res, describeAll(err)
+	}
+	worker, err := benchkit.StartProc(work, "worker", o.bin, "run", workerCfg)
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, worker)
+	benchkit.Say("    the stream existed after %.3fs; worker started", time.Since(t0).Seconds())
+
+	counter := newOutputCounter(output, table, o.rows)
+	deadline := t0.Add(o.timeout)
+	nextProgress := t0.Add(5 * time.Second)
+	var kvGiveUp time.Time
+	for {
+		if err := counter.poll(); err != nil {
+			return res, err
+		}
+		if !res.endToEnd.OK && counter.distinct >= o.rows {
+			res.endToEnd.Seconds, res.endToEnd.OK = time.Since(t0).Seconds(), true
+			kvGiveUp = time.Now().Add(completeGrace)
+		}
+		if !res.complete.OK {
+			snap, err := kv.load(ctx)
+			if err != nil {
+				return res, describeAll(err)
+			}
+			if snap != nil {
+				res.chunks = chunkCount(snap)
+				if snap.Complete {
+					res.complete.Seconds, res.complete.OK = time.Since(t0).Seconds(), true
+				}
+			}
+		}
+		if res.endToEnd.OK && (res.complete.OK || time.Now().After(kvGiveUp)) {
+			break
+		}
+		for _, p := range procs {
+			if p.Exited() {
+				return res, describeAll(fmt.Errorf("%s exited during the run (%v); output so far: %s", p.Name, p.Err(), counter.summary()))
+			}
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			return res, describeAll(fmt.Errorf("pgflo did not deliver all %d rows within %v; output so far: %s; KV record complete: %v (%s)",
+				o.rows, o.timeout, counter.summary(), res.complete.OK, kv.summary()))
+		}
+		if now.After(nextProgress) {
+			benchkit.Say("    %.0fs: %s; KV: %s", now.Sub(t0).Seconds(), counter.summary(), kv.summary())
+			nextProgress = now.Add(5 * time.Second)
+		}
+		time.Sleep(pollEvery)
+	}
+	if !res.complete.OK {
+		res.complete.Note = fmt.Sprintf("the KV record did not say complete within %v after the output held every row (%s)", completeGrace, kv.summary())
+		benchkit.Warn("%s", res.complete.Note)
+	}
+	// A moment for stragglers (duplicates) before counting what arrived.
+	time.Sleep(200 * time.Millisecond)
+	if err := counter.poll(); err != nil {
+		return res, err
+	}
+	res.lines, res.duplicates, res.outputBytes = counter.lines, counter.duplicates(), counter.off
+	benchkit.Say("    %.3fs end to end (KV record complete after %s); output: %s",
+		res.endToEnd.Seconds, secondsOrDash(res.complete), counter.summary())
+	if counter.bad > 0 {
+		return res, describeAll(fmt.Errorf("the output has %d lines that are not snapshot rows of %s (first: %s)", counter.bad, table, counter.badLine))
+	}
+
+	res.repRSS, _ = rep.MaxRSS()
+	res.workerRSS, _ = worker.MaxRSS()
+	res.natsRSS, _ = natsProc.MaxRSS()
+	res.repCPU, res.workerCPU, res.natsCPU = cpuSeconds(rep), cpuSeconds(worker), cpuSeconds(natsProc)
+	return res, nil
+}
+
+func secondsOrDash(m benchkit.Measurement) string {
+	if !m.OK {
+		return "–"
+	}
+	return fmt.Sprintf("%.3fs", m.Seconds)
+}
+
+func chunkCount(s *state.Snapshot) int {
+	n := 0
+	for _, t := range s.Tables {
+		n += len(t.Chunks)
+	}
+	return n
+}
+
+// kvWatch reads the group's snapshot record from the outside, without
+// creating the bucket (the replicator does).
+type kvWatch struct {
+	js     jetstream.JetStream
+	bucket string
+	kv     jetstream.KeyValue
+	last   *state.Snapshot
+}
+
+// load returns the snapshot record, nil while the bucket or key is missing.
+func (w *kvWatch) load(ctx context.Context) (*state.Snapshot, error) {
+	reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if w.kv == nil {
+		kv, err := w.js.KeyValue(reqCtx, w.bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open KV bucket %s: %w", w.bucket, err)
+		}
+		w.kv = kv
+	}
+	entry, err := w.kv.Get(reqCtx, state.SnapshotKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read KV %s key %s: %w", w.bucket, state.SnapshotKey, err)
+	}
+	var snap state.Snapshot
+	if err := json.Unmarshal(entry.Value(), &snap); err != nil {
+		return nil, fmt.Errorf("decode KV %s key %s: %w", w.bucket, state.SnapshotKey, err)
+	}
+	w.last = &snap
+	return &snap, nil
+}
+
+// summary describes the last record read.
+func (w *kvWatch) summary() string {
+	if w.last == nil {
+		return "no snapshot record yet"
+	}
+	total := chunkCount(w.last)
+	return fmt.Sprintf("%d/%d chunks done, complete=%v", total-w.last.Remaining(), total, w.last.Complete)
+}
+
+// cpuSeconds is the user+system CPU time of a running process, from
+// /proc/<pid>/stat (clock ticks of 1/100 s, as on every Linux build that
+// matters here), or -1 when unknown.
+func cpuSeconds(p *benchkit.Proc) float64 {
+	if p.Exited() {
+		return -1
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name (which is in parentheses and may hold
+	// spaces): state is field 3, utime 14, stime 15.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return float64(utime+stime) / 100
+}

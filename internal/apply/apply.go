@@ -1,0 +1,731 @@
+// Package apply writes pgflo change events to a target PostgreSQL: the
+// engine of the pg_flo_postgres output. A batch of changes becomes one
+// target transaction in which consecutive changes are merged per table and
+// key into set statements (INSERT … SELECT FROM unnest … ON CONFLICT, UPDATE
+// … FROM unnest, DELETE … USING unnest, COPY for runs of inserts); values are
+// sent as text and cast by the server to each column's type, so every type
+// round-trips exactly. A progress table on the target, written in the same
+// transaction, records the last applied position of the group, so a batch
+// delivered again is not applied twice.
+//
+// It does not import Benthos: outputs/postgres.go adapts it.
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgdsn"
+)
+
+// Logger is where the applier reports what the user should know.
+// *service.Logger satisfies it.
+type Logger interface {
+	Debugf(format string, args ...any)
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+}
+
+// TableCreator creates a missing target table for a change (schema sync):
+// on the applier's connection, inside the batch's transaction.
+type TableCreator func(ctx context.Context, conn *pgx.Conn, ch *Change) error
+
+// Config configures an Applier.
+type Config struct {
+	// DSN is the target's connection string.
+	DSN string
+	// Group names the row of the progress table.
+	Group string
+	// Progress is the progress table; a zero name disables it.
+	Progress TableName
+	// SchemaMapping maps a source schema to the target schema.
+	SchemaMapping map[string]string
+	// KeyColumns overrides the key of tables ("schema.table" of the target).
+	KeyColumns map[string][]string
+	// DisableForeignKeys runs the session with session_replication_role =
+	// replica: foreign keys and ordinary triggers do not fire, as in
+	// PostgreSQL's own logical replication.
+	DisableForeignKeys bool
+	// CopyMinRows is the least number of inserted rows of a table written
+	// with COPY; 0 never uses COPY.
+	CopyMinRows int
+	// Retries is how often a batch is retried after a serialization
+	// failure, deadlock or lock timeout before Apply gives up.
+	Retries int
+	// CreateTable, when set, creates missing target tables.
+	CreateTable TableCreator
+	// ApplicationName is the session's application_name.
+	ApplicationName string
+	Logger          Logger
+}
+
+// outputSettings pin the session settings that change how text values are
+// parsed and printed to the ones pg_flo_replicator prints them with.
+var outputSettings = map[string]string{
+	"DateStyle":          "ISO, MDY",
+	"IntervalStyle":      "postgres",
+	"TimeZone":           "UTC",
+	"bytea_output":       "hex",
+	"extra_float_digits": "3",
+}
+
+// Applier applies batches of changes to the target over one connection. It
+// is not safe for concurrent use.
+type Applier struct {
+	cfg    Config
+	conn   *pgx.Conn
+	tables map[TableName]*Table
+	// noCopyBatches counts, per table, batches left in which COPY is not
+	// tried after one hit a conflict.
+	noCopyBatches map[TableName]int
+	searchPath    string
+	progressIdent string
+	log           Logger
+}
+
+// Result tells what a batch did.
+type Result struct {
+	// Applied is the number of changes written, Skipped the number already
+	// applied before (by the progress table).
+	Applied, Skipped int
+	// Serial is set when the batch had to be applied change by change after
+	// the set statements failed.
+	Serial bool
+}
+
+// Position is a place in the change stream: a transaction's commit LSN
+// and the position of a change in it (-1: none of it).
+type Position struct {
+	CommitLSN pglogrepl.LSN
+	Pos       int64
+}
+
+func (p Position) String() string { return fmt.Sprintf("%s#%d", event.FormatLSN(p.CommitLSN), p.Pos) }
+
+func (p Position) before(q Position) bool {
+	return p.CommitLSN < q.CommitLSN || (p.CommitLSN == q.CommitLSN && p.Pos < q.Pos)
+}
+
+// Connect opens the applier's connection, sets the session up and makes
+// sure the progress table and the group's row exist.
+func Connect(ctx context.Context, cfg Config) (*Applier, error) {
+	pcfg, err := pgx.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse target dsn %s: %s", pgdsn.Redact(cfg.DSN), redactErr(err, ""))
+	}
+	for k, v := range outputSettings {
+		pcfg.RuntimeParams[k] = v
+	}
+	if cfg.ApplicationName != "" {
+		pcfg.RuntimeParams["application_name"] = cfg.ApplicationName
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to target %s: %s: %w", pgdsn.Redact(cfg.DSN), redactErr(err, pcfg.Password), ErrConnection)
+	}
+	a := &Applier{
+		cfg: cfg, conn: conn, log: cfg.Logger,
+		tables: map[TableName]*Table{}, noCopyBatches: map[TableName]int{},
+	}
+	if a.log == nil {
+		a.log = nopLogger{}
+	}
+	if err := a.setup(ctx); err != nil {
+		_ = conn.Close(context.Background())
+		return nil, err
+	}
+	return a, nil
+}
+
+func redactErr(err error, password string) string {
+	return pgdsn.RedactIn(err.Error(), password)
+}
+
+func (a *Applier) setup(ctx context.Context) error {
+	if a.cfg.DisableForeignKeys {
+		if _, err := a.conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+			return fmt.Errorf("disable_foreign_keys: set session_replication_role = replica on the target (needs superuser, or GRANT SET ON PARAMETER session_replication_role): %w", err)
+		}
+	}
+	if err := a.conn.QueryRow(ctx, "SELECT current_setting('search_path')").Scan(&a.searchPath); err != nil {
+		return fmt.Errorf("read search_path of the target: %w", err)
+	}
+	if a.cfg.Progress.Name == "" {
+		return nil
+	}
+	a.progressIdent = a.cfg.Progress.String()
+	create := []string{
+		"CREATE SCHEMA IF NOT EXISTS " + pgx.Identifier{a.cfg.Progress.Schema}.Sanitize(),
+		"CREATE TABLE IF NOT EXISTS " + a.progressIdent + ` (
+			group_name text PRIMARY KEY,
+			commit_lsn pg_lsn NOT NULL,
+			tx_pos bigint NOT NULL,
+			events bigint NOT NULL DEFAULT 0,
+			snapshot_rows bigint NOT NULL DEFAULT 0,
+			batches bigint NOT NULL DEFAULT 0,
+			pending_commit_lsn pg_lsn,
+			pending_tx_pos bigint,
+			updated_at timestamptz NOT NULL DEFAULT now())`,
+		"INSERT INTO " + a.progressIdent + " (group_name, commit_lsn, tx_pos) VALUES ($1, '0/0', -1) ON CONFLICT (group_name) DO NOTHING",
+	}
+	for attempt := 0; ; attempt++ {
+		var err error
+		for i, sql := range create {
+			if i == 2 {
+				_, err = a.conn.Exec(ctx, sql, a.cfg.Group)
+			} else {
+				_, err = a.conn.Exec(ctx, sql)
+			}
+			if err != nil {
+				break
+			}
+		}
+		// Two appliers creating the table at once: one loses with a
+		// unique violation on the catalog; the second attempt sees the table.
+		if err != nil && sqlState(err) == "23505" && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create progress table %s on the target: %w", a.progressIdent, err)
+		}
+		break
+	}
+	pos, err := a.Progress(ctx)
+	if err != nil {
+		return err
+	}
+	if pos.CommitLSN != 0 {
+		a.log.Infof("Group %s has applied the target up to commit %s (position %d in it); changes up to there are skipped", a.cfg.Group, event.FormatLSN(pos.CommitLSN), pos.Pos)
+	}
+	return nil
+}
+
+// Progress reads the group's position in the progress table.
+func (a *Applier) Progress(ctx context.Context) (Position, error) {
+	at, _, err := a.readProgress(ctx, "")
+	return at, err
+}
+
+// readProgress reads the group's position and its pending DDL mark (see
+// markPending).
+func (a *Applier) readProgress(ctx context.Context, lock string) (at, pending Position, err error) {
+	at, pending = Position{Pos: -1}, Position{Pos: -1}
+	if a.progressIdent == "" {
+		return at, pending, nil
+	}
+	var lsn string
+	var pendingLSN *string
+	var pendingPos *int64
+	err = a.conn.QueryRow(ctx, "SELECT commit_lsn::text, tx_pos, pending_commit_lsn::text, pending_tx_pos FROM "+a.progressIdent+" WHERE group_name = $1"+lock,
+		a.cfg.Group).Scan(&lsn, &at.Pos, &pendingLSN, &pendingPos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The row was deleted: start over, as for a new group.
+		if _, err := a.conn.Exec(ctx, "INSERT INTO "+a.progressIdent+" (group_name, commit_lsn, tx_pos) VALUES ($1, '0/0', -1) ON CONFLICT (group_name) DO NOTHING", a.cfg.Group); err != nil {
+			return at, pending, fmt.Errorf("progress table %s: %w", a.progressIdent, err)
+		}
+		return at, pending, nil
+	}
+	if err != nil {
+		return at, pending, fmt.Errorf("progress table %s: %w", a.progressIdent, err)
+	}
+	if at.CommitLSN, err = pglogrepl.ParseLSN(lsn); err != nil {
+		return at, pending, fmt.Errorf("progress table %s: commit_lsn %q: %w", a.progressIdent, lsn, err)
+	}
+	if pendingLSN != nil && pendingPos != nil {
+		if pending.CommitLSN, err = pglogrepl.ParseLSN(*pendingLSN); err != nil {
+			return at, pending, fmt.Errorf("progress table %s: pending_commit_lsn %q: %w", a.progressIdent, *pendingLSN, err)
+		}
+		pending.Pos = *pendingPos
+	}
+	return at, pending, nil
+}
+
+// Close closes the connection.
+func (a *Applier) Close(ctx context.Context) error {
+	if a.conn == nil {
+		return nil
+	}
+	return a.conn.Close(ctx)
+}
+
+// Conn returns the applier's connection (schema sync creates tables on
+// it).
+func (a *Applier) Conn() *pgx.Conn { return a.conn }
+
+type nopLogger struct{}
+
+func (nopLogger) Debugf(string, ...any) {}
+func (nopLogger) Infof(string, ...any)  {}
+func (nopLogger) Warnf(string, ...any)  {}
+
+// Apply applies the changes in one target transaction (more than one when
+// a DDL statement must run outside a transaction) and returns once it
+// committed. A transient failure (serialization failure, deadlock, lock
+// timeout) is retried; a lost connection returns an error wrapping
+// ErrConnection; a change the target refuses returns a *ChangeError naming
+// it. When the set statements fail, the batch is applied again change by
+// change, which both finds the change at fault and gets past constraints
+// that only hold in the source's order (a unique column two rows swap).
+func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) {
+	for _, ch := range changes {
+		if ch.Target.Name == "" {
+			ch.Target = a.Target(ch.Schema, ch.Table)
+		}
+	}
+	serial := false
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		res, err := a.applyOnce(ctx, changes, serial)
+		if err == nil {
+			res.Serial = serial
+			return res, nil
+		}
+		a.invalidate()
+		switch {
+		case a.conn.IsClosed() || connectionLost(err):
+			_ = a.conn.Close(context.Background())
+			if errors.Is(err, ErrConnection) {
+				return res, err
+			}
+			return res, fmt.Errorf("%w: %w", ErrConnection, err)
+		case ctx.Err() != nil:
+			return res, err
+		case retryable(err) && attempt < a.cfg.Retries:
+			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", len(changes), backoff, err)
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(backoff + rand.N(backoff/2)):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		case !serial && !retryable(err):
+			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", len(changes), err)
+			serial = true
+		default:
+			return res, err
+		}
+	}
+}
+
+// Target returns the target table of a source schema and table: the
+// schema through the schema mapping.
+func (a *Applier) Target(schema, table string) TableName {
+	if to, ok := a.cfg.SchemaMapping[schema]; ok {
+		schema = to
+	}
+	return TableName{Schema: schema, Name: table}
+}
+
+// invalidate forgets the target's table definitions: after a failure (a
+// rolled-back DDL, a table changed behind our back) they are read again.
+func (a *Applier) invalidate() {
+	clear(a.tables)
+}
+
+// batchTx is the state of applying a batch: the open transaction, the
+// group's recorded position, and the changes applied since it was recorded.
+type batchTx struct {
+	tx pgx.Tx
+	at Position
+	// pending is the pending DDL mark as the batch found it.
+	pending Position
+	done    []*Change
+}
+
+// begin opens a transaction and locks the group's progress row, so two
+// appliers of one group never interleave.
+func (a *Applier) begin(ctx context.Context) (*batchTx, error) {
+	tx, err := a.conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := &batchTx{tx: tx}
+	if b.at, b.pending, err = a.readProgress(ctx, " FOR UPDATE"); err != nil {
+		_ = tx.Rollback(context.Background())
+		return nil, err
+	}
+	return b, nil
+}
+
+// commit records the position of what the transaction applied, and commits.
+func (a *Applier) commit(ctx context.Context, b *batchTx) error {
+	if err := a.writeProgress(ctx, b); err != nil {
+		return err
+	}
+	err := b.tx.Commit(ctx)
+	b.tx = nil
+	return err
+}
+
+func (b *batchTx) rollback() {
+	if b != nil && b.tx != nil {
+		_ = b.tx.Rollback(context.Background())
+		b.tx = nil
+	}
+}
+
+func (a *Applier) applyOnce(ctx context.Context, changes []*Change, serial bool) (res Result, err error) {
+	b, err := a.begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer func() { b.rollback() }()
+	pending := changes[:0:0]
+	for _, ch := range changes {
+		if a.applied(ch, b.at) {
+			res.Skipped++
+			continue
+		}
+		pending = append(pending, ch)
+	}
+	if res.Skipped > 0 {
+		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, len(changes), a.cfg.Group, b.at)
+	}
+	for name := range a.noCopyBatches {
+		if a.noCopyBatches[name]--; a.noCopyBatches[name] <= 0 {
+			delete(a.noCopyBatches, name)
+		}
+	}
+
+	p := &planner{
+		lookup:  func(ch *Change) (*Table, error) { return a.table(ctx, ch) },
+		serial:  serial,
+		reorder: a.cfg.DisableForeignKeys,
+		copyMin: a.cfg.CopyMinRows,
+		noCopy:  func(t *Table) bool { return a.noCopyBatches[t.Name] > 0 },
+	}
+	start := 0
+	for i := 0; i <= len(pending); i++ {
+		if i < len(pending) && pending[i].Op != event.DDL {
+			continue
+		}
+		if i > start {
+			steps, err := p.plan(pending[start:i])
+			if err != nil {
+				return res, err
+			}
+			if err := a.execSteps(ctx, b.tx, steps); err != nil {
+				return res, err
+			}
+			b.done = append(b.done, pending[start:i]...)
+		}
+		if i < len(pending) {
+			if err := a.applyDDL(ctx, b, pending[i]); err != nil {
+				return res, err
+			}
+		}
+		start = i + 1
+	}
+	if err := a.commit(ctx, b); err != nil {
+		return res, err
+	}
+	res.Applied = len(pending)
+	return res, nil
+}
+
+// applied reports whether the progress table says the change is applied:
+// it comes before the recorded position. Snapshot rows (all at one LSN) and
+// changes without a stream position are never skipped: applying them again
+// converges (upserts by key).
+func (a *Applier) applied(ch *Change, at Position) bool {
+	if ch.Snapshot || ch.CommitLSN == 0 || a.progressIdent == "" {
+		return false
+	}
+	if ch.CommitLSN < at.CommitLSN {
+		return true
+	}
+	return ch.CommitLSN == at.CommitLSN && ch.Pos >= 0 && ch.Pos <= at.Pos
+}
+
+// advance returns the position after changes: the last streamed change's,
+// never behind from.
+func advance(from Position, changes []*Change) Position {
+	to := from
+	for _, ch := range changes {
+		if ch.Snapshot || ch.CommitLSN == 0 {
+			continue
+		}
+		at := Position{CommitLSN: ch.CommitLSN, Pos: ch.Pos}
+		if ch.Pos < 0 {
+			at.Pos = -1
+			if ch.CommitLSN == to.CommitLSN {
+				continue
+			}
+		}
+		if to.before(at) {
+			to = at
+		}
+	}
+	return to
+}
+
+// writeProgress records the position reached by the changes the
+// transaction applied (and clears the pending DDL mark: the position is now
+// past it).
+func (a *Applier) writeProgress(ctx context.Context, b *batchTx) error {
+	if a.progressIdent == "" {
+		return nil
+	}
+	var events, snapshotRows int64
+	for _, ch := range b.done {
+		if ch.Snapshot {
+			snapshotRows++
+		} else {
+			events++
+		}
+	}
+	to := advance(b.at, b.done)
+	_, err := b.tx.Exec(ctx, "UPDATE "+a.progressIdent+` SET commit_lsn = $2::text::pg_lsn, tx_pos = $3,
+		events = events + $4, snapshot_rows = snapshot_rows + $5, batches = batches + 1,
+		pending_commit_lsn = NULL, pending_tx_pos = NULL, updated_at = now() WHERE group_name = $1`,
+		a.cfg.Group, event.FormatLSN(to.CommitLSN), to.Pos, events, snapshotRows)
+	if err != nil {
+		return fmt.Errorf("update progress table %s: %w", a.progressIdent, err)
+	}
+	b.at, b.done = to, nil
+	return nil
+}
+
+// table returns the target table of a change, reading it from the catalog
+// (and creating it, with schema sync) the first time.
+func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
+	if t, ok := a.tables[ch.Target]; ok {
+		return t, nil
+	}
+	key := a.cfg.KeyColumns[ch.Target.Schema+"."+ch.Target.Name]
+	t, err := loadTable(ctx, a.conn, ch.Target, key)
+	if errors.Is(err, ErrTableNotFound) && a.cfg.CreateTable != nil {
+		if err := a.cfg.CreateTable(ctx, a.conn, ch); err != nil {
+			return nil, changeError(ch, nil, nil, fmt.Errorf("sync_schema: %w", err))
+		}
+		t, err = loadTable(ctx, a.conn, ch.Target, key)
+	}
+	if errors.Is(err, ErrTableNotFound) {
+		return nil, changeError(ch, nil, nil, fmt.Errorf("%w: create it, or enable sync_schema", err))
+	}
+	if err != nil {
+		return nil, changeError(ch, nil, nil, err)
+	}
+	if !t.HasKey() {
+		a.log.Warnf("Target table %s has no primary key or NOT NULL unique index: its INSERTs are applied as plain inserts, "+
+			"and each UPDATE and DELETE changes one row found by the old values the event carries (REPLICA IDENTITY FULL on the source); "+
+			"give it a key (or key_columns) for upserts and fast, set-based updates", t.Name)
+	}
+	a.tables[ch.Target] = t
+	return t, nil
+}
+
+// execSteps runs steps in the transaction: statements are sent in
+// pipelines (one round trip for many), COPY on its own.
+func (a *Applier) execSteps(ctx context.Context, tx pgx.Tx, steps []*step) error {
+	batch := &pgx.Batch{}
+	var queued []*step
+	send := func() error {
+		if len(queued) == 0 {
+			return nil
+		}
+		br := tx.SendBatch(ctx, batch)
+		var firstErr error
+		for _, s := range queued {
+			tag, err := br.Exec()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = stepError(s, err)
+				}
+				continue
+			}
+			a.checkRows(s, tag)
+		}
+		if err := br.Close(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		batch = &pgx.Batch{}
+		queued = queued[:0]
+		return firstErr
+	}
+	for _, s := range steps {
+		if s.kind == stepCopy {
+			if err := send(); err != nil {
+				return err
+			}
+			done, err := a.copyRows(ctx, tx, s)
+			if err != nil {
+				return stepError(s, err)
+			}
+			if done {
+				continue
+			}
+			s.kind = stepUpsert // COPY hit a conflict: upsert instead
+		}
+		sql, args := statement(s)
+		batch.Queue(sql, args...)
+		queued = append(queued, s)
+	}
+	return send()
+}
+
+// checkRows warns about changes that found no row on the target.
+func (a *Applier) checkRows(s *step, tag pgconn.CommandTag) {
+	n := int(tag.RowsAffected())
+	switch s.kind {
+	case stepUpdate:
+		if n < len(s.rows) {
+			a.log.Warnf("%d of %d UPDATEs of %s found no row on the target and were not applied: they carry unchanged TOASTed values that only the target row holds, so the row cannot be written whole (first: %s)",
+				len(s.rows)-n, len(s.rows), s.table.Name, describeKey(s.changes[0], s.table))
+		}
+	case stepMatchUpdate, stepMatchDelete:
+		if n == 0 {
+			a.log.Warnf("%s of %s at LSN %s found no row equal to the event's old row on the target (table without key); nothing changed",
+				s.changes[0].Op, s.table.Name, event.FormatLSN(s.changes[0].LSN))
+		}
+	}
+}
+
+// stepError attributes a failed statement to its change (serial mode: one)
+// or to the set of changes it applied.
+func stepError(s *step, err error) error {
+	ch := s.changes[0]
+	if len(s.changes) == 1 {
+		return changeError(ch, s.table, nil, err)
+	}
+	last := s.changes[len(s.changes)-1]
+	return fmt.Errorf("%s of %d changes of %s (LSN %s to %s): %w", s.kind, len(s.changes), s.table.Name,
+		event.FormatLSN(ch.LSN), event.FormatLSN(last.LSN), err)
+}
+
+// statement returns the SQL and arguments of a statement step.
+func statement(s *step) (string, []any) {
+	t := s.table
+	switch s.kind {
+	case stepUpsert:
+		args := make([]any, len(s.cols))
+		for j, c := range s.cols {
+			args[j] = column(s.rows, func(e *entry) event.Value { return e.vals[c] })
+		}
+		return t.sql("u", s.cols, func() string { return upsertSQL(t, s.cols) }), args
+	case stepUpdate:
+		args := make([]any, 0, len(t.Key)+len(s.cols))
+		for j := range t.Key {
+			args = append(args, column(s.rows, func(e *entry) event.Value { return e.key[j] }))
+		}
+		for _, c := range s.cols {
+			args = append(args, column(s.rows, func(e *entry) event.Value { return e.vals[c] }))
+		}
+		return t.sql("p", s.cols, func() string { return updateSQL(t, s.cols) }), args
+	case stepDelete:
+		args := make([]any, len(t.Key))
+		for j := range t.Key {
+			args[j] = column(s.rows, func(e *entry) event.Value { return e.key[j] })
+		}
+		return t.sql("d", nil, func() string { return deleteSQL(t) }), args
+	case stepMatchDelete, stepMatchUpdate:
+		e := s.rows[0]
+		args := make([]any, 0, len(s.match)+len(s.cols))
+		for _, v := range e.key {
+			args = append(args, text(v))
+		}
+		if s.kind == stepMatchDelete {
+			return t.sql("md", s.match, func() string { return matchDeleteSQL(t, s.match) }), args
+		}
+		for _, c := range s.cols {
+			args = append(args, text(e.vals[c]))
+		}
+		return matchUpdateSQL(t, s.match, s.cols), args
+	case stepTruncate:
+		return truncateSQL(s.tables), nil
+	}
+	panic(fmt.Sprintf("statement of a %s step", s.kind))
+}
+
+func text(v event.Value) pgtype.Text { return pgtype.Text{String: v.Text, Valid: !v.Null} }
+
+func column(rows []*entry, value func(*entry) event.Value) []pgtype.Text {
+	out := make([]pgtype.Text, len(rows))
+	for i, e := range rows {
+		out[i] = text(value(e))
+	}
+	return out
+}
+
+// sql returns the statement of a kind and column shape, built once per table
+// definition (pgx then prepares it once per connection).
+func (t *Table) sql(kind string, cols []int, build func() string) string {
+	var b strings.Builder
+	b.WriteString(kind)
+	for _, c := range cols {
+		b.WriteByte(',')
+		b.WriteString(fmt.Sprint(c))
+	}
+	k := b.String()
+	if s, ok := t.statements[k]; ok {
+		return s
+	}
+	if t.statements == nil {
+		t.statements = map[string]string{}
+	}
+	s := build()
+	t.statements[k] = s
+	return s
+}
+
+// noCopyAfterConflict is how many batches do not try COPY into a table
+// after COPY hit a key conflict there (the rows are probably being applied
+// again, say after a snapshot chunk was redone).
+const noCopyAfterConflict = 20
+
+// copyRows loads the rows of a copy step with COPY. For a table with key it
+// runs under a savepoint, and reports false when a row already existed (the
+// caller then upserts the rows instead).
+func (a *Applier) copyRows(ctx context.Context, tx pgx.Tx, s *step) (bool, error) {
+	t := s.table
+	var buf bytes.Buffer
+	line := make([]byte, 0, 256)
+	for _, e := range s.rows {
+		line = line[:0]
+		for j, c := range s.cols {
+			if j > 0 {
+				line = append(line, '\t')
+			}
+			if v := e.vals[c]; v.Null {
+				line = append(line, '\\', 'N')
+			} else {
+				line = appendCopyText(line, v.Text)
+			}
+		}
+		line = append(line, '\n')
+		buf.Write(line)
+	}
+	sql := t.sql("c", s.cols, func() string { return copySQL(t, s.cols) })
+	if !t.HasKey() {
+		_, err := a.conn.PgConn().CopyFrom(ctx, &buf, sql)
+		return err == nil, err
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT pgflo_copy"); err != nil {
+		return false, err
+	}
+	_, err := a.conn.PgConn().CopyFrom(ctx, &buf, sql)
+	if err != nil {
+		if sqlState(err) != "23505" {
+			return false, err
+		}
+		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgflo_copy"); rbErr != nil {
+			return false, rbErr
+		}
+		a.log.Debugf("COPY into %s hit an existing row (%v); upserting its %d rows instead", t.Name, err, len(s.rows))
+		a.noCopyBatches[t.Name] = noCopyAfterConflict
+		return false, nil
+	}
+	_, err = tx.Exec(ctx, "RELEASE SAVEPOINT pgflo_copy")
+	return err == nil, err
+}

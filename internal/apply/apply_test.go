@@ -1,0 +1,670 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/pgflo/pgflo/internal/apply/typestest"
+	"github.com/pgflo/pgflo/internal/change"
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+var pg *testenv.Postgres
+
+func TestMain(m *testing.M) {
+	var err error
+	if pg, err = testenv.StartPostgres(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := pg.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// testLogger records warnings, so tests can check what the user is told.
+type testLogger struct {
+	t     *testing.T
+	warns []string
+	infos []string
+}
+
+func (l *testLogger) Debugf(f string, a ...any) { l.t.Logf("DEBUG "+f, a...) }
+func (l *testLogger) Infof(f string, a ...any) {
+	l.infos = append(l.infos, fmt.Sprintf(f, a...))
+	l.t.Logf("INFO "+f, a...)
+}
+func (l *testLogger) Warnf(f string, a ...any) {
+	l.warns = append(l.warns, fmt.Sprintf(f, a...))
+	l.t.Logf("WARN "+f, a...)
+}
+
+func connectApplier(t *testing.T, dsn string, mod func(*Config)) (*Applier, *testLogger) {
+	t.Helper()
+	log := &testLogger{t: t}
+	cfg := Config{DSN: dsn, Group: "g", Progress: TableName{Schema: "pgflo", Name: "progress"}, CopyMinRows: 4, Retries: 3, Logger: log}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := Connect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a, log
+}
+
+func apply(t *testing.T, a *Applier, changes ...*Change) Result {
+	t.Helper()
+	res, err := a.Apply(context.Background(), changes)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+// null stands for SQL NULL in row().
+const null = "\x00NULL"
+
+// row builds a row from name, value pairs.
+func row(kv ...string) event.Row {
+	r := event.Row{}
+	for i := 0; i < len(kv); i += 2 {
+		v := event.Value{Name: kv[i], Text: kv[i+1]}
+		if kv[i+1] == null {
+			v = event.Value{Name: kv[i], Null: true}
+		}
+		r = append(r, v)
+	}
+	return r
+}
+
+// stream hands out stream positions: each tx call is one source
+// transaction with a higher commit LSN.
+type stream struct{ lsn pglogrepl.LSN }
+
+func (s *stream) tx(changes ...*Change) []*Change {
+	s.lsn += 0x100
+	for i, ch := range changes {
+		ch.CommitLSN = s.lsn
+		ch.LSN = s.lsn - 0x80 + pglogrepl.LSN(i)
+		ch.Pos = int64(i)
+		ch.Index = i
+	}
+	return changes
+}
+
+var usersCols = []event.Column{
+	{Name: "id", Type: "int8", OID: 20, Key: true},
+	{Name: "email", Type: "text", OID: 25},
+	{Name: "n", Type: "int4", OID: 23},
+	{Name: "bio", Type: "text", OID: 25},
+}
+
+func ch(op event.Op, table string, newRow, oldRow event.Row, toast ...string) *Change {
+	c := &Change{Event: event.Event{V: 1, Op: op, Schema: "public", Table: table, Columns: usersCols, New: newRow, Old: oldRow, UnchangedToast: toast}}
+	return c
+}
+
+func ins(table, id, email, n string) *Change {
+	return ch(event.Insert, table, row("id", id, "email", email, "n", n, "bio", null), nil)
+}
+
+func upd(table, id, email, n string) *Change {
+	return ch(event.Update, table, row("id", id, "email", email, "n", n, "bio", null), row("id", id))
+}
+
+func del(table, id string) *Change { return ch(event.Delete, table, nil, row("id", id)) }
+
+func rows(t *testing.T, dsn, sql string) string {
+	t.Helper()
+	var lines []string
+	for _, r := range testenv.QueryRows(t, dsn, sql) {
+		lines = append(lines, strings.Join(r, "|"))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestApplySemantics(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text UNIQUE, n int4, bio text, extra text DEFAULT 'target only')")
+	a, log := connectApplier(t, dsn, nil)
+	var s stream
+	big := strings.Repeat("TOASTed ", 5000)
+
+	apply(t, a, s.tx(
+		ins("users", "1", "a@x", "1"), ins("users", "2", "b@x", "2"), ins("users", "3", "c@x", "3"),
+		ch(event.Insert, "users", row("id", "4", "email", "d@x", "n", "4", "bio", big), nil),
+		ins("users", "5", "e@x", "5"),
+	)...)
+	testenv.Exec(t, dsn, "UPDATE users SET extra = 'kept' WHERE id = 1")
+	apply(t, a, s.tx(
+		upd("users", "1", "a2@x", "10"),
+		// key change 2 → 20
+		ch(event.Update, "users", row("id", "20", "email", "b@x", "n", "2", "bio", null), row("id", "2")),
+		del("users", "3"),
+		// unchanged TOAST: bio absent from new, must be kept
+		ch(event.Update, "users", row("id", "4", "email", "d2@x", "n", "40"), row("id", "4"), "bio"),
+		ins("users", "6", "f@x", "6"),
+		// an UPDATE of a row missing on the target is an upsert
+		upd("users", "7", "g@x", "7"),
+		// insert, update and delete of one key in one batch: nothing
+		ins("users", "8", "h@x", "8"), upd("users", "8", "h2@x", "8"), del("users", "8"),
+		// delete then insert again
+		del("users", "5"), ins("users", "5", "e2@x", "50"),
+	)...)
+	got := rows(t, dsn, "SELECT id, email, n, coalesce(length(bio), -1), extra FROM users ORDER BY id")
+	want := strings.Join([]string{
+		"1|a2@x|10|-1|kept", "4|d2@x|40|40000|target only", "5|e2@x|50|-1|target only",
+		"6|f@x|6|-1|target only", "7|g@x|7|-1|target only", "20|b@x|2|-1|target only",
+	}, "\n")
+	if got != want {
+		t.Fatalf("target:\n%s\nwant:\n%s", got, want)
+	}
+	if len(log.warns) > 0 {
+		t.Errorf("unexpected warnings: %q", log.warns)
+	}
+
+	// TRUNCATE
+	apply(t, a, s.tx(ch(event.Truncate, "users", nil, nil), ins("users", "9", "i@x", "9"))...)
+	if got := rows(t, dsn, "SELECT id FROM users"); got != "9" {
+		t.Fatalf("after truncate: %s", got)
+	}
+}
+
+func TestUnchangedToastOfMissingRowWarns(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, log := connectApplier(t, dsn, nil)
+	var s stream
+	apply(t, a, s.tx(ch(event.Update, "users", row("id", "1", "email", "x", "n", "1"), row("id", "1"), "bio"))...)
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM users"); n != 0 {
+		t.Fatalf("a row without its TOASTed value was written: %d rows", n)
+	}
+	if len(log.warns) != 1 || !strings.Contains(log.warns[0], "found no row") || !strings.Contains(log.warns[0], "(id)=(1)") {
+		t.Fatalf("warnings %q", log.warns)
+	}
+}
+
+func TestReplicaIdentityFullFillsUnchangedToast(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	// The row is missing on the target, but the whole old row came along.
+	apply(t, a, s.tx(ch(event.Update, "users", row("id", "1", "email", "x", "n", "1"),
+		row("id", "1", "email", "old", "n", "0", "bio", "long bio"), "bio"))...)
+	if got := rows(t, dsn, "SELECT id, email, bio FROM users"); got != "1|x|long bio" {
+		t.Fatalf("target: %s", got)
+	}
+}
+
+func TestProgressSkipsAppliedChanges(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	// No key: a change applied twice would show as a duplicate row.
+	testenv.Exec(t, dsn, "CREATE TABLE log (id int8, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	tx1 := s.tx(ins("log", "1", "a", "1"), ins("log", "2", "b", "2"), ins("log", "3", "c", "3"))
+	tx2 := s.tx(ins("log", "4", "d", "4"), ins("log", "5", "e", "5"))
+	apply(t, a, tx1[:2]...)
+	// The first batch again, then the rest of tx1 with part of it, then tx2.
+	if res := apply(t, a, tx1[:2]...); res.Skipped != 2 || res.Applied != 0 {
+		t.Fatalf("replayed batch: %+v", res)
+	}
+	if res := apply(t, a, tx1...); res.Skipped != 2 || res.Applied != 1 {
+		t.Fatalf("overlapping batch: %+v", res)
+	}
+	// A new connection (a restart) knows the progress too.
+	b, _ := connectApplier(t, dsn, nil)
+	if res := apply(t, b, append(tx1, tx2...)...); res.Skipped != 3 || res.Applied != 2 {
+		t.Fatalf("after restart: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT id FROM log ORDER BY id"); got != "1\n2\n3\n4\n5" {
+		t.Fatalf("target:\n%s", got)
+	}
+	if got := rows(t, dsn, "SELECT commit_lsn, tx_pos, events FROM pgflo.progress WHERE group_name = 'g'"); got != event.FormatLSN(s.lsn)+"|1|5" {
+		t.Fatalf("progress row: %s", got)
+	}
+	// Snapshot rows carry no stream position: never skipped.
+	snap := ins("log", "6", "f", "6")
+	snap.Snapshot, snap.CommitLSN, snap.LSN, snap.Pos = true, 0x10, 0x10, 0
+	if res := apply(t, b, snap); res.Applied != 1 {
+		t.Fatalf("snapshot row: %+v", res)
+	}
+}
+
+func TestConstraintViolationNamesTableKeyAndLSN(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4 CHECK (n >= 0), bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	batch := s.tx(ins("users", "1", "a", "1"), ins("users", "2", "b", "-5"), ins("users", "3", "c", "3"))
+	_, err := a.Apply(context.Background(), batch)
+	var ce *ChangeError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T), want a *ChangeError", err, err)
+	}
+	msg := err.Error()
+	for _, want := range []string{`"public"."users"`, "(id)=(2)", "LSN " + event.FormatLSN(batch[1].LSN), "users_n_check", "SQLSTATE 23514"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %q", msg, want)
+		}
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM users"); n != 0 {
+		t.Fatalf("%d rows written by a failed batch", n)
+	}
+	// The user fixes the target; the same batch then goes through.
+	testenv.Exec(t, dsn, "ALTER TABLE users DROP CONSTRAINT users_n_check")
+	if res := apply(t, a, batch...); res.Applied != 3 {
+		t.Fatalf("after the fix: %+v", res)
+	}
+}
+
+func TestSerialFallbackForUniqueSwap(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text UNIQUE, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	apply(t, a, s.tx(ins("users", "1", "a", "1"), ins("users", "2", "b", "2"))...)
+	// Two rows swap their unique emails through a temporary value, which
+	// only works in the source's order.
+	res := apply(t, a, s.tx(upd("users", "1", "tmp", "1"), upd("users", "2", "a", "2"), upd("users", "1", "b", "1"))...)
+	if !res.Serial {
+		t.Errorf("expected the serial fallback: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT id, email FROM users ORDER BY id"); got != "1|b\n2|a" {
+		t.Fatalf("target:\n%s", got)
+	}
+}
+
+func TestTableWithoutKey(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE log (id int8, email text, n int4, bio text)")
+	a, log := connectApplier(t, dsn, nil)
+	var s stream
+	full := func(id, email, n string) event.Row { return row("id", id, "email", email, "n", n, "bio", null) }
+	apply(t, a, s.tx(ins("log", "1", "a", "1"), ins("log", "1", "a", "1"), ins("log", "2", "b", "2"), ins("log", "3", "c", "3"), ins("log", "4", "d", "4"))...)
+	apply(t, a, s.tx(
+		// one of the two identical rows changes, the other stays
+		ch(event.Update, "log", full("1", "a2", "1"), full("1", "a", "1")),
+		ch(event.Delete, "log", nil, full("2", "b", "2")),
+		ch(event.Update, "log", full("3", "c", "30"), full("3", "c", "3")),
+		ins("log", "5", "e", "5"),
+	)...)
+	if got := rows(t, dsn, "SELECT id, email, n FROM log ORDER BY id, email"); got != "1|a|1\n1|a2|1\n3|c|30\n4|d|4\n5|e|5" {
+		t.Fatalf("target:\n%s", got)
+	}
+	if len(log.warns) != 1 || !strings.Contains(log.warns[0], "no primary key") {
+		t.Fatalf("warnings %q", log.warns)
+	}
+	// Without the old row, an UPDATE cannot be applied: a clear error.
+	_, err := a.Apply(context.Background(), s.tx(ch(event.Update, "log", full("4", "x", "4"), nil)))
+	if err == nil || !strings.Contains(err.Error(), "REPLICA IDENTITY FULL") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestForeignKeysKeepSourceOrder(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, `CREATE TABLE parent (id int8 PRIMARY KEY, email text, n int4, bio text);
+		CREATE TABLE child (id int8 PRIMARY KEY, email text, n int4 REFERENCES parent, bio text)`)
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	apply(t, a, s.tx(ins("parent", "1", "p", "0"), ins("child", "1", "c", "1"))...)
+	res := apply(t, a, s.tx(
+		del("child", "1"), del("parent", "1"),
+		ins("parent", "2", "p", "0"), ins("child", "2", "c", "2"),
+		ins("parent", "3", "p", "0"), ins("child", "3", "c", "3"),
+	)...)
+	if res.Serial {
+		t.Errorf("set apply should have kept the order: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT 'p' || id FROM parent UNION ALL SELECT 'c' || id || '>' || n FROM child ORDER BY 1"); got != "c2>2\nc3>3\np2\np3" {
+		t.Fatalf("target:\n%s", got)
+	}
+}
+
+func TestCopyFallsBackToUpsertOnConflict(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, func(c *Config) { c.CopyMinRows = 2 })
+	var s stream
+	mk := func(from, to int, email string) []*Change {
+		var out []*Change
+		for i := from; i <= to; i++ {
+			c := ins("users", strconv.Itoa(i), email, strconv.Itoa(i))
+			c.New[3] = event.Value{Name: "bio", Text: "tab\there\nnl \\ back"}
+			out = append(out, c)
+		}
+		return out
+	}
+	apply(t, a, s.tx(mk(1, 10, "first")...)...)
+	apply(t, a, s.tx(mk(5, 15, "second")...)...) // conflicts with 5..10
+	if got := rows(t, dsn, "SELECT count(*), count(*) FILTER (WHERE email = 'second'), count(DISTINCT bio), min(bio) FROM users"); got != "15|11|1|tab\there\nnl \\ back" {
+		t.Fatalf("target: %q", got)
+	}
+}
+
+func TestSchemaMappingAndKeyColumns(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE SCHEMA replica; CREATE TABLE replica.users (id int8, email text NOT NULL UNIQUE, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, func(c *Config) {
+		c.SchemaMapping = map[string]string{"public": "replica"}
+		c.KeyColumns = map[string][]string{"replica.users": {"email"}}
+	})
+	var s stream
+	apply(t, a, s.tx(ins("users", "1", "a", "1"), ins("users", "2", "a", "2"))...)
+	if got := rows(t, dsn, "SELECT id, email FROM replica.users"); got != "2|a" {
+		t.Fatalf("target: %s", got)
+	}
+}
+
+// A random workload on two tables, applied in random batches, leaves the
+// target equal to a model that applies the same changes one by one.
+func TestRandomWorkloadMatchesModel(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, `CREATE TABLE a (id int8 PRIMARY KEY, email text, n int4, bio text);
+		CREATE TABLE b (id int8 PRIMARY KEY, email text, n int4, bio text)`)
+	ap, _ := connectApplier(t, dsn, func(c *Config) { c.CopyMinRows = 3 })
+	rng := rand.New(rand.NewPCG(1, 2))
+	type rec struct{ email, n, bio string }
+	model := map[string]map[string]rec{"a": {}, "b": {}}
+	var s stream
+	var pending []*Change
+	for i := 0; i < 3000; i++ {
+		table := []string{"a", "b"}[rng.IntN(2)]
+		m := model[table]
+		id := strconv.Itoa(rng.IntN(40))
+		r, exists := m[id]
+		var c *Change
+		switch op := rng.IntN(10); {
+		case !exists:
+			r = rec{email: "e" + strconv.Itoa(i), n: strconv.Itoa(i), bio: "bio" + strconv.Itoa(i)}
+			c = ch(event.Insert, table, row("id", id, "email", r.email, "n", r.n, "bio", r.bio), nil)
+			m[id] = r
+		case op < 4:
+			r.email, r.n = "u"+strconv.Itoa(i), strconv.Itoa(i)
+			c = ch(event.Update, table, row("id", id, "email", r.email, "n", r.n), row("id", id), "bio")
+			m[id] = r
+		case op < 6:
+			r.bio = "b" + strconv.Itoa(i)
+			c = ch(event.Update, table, row("id", id, "email", r.email, "n", r.n, "bio", r.bio), row("id", id))
+			m[id] = r
+		case op < 8:
+			to := strconv.Itoa(40 + rng.IntN(40))
+			if _, taken := m[to]; taken {
+				continue
+			}
+			delete(m, id)
+			m[to] = r
+			if rng.IntN(2) == 0 {
+				c = ch(event.Update, table, row("id", to, "email", r.email, "n", r.n, "bio", r.bio), row("id", id))
+			} else {
+				c = ch(event.Update, table, row("id", to, "email", r.email, "n", r.n), row("id", id), "bio")
+			}
+		default:
+			delete(m, id)
+			c = del(table, id)
+		}
+		pending = append(pending, c)
+		if rng.IntN(8) == 0 {
+			batch := s.tx(pending...)
+			pending = nil
+			for len(batch) > 0 {
+				n := 1 + rng.IntN(len(batch))
+				apply(t, ap, batch[:n]...)
+				batch = batch[n:]
+			}
+		}
+	}
+	apply(t, ap, s.tx(pending...)...)
+	for table, m := range model {
+		var want []string
+		for id, r := range m {
+			want = append(want, fmt.Sprintf("%s|%s|%s|%s", id, r.email, r.n, r.bio))
+		}
+		sort.Strings(want)
+		gotRows := strings.Split(rows(t, dsn, "SELECT id::text, email, n, bio FROM "+table), "\n")
+		sort.Strings(gotRows)
+		if got := strings.Join(gotRows, "\n"); got != strings.Join(want, "\n") {
+			t.Fatalf("table %s:\n%s\nwant:\n%s", table, got, strings.Join(want, "\n"))
+		}
+	}
+}
+
+func TestLostConnectionIsReported(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, func(c *Config) { c.ApplicationName = "pgflo-lost-conn" })
+	testenv.Exec(t, dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgflo-lost-conn'")
+	time.Sleep(100 * time.Millisecond)
+	var s stream
+	_, err := a.Apply(context.Background(), s.tx(ins("users", "1", "a", "1")))
+	if !errors.Is(err, ErrConnection) {
+		t.Fatalf("error %v, want ErrConnection", err)
+	}
+}
+
+// sourceChanges reads every row of a table as INSERT changes.
+func sourceChanges(t *testing.T, dsn, table string) []*Change {
+	t.Helper()
+	var out []*Change
+	for _, ev := range typestest.InsertEvents(t, dsn, "public", table) {
+		out = append(out, &Change{Event: ev})
+	}
+	return out
+}
+
+func TestAllTypesRoundTrip(t *testing.T) {
+	for _, copyMin := range []int{0, 1} {
+		t.Run(fmt.Sprintf("copy_min_%d", copyMin), func(t *testing.T) {
+			src, dst := pg.NewDatabase(t), pg.NewDatabase(t)
+			for _, dsn := range []string{src, dst} {
+				testenv.Exec(t, dsn, typestest.Types)
+				testenv.Exec(t, dsn, typestest.Table("types"))
+			}
+			testenv.Exec(t, src, typestest.Rows("types"))
+			a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = copyMin })
+			var s stream
+			apply(t, a, s.tx(sourceChanges(t, src, "types")...)...)
+			want := testenv.QueryRows(t, src, typestest.Digest("types"))[0][0]
+			if got := testenv.QueryRows(t, dst, typestest.Digest("types"))[0][0]; got != want {
+				t.Fatalf("digest %s, source %s\nsource:\n%s\ntarget:\n%s", got, want,
+					rows(t, src, "SELECT t::text FROM types t WHERE id < 5 ORDER BY id"), rows(t, dst, "SELECT t::text FROM types t WHERE id < 5 ORDER BY id"))
+			}
+			// Updates through the upsert: every row takes another row's values.
+			testenv.Exec(t, src, "UPDATE types SET id = -id")
+			testenv.Exec(t, src, "UPDATE types SET id = CASE -id WHEN 5 THEN 1 ELSE -id + 1 END")
+			var updates []*Change
+			for _, c := range sourceChanges(t, src, "types") {
+				c.Op = event.Update
+				c.Old = event.Row{c.New[0]}
+				updates = append(updates, c)
+			}
+			apply(t, a, s.tx(updates...)...)
+			want = testenv.QueryRows(t, src, typestest.Digest("types"))[0][0]
+			if got := testenv.QueryRows(t, dst, typestest.Digest("types"))[0][0]; got != want {
+				t.Fatalf("after updates: digest %s, source %s", got, want)
+			}
+		})
+	}
+}
+
+func ddlChange(table, command, tag string) *Change {
+	return &Change{Event: event.Event{V: 1, Op: event.DDL, Schema: "public", Table: table,
+		Columns: []event.Column{{Name: DDLCommandColumn, Type: "text", OID: 25}, {Name: DDLTagColumn, Type: "text", OID: 25}},
+		New:     row(DDLCommandColumn, command, DDLTagColumn, tag)}}
+}
+
+func TestDDLReplayFollowsTheStream(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	withAge := func(id, age string) *Change {
+		c := ins("users", id, "x", "1")
+		c.New = append(c.New, event.Value{Name: "age", Text: age})
+		return c
+	}
+	apply(t, a, s.tx(
+		ins("users", "1", "a", "1"),
+		ddlChange("users", "ALTER TABLE users ADD COLUMN age int", "ALTER TABLE"),
+		withAge("2", "42"),
+	)...)
+	// rename, type change and drop, each followed by changes of the new shape
+	renamed := func(id string) *Change {
+		c := &Change{Event: event.Event{V: 1, Op: event.Insert, Schema: "public", Table: "users",
+			New: row("id", id, "mail", "m"+id, "n", "1.5", "age", "7")}}
+		return c
+	}
+	apply(t, a, s.tx(
+		ddlChange("users", `ALTER TABLE public.users RENAME COLUMN email TO mail`, "ALTER TABLE"),
+		ddlChange("users", "ALTER TABLE users ALTER COLUMN n TYPE numeric USING n::numeric", "ALTER TABLE"),
+		ddlChange("users", "alter table users drop column bio", "ALTER TABLE"),
+		renamed("3"),
+	)...)
+	if got := rows(t, dsn, "SELECT id, mail, n, age FROM users ORDER BY id"); got != "1|a|1|<NULL>\n2|x|1|42\n3|m3|1.5|7" {
+		t.Fatalf("target:\n%s", got)
+	}
+}
+
+func TestDDLConcurrentlyRunsOutsideTheTransaction(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	batch := s.tx(
+		ins("users", "1", "a", "1"),
+		ddlChange("users", "CREATE INDEX CONCURRENTLY users_email ON users (email)", "CREATE INDEX"),
+		ins("users", "2", "b", "2"),
+	)
+	apply(t, a, batch...)
+	if got := rows(t, dsn, "SELECT indexdef FROM pg_indexes WHERE indexname = 'users_email'"); got != "CREATE INDEX users_email ON public.users USING btree (email)" {
+		t.Fatalf("index: %q", got)
+	}
+	if got := rows(t, dsn, "SELECT tx_pos, events, pending_tx_pos FROM pgflo.progress"); got != "2|3|<NULL>" {
+		t.Fatalf("progress: %s", got)
+	}
+	// A crash after the index was built but before its position was
+	// recorded: the replay finds the index there and goes on.
+	testenv.Exec(t, dsn, "UPDATE pgflo.progress SET tx_pos = 0, pending_commit_lsn = commit_lsn, pending_tx_pos = 1, events = 1")
+	b, log := connectApplier(t, dsn, nil)
+	if res := apply(t, b, batch...); res.Applied != 2 || res.Skipped != 1 {
+		t.Fatalf("replay: %+v", res)
+	}
+	if len(log.warns) != 1 || !strings.Contains(log.warns[0], "already been replayed") {
+		t.Fatalf("warnings %q", log.warns)
+	}
+	// Without the pending mark the same failure is an error.
+	testenv.Exec(t, dsn, "UPDATE pgflo.progress SET tx_pos = 0")
+	c, _ := connectApplier(t, dsn, nil)
+	if _, err := c.Apply(context.Background(), batch); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestDDLRewrittenForRoutingAndSchemaMapping(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE SCHEMA replica; CREATE TABLE replica.customers (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, func(c *Config) { c.SchemaMapping = map[string]string{"public": "replica"} })
+	var s stream
+	// routing renamed users to customers; the statement still names users
+	// (the query text holds every statement; its data changes arrive as
+	// events of their own and are not replayed)
+	apply(t, a, s.tx(ddlChange("customers", "BEGIN; ALTER TABLE users ADD COLUMN age int; INSERT INTO users (id) VALUES (1); ALTER TABLE users ADD COLUMN b text; COMMIT", "ALTER TABLE"))...)
+	if got := rows(t, dsn, "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'customers'"); got != "id,email,n,bio,age,b" {
+		t.Fatalf("columns: %q", got)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM replica.customers"); n != 0 {
+		t.Fatalf("the INSERT of the DDL query was replayed")
+	}
+	// Several tables in one query: each statement names its own; the one
+	// named like the event's table is rewritten.
+	testenv.Exec(t, dsn, "CREATE TABLE replica.other (id int)")
+	apply(t, a, s.tx(ddlChange("customers", "ALTER TABLE customers ADD COLUMN c int; ALTER TABLE replica.other ADD COLUMN x int", "ALTER TABLE"))...)
+	if got := rows(t, dsn, "SELECT count(*) FROM information_schema.columns WHERE (table_name, column_name) IN (('customers', 'c'), ('other', 'x'))"); got != "2" {
+		t.Fatalf("columns added: %s", got)
+	}
+}
+
+func TestDDLFailureStops(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	batch := s.tx(ins("users", "1", "a", "1"), ddlChange("users", "ALTER TABLE users DROP COLUMN nope", "ALTER TABLE"))
+	_, err := a.Apply(context.Background(), batch)
+	if err == nil || !strings.Contains(err.Error(), `column "nope" of relation "users" does not exist`) || !strings.Contains(err.Error(), "apply DDL to") {
+		t.Fatalf("error %v", err)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM users"); n != 0 {
+		t.Fatalf("the batch was half applied: %d rows", n)
+	}
+}
+
+// Events after pg_flo_decode carry typed JSON values; encoded back, they
+// write exactly the source's values.
+func TestTypedEventsRoundTrip(t *testing.T) {
+	src, dst := pg.NewDatabase(t), pg.NewDatabase(t)
+	for _, dsn := range []string{src, dst} {
+		testenv.Exec(t, dsn, typestest.Types)
+		testenv.Exec(t, dsn, typestest.Table("types"))
+	}
+	testenv.Exec(t, src, typestest.Rows("types"))
+	// A json document that is JSON null has the typed form null, the same as
+	// SQL NULL (a limit of docs/decode.md's form, not of this output).
+	testenv.Exec(t, src, "UPDATE types SET c_json = '{}' WHERE c_json::text = 'null'")
+	// The columns' types, as the replicator describes them.
+	types := map[string]event.Column{}
+	for _, r := range testenv.QueryRows(t, src, `SELECT attname, t.typname, t.oid FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		WHERE attrelid = 'types'::regclass AND attnum > 0`) {
+		oid, _ := strconv.ParseUint(r[2], 10, 32)
+		types[r[0]] = event.Column{Name: r[0], Type: r[1], OID: uint32(oid)}
+	}
+	var batch []*Change
+	for _, ev := range typestest.InsertEvents(t, src, "public", "types") {
+		for i := range ev.Columns {
+			ev.Columns[i].Type, ev.Columns[i].OID = types[ev.Columns[i].Name].Type, types[ev.Columns[i].Name].OID
+		}
+		raw, _ := ev.MarshalJSON()
+		parsed, err := change.Parse(raw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := parsed.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		typed := parsed.AppendJSON(nil)
+		var back event.Event
+		if err := DecodeAny(typed, &back); err != nil {
+			t.Fatalf("%v\n%s", err, typed)
+		}
+		for i, v := range back.New {
+			if v != ev.New[i] {
+				t.Errorf("column %s: %q came back as %q (typed %s)", v.Name, ev.New[i].Text, v.Text, typed)
+			}
+		}
+		batch = append(batch, &Change{Event: back})
+	}
+	a, _ := connectApplier(t, dst, nil)
+	var s stream
+	apply(t, a, s.tx(batch...)...)
+	want := testenv.QueryRows(t, src, typestest.Digest("types"))[0][0]
+	if got := testenv.QueryRows(t, dst, typestest.Digest("types"))[0][0]; got != want {
+		t.Fatalf("digest %s, source %s", got, want)
+	}
+}

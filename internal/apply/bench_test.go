@@ -1,0 +1,87 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+// benchTable is the mixed-type table of bench/apply.
+const benchTable = `CREATE TABLE big (id bigint PRIMARY KEY, n int NOT NULL, s text, amount numeric(16,4),
+	ts timestamptz NOT NULL, flag bool, doc jsonb, uid uuid, blob bytea, tags text[])`
+
+var benchColumns = []event.Column{
+	{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "n", Type: "int4", OID: 23}, {Name: "s", Type: "text", OID: 25},
+	{Name: "amount", Type: "numeric", OID: 1700}, {Name: "ts", Type: "timestamptz", OID: 1184}, {Name: "flag", Type: "bool", OID: 16},
+	{Name: "doc", Type: "jsonb", OID: 3802}, {Name: "uid", Type: "uuid", OID: 2950}, {Name: "blob", Type: "bytea", OID: 17},
+	{Name: "tags", Type: "_text", OID: 1009},
+}
+
+func benchRow(id int) event.Row {
+	return event.Row{
+		{Name: "id", Text: strconv.Itoa(id)}, {Name: "n", Text: strconv.Itoa(id % 1000)}, {Name: "s", Text: "row " + strconv.Itoa(id) + " c4ca4238a0b923820dcc509a6f75849b"},
+		{Name: "amount", Text: "1234.5678"}, {Name: "ts", Text: "2026-11-26 12:00:00.123456+00"}, {Name: "flag", Text: "t"},
+		{Name: "doc", Text: `{"id": 1, "ok": true, "name": "item 1", "tags": ["a", 1]}`}, {Name: "uid", Text: "5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10"},
+		{Name: "blob", Text: `\x0102ff0102ff0102ff0102ff0102ff01`}, {Name: "tags", Text: `{t1,"q\"1","x,y"}`},
+	}
+}
+
+// BenchmarkApply applies batches of 1,000 changes to a table of 100,000
+// rows: snapshot inserts (COPY) and single-row updates (upserts).
+func BenchmarkApply(b *testing.B) {
+	for _, kind := range []string{"insert", "update"} {
+		b.Run(kind, func(b *testing.B) {
+			dsn := pg.NewDatabase(b)
+			testenv.Exec(b, dsn, benchTable)
+			a, err := Connect(context.Background(), Config{DSN: dsn, Group: "b", Progress: TableName{Schema: "pgflo", Name: "progress"}, CopyMinRows: 64})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.Close(context.Background())
+			const rows, batch = 100000, 1000
+			mk := func(i int) *Change {
+				c := &Change{Event: event.Event{V: 1, Op: event.Insert, Schema: "public", Table: "big", Columns: benchColumns, New: benchRow(i % rows)}, Pos: int64(i % batch)}
+				c.CommitLSN = 0x1000000 + 0x100*0 + 0
+				return c
+			}
+			if kind == "update" {
+				var all []*Change
+				for i := 0; i < rows; i++ {
+					c := mk(i)
+					c.Snapshot = true
+					all = append(all, c)
+				}
+				if _, err := a.Apply(context.Background(), all); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			lsn := uint64(0x2000000)
+			for i := 0; i < b.N; i++ {
+				changes := make([]*Change, batch)
+				lsn += 0x10000
+				for j := range changes {
+					c := mk(i*batch + j)
+					if kind == "update" {
+						c.Op, c.Old = event.Update, c.New[:1]
+					} else {
+						c.Snapshot = true
+					}
+					c.CommitLSN = 0
+					c.Pos = -1
+					changes[j] = c
+				}
+				if _, err := a.Apply(context.Background(), changes); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "changes/s")
+		})
+	}
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,526 @@
+package apply
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pgflo/pgflo/internal/event"
+)
+
+// Change is one change event to apply, with where it stands in the stream.
+type Change struct {
+	event.Event
+	// Pos is the event's 0-based position in its transaction (the
+	// pg_flo_tx_pos metadata), or -1 when unknown.
+	Pos int64
+	// Index is the event's position in the batch handed to Apply, for
+	// messages.
+	Index int
+	// Target is the table the change is applied to: the event's schema
+	// (through the schema mapping) and table.
+	Target TableName
+	// Source names the table on the source, when it differs from the event's
+	// (routing renamed it): sync_schema reads its definition from there.
+	Source TableName
+}
+
+// stepKind is what a step of a plan does.
+type stepKind uint8
+
+const (
+	// stepUpsert writes whole rows: INSERT … ON CONFLICT (key) DO UPDATE,
+	// a plain INSERT for a table without key.
+	stepUpsert stepKind = iota
+	// stepCopy writes the rows of INSERTs with COPY; on a key conflict it
+	// is rolled back (savepoint) and done as stepUpsert.
+	stepCopy
+	// stepUpdate updates rows found by key: rows whose unchanged TOAST
+	// values are not known, which must not be inserted.
+	stepUpdate
+	// stepDelete deletes rows by key.
+	stepDelete
+	// stepMatchUpdate and stepMatchDelete change one row of a table
+	// without key, found by the old values the event carries.
+	stepMatchUpdate
+	stepMatchDelete
+	// stepTruncate truncates tables.
+	stepTruncate
+)
+
+func (k stepKind) String() string {
+	return [...]string{"upsert", "copy", "update", "delete", "update", "delete", "truncate"}[k]
+}
+
+// step is one statement of a plan.
+type step struct {
+	kind  stepKind
+	table *Table
+	// cols are the target columns the rows carry values of: written
+	// columns for upsert, copy and update (after the key, for update);
+	// unused for delete, whose rows hold the key.
+	cols []int
+	rows []*entry
+	// match are the columns a match step finds its row by (values in
+	// rows[0].old), and tables the tables of a truncate.
+	match  []int
+	tables []*Table
+	// changes are the events the step applies, for messages.
+	changes []*Change
+}
+
+// entry is one row of a step: the net effect of a run of changes to one
+// key.
+type entry struct {
+	del  bool
+	vals []event.Value // by target column index; upsert and update
+	has  []bool        // which of vals are known
+	// key holds the key values the row is found by (the old key for an
+	// update), in key column order.
+	key []event.Value
+	// inserts is set while every change of the entry is an INSERT.
+	inserts bool
+	// rekey is set on an update that moves a row to a new key.
+	rekey  bool
+	change *Change // the last change, for messages
+}
+
+// tableRun gathers the changes of one table within a segment of a plan.
+type tableRun struct {
+	table   *Table
+	entries map[string]*entry
+	order   []string // keys in first-appearance order
+	// ops is used instead for tables without key: their changes are not
+	// merged.
+	ops []*step
+	// inserts is set while the run holds INSERTs only.
+	inserts bool
+}
+
+// planner turns a batch of changes into steps: consecutive changes are
+// merged per table and key into set operations (a later change of a key
+// wins), and the order of the source is kept wherever it matters.
+type planner struct {
+	// lookup returns the target table of a change.
+	lookup func(*Change) (*Table, error)
+	// serial makes every change its own step(s), in order: no merging.
+	serial bool
+	// reorder allows changes of different tables to be grouped by table
+	// even when the tables have foreign keys (they are not checked).
+	reorder bool
+	// copyMin is the least number of INSERT rows written with COPY instead
+	// of INSERT … ON CONFLICT; 0 disables COPY.
+	copyMin int
+	// noCopy lists tables not to COPY into for now.
+	noCopy func(*Table) bool
+
+	steps []*step
+	runs  []*tableRun // the current segment, in first-appearance order
+	multi bool        // the segment may hold several tables
+}
+
+// plan returns the steps applying changes in order.
+func (p *planner) plan(changes []*Change) ([]*step, error) {
+	p.steps = nil
+	p.runs = nil
+	for i := 0; i < len(changes); i++ {
+		ch := changes[i]
+		if ch.Op == event.Truncate {
+			p.flush()
+			// One TRUNCATE statement on the source gives an event per table,
+			// all with the same LSN: truncate them together, as foreign keys
+			// between them require.
+			s := &step{kind: stepTruncate}
+			j := i
+			for ; j < len(changes) && changes[j].Op == event.Truncate && changes[j].LSN == ch.LSN && (j == i || !p.serial); j++ {
+				if err := p.addTruncate(s, changes[j]); err != nil {
+					return nil, err
+				}
+			}
+			i = j - 1
+			p.steps = append(p.steps, s)
+			continue
+		}
+		if ch.Op == event.DDL {
+			return nil, fmt.Errorf("internal error: DDL event %d reached the planner", ch.Index)
+		}
+		t, err := p.lookup(ch)
+		if err != nil {
+			return nil, err
+		}
+		run := p.runFor(t)
+		if err := p.add(run, ch); err != nil {
+			return nil, changeError(ch, t, nil, err)
+		}
+		if p.serial {
+			p.flush()
+		}
+	}
+	p.flush()
+	return p.steps, nil
+}
+
+func (p *planner) addTruncate(s *step, ch *Change) error {
+	t, err := p.lookup(ch)
+	if err != nil {
+		return err
+	}
+	for _, have := range s.tables {
+		if have == t {
+			return nil
+		}
+	}
+	s.tables = append(s.tables, t)
+	s.changes = append(s.changes, ch)
+	return nil
+}
+
+// runFor returns the run of table t in the segment, cutting the segment
+// first when t's changes must not be reordered with the others'.
+func (p *planner) runFor(t *Table) *tableRun {
+	for _, r := range p.runs {
+		if r.table == t {
+			if r == p.runs[len(p.runs)-1] || p.multi {
+				return r
+			}
+			p.flush()
+			break
+		}
+	}
+	independent := p.reorder || !t.ForeignKeys
+	if len(p.runs) > 0 && !(p.multi && independent) {
+		p.flush()
+	}
+	if len(p.runs) == 0 {
+		p.multi = independent
+	}
+	r := &tableRun{table: t, entries: map[string]*entry{}, inserts: true}
+	p.runs = append(p.runs, r)
+	return r
+}
+
+// flush ends the segment: its runs become steps, table by table.
+func (p *planner) flush() {
+	for _, r := range p.runs {
+		if !r.table.HasKey() {
+			for _, s := range r.ops {
+				if s.kind == stepUpsert && p.copyMin > 0 && len(s.rows) >= p.copyMin && !p.serial {
+					s.kind = stepCopy
+				}
+			}
+			p.steps = append(p.steps, r.ops...)
+			continue
+		}
+		p.steps = append(p.steps, p.runSteps(r)...)
+	}
+	p.runs = p.runs[:0]
+	p.multi = false
+}
+
+// runSteps turns a keyed run's entries into steps: deletes first (they
+// free key and unique values), then whole rows by shape, then updates of
+// rows missing unchanged TOAST values. Entries of different steps have
+// different keys, so their order does not change the result.
+func (p *planner) runSteps(r *tableRun) []*step {
+	t := r.table
+	var del *step
+	full := map[string]*step{}
+	partial := map[string]*step{}
+	var out []*step
+	copyOK := r.inserts && p.copyMin > 0 && len(r.order) >= p.copyMin && !p.serial && (p.noCopy == nil || !p.noCopy(t))
+	var fullOrder, partialOrder []*step
+	for _, k := range r.order {
+		e := r.entries[k]
+		switch {
+		case e == nil:
+			continue
+		case e.del:
+			if del == nil {
+				del = &step{kind: stepDelete, table: t}
+			}
+			del.rows = append(del.rows, e)
+			del.changes = append(del.changes, e.change)
+		default:
+			shape := shapeOf(e.has)
+			complete := e.inserts || !missing(e, t)
+			groups, order := full, &fullOrder
+			kind := stepUpsert
+			if copyOK {
+				kind = stepCopy
+			}
+			if !complete {
+				groups, order, kind = partial, &partialOrder, stepUpdate
+			}
+			s := groups[shape]
+			if s == nil {
+				s = &step{kind: kind, table: t, cols: presentColumns(e.has, t, kind == stepUpdate)}
+				groups[shape] = s
+				*order = append(*order, s)
+			}
+			s.rows = append(s.rows, e)
+			s.changes = append(s.changes, e.change)
+		}
+	}
+	if del != nil {
+		out = append(out, del)
+	}
+	out = append(out, fullOrder...)
+	return append(out, partialOrder...)
+}
+
+// missing reports whether the entry lacks a value the events of its table
+// carry (an unchanged TOAST value that is not known).
+func missing(e *entry, t *Table) bool {
+	return e.change != nil && len(e.change.UnchangedToast) > 0 && !hasAll(e, e.change.UnchangedToast, t)
+}
+
+func hasAll(e *entry, names []string, t *Table) bool {
+	for _, n := range names {
+		if i, ok := t.Column(n); ok && !e.has[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func shapeOf(has []bool) string {
+	b := make([]byte, len(has))
+	for i, h := range has {
+		if h {
+			b[i] = 1
+		}
+	}
+	return string(b)
+}
+
+// presentColumns lists the known columns; for an update, without the key
+// (it is matched, not set).
+func presentColumns(has []bool, t *Table, update bool) []int {
+	var cols []int
+	for i, h := range has {
+		if h && !(update && isKey(t, i)) {
+			cols = append(cols, i)
+		}
+	}
+	return cols
+}
+
+// add merges one change into its table's run.
+func (p *planner) add(r *tableRun, ch *Change) error {
+	t := r.table
+	if ch.Op != event.Insert {
+		r.inserts = false
+	}
+	if !t.HasKey() {
+		return p.addKeyless(r, ch)
+	}
+	switch ch.Op {
+	case event.Insert:
+		vals, has, err := rowValues(t, ch.New)
+		if err != nil {
+			return err
+		}
+		key, err := keyOf(t, vals, has, "new")
+		if err != nil {
+			return err
+		}
+		e := &entry{vals: vals, has: has, key: key, inserts: true, change: ch}
+		if prev := r.get(key); prev != nil && !prev.del {
+			e.inserts = prev.inserts
+		}
+		r.put(key, e)
+	case event.Update:
+		vals, has, err := rowValues(t, ch.New)
+		if err != nil {
+			return err
+		}
+		newKey, err := keyOf(t, vals, has, "new")
+		if err != nil {
+			return err
+		}
+		oldKey := newKey
+		var oldVals []event.Value
+		var oldHas []bool
+		if ch.Old != nil {
+			if oldVals, oldHas, err = rowValues(t, ch.Old); err != nil {
+				return err
+			}
+			if oldKey, err = keyOf(t, oldVals, oldHas, "old"); err != nil {
+				return err
+			}
+		}
+		// Unchanged TOAST values: take them from the whole old row (REPLICA
+		// IDENTITY FULL), or from an earlier change of this batch.
+		for _, name := range ch.UnchangedToast {
+			i, ok := t.Column(name)
+			if !ok {
+				return fmt.Errorf("column %q of the event does not exist in target table %s", name, t.Name)
+			}
+			if oldHas != nil && oldHas[i] {
+				vals[i], has[i] = oldVals[i], true
+			}
+		}
+		prev := r.get(oldKey)
+		if prev != nil && !prev.del && !prev.rekey {
+			for i := range vals {
+				if !has[i] && prev.has[i] {
+					vals[i], has[i] = prev.vals[i], true
+				}
+			}
+		}
+		e := &entry{vals: vals, has: has, key: newKey, change: ch}
+		rekey := !sameKey(oldKey, newKey)
+		if rekey {
+			if missing(e, t) {
+				// The row moves to a new key and some of its values are
+				// only on the target: update it in place, on its own.
+				p.flush()
+				e.key, e.rekey = oldKey, true
+				p.steps = append(p.steps, &step{kind: stepUpdate, table: t, cols: presentColumns(has, t, false), rows: []*entry{e}, changes: []*Change{ch}})
+				return nil
+			}
+			r.put(oldKey, &entry{del: true, key: oldKey, change: ch})
+		}
+		r.put(newKey, e)
+	case event.Delete:
+		if ch.Old == nil {
+			return fmt.Errorf("DELETE without old row")
+		}
+		oldVals, oldHas, err := rowValues(t, ch.Old)
+		if err != nil {
+			return err
+		}
+		key, err := keyOf(t, oldVals, oldHas, "old")
+		if err != nil {
+			return err
+		}
+		r.put(key, &entry{del: true, key: key, change: ch})
+	default:
+		return fmt.Errorf("unexpected operation %s", ch.Op)
+	}
+	return nil
+}
+
+// addKeyless adds a change of a table without key: INSERTs in a row are
+// one insert; each UPDATE and DELETE changes one row found by its old
+// values, as the source did.
+func (p *planner) addKeyless(r *tableRun, ch *Change) error {
+	t := r.table
+	switch ch.Op {
+	case event.Insert:
+		vals, has, err := rowValues(t, ch.New)
+		if err != nil {
+			return err
+		}
+		e := &entry{vals: vals, has: has, inserts: true, change: ch}
+		if n := len(r.ops); n > 0 && r.ops[n-1].kind == stepUpsert && shapeOf(r.ops[n-1].rows[0].has) == shapeOf(has) {
+			last := r.ops[n-1]
+			last.rows = append(last.rows, e)
+			last.changes = append(last.changes, ch)
+			return nil
+		}
+		r.ops = append(r.ops, &step{kind: stepUpsert, table: t, cols: presentColumns(has, t, false), rows: []*entry{e}, changes: []*Change{ch}})
+	case event.Update, event.Delete:
+		if len(ch.Old) == 0 {
+			return fmt.Errorf("%s of a table without key needs the old row (REPLICA IDENTITY FULL on the source), and the event has none", ch.Op)
+		}
+		oldVals, oldHas, err := rowValues(t, ch.Old)
+		if err != nil {
+			return err
+		}
+		match := presentColumns(oldHas, t, false)
+		e := &entry{key: pick(oldVals, match), change: ch}
+		s := &step{kind: stepMatchDelete, table: t, match: match, rows: []*entry{e}, changes: []*Change{ch}}
+		if ch.Op == event.Update {
+			vals, has, err := rowValues(t, ch.New)
+			if err != nil {
+				return err
+			}
+			e.vals, e.has = vals, has
+			s.kind, s.cols = stepMatchUpdate, presentColumns(has, t, false)
+		}
+		r.ops = append(r.ops, s)
+	default:
+		return fmt.Errorf("unexpected operation %s", ch.Op)
+	}
+	return nil
+}
+
+func pick(vals []event.Value, cols []int) []event.Value {
+	out := make([]event.Value, len(cols))
+	for i, c := range cols {
+		out[i] = vals[c]
+	}
+	return out
+}
+
+func (r *tableRun) get(key []event.Value) *entry { return r.entries[keyString(key)] }
+
+func (r *tableRun) put(key []event.Value, e *entry) {
+	k := keyString(key)
+	if _, ok := r.entries[k]; !ok {
+		r.order = append(r.order, k)
+	}
+	r.entries[k] = e
+}
+
+// keyString makes a map key of key values (NULL and "" distinct).
+func keyString(key []event.Value) string {
+	if len(key) == 1 && !key[0].Null {
+		return key[0].Text
+	}
+	var b strings.Builder
+	for _, v := range key {
+		if v.Null {
+			b.WriteString("\x00N")
+		} else {
+			b.WriteString("\x00V")
+			b.WriteString(v.Text)
+		}
+	}
+	return b.String()
+}
+
+func sameKey(a, b []event.Value) bool {
+	for i := range a {
+		if a[i].Null != b[i].Null || a[i].Text != b[i].Text {
+			return false
+		}
+	}
+	return true
+}
+
+// rowValues places a row's values at their target columns.
+func rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
+	vals := make([]event.Value, len(t.Columns))
+	has := make([]bool, len(t.Columns))
+	for pos, v := range row {
+		// Events usually list the columns in the table's order.
+		i, ok := pos, pos < len(t.Columns) && t.Columns[pos].Name == v.Name
+		if !ok {
+			i, ok = t.Column(v.Name)
+		}
+		if !ok {
+			return nil, nil, fmt.Errorf("column %q of the event does not exist in target table %s (add it on the target, or rename or drop it with pg_flo_route)", v.Name, t.Name)
+		}
+		if t.Columns[i].Generated {
+			return nil, nil, fmt.Errorf("column %q of target table %s is a generated column and cannot be written", v.Name, t.Name)
+		}
+		vals[i], has[i] = v, true
+	}
+	return vals, has, nil
+}
+
+// keyOf returns the key values of a row.
+func keyOf(t *Table, vals []event.Value, has []bool, which string) ([]event.Value, error) {
+	key := make([]event.Value, len(t.Key))
+	for i, k := range t.Key {
+		if !has[k] {
+			return nil, fmt.Errorf("the event's %s row lacks column %q of the target's %s (%s), so the row cannot be identified", which, t.Columns[k].Name, t.KeyName, t.keyColumnNames())
+		}
+		if vals[k].Null {
+			return nil, fmt.Errorf("the event's %s row has NULL in column %q of the target's %s", which, t.Columns[k].Name, t.KeyName)
+		}
+		key[i] = vals[k]
+	}
+	return key, nil
+}

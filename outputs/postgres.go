@@ -1,0 +1,400 @@
+package outputs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/apply"
+	"github.com/pgflo/pgflo/internal/confread"
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/schemasync"
+)
+
+// Field names of pg_flo_postgres.
+const (
+	pgFieldDSN                = "dsn"
+	pgFieldGroup              = "group"
+	pgFieldSchemaMapping      = "schema_mapping"
+	pgFieldKeyColumns         = "key_columns"
+	pgFieldKeyTable           = "table"
+	pgFieldKeyColumnsList     = "columns"
+	pgFieldDisableForeignKeys = "disable_foreign_keys"
+	pgFieldSyncSchema         = "sync_schema"
+	pgFieldSourceDSN          = "source_dsn"
+	pgFieldProgressTable      = "progress_table"
+	pgFieldCopyMinRows        = "copy_min_rows"
+	pgFieldRetries            = "retries"
+	pgFieldBatching           = "batching"
+)
+
+func pgOutputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Services").
+		Summary("Applies pg_flo change events to a target PostgreSQL: batched, set-based upserts and deletes in one transaction per batch, exactly once per group, for every built-in type; DDL replay and schema sync.").
+		Description(`
+The end of pg_flo's data path: connect it to `+"`pg_flo_worker`"+` (or straight to `+"`pg_flo_replicator`"+`, with or
+without `+"`pg_flo_rules`"+` and `+"`pg_flo_route`"+` between) and the target converges to the source, row for row.
+The full guide is [docs/postgres.md](../postgres.md).
+
+### Applying changes
+
+Each batch is one target transaction, acknowledged only once it committed. Within it, consecutive changes
+are merged per table and key (a later change of a row wins) into set statements:
+`+"`INSERT … SELECT FROM unnest(…) ON CONFLICT (key) DO UPDATE`"+` for inserts and updates, `+"`DELETE … USING unnest(…)`"+`, and `+"`COPY`"+` for runs
+of inserts (snapshots). An UPDATE that changes the key deletes the old key and writes the new row. Unchanged
+TOASTed values (`+"`unchanged_toast`"+`) are left as the target has them. TRUNCATE truncates. Changes to different
+tables keep their order when the tables have foreign keys. When a set statement fails, the batch is applied
+again change by change in the source's order, which both gets past constraints that only hold in that order and
+names the change at fault.
+
+Values are sent as text and cast by the server to each column's type: numeric, NaN and infinities, int8 beyond
+2^53, timestamps with infinity and BC, intervals, bytea, arrays (NULL elements, several dimensions, lower bounds),
+ranges, enums, domains, composites — every type round-trips exactly. Events after `+"`pg_flo_decode`"+` (typed values)
+are encoded back to that text form.
+
+### Target table and key
+
+The target table is named by the metadata `+"`pg_flo_schema`, `pg_flo_table`"+` (set by the inputs and rewritten by
+`+"`pg_flo_route`"+`), or by the event's schema and table; `+"`schema_mapping`"+` then maps the schema. Rows are identified
+by the target's primary key, else its first NOT NULL unique index (or `+"`key_columns`"+`). A table without either gets
+plain INSERTs, and each UPDATE and DELETE changes one row found by the old values the event carries (REPLICA
+IDENTITY FULL on the source): slower, and a warning says so.
+
+### Exactly once
+
+The progress table (`+"`progress_table`"+`, one row per `+"`group`"+`) records the last applied position (commit LSN and
+position in the transaction) in the same transaction as the data. A batch delivered again after a crash, a
+restart or a lost acknowledgement is skipped for what it already applied, so the target sees every change once.
+
+### Errors
+
+A lost connection (the target restarting) makes the output reconnect and apply the batch again. Serialization
+failures, deadlocks and lock timeouts are retried `+"`retries`"+` times with backoff. A change the target refuses
+(a constraint, a type mismatch, a missing table or column) fails the batch with an error naming the table, the
+key and the LSN; the input delivers the batch again (with backoff) until the target is fixed, and nothing after it
+is applied meanwhile.
+
+### DDL
+
+DDL events (`+"`pg_flo_replicator`"+` with `+"`track_ddl`"+`) are replayed at their place in the stream: in the batch's
+transaction, or on their own for statements that cannot run in one (`+"`CREATE INDEX CONCURRENTLY`"+`). The table the
+statement names is replaced by the event's target table, so routing renames and schema mappings apply.`).
+		Fields(
+			service.NewStringField(pgFieldDSN).
+				Description("Connection string of the target database, as a URL or keyword/value pairs. The password is never logged.").
+				Example("postgres://writer:secret@dest-db:5432/myapp").
+				Secret(),
+			service.NewStringField(pgFieldGroup).
+				Description("Replication group, as in pg_flo: names this output's row of the progress table. Two pipelines writing to one target need different groups.").
+				Example("users"),
+			service.NewStringMapField(pgFieldSchemaMapping).
+				Description("Maps a source schema to the target schema its tables are written to.").
+				Default(map[string]any{}).
+				Example(map[string]any{"public": "replica"}),
+			service.NewBoolField(pgFieldDisableForeignKeys).
+				Description("Run the apply session with `session_replication_role = replica`, as pg_flo's `--target-disable-foreign-keys` and as PostgreSQL's own logical replication: foreign keys are not checked and ordinary triggers do not fire (ENABLE REPLICA / ALWAYS triggers do). Needs a superuser, or `GRANT SET ON PARAMETER session_replication_role` (PostgreSQL 15+). Also lets changes of different tables be grouped freely.").
+				Default(false),
+			service.NewBoolField(pgFieldSyncSchema).
+				Description("Create a missing target table, the first time a change of it arrives, from the source table's definition read from `source_dsn`'s catalog: columns, types (enums, domains, composites and ranges included), defaults, identity and generated columns, serial sequences, constraints, foreign keys to tables that exist, indexes. Routing renames apply. pg_flo ran `pg_dump --schema-only` of the whole source database instead.").
+				Default(false),
+			service.NewStringField(pgFieldSourceDSN).
+				Description("Connection string of the source database, read by `sync_schema`.").
+				Default("").
+				Secret(),
+			service.NewObjectListField(pgFieldKeyColumns,
+				service.NewStringField(pgFieldKeyTable).Description("Target table, `schema.table` or `table` (in `public`)."),
+				service.NewStringListField(pgFieldKeyColumnsList).Description("Columns identifying a row; a unique index on exactly them must exist."),
+			).
+				Description("Identify the rows of these tables by other columns than their primary key.").
+				Default([]any{}).
+				Advanced(),
+			service.NewStringField(pgFieldProgressTable).
+				Description("Table recording each group's applied position, created when missing (with its schema). Empty disables exactly-once apply: a batch delivered again is applied again (harmless for tables with a key, duplicates in tables without).").
+				Default("pgflo.progress").
+				Advanced(),
+			service.NewIntField(pgFieldCopyMinRows).
+				Description("Runs of at least this many INSERTs of one table are written with COPY (falling back to upserts when a row already exists); 0 never uses COPY.").
+				Default(64).
+				Advanced(),
+			service.NewIntField(pgFieldRetries).
+				Description("How often a batch is retried at once after a serialization failure, deadlock or lock timeout before it fails (and is delivered again by the input).").
+				Default(5).
+				Advanced(),
+			service.NewBatchPolicyField(pgFieldBatching).
+				Description("Batching of messages before they are applied: one batch is one target transaction. `pg_flo_worker` and `pg_flo_replicator` batch already (`batch_size`, `max_batch_events`) and keep one batch in flight, so leave this empty with them; use it with other inputs."),
+		).
+		LintRule(`root = [
+  if this.group.or("").trim() == "" { "field group is required and must not be empty" },
+  if this.sync_schema.or(false) && this.source_dsn.or("").trim() == "" { "field source_dsn is required with sync_schema: true" },
+].filter(e -> e != null)`).
+		Example("Worker to PostgreSQL", "Apply a group's changes to a target database, creating missing tables from the source.", `
+input:
+  pg_flo_worker:
+    url: nats://localhost:4222
+    group: users
+output:
+  pg_flo_postgres:
+    dsn: postgres://writer:secret@dest-db:5432/myapp
+    group: users
+    sync_schema: true
+    source_dsn: postgres://reader:secret@source-db:5432/myapp
+`).
+		Example("Single process", "Replicate straight from the source's slot into the target, without NATS.", `
+input:
+  pg_flo_replicator:
+    dsn: postgres://replicator:secret@source-db:5432/myapp
+    group: users
+    mode: copy_and_stream
+output:
+  pg_flo_postgres:
+    dsn: postgres://writer:secret@dest-db:5432/myapp
+    group: users
+`)
+}
+
+func init() {
+	err := service.RegisterBatchOutput("pg_flo_postgres", pgOutputSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+			out, policy, err := newPGOutput(conf, mgr)
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			// One batch in flight: batches are transactions that must commit
+			// in stream order (the progress table would otherwise skip an
+			// earlier batch that commits after a later one).
+			return out, policy, 1, nil
+		})
+	if err != nil {
+		panic(err)
+	}
+}
+
+// pgOutput is the pg_flo_postgres output.
+type pgOutput struct {
+	cfg    apply.Config
+	syncer *schemasync.Syncer
+	log    *service.Logger
+
+	mu      sync.Mutex
+	applier *apply.Applier
+	decoder apply.Decoder
+	closed  bool
+}
+
+func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput, service.BatchPolicy, error) {
+	r := confread.New(conf)
+	dsn := r.String(pgFieldDSN)
+	group := r.String(pgFieldGroup)
+	disableFKs := r.Bool(pgFieldDisableForeignKeys)
+	syncSchema := r.Bool(pgFieldSyncSchema)
+	sourceDSN := r.String(pgFieldSourceDSN)
+	progress := r.String(pgFieldProgressTable)
+	copyMin := r.Int(pgFieldCopyMinRows)
+	retries := r.Int(pgFieldRetries)
+	if err := r.Err(); err != nil {
+		return nil, service.BatchPolicy{}, err
+	}
+	mapping, err := conf.FieldStringMap(pgFieldSchemaMapping)
+	if err != nil {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: %w", pgFieldSchemaMapping, err)
+	}
+	policy, err := conf.FieldBatchPolicy(pgFieldBatching)
+	if err != nil {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: %w", pgFieldBatching, err)
+	}
+	keys, err := pgKeyColumns(conf)
+	if err != nil {
+		return nil, service.BatchPolicy{}, err
+	}
+
+	if strings.TrimSpace(dsn) == "" {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be empty", pgFieldDSN)
+	}
+	if strings.TrimSpace(group) == "" {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be empty", pgFieldGroup)
+	}
+	if syncSchema && strings.TrimSpace(sourceDSN) == "" {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: required with %s: true", pgFieldSourceDSN, pgFieldSyncSchema)
+	}
+	if copyMin < 0 {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be negative, got %d", pgFieldCopyMinRows, copyMin)
+	}
+	if retries < 0 {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be negative, got %d", pgFieldRetries, retries)
+	}
+	var progressTable apply.TableName
+	if progress != "" {
+		if progressTable, err = pgTableName(progress); err != nil {
+			return nil, service.BatchPolicy{}, fmt.Errorf("field %s: %w", pgFieldProgressTable, err)
+		}
+	}
+	for from, to := range mapping {
+		if strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
+			return nil, service.BatchPolicy{}, fmt.Errorf("field %s: schema names must not be empty (%q: %q)", pgFieldSchemaMapping, from, to)
+		}
+	}
+
+	o := &pgOutput{log: mgr.Logger()}
+	o.cfg = apply.Config{
+		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
+		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, Retries: retries,
+		ApplicationName: "pgflo pg_flo_postgres " + group, Logger: o.log,
+	}
+	if syncSchema {
+		o.syncer = schemasync.New(sourceDSN, o.log)
+		o.cfg.CreateTable = o.syncer.TableCreator(func(schema string) string {
+			if to, ok := mapping[schema]; ok {
+				return to
+			}
+			return schema
+		})
+	}
+	return o, policy, nil
+}
+
+// pgTableName parses schema.table, or table (in public).
+func pgTableName(s string) (apply.TableName, error) {
+	schema, table, found := strings.Cut(s, ".")
+	if !found {
+		schema, table = "public", s
+	}
+	if strings.TrimSpace(schema) == "" || strings.TrimSpace(table) == "" || strings.Contains(table, ".") {
+		return apply.TableName{}, fmt.Errorf("%q is not a table name (use schema.table)", s)
+	}
+	return apply.TableName{Schema: schema, Name: table}, nil
+}
+
+func pgKeyColumns(conf *service.ParsedConfig) (map[string][]string, error) {
+	list, err := conf.FieldObjectList(pgFieldKeyColumns)
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", pgFieldKeyColumns, err)
+	}
+	keys := map[string][]string{}
+	for i, item := range list {
+		table, err := item.FieldString(pgFieldKeyTable)
+		if err != nil {
+			return nil, fmt.Errorf("field %s[%d].%s: %w", pgFieldKeyColumns, i, pgFieldKeyTable, err)
+		}
+		cols, err := item.FieldStringList(pgFieldKeyColumnsList)
+		if err != nil {
+			return nil, fmt.Errorf("field %s[%d].%s: %w", pgFieldKeyColumns, i, pgFieldKeyColumnsList, err)
+		}
+		name, err := pgTableName(table)
+		if err != nil {
+			return nil, fmt.Errorf("field %s[%d].%s: %w", pgFieldKeyColumns, i, pgFieldKeyTable, err)
+		}
+		if len(cols) == 0 {
+			return nil, fmt.Errorf("field %s[%d].%s: name at least one column", pgFieldKeyColumns, i, pgFieldKeyColumnsList)
+		}
+		keys[name.Schema+"."+name.Name] = cols
+	}
+	return keys, nil
+}
+
+// Connect opens the target connection and sets up the progress table.
+func (o *pgOutput) Connect(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return errors.New("pg_flo_postgres: output is closed")
+	}
+	if o.applier != nil {
+		return nil
+	}
+	a, err := apply.Connect(ctx, o.cfg)
+	if err != nil {
+		return err
+	}
+	o.applier = a
+	return nil
+}
+
+// WriteBatch applies the batch in one transaction and returns once it
+// committed.
+func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.applier == nil {
+		return service.ErrNotConnected
+	}
+	changes, err := o.changes(batch)
+	if err != nil {
+		return err
+	}
+	res, err := o.applier.Apply(ctx, changes)
+	if errors.Is(err, apply.ErrConnection) {
+		o.log.Warnf("Lost the connection to the target; reconnecting: %v", err)
+		_ = o.applier.Close(context.Background())
+		o.applier = nil
+		return service.ErrNotConnected
+	}
+	if err != nil {
+		return err
+	}
+	if res.Serial {
+		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", len(changes))
+	}
+	return nil
+}
+
+// changes decodes the batch's events and where they go.
+func (o *pgOutput) changes(batch service.MessageBatch) ([]*apply.Change, error) {
+	out := make([]*apply.Change, len(batch))
+	chs := make([]apply.Change, len(batch))
+	for i, msg := range batch {
+		if err := msg.GetError(); err != nil {
+			return nil, fmt.Errorf("message %d of the batch is flagged as failed: %w", i, err)
+		}
+		body, err := msg.AsBytes()
+		if err != nil {
+			return nil, fmt.Errorf("message %d of the batch: %w", i, err)
+		}
+		ch := &chs[i]
+		if err := o.decoder.Decode(body, &ch.Event); err != nil {
+			return nil, fmt.Errorf("message %d of the batch: %w", i, err)
+		}
+		ch.Index, ch.Pos = i, -1
+		if text, ok := msg.MetaGet(event.MetaTxPos); ok && text != "" {
+			if ch.Pos, err = strconv.ParseInt(text, 10, 64); err != nil {
+				return nil, fmt.Errorf("message %d of the batch: metadata %s=%q is not a position", i, event.MetaTxPos, text)
+			}
+		}
+		schema, table := ch.Schema, ch.Table
+		if s, ok := msg.MetaGet(event.MetaSchema); ok && s != "" {
+			schema = s
+		}
+		if t, ok := msg.MetaGet(event.MetaTable); ok && t != "" {
+			table = t
+		}
+		if schema != ch.Schema || table != ch.Table {
+			ch.Source = apply.TableName{Schema: ch.Schema, Name: ch.Table}
+		}
+		ch.Target = o.applier.Target(schema, table)
+		out[i] = ch
+	}
+	return out, nil
+}
+
+// Close closes the target and source connections. It is safe to call more
+// than once.
+func (o *pgOutput) Close(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	var err error
+	if o.applier != nil {
+		err = o.applier.Close(ctx)
+		o.applier = nil
+	}
+	if o.syncer != nil {
+		err = errors.Join(err, o.syncer.Close(ctx))
+	}
+	return err
+}

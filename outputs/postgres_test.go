@@ -1,0 +1,240 @@
+package outputs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+var pg *testenv.Postgres
+
+func TestMain(m *testing.M) {
+	var err error
+	if pg, err = testenv.StartPostgres(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := pg.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+func TestPGOutputConfigErrors(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"group: g", "dsn"},
+		{"dsn: postgres://u@h/db\ngroup: ' '", "field group: must not be empty"},
+		{"dsn: postgres://u@h/db\ngroup: g\nsync_schema: true", "field source_dsn: required with sync_schema: true"},
+		{"dsn: postgres://u@h/db\ngroup: g\nprogress_table: a.b.c", "field progress_table"},
+		{"dsn: postgres://u@h/db\ngroup: g\ncopy_min_rows: -1", "field copy_min_rows"},
+		{"dsn: postgres://u@h/db\ngroup: g\nretries: -2", "field retries"},
+		{"dsn: postgres://u@h/db\ngroup: g\nschema_mapping: {public: ''}", "field schema_mapping"},
+		{"dsn: postgres://u@h/db\ngroup: g\nkey_columns: [{table: users, columns: []}]", "field key_columns[0].columns"},
+		{"dsn: postgres://u@h/db\ngroup: g\nkey_columns: [{table: '', columns: [a]}]", "field key_columns[0].table"},
+	} {
+		conf, err := pgOutputSpec().ParseYAML(c.yaml, nil)
+		if err == nil {
+			_, _, err = newPGOutput(conf, service.MockResources())
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one naming %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestPGOutputLintRules(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"pg_flo_postgres:\n  dsn: x\n":                                  "field group is required",
+		"pg_flo_postgres:\n  dsn: x\n  group: g\n  sync_schema: true\n": "field source_dsn is required",
+	} {
+		err := service.NewStreamBuilder().AddOutputYAML(yaml)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", yaml, err, want)
+		}
+	}
+}
+
+// pgTestOutput builds and connects a pg_flo_postgres output.
+func pgTestOutput(t *testing.T, yaml string) *pgOutput {
+	t.Helper()
+	conf, err := pgOutputSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	out, _, err := newPGOutput(conf, service.MockResources())
+	if err != nil {
+		t.Fatalf("new output: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := out.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	return out
+}
+
+var pgTestColumns = []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "v", Type: "text", OID: 25}}
+
+// pgTestEvent is a change event message as pg_flo_worker hands it on.
+func pgTestEvent(op event.Op, table, tx string, pos int, id int, v string) *service.Message {
+	lsn, _ := pglogrepl.ParseLSN(tx)
+	ev := &event.Event{Op: op, Schema: "public", Table: table, LSN: lsn - 0x80 + pglogrepl.LSN(pos), CommitLSN: lsn, Columns: pgTestColumns}
+	row := event.Row{{Name: "id", Text: strconv.Itoa(id)}, {Name: "v", Text: v}}
+	switch op {
+	case event.Delete:
+		ev.Old = row[:1]
+	case event.Update:
+		ev.New, ev.Old = row, row[:1]
+	default:
+		ev.New = row
+	}
+	msg := service.NewMessage(ev.AppendJSON(nil))
+	msg.MetaSet(event.MetaOp, string(op))
+	msg.MetaSet(event.MetaSchema, ev.Schema)
+	msg.MetaSet(event.MetaTable, ev.Table)
+	msg.MetaSet(event.MetaTx, tx)
+	msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+	return msg
+}
+
+func pgRows(t *testing.T, dsn, sql string) string {
+	t.Helper()
+	var out []string
+	for _, r := range testenv.QueryRows(t, dsn, sql) {
+		out = append(out, strings.Join(r, "|"))
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestPGOutputAppliesBatchesOnce(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text); CREATE TABLE copies (id int8 PRIMARY KEY, v text)")
+	out := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: g1", dsn))
+	ctx := context.Background()
+	batch := service.MessageBatch{
+		pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "a"),
+		pgTestEvent(event.Insert, "items", "0/1000", 1, 2, "b"),
+		pgTestEvent(event.Update, "items", "0/2000", 0, 1, "a2"),
+		pgTestEvent(event.Delete, "items", "0/2000", 1, 2, ""),
+	}
+	// routed by metadata: the event says items, the metadata copies
+	routed := pgTestEvent(event.Insert, "items", "0/2000", 2, 9, "routed")
+	routed.MetaSet(event.MetaTable, "copies")
+	batch = append(batch, routed)
+	if err := out.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	// delivered again (a lost ack): applied once
+	if err := out.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if got := pgRows(t, dsn, "SELECT 'items', id, v FROM items UNION ALL SELECT 'copies', id, v FROM copies ORDER BY 1, 2"); got != "copies|9|routed\nitems|1|a2" {
+		t.Fatalf("target:\n%s", got)
+	}
+	if got := pgRows(t, dsn, "SELECT commit_lsn, tx_pos, events FROM pgflo.progress WHERE group_name = 'g1'"); got != "0/2000|2|5" {
+		t.Fatalf("progress: %s", got)
+	}
+}
+
+func TestPGOutputReportsChangeErrors(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text CHECK (v <> 'bad'))")
+	out := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: g1", dsn))
+	err := out.WriteBatch(context.Background(), service.MessageBatch{
+		pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "ok"),
+		pgTestEvent(event.Insert, "items", "0/1000", 1, 2, "bad"),
+	})
+	if err == nil || !strings.Contains(err.Error(), `apply INSERT to "public"."items" key (id)=(2) at LSN 0/F81`) {
+		t.Fatalf("error %v", err)
+	}
+	// Not a change event: the batch fails, naming the message.
+	err = out.WriteBatch(context.Background(), service.MessageBatch{service.NewMessage([]byte(`{"hello":1}`))})
+	if err == nil || !strings.Contains(err.Error(), "message 0 of the batch: decode change event") {
+		t.Fatalf("error %v", err)
+	}
+	flagged := pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "ok")
+	flagged.SetError(errors.New("malformed pack"))
+	err = out.WriteBatch(context.Background(), service.MessageBatch{flagged})
+	if err == nil || !strings.Contains(err.Error(), "malformed pack") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestPGOutputReconnects(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text)")
+	out := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: recon", dsn))
+	testenv.Exec(t, dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgflo pg_flo_postgres recon'")
+	time.Sleep(100 * time.Millisecond)
+	batch := service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "a")}
+	ctx := context.Background()
+	if err := out.WriteBatch(ctx, batch); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("error %v, want ErrNotConnected", err)
+	}
+	if err := out.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM items"); n != 1 {
+		t.Fatalf("%d rows", n)
+	}
+}
+
+// The output runs in a Benthos stream: batching policy and acks.
+func TestPGOutputInAStream(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text)")
+	b := service.NewStreamBuilder()
+	if err := b.SetLoggerYAML("level: WARN"); err != nil {
+		t.Fatal(err)
+	}
+	produce, err := b.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddOutputYAML(fmt.Sprintf("pg_flo_postgres:\n  dsn: %q\n  group: s\n  batching: {count: 3}", dsn)); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- stream.Run(ctx) }()
+	// Each produce waits for its ack, which comes once the output's batch
+	// of three is written.
+	acks := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() { acks <- produce(ctx, service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", i, i, "x")}) }()
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-acks; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pgRows(t, dsn, "SELECT count(*), max(batches) FROM items, pgflo.progress"); got != "3|1" {
+		t.Fatalf("rows and batches: %s", got)
+	}
+	if err := stream.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+}
