@@ -2,7 +2,10 @@
 // first look (make demo): a PostgreSQL cluster with wal_level=logical, the
 // embedded JetStream (`pgflo nats`), the replicator and the worker as two
 // pgflo processes running resources/replicator.yaml and resources/worker.yaml,
-// and a few inserts, updates and deletes shown arriving as change events.
+// and a few inserts, updates and deletes shown arriving as change events. A
+// second worker transforms the same stream (emails masked, minors filtered
+// out, deletes not applied) into a target PostgreSQL database, and the demo
+// prints source and target side by side.
 package main
 
 import (
@@ -60,7 +63,15 @@ func run(bin string, keep bool) error {
 	}
 	defer pg.Stop()
 	dsn := pg.AdminDSN()
-	if err := exec1(ctx, dsn, `CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text, age int)`); err != nil {
+	const schema = `CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text, age int)`
+	if err := exec1(ctx, dsn, schema); err != nil {
+		return err
+	}
+	if err := exec1(ctx, dsn, "CREATE DATABASE target"); err != nil {
+		return err
+	}
+	targetDSN := pg.DSN("target")
+	if err := exec1(ctx, targetDSN, schema); err != nil {
 		return err
 	}
 
@@ -93,6 +104,16 @@ func run(bin string, keep bool) error {
 		return err
 	}
 	defer halt(wrk)
+	transformCfg := filepath.Join(work, "transform.yaml")
+	if err := os.WriteFile(transformCfg, []byte(fmt.Sprintf(transformWorker, targetDSN)), 0o600); err != nil {
+		return err
+	}
+	say("starting a second worker: mask emails, keep adults, skip deletes, apply to the target database (pg_flo_postgres)")
+	tw, err := start(ctx, work, "transform-worker", append(env, fmt.Sprintf("PGFLO_HTTP_ADDRESS=127.0.0.1:%d", freePort())), bin, "run", transformCfg)
+	if err != nil {
+		return err
+	}
+	defer halt(tw)
 	if err := waitSlot(ctx, dsn); err != nil {
 		return fmt.Errorf("%w (replicator log: %s)", err, filepath.Join(work, "replicator.log"))
 	}
@@ -112,8 +133,96 @@ func run(bin string, keep bool) error {
 	if err != nil {
 		return fmt.Errorf("%w (logs in %s)", err, work)
 	}
+	if err := showTables(ctx, dsn, targetDSN); err != nil {
+		return fmt.Errorf("%w (logs in %s)", err, work)
+	}
 	say("done: %d changes replicated from PostgreSQL through JetStream. Configs: resources/*.yaml", seen)
 	return nil
+}
+
+// transformWorker is the second worker's config: its own durable consumer,
+// so it reads every change too.
+const transformWorker = `
+http:
+  address: ${PGFLO_HTTP_ADDRESS}
+input:
+  pg_flo_worker:
+    url: ${PGFLO_NATS_URL}
+    group: demo
+    durable: pgflo_demo_target
+pipeline:
+  processors:
+    - pg_flo_rules:
+        rules:
+          tables:
+            users:
+              - type: transform
+                column: email
+                parameters: { type: mask, mask_char: "*" }
+              - type: filter
+                column: age
+                parameters: { operator: gte, value: 18 }
+                operations: [INSERT, UPDATE]
+    - pg_flo_route:
+        routes:
+          users:
+            operations: [INSERT, UPDATE]
+output:
+  pg_flo_postgres:
+    dsn: %q
+    group: demo
+logger:
+  level: WARN
+`
+
+// showTables waits until the target holds the transformed rows, then prints
+// source and target.
+func showTables(ctx context.Context, source, target string) error {
+	const query = "SELECT id, email, name, age FROM users ORDER BY id"
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rows, err := queryAll(ctx, target, query)
+		if err == nil && len(rows) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the target did not get the transformed rows within 60s (has %d)", len(rows))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, side := range []struct{ name, dsn string }{{"source", source}, {"target (emails masked, minors filtered, deletes skipped)", target}} {
+		rows, err := queryAll(ctx, side.dsn, query)
+		if err != nil {
+			return err
+		}
+		say("%s users:", side.name)
+		for _, r := range rows {
+			fmt.Println("    " + strings.Join(r, "  "))
+		}
+	}
+	return nil
+}
+
+func queryAll(ctx context.Context, dsn, sql string) ([][]string, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, sql, pgx.QueryResultFormats{pgx.TextFormatCode})
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]string
+	for rows.Next() {
+		var row []string
+		for _, v := range rows.RawValues() {
+			row = append(row, string(v))
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
 }
 
 // follow prints the output file's events as they arrive, until want are seen
