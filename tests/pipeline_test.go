@@ -101,7 +101,7 @@ func (p *pipeline) slot() string { return replication.PgFloName(p.group) }
 // startWorker starts the worker with outputYAML (default: the file output).
 func (p *pipeline) startWorker(outputYAML string) {
 	p.t.Helper()
-	p.startWorkerWith("", outputYAML)
+	p.startWorkerWith(p.workerProcessors, outputYAML)
 }
 
 // startWorkerWith starts the worker with processorsYAML (list items of
@@ -114,7 +114,7 @@ func (p *pipeline) startWorkerWith(processorsYAML, outputYAML string) {
 	}
 	pipelineYAML := ""
 	if processorsYAML != "" {
-		pipelineYAML = "pipeline:\n  processors:\n" + processorsYAML
+		pipelineYAML = "pipeline:\n  processors:\n" + strings.TrimRight(processorsYAML, "\n") + "\n"
 	}
 	cfg := p.writeConfig("worker.yaml", fmt.Sprintf(`%s
 input:
