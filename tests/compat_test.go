@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,4 +196,60 @@ func TestPrintConfigRunsTheSame(t *testing.T) {
 		}
 		return n == 50
 	})
+}
+
+// `worker webhook` POSTs each change, in pg_flo's JSON shape, and a target
+// that fails for a while gets every change once it answers again.
+func TestPgFloWebhookSink(t *testing.T) {
+	src := pg.NewDatabase(t)
+	testenv.Exec(t, src, compatSchema)
+	var (
+		mu       sync.Mutex
+		failing  = true
+		received []map[string]any
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		var ev map[string]any
+		if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &ev) != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		received = append(received, ev)
+	}))
+	defer srv.Close()
+	p := newPipeline(t, src, "hook")
+	p.startReplicator()
+	testenv.StartProcess(t, "worker", p.bin, "worker", "webhook", "--group", "hook", "--nats-url", p.nats.URL(), "--webhook-url", srv.URL)
+	populate(t, src, 1, 30)
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	testenv.Eventually(t, 60*time.Second, "30 POSTs", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(received) >= 30
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	ids := map[float64]bool{}
+	for _, ev := range received {
+		if ev["Type"] != "INSERT" || ev["Table"] != "users" {
+			t.Fatalf("POSTed %v", ev)
+		}
+		if nt, ok := ev["NewTuple"].(map[string]any); ok {
+			id, _ := nt["id"].(float64)
+			ids[id] = true
+		}
+	}
+	if len(ids) != 30 {
+		t.Errorf("%d distinct ids POSTed, want 30", len(ids))
+	}
 }
