@@ -1,11 +1,12 @@
 package tests
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,23 +24,18 @@ func scrape(t *testing.T, url string) string {
 	return string(body)
 }
 
-// metricValue finds, in the json_api metrics document, the metric whose
-// name and labels match pattern.
+// metricValue finds, in the Prometheus exposition, the sample whose name and
+// labels match pattern.
 func metricValue(metrics, pattern string) (float64, bool) {
-	var all map[string]any
-	if json.Unmarshal([]byte(metrics), &all) != nil {
+	m := regexp.MustCompile(`(?m)^` + pattern + ` ([-+0-9.eE]+)$`).FindStringSubmatch(metrics)
+	if m == nil {
 		return 0, false
 	}
-	re := regexp.MustCompile(`^` + pattern + `$`)
-	for name, v := range all {
-		if f, ok := v.(float64); ok && re.MatchString(name) {
-			return f, true
-		}
-	}
-	return 0, false
+	v, err := strconv.ParseFloat(m[len(m)-1], 64)
+	return v, err == nil
 }
 
-// The replicator's metrics show the events by table and op, and the lag
+// The replicator's Prometheus metrics show the events by table and op, and the lag
 // gauge falls to 0 once the output caught up; /ready answers while the
 // replication connection is up.
 func TestReplicatorMetrics(t *testing.T) {
@@ -68,6 +64,17 @@ func TestReplicatorMetrics(t *testing.T) {
 	writeRange(t, dsn, 1, 3000, 100)
 	testenv.Exec(t, dsn, "UPDATE items SET v = 'x' WHERE id <= 10")
 	var metrics string
+	defer func() {
+		if t.Failed() {
+			var lines []string
+			for _, l := range strings.Split(metrics, "\n") {
+				if strings.HasPrefix(l, "pg_flo_") {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("pg_flo metrics:\n%s", strings.Join(lines, "\n"))
+		}
+	}()
 	testenv.Eventually(t, 30*time.Second, "3000 inserts and 10 updates counted, then the lag back at 0", func() bool {
 		metrics = scrape(t, base+"/metrics")
 		inserts, _ := metricValue(metrics, `pg_flo_events_total\{.*op="INSERT".*table="public.items".*\}`)

@@ -76,7 +76,7 @@ func (p *pipeline) httpSection() string {
 	if p.replicatorHTTP == "" {
 		return quietHTTP
 	}
-	return strings.Replace(quietHTTP, "  enabled: false", "  address: "+p.replicatorHTTP, 1) + "metrics:\n  json_api: {}\n"
+	return strings.Replace(quietHTTP, "  enabled: false", "  address: "+p.replicatorHTTP, 1) + "metrics:\n  prometheus: {}\n"
 }
 
 // startReplicator starts the replicator and waits until it streams from the

@@ -324,14 +324,9 @@ func TestPostgresConstraintViolationStopsThenResumes(t *testing.T) {
 	}
 	t.Logf("refused before %s; the user drops the constraint and restarts the worker", lsn)
 	testenv.Exec(t, target, "ALTER TABLE small DROP CONSTRAINT small_v_check")
-	// (a worker whose batch is being refused may need SIGKILL to stop:
-	// nothing is lost either way)
-	if err := p.worker.Stop(); err != nil {
-		t.Logf("worker stop: %v", err)
-	}
+	// Restarted the hard way: a worker whose batch is being refused does not
+	// stop within Benthos' shutdown timeout, and nothing is lost either way.
+	p.worker.Kill()
 	p.startWorker(postgresOutput(target, "refuse", ""))
 	waitDigestsEqual(t, source, target, []string{"small"}, 60*time.Second)
 }
-
-// The end-to-end DDL test above runs against the replicator's DDL capture
-// (track_ddl); internal/apply's tests replay hand-built DDL events.
