@@ -4,7 +4,7 @@ GO ?= go
 BIN ?= ./pgflo
 export CGO_ENABLED ?= 0
 
-.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot clean
+.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply clean
 
 build:
 	$(GO) build -o $(BIN) .
@@ -16,12 +16,14 @@ demo: build
 # concurrent engines with the race detector), resources linted and unit-tested.
 test: fmt-check vet build lint-resources
 	$(GO) test -count=1 -timeout 20m ./...
-	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./inputs/ ./outputs/
+	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./internal/apply/ ./inputs/ ./outputs/
 	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 5s ./internal/event/
 	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 5s ./internal/replication/
 	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 5s ./internal/pgcodec/
 	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 5s ./internal/pgcodec/
 	$(GO) test -run XXX -fuzz FuzzParseEvent -fuzztime 5s ./internal/change/
+	$(GO) test -run XXX -fuzz FuzzDecodeEvent -fuzztime 5s ./internal/apply/
+	$(GO) test -run XXX -fuzz FuzzTokenize -fuzztime 5s ./internal/ddl/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml
@@ -46,6 +48,11 @@ bench-processors:
 
 bench-snapshot: build
 	$(GO) run ./bench/snapshot --bin $(BIN) --out bench/results/snapshot.md
+
+# pg_flo_postgres: initial sync and backlog catch-up next to COPY pipes and
+# native logical replication.
+bench-apply: build
+	$(GO) run ./bench/apply --bin $(BIN) --out bench/results/apply.md
 
 clean:
 	rm -f $(BIN)

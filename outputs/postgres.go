@@ -249,12 +249,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	}
 	if syncSchema {
 		o.syncer = schemasync.New(sourceDSN, o.log)
-		o.cfg.CreateTable = o.syncer.TableCreator(func(schema string) string {
-			if to, ok := mapping[schema]; ok {
-				return to
-			}
-			return schema
-		})
+		o.cfg.CreateTable = o.syncer.TableCreator(o.cfg.TargetSchema)
 	}
 	return o, policy, nil
 }
@@ -317,18 +312,24 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 }
 
 // WriteBatch applies the batch in one transaction and returns once it
-// committed.
+// committed. The batch is decoded on another goroutine while the applier
+// works, so a snapshot's rows stream into COPY as they are decoded.
 func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.applier == nil {
 		return service.ErrNotConnected
 	}
-	changes, err := o.changes(batch)
-	if err != nil {
-		return err
-	}
-	res, err := o.applier.Apply(ctx, changes)
+	feed := apply.NewFeed(len(batch))
+	stop := make(chan struct{})
+	decoded := make(chan struct{})
+	go func() {
+		defer close(decoded)
+		o.decode(batch, feed, stop)
+	}()
+	res, err := o.applier.ApplyFeed(ctx, feed)
+	close(stop)
+	<-decoded // the decoder's cache is the next batch's
 	if errors.Is(err, apply.ErrConnection) {
 		o.log.Warnf("Lost the connection to the target; reconnecting: %v", err)
 		_ = o.applier.Close(context.Background())
@@ -339,47 +340,59 @@ func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		return err
 	}
 	if res.Serial {
-		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", len(changes))
+		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", len(batch))
 	}
 	return nil
 }
 
-// changes decodes the batch's events and where they go.
-func (o *pgOutput) changes(batch service.MessageBatch) ([]*apply.Change, error) {
-	out := make([]*apply.Change, len(batch))
+// decode decodes the batch's events, and where they go, into feed, until
+// stop is closed.
+func (o *pgOutput) decode(batch service.MessageBatch, feed *apply.Feed, stop <-chan struct{}) {
 	chs := make([]apply.Change, len(batch))
 	for i, msg := range batch {
-		if err := msg.GetError(); err != nil {
-			return nil, fmt.Errorf("message %d of the batch is flagged as failed: %w", i, err)
-		}
-		body, err := msg.AsBytes()
-		if err != nil {
-			return nil, fmt.Errorf("message %d of the batch: %w", i, err)
+		select {
+		case <-stop:
+			return
+		default:
 		}
 		ch := &chs[i]
-		if err := o.decoder.Decode(body, &ch.Event); err != nil {
-			return nil, fmt.Errorf("message %d of the batch: %w", i, err)
+		if err := o.decodeMessage(i, msg, ch); err != nil {
+			feed.Fail(err)
+			return
 		}
-		ch.Index, ch.Pos = i, -1
-		if text, ok := msg.MetaGet(event.MetaTxPos); ok && text != "" {
-			if ch.Pos, err = strconv.ParseInt(text, 10, 64); err != nil {
-				return nil, fmt.Errorf("message %d of the batch: metadata %s=%q is not a position", i, event.MetaTxPos, text)
-			}
-		}
-		schema, table := ch.Schema, ch.Table
-		if s, ok := msg.MetaGet(event.MetaSchema); ok && s != "" {
-			schema = s
-		}
-		if t, ok := msg.MetaGet(event.MetaTable); ok && t != "" {
-			table = t
-		}
-		if schema != ch.Schema || table != ch.Table {
-			ch.Source = apply.TableName{Schema: ch.Schema, Name: ch.Table}
-		}
-		ch.Target = o.applier.Target(schema, table)
-		out[i] = ch
+		feed.Add(ch)
 	}
-	return out, nil
+}
+
+func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) error {
+	if err := msg.GetError(); err != nil {
+		return fmt.Errorf("message %d of the batch is flagged as failed: %w", i, err)
+	}
+	body, err := msg.AsBytes()
+	if err != nil {
+		return fmt.Errorf("message %d of the batch: %w", i, err)
+	}
+	if err := o.decoder.Decode(body, &ch.Event); err != nil {
+		return fmt.Errorf("message %d of the batch: %w", i, err)
+	}
+	ch.Index, ch.Pos = i, -1
+	if text, ok := msg.MetaGet(event.MetaTxPos); ok && text != "" {
+		if ch.Pos, err = strconv.ParseInt(text, 10, 64); err != nil {
+			return fmt.Errorf("message %d of the batch: metadata %s=%q is not a position", i, event.MetaTxPos, text)
+		}
+	}
+	schema, table := ch.Schema, ch.Table
+	if s, ok := msg.MetaGet(event.MetaSchema); ok && s != "" {
+		schema = s
+	}
+	if t, ok := msg.MetaGet(event.MetaTable); ok && t != "" {
+		table = t
+	}
+	if schema != ch.Schema || table != ch.Table {
+		ch.Source = apply.TableName{Schema: ch.Schema, Name: ch.Table}
+	}
+	ch.Target = o.applier.Target(schema, table)
+	return nil
 }
 
 // Close closes the target and source connections. It is safe to call more

@@ -223,7 +223,9 @@ func TestPGOutputInAStream(t *testing.T) {
 	// of three is written.
 	acks := make(chan error, 3)
 	for i := 0; i < 3; i++ {
-		go func() { acks <- produce(ctx, service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", i, i, "x")}) }()
+		go func() {
+			acks <- produce(ctx, service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", i, i, "x")})
+		}()
 	}
 	for i := 0; i < 3; i++ {
 		if err := <-acks; err != nil {

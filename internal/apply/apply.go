@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -259,10 +260,6 @@ func (a *Applier) Close(ctx context.Context) error {
 	return a.conn.Close(ctx)
 }
 
-// Conn returns the applier's connection (schema sync creates tables on
-// it).
-func (a *Applier) Conn() *pgx.Conn { return a.conn }
-
 type nopLogger struct{}
 
 func (nopLogger) Debugf(string, ...any) {}
@@ -278,21 +275,25 @@ func (nopLogger) Warnf(string, ...any)  {}
 // change, which both finds the change at fault and gets past constraints
 // that only hold in the source's order (a unique column two rows swap).
 func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) {
-	for _, ch := range changes {
-		if ch.Target.Name == "" {
-			ch.Target = a.Target(ch.Schema, ch.Table)
-		}
-	}
+	return a.ApplyFeed(ctx, FeedOf(changes))
+}
+
+// ApplyFeed is Apply for a batch still being decoded (see Feed). A decoding
+// failure is returned as it is, once nothing of the batch was committed.
+func (a *Applier) ApplyFeed(ctx context.Context, f *Feed) (Result, error) {
 	serial := false
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		res, err := a.applyOnce(ctx, changes, serial)
+		res, err := a.applyOnce(ctx, f, serial)
 		if err == nil {
 			res.Serial = serial
 			return res, nil
 		}
 		a.invalidate()
+		var decodeErr *feedError
 		switch {
+		case errors.As(err, &decodeErr):
+			return res, decodeErr.err
 		case a.conn.IsClosed() || connectionLost(err):
 			_ = a.conn.Close(context.Background())
 			if errors.Is(err, ErrConnection) {
@@ -302,7 +303,7 @@ func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) 
 		case ctx.Err() != nil:
 			return res, err
 		case retryable(err) && attempt < a.cfg.Retries:
-			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", len(changes), backoff, err)
+			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", f.total, backoff, err)
 			select {
 			case <-ctx.Done():
 				return res, ctx.Err()
@@ -310,7 +311,7 @@ func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) 
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		case !serial && !retryable(err):
-			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", len(changes), err)
+			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", f.total, err)
 			serial = true
 		default:
 			return res, err
@@ -321,10 +322,15 @@ func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) 
 // Target returns the target table of a source schema and table: the
 // schema through the schema mapping.
 func (a *Applier) Target(schema, table string) TableName {
-	if to, ok := a.cfg.SchemaMapping[schema]; ok {
-		schema = to
+	return TableName{Schema: a.cfg.TargetSchema(schema), Name: table}
+}
+
+// TargetSchema maps a source schema through the schema mapping.
+func (c *Config) TargetSchema(schema string) string {
+	if to, ok := c.SchemaMapping[schema]; ok {
+		return to
 	}
-	return TableName{Schema: schema, Name: table}
+	return schema
 }
 
 // invalidate forgets the target's table definitions: after a failure (a
@@ -375,20 +381,31 @@ func (b *batchTx) rollback() {
 	}
 }
 
-func (a *Applier) applyOnce(ctx context.Context, changes []*Change, serial bool) (res Result, err error) {
+func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial bool) (res Result, err error) {
 	b, err := a.begin(ctx)
 	if err != nil {
 		return res, err
 	}
 	defer func() { b.rollback() }()
-	pending := changes[:0:0]
-	for _, ch := range changes {
-		if a.applied(ch, b.at) {
-			res.Skipped++
-			continue
+	// A leading run of inserts (a snapshot) is written as it is decoded.
+	streamed := 0
+	var copied []*Change
+	if !serial && a.cfg.CopyMinRows > 0 {
+		if streamed, copied, err = a.streamInserts(ctx, b, f); err != nil {
+			return res, err
 		}
-		pending = append(pending, ch)
+		res.Skipped = streamed - len(copied)
 	}
+	b.done = copied
+	applied, skipped, err := a.applyRest(ctx, b, f, streamed, serial)
+	if err != nil {
+		return res, err
+	}
+	changes, err := f.all()
+	if err != nil {
+		return res, err
+	}
+	res.Skipped += skipped
 	if res.Skipped > 0 {
 		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, len(changes), a.cfg.Group, b.at)
 	}
@@ -397,41 +414,166 @@ func (a *Applier) applyOnce(ctx context.Context, changes []*Change, serial bool)
 			delete(a.noCopyBatches, name)
 		}
 	}
-
-	p := &planner{
-		lookup:  func(ch *Change) (*Table, error) { return a.table(ctx, ch) },
-		serial:  serial,
-		reorder: a.cfg.DisableForeignKeys,
-		copyMin: a.cfg.CopyMinRows,
-		noCopy:  func(t *Table) bool { return a.noCopyBatches[t.Name] > 0 },
-	}
-	start := 0
-	for i := 0; i <= len(pending); i++ {
-		if i < len(pending) && pending[i].Op != event.DDL {
-			continue
-		}
-		if i > start {
-			steps, err := p.plan(pending[start:i])
-			if err != nil {
-				return res, err
-			}
-			if err := a.execSteps(ctx, b.tx, steps); err != nil {
-				return res, err
-			}
-			b.done = append(b.done, pending[start:i]...)
-		}
-		if i < len(pending) {
-			if err := a.applyDDL(ctx, b, pending[i]); err != nil {
-				return res, err
-			}
-		}
-		start = i + 1
-	}
 	if err := a.commit(ctx, b); err != nil {
 		return res, err
 	}
-	res.Applied = len(pending)
+	res.Applied = len(copied) + applied
 	return res, nil
+}
+
+// planChunk is how many changes are planned together. Planning the next
+// chunk while the server executes this one keeps both busy; merging
+// happens within a chunk. (A variable for tests.)
+var planChunk = 1024
+
+// planItem is what the planning goroutine hands the executor: the steps of
+// a chunk, or a DDL event to replay, or a change whose target table it
+// needs (the catalog is read on the executor's connection).
+type planItem struct {
+	steps   []*step
+	changes []*Change // what steps apply
+	skipped int       // changes of the chunk already applied
+	err     error
+	ddl     *Change
+	resolve *Change
+	table   chan tableResult // answers resolve
+	replay  chan error       // answers ddl
+}
+
+type tableResult struct {
+	t   *Table
+	err error
+}
+
+// errStopped ends the planning goroutine when the executor gave up.
+var errStopped = errors.New("apply stopped")
+
+// applyRest applies the feed's changes from index from on, in b: a
+// goroutine plans chunk after chunk as they are decoded while this one
+// executes them in order. It returns how many changes were applied and how
+// many skipped as already applied.
+func (a *Applier) applyRest(ctx context.Context, b *batchTx, f *Feed, from int, serial bool) (applied, skipped int, err error) {
+	items := make(chan planItem, 1)
+	stop := make(chan struct{})
+	noCopy := map[TableName]bool{}
+	for name := range a.noCopyBatches {
+		noCopy[name] = true
+	}
+	go a.planChunks(f, from, serial, b.at, noCopy, items, stop)
+	defer func() {
+		// Let the planner end: it may still be waiting for an answer.
+		close(stop)
+		for it := range items {
+			if it.table != nil {
+				it.table <- tableResult{err: errStopped}
+			}
+			if it.replay != nil {
+				it.replay <- errStopped
+			}
+		}
+	}()
+	for it := range items {
+		switch {
+		case it.err != nil:
+			return applied, skipped, it.err
+		case it.resolve != nil:
+			t, err := a.table(ctx, it.resolve)
+			it.table <- tableResult{t, err}
+		case it.ddl != nil:
+			err := a.applyDDL(ctx, b, it.ddl)
+			it.replay <- err
+			if err != nil {
+				return applied, skipped, err
+			}
+			applied++
+		default:
+			skipped += it.skipped
+			if err := a.execSteps(ctx, b.tx, it.steps); err != nil {
+				return applied, skipped, err
+			}
+			b.done = append(b.done, it.changes...)
+			applied += len(it.changes)
+		}
+	}
+	return applied, skipped, nil
+}
+
+// planChunks plans the feed's changes from index from on, in chunks, and
+// hands the steps to the executor; it stops at a DDL event until the
+// executor replayed it (the next changes have the new table shape). It
+// never uses the connection: tables are resolved by the executor.
+func (a *Applier) planChunks(f *Feed, from int, serial bool, at Position, noCopy map[TableName]bool, items chan<- planItem, stop <-chan struct{}) {
+	defer close(items)
+	send := func(it planItem) bool {
+		select {
+		case items <- it:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	tables := map[TableName]*Table{}
+	p := &planner{
+		lookup: func(ch *Change) (*Table, error) {
+			if t, ok := tables[ch.Target]; ok {
+				return t, nil
+			}
+			answer := make(chan tableResult, 1)
+			if !send(planItem{resolve: ch, table: answer}) {
+				return nil, errStopped
+			}
+			r := <-answer
+			if r.err == nil {
+				tables[ch.Target] = r.t
+			}
+			return r.t, r.err
+		},
+		serial:  serial,
+		reorder: a.cfg.DisableForeignKeys,
+		copyMin: a.cfg.CopyMinRows,
+		noCopy:  func(t *Table) bool { return noCopy[t.Name] },
+	}
+	for i := from; ; {
+		var chunk []*Change
+		var ddlChange *Change
+		skipped := 0
+		for len(chunk) < planChunk {
+			ch := f.wait(i)
+			if ch == nil {
+				break
+			}
+			i++
+			if ch.Target.Name == "" {
+				ch.Target = a.Target(ch.Schema, ch.Table)
+			}
+			if a.applied(ch, at) {
+				skipped++
+				continue
+			}
+			if ch.Op == event.DDL {
+				ddlChange = ch
+				break
+			}
+			chunk = append(chunk, ch)
+		}
+		if len(chunk) > 0 || skipped > 0 {
+			steps, err := p.plan(chunk)
+			if errors.Is(err, errStopped) || !send(planItem{steps: steps, changes: chunk, skipped: skipped, err: err}) || err != nil {
+				return
+			}
+		}
+		if ddlChange != nil {
+			replayed := make(chan error, 1)
+			if !send(planItem{ddl: ddlChange, replay: replayed}) || <-replayed != nil {
+				return
+			}
+			clear(tables) // new table shapes
+			continue
+		}
+		if f.wait(i) == nil {
+			return
+		}
+	}
 }
 
 // applied reports whether the progress table says the change is applied:
@@ -507,15 +649,15 @@ func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
 	t, err := loadTable(ctx, a.conn, ch.Target, key)
 	if errors.Is(err, ErrTableNotFound) && a.cfg.CreateTable != nil {
 		if err := a.cfg.CreateTable(ctx, a.conn, ch); err != nil {
-			return nil, changeError(ch, nil, nil, fmt.Errorf("sync_schema: %w", err))
+			return nil, changeError(ch, nil, fmt.Errorf("sync_schema: %w", err))
 		}
 		t, err = loadTable(ctx, a.conn, ch.Target, key)
 	}
 	if errors.Is(err, ErrTableNotFound) {
-		return nil, changeError(ch, nil, nil, fmt.Errorf("%w: create it, or enable sync_schema", err))
+		return nil, changeError(ch, nil, fmt.Errorf("%w: create it, or enable sync_schema", err))
 	}
 	if err != nil {
-		return nil, changeError(ch, nil, nil, err)
+		return nil, changeError(ch, nil, err)
 	}
 	if !t.HasKey() {
 		a.log.Warnf("Target table %s has no primary key or NOT NULL unique index: its INSERTs are applied as plain inserts, "+
@@ -597,7 +739,7 @@ func (a *Applier) checkRows(s *step, tag pgconn.CommandTag) {
 func stepError(s *step, err error) error {
 	ch := s.changes[0]
 	if len(s.changes) == 1 {
-		return changeError(ch, s.table, nil, err)
+		return changeError(ch, s.table, err)
 	}
 	last := s.changes[len(s.changes)-1]
 	return fmt.Errorf("%s of %d changes of %s (LSN %s to %s): %w", s.kind, len(s.changes), s.table.Name,
@@ -684,37 +826,45 @@ func (t *Table) sql(kind string, cols []int, build func() string) string {
 // again, say after a snapshot chunk was redone).
 const noCopyAfterConflict = 20
 
-// copyRows loads the rows of a copy step with COPY. For a table with key it
-// runs under a savepoint, and reports false when a row already existed (the
-// caller then upserts the rows instead).
+// copyRows loads the rows of a copy step with COPY (see copyFrom).
 func (a *Applier) copyRows(ctx context.Context, tx pgx.Tx, s *step) (bool, error) {
-	t := s.table
-	var buf bytes.Buffer
-	line := make([]byte, 0, 256)
+	var buf []byte
 	for _, e := range s.rows {
-		line = line[:0]
-		for j, c := range s.cols {
-			if j > 0 {
-				line = append(line, '\t')
-			}
-			if v := e.vals[c]; v.Null {
-				line = append(line, '\\', 'N')
-			} else {
-				line = appendCopyText(line, v.Text)
-			}
-		}
-		line = append(line, '\n')
-		buf.Write(line)
+		buf = appendCopyRow(buf, e.vals, s.cols)
 	}
-	sql := t.sql("c", s.cols, func() string { return copySQL(t, s.cols) })
+	return a.copyFrom(ctx, tx, s.table, s.cols, bytes.NewReader(buf))
+}
+
+// appendCopyRow appends one line of COPY's text format: the values at
+// positions at of vals.
+func appendCopyRow(buf []byte, vals []event.Value, at []int) []byte {
+	for j, i := range at {
+		if j > 0 {
+			buf = append(buf, '\t')
+		}
+		if v := vals[i]; v.Null {
+			buf = append(buf, '\\', 'N')
+		} else {
+			buf = appendCopyText(buf, v.Text)
+		}
+	}
+	return append(buf, '\n')
+}
+
+// copyFrom loads rows (COPY text) into cols of t. For a table with key it
+// runs under a savepoint, and reports false when a row already existed: the
+// COPY is rolled back, the caller upserts the rows instead, and COPY is not
+// tried on the table for a while.
+func (a *Applier) copyFrom(ctx context.Context, tx pgx.Tx, t *Table, cols []int, rows io.Reader) (bool, error) {
+	sql := t.sql("c", cols, func() string { return copySQL(t, cols) })
 	if !t.HasKey() {
-		_, err := a.conn.PgConn().CopyFrom(ctx, &buf, sql)
+		_, err := a.conn.PgConn().CopyFrom(ctx, rows, sql)
 		return err == nil, err
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT pgflo_copy"); err != nil {
 		return false, err
 	}
-	_, err := a.conn.PgConn().CopyFrom(ctx, &buf, sql)
+	_, err := a.conn.PgConn().CopyFrom(ctx, rows, sql)
 	if err != nil {
 		if sqlState(err) != "23505" {
 			return false, err
@@ -722,7 +872,7 @@ func (a *Applier) copyRows(ctx context.Context, tx pgx.Tx, s *step) (bool, error
 		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgflo_copy"); rbErr != nil {
 			return false, rbErr
 		}
-		a.log.Debugf("COPY into %s hit an existing row (%v); upserting its %d rows instead", t.Name, err, len(s.rows))
+		a.log.Debugf("COPY into %s hit an existing row (%v); upserting instead", t.Name, err)
 		a.noCopyBatches[t.Name] = noCopyAfterConflict
 		return false, nil
 	}

@@ -376,6 +376,9 @@ func TestSchemaMappingAndKeyColumns(t *testing.T) {
 // A random workload on two tables, applied in random batches, leaves the
 // target equal to a model that applies the same changes one by one.
 func TestRandomWorkloadMatchesModel(t *testing.T) {
+	// Small chunks: changes of one key are planned in different chunks too.
+	defer func(n int) { planChunk = n }(planChunk)
+	planChunk = 5
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, `CREATE TABLE a (id int8 PRIMARY KEY, email text, n int4, bio text);
 		CREATE TABLE b (id int8 PRIMARY KEY, email text, n int4, bio text)`)
@@ -386,6 +389,9 @@ func TestRandomWorkloadMatchesModel(t *testing.T) {
 	var s stream
 	var pending []*Change
 	for i := 0; i < 3000; i++ {
+		if i == 1500 {
+			planChunk = 1024
+		}
 		table := []string{"a", "b"}[rng.IntN(2)]
 		m := model[table]
 		id := strconv.Itoa(rng.IntN(40))
@@ -666,5 +672,69 @@ func TestTypedEventsRoundTrip(t *testing.T) {
 	want := testenv.QueryRows(t, src, typestest.Digest("types"))[0][0]
 	if got := testenv.QueryRows(t, dst, typestest.Digest("types"))[0][0]; got != want {
 		t.Fatalf("digest %s, source %s", got, want)
+	}
+}
+
+// A leading run of inserts is written with COPY as it is decoded; changes
+// already applied are left out of it, and a decoding failure later in the
+// batch rolls all of it back.
+func TestStreamedInserts(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, func(c *Config) { c.CopyMinRows = 3 })
+	var s stream
+	var batch []*Change
+	for i := 1; i <= 10; i++ {
+		batch = append(batch, ins("users", strconv.Itoa(i), "e", strconv.Itoa(i)))
+	}
+	batch = append(batch, upd("users", "1", "changed", "1"))
+	batch = s.tx(batch...)
+	apply(t, a, batch[:6]...)
+	if res := apply(t, a, batch...); res.Applied != 5 || res.Skipped != 6 {
+		t.Fatalf("result %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT count(*), min(email), max(email), (SELECT events FROM pgflo.progress) FROM users"); got != "10|changed|e|11" {
+		t.Fatalf("target: %s", got)
+	}
+
+	f := NewFeed(5)
+	go func() {
+		more := s.tx(ins("users", "20", "x", "1"), ins("users", "21", "x", "1"), ins("users", "22", "x", "1"), ins("users", "23", "x", "1"))
+		for _, ch := range more {
+			f.Add(ch)
+			time.Sleep(10 * time.Millisecond)
+		}
+		f.Fail(errors.New("message 4 is not an event"))
+	}()
+	if _, err := a.ApplyFeed(context.Background(), f); err == nil || err.Error() != "message 4 is not an event" {
+		t.Fatalf("error %v", err)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM users WHERE id >= 20"); n != 0 {
+		t.Fatalf("%d rows of a failed batch were committed", n)
+	}
+}
+
+// A failure in one chunk while the planner needs the next chunk's table
+// ends cleanly with the error.
+func TestChunkFailureWhilePlanningAhead(t *testing.T) {
+	defer func(n int) { planChunk = n }(planChunk)
+	planChunk = 2
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, `CREATE TABLE a (id int8 PRIMARY KEY, email text, n int4 CHECK (n >= 0), bio text);
+		CREATE TABLE b (id int8 PRIMARY KEY, email text, n int4, bio text); CREATE TABLE c (LIKE b INCLUDING ALL)`)
+	ap, _ := connectApplier(t, dsn, nil)
+	var s stream
+	done := make(chan error, 1)
+	go func() {
+		_, err := ap.Apply(context.Background(), s.tx(ins("a", "1", "x", "1"), ins("a", "2", "x", "-1"), ins("b", "1", "x", "1"), ins("c", "1", "x", "1")))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "(id)=(2)") {
+			t.Fatalf("error %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Apply did not return")
 	}
 }

@@ -80,7 +80,7 @@ func (a *Applier) ddlStatements(ch *Change) ([]string, error) {
 func (a *Applier) applyDDL(ctx context.Context, b *batchTx, ch *Change) error {
 	stmts, err := a.ddlStatements(ch)
 	if err != nil {
-		return changeError(ch, nil, nil, err)
+		return changeError(ch, nil, err)
 	}
 	defer a.invalidate() // the next changes see the new table shape
 	searchPath := pgx.Identifier{ch.Target.Schema}.Sanitize() + ", " + a.searchPath
@@ -88,7 +88,7 @@ func (a *Applier) applyDDL(ctx context.Context, b *batchTx, ch *Change) error {
 		if !ddl.NeedsNoTransaction(stmt) {
 			a.log.Infof("Replaying DDL on %s at LSN %s: %s", ch.Target, event.FormatLSN(ch.LSN), stmt)
 			if err := a.execDDL(ctx, stmt, searchPath, true); err != nil {
-				return changeError(ch, nil, nil, fmt.Errorf("replay DDL %q: %w", stmt, err))
+				return changeError(ch, nil, fmt.Errorf("replay DDL %q: %w", stmt, err))
 			}
 			continue
 		}
@@ -113,7 +113,7 @@ func (a *Applier) applyDDL(ctx context.Context, b *batchTx, ch *Change) error {
 						a.log.Warnf("Could not clear the pending DDL mark: %v", markErr)
 					}
 				}
-				return changeError(ch, nil, nil, fmt.Errorf("replay DDL %q: %w", stmt, err))
+				return changeError(ch, nil, fmt.Errorf("replay DDL %q: %w", stmt, err))
 			}
 		}
 		next, err := a.begin(ctx)

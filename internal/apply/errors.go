@@ -44,7 +44,7 @@ func (e *ChangeError) Unwrap() error { return e.Err }
 
 // changeError wraps err with the change's description. t may be nil (the
 // table is not known); the key then comes from the event's key columns.
-func changeError(ch *Change, t *Table, _ *entry, err error) error {
+func changeError(ch *Change, t *Table, err error) error {
 	var ce *ChangeError
 	if errors.As(err, &ce) {
 		return err

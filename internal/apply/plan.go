@@ -149,7 +149,7 @@ func (p *planner) plan(changes []*Change) ([]*step, error) {
 		}
 		run := p.runFor(t)
 		if err := p.add(run, ch); err != nil {
-			return nil, changeError(ch, t, nil, err)
+			return nil, changeError(ch, t, err)
 		}
 		if p.serial {
 			p.flush()

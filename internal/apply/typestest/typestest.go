@@ -48,23 +48,6 @@ func Table(name string) string {
 )`, name)
 }
 
-// Columns lists the table's columns in order.
-func Columns() []string {
-	def := Table("t")
-	body := def[strings.Index(def, "(")+1 : strings.LastIndex(def, ")")]
-	var cols []string
-	for _, line := range strings.Split(body, "\n") {
-		for _, part := range strings.Split(line, ", ") {
-			part = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(part), ","))
-			if part == "" {
-				continue
-			}
-			cols = append(cols, strings.Fields(part)[0])
-		}
-	}
-	return cols
-}
-
 // Rows inserts the edge-value rows into the table, with ids 1 to 5: ordinary
 // values, extremes and specials (NaN, ±Infinity, infinity dates, BC dates,
 // int8 beyond 2^53, -0), NULLs everywhere, arrays with NULL elements, nested
