@@ -131,6 +131,7 @@ input:
 output:
   pg_flo_postgres:
     dsn: postgres://writer:secret@dest-db:5432/myapp
+    group: users
 `)
 }
 

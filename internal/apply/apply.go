@@ -71,16 +71,6 @@ type Config struct {
 	Logger          Logger
 }
 
-// outputSettings pin the session settings that change how text values are
-// parsed and printed to the ones pg_flo_replicator prints them with.
-var outputSettings = map[string]string{
-	"DateStyle":          "ISO, MDY",
-	"IntervalStyle":      "postgres",
-	"TimeZone":           "UTC",
-	"bytea_output":       "hex",
-	"extra_float_digits": "3",
-}
-
 // Applier applies batches of changes to the target over one connection. It
 // is not safe for concurrent use.
 type Applier struct {
@@ -125,7 +115,7 @@ func Connect(ctx context.Context, cfg Config) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse target dsn %s: %s", pgdsn.Redact(cfg.DSN), redactErr(err, ""))
 	}
-	for k, v := range outputSettings {
+	for k, v := range event.TextFormSettings() {
 		pcfg.RuntimeParams[k] = v
 	}
 	if cfg.ApplicationName != "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/pgdsn"
 )
 
@@ -83,7 +84,7 @@ func connConfig(dsn string) (*pgx.ConnConfig, error) {
 	// session's settings: pin the ones that change the text form, so events
 	// do not depend on role or database defaults (timestamps in UTC ISO
 	// form, bytea as hex, floats exact).
-	for name, value := range outputSettings {
+	for name, value := range event.TextFormSettings() {
 		cfg.RuntimeParams[name] = value
 	}
 	return cfg, nil
@@ -93,15 +94,6 @@ func connConfig(dsn string) (*pgx.ConnConfig, error) {
 // is shown redacted and the driver's text is scrubbed.
 func connectError(dsn, password string, err error) error {
 	return fmt.Errorf("connect to source %s: %s", pgdsn.Redact(dsn), pgdsn.RedactIn(err.Error(), password))
-}
-
-// outputSettings are the session settings that fix values' text form.
-var outputSettings = map[string]string{
-	"DateStyle":          "ISO, MDY",
-	"IntervalStyle":      "postgres",
-	"TimeZone":           "UTC",
-	"bytea_output":       "hex",
-	"extra_float_digits": "3",
 }
 
 // ConnectReplication opens a replication connection (replication=database)
