@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -85,7 +86,9 @@ is applied meanwhile.
 
 DDL events (`+"`pg_flo_replicator`"+` with `+"`track_ddl`"+`) are replayed at their place in the stream: in the batch's
 transaction, or on their own for statements that cannot run in one (`+"`CREATE INDEX CONCURRENTLY`"+`). The table the
-statement names is replaced by the event's target table, so routing renames and schema mappings apply.`).
+statement names is replaced by the event's target table, so routing renames and schema mappings apply.
+
+The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 		Fields(
 			service.NewStringField(pgFieldDSN).
 				Description("Connection string of the target database, as a URL or keyword/value pairs. The password is never logged.").
@@ -178,9 +181,12 @@ func init() {
 
 // pgOutput is the pg_flo_postgres output.
 type pgOutput struct {
-	cfg    apply.Config
-	syncer *schemasync.Syncer
-	log    *service.Logger
+	// applyTime is pg_flo_apply_batch_seconds: the time each committed
+	// batch took, decoding included.
+	applyTime *service.MetricTimer
+	cfg       apply.Config
+	syncer    *schemasync.Syncer
+	log       *service.Logger
 
 	mu      sync.Mutex
 	applier *apply.Applier
@@ -241,7 +247,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 		}
 	}
 
-	o := &pgOutput{log: mgr.Logger()}
+	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
 		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, Retries: retries,
@@ -320,6 +326,7 @@ func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	if o.applier == nil {
 		return service.ErrNotConnected
 	}
+	started := time.Now()
 	feed := apply.NewFeed(len(batch))
 	stop := make(chan struct{})
 	decoded := make(chan struct{})
@@ -339,6 +346,7 @@ func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	if err != nil {
 		return err
 	}
+	o.applyTime.Timing(time.Since(started).Nanoseconds())
 	if res.Serial {
 		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", len(batch))
 	}

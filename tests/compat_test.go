@@ -86,34 +86,55 @@ func stdoutEvents(log string) []map[string]any {
 	return out
 }
 
-// The same run driven only by a pg-flo.yaml (replicator) and only by
-// PG_FLO_* variables (worker stdout, one JSON line per change in pg_flo's
-// shape).
+// The same run driven only by a pg-flo.yaml and only by PG_FLO_* variables:
+// each process once from a config file and once from the environment; the
+// worker's stdout has one JSON line per change in pg_flo's shape.
 func TestPgFloConfigFileAndEnvironment(t *testing.T) {
+	for _, replicatorFromFile := range []bool{true, false} {
+		name := map[bool]string{true: "replicator from file, worker from env", false: "replicator from env, worker from file"}[replicatorFromFile]
+		t.Run(name, func(t *testing.T) { runFileAndEnv(t, replicatorFromFile) })
+	}
+}
+
+func runFileAndEnv(t *testing.T, replicatorFromFile bool) {
 	src := pg.NewDatabase(t)
 	testenv.Exec(t, src, compatSchema)
 	nats := testenv.StartNATS(t)
 	bin := testenv.Binary(t)
+	group := "from-file"
+	if !replicatorFromFile {
+		group = "from-env"
+	}
+	settings := [][2]string{
+		{"host", "127.0.0.1"}, {"port", strconv.Itoa(pg.Port())}, {"dbname", dbName(t, src)}, {"user", "postgres"},
+		{"password", compatPassword}, {"group", group}, {"schema", "public"}, {"tables", "users"}, {"nats-url", nats.URL()},
+	}
+	var file strings.Builder
+	var env []string
+	for _, kv := range settings {
+		fmt.Fprintf(&file, "%s: %q\n", kv[0], kv[1])
+		env = append(env, "PG_FLO_"+strings.ToUpper(strings.ReplaceAll(kv[0], "-", "_"))+"="+kv[1])
+	}
 	cfg := filepath.Join(t.TempDir(), "pg-flo.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`host: 127.0.0.1
-port: %d
-dbname: %s
-user: postgres
-password: %q
-group: from-file
-schema: public
-tables:
-  - users
-nats-url: %s
-`, pg.Port(), dbName(t, src), compatPassword, nats.URL())), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(file.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rep := testenv.StartProcess(t, "replicator", bin, "replicator", "--config", cfg)
+	var rep, wrk *testenv.Process
+	if replicatorFromFile {
+		rep = testenv.StartProcess(t, "replicator", bin, "replicator", "--config", cfg)
+	} else {
+		rep = testenv.StartProcessEnv(t, "replicator", env, bin, "replicator")
+	}
+	slot := "pg_flo_" + strings.ReplaceAll(group, "-", "_") + "_publication"
 	testenv.Eventually(t, 30*time.Second, "the replicator streaming", func() bool {
-		rows := testenv.QueryRows(t, src, "SELECT active::text FROM pg_replication_slots WHERE slot_name = 'pg_flo_from_file_publication'")
+		rows := testenv.QueryRows(t, src, "SELECT active::text FROM pg_replication_slots WHERE slot_name = $1", slot)
 		return len(rows) == 1 && rows[0][0] == "true"
 	})
-	wrk := testenv.StartProcessEnv(t, "worker", []string{"PG_FLO_GROUP=from-file", "PG_FLO_NATS_URL=" + nats.URL()}, bin, "worker", "stdout")
+	if replicatorFromFile {
+		wrk = testenv.StartProcessEnv(t, "worker", env, bin, "worker", "stdout")
+	} else {
+		wrk = testenv.StartProcess(t, "worker", bin, "worker", "stdout", "--config", cfg)
+	}
 	populate(t, src, 1, 20)
 	testenv.Exec(t, src, "UPDATE users SET age = 99 WHERE id = 3; DELETE FROM users WHERE id = 4")
 	var events []map[string]any
@@ -138,8 +159,17 @@ nats-url: %s
 	if del := events[21]; del["Type"] != "DELETE" || del["OldTuple"] == nil || del["NewTuple"] != nil {
 		t.Errorf("DELETE line %v", del)
 	}
-	if !strings.Contains(rep.Log(), "Using config file: "+cfg) {
-		t.Errorf("the replicator did not say which config file it used")
+	fromFile := rep
+	if !replicatorFromFile {
+		fromFile = wrk
+	}
+	if !strings.Contains(fromFile.Log(), "Using config file: "+cfg) {
+		t.Errorf("the process run from the config file did not say which file it used")
+	}
+	for _, p := range []*testenv.Process{rep, wrk} {
+		if strings.Contains(p.Log(), compatPassword) {
+			t.Errorf("a log shows the password")
+		}
 	}
 }
 
