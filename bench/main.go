@@ -23,13 +23,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,28 +72,7 @@ func main() {
 			"next to pg_recvlogical and pg_logical_slot_peek_binary_changes reading the same WAL.\n\nflags:\n")
 		flag.PrintDefaults()
 	}
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := o.validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(2)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	interrupted := ctx.Err() != nil
-	stop()
-	if err != nil {
-		if interrupted {
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench", o.validate, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o *options) validate() error {
@@ -125,33 +102,18 @@ type env struct {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	work, err := os.MkdirTemp("", "pgflo-bench-")
+	work, removeWork, err := benchkit.WorkDir("pgflo-bench-", o.keep)
 	if err != nil {
-		return fmt.Errorf("create work dir: %w", err)
+		return err
 	}
-	defer func() {
-		if o.keep {
-			benchkit.Say("kept work dir %s", work)
-		} else if rmErr := os.RemoveAll(work); rmErr != nil {
-			benchkit.Warn("remove work dir: %v", rmErr)
-		}
-	}()
+	defer removeWork()
 
 	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
-	pg, err := testenv.StartPostgres()
+	pg, stopPG, err := benchkit.StartPostgres(o.keep, " (the next harness run removes it once it is a minute old)")
 	if err != nil {
-		return fmt.Errorf("start PostgreSQL: %w", err)
+		return err
 	}
-	defer func() {
-		if o.keep {
-			if stopErr := pg.StopServer(); stopErr != nil {
-				benchkit.Warn("%v", stopErr)
-			}
-			benchkit.Say("kept PostgreSQL data dir %s (the next harness run removes it once it is a minute old)", filepath.Dir(pg.LogFile()))
-		} else if stopErr := pg.Stop(); stopErr != nil {
-			benchkit.Warn("%v", stopErr)
-		}
-	}()
+	defer stopPG()
 
 	var e env
 	dsn, err := prepareSource(ctx, pg, o, &e)
@@ -369,38 +331,14 @@ type pgfloResult struct {
 func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (res pgfloResult, err error) {
 	res.endToEnd = benchkit.Measurement{Reader: "pgflo replicator→JetStream→worker→file"}
 	res.replicator = benchkit.Measurement{Reader: "pgflo replicator→JetStream (stream holds all)"}
-	var procs []*benchkit.Proc // stopped in reverse order
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			if stopErr := procs[i].Stop(); stopErr != nil && err == nil {
-				benchkit.Warn("%v\n%s", stopErr, procs[i].Describe())
-			}
-		}
-	}()
-	// describeAll adds the end of every process log to a failure.
-	describeAll := func(err error) error {
-		var b strings.Builder
-		b.WriteString(err.Error())
-		for _, p := range procs {
-			b.WriteString("\n")
-			b.WriteString(p.Describe())
-		}
-		return errors.New(b.String())
-	}
+	var procs benchkit.Procs // stopped in reverse order
+	defer func() { procs.StopAll(err == nil) }()
 
-	natsPort, err := testenv.FreePort()
-	if err != nil {
-		return res, err
-	}
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	natsProc, err := benchkit.StartProc(work, "nats", o.bin, "nats", "--port", strconv.Itoa(natsPort), "--store-dir", filepath.Join(work, "nats-store"))
+	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
 	if err != nil {
 		return res, err
 	}
 	procs = append(procs, natsProc)
-	if err := benchkit.WaitTCP(natsProc, natsPort, 30*time.Second); err != nil {
-		return res, err
-	}
 	watch, err := benchkit.NewStreamWatch(natsURL, group)
 	if err != nil {
 		return res, err
@@ -439,22 +377,11 @@ output:
 		return res, err
 	}
 
-	rep, err := benchkit.StartProc(work, "replicator", o.bin, "run", repCfg)
+	rep, worker, err := procs.StartPipeline(ctx, work, o.bin, repCfg, workerCfg, watch)
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, rep)
 	t0 := rep.Started
-	// The worker needs the group's stream, which the replicator's output
-	// creates; started earlier it would only fail and retry with backoff.
-	if err := watch.WaitCreated(ctx, rep, 60*time.Second); err != nil {
-		return res, describeAll(err)
-	}
-	worker, err := benchkit.StartProc(work, "worker", o.bin, "run", workerCfg)
-	if err != nil {
-		return res, err
-	}
-	procs = append(procs, worker)
 
 	counter := newOutputCounter(output, table)
 	deadline := t0.Add(o.timeout)
@@ -469,7 +396,7 @@ output:
 		if !res.replicator.OK {
 			holds, err := watch.Holds(ctx, lastLSN)
 			if err != nil {
-				return res, describeAll(err)
+				return res, procs.Describe(err)
 			}
 			if holds {
 				res.replicator.Seconds, res.replicator.OK = time.Since(t0).Seconds(), true
@@ -478,17 +405,15 @@ output:
 		if res.endToEnd.OK && res.replicator.OK {
 			break
 		}
-		for _, p := range procs {
-			if p.Exited() {
-				return res, describeAll(fmt.Errorf("%s exited during the run (%v); output so far: %s", p.Name, p.Err(), counter.summary()))
-			}
+		if err := procs.Exited(counter.summary); err != nil {
+			return res, err
 		}
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		now := time.Now()
 		if now.After(deadline) {
-			return res, describeAll(fmt.Errorf("pgflo did not deliver all %d changes within %v; output so far: %s; the stream holds the last change: %v",
+			return res, procs.Describe(fmt.Errorf("pgflo did not deliver all %d changes within %v; output so far: %s; the stream holds the last change: %v",
 				o.updates, o.timeout, counter.summary(), res.replicator.OK))
 		}
 		if now.After(nextProgress) {

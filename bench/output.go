@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
 	"github.com/pgflo/pgflo/internal/event"
 )
 
@@ -14,11 +11,8 @@ import (
 // and counts the distinct UPDATE events of table t by LSN, so that an event
 // delivered twice (at-least-once) does not end the measurement early.
 type outputCounter struct {
-	path    string
-	table   string
-	off     int64
-	partial []byte // an incomplete last line, completed by the next read
-	buf     []byte
+	*benchkit.FileLines
+	table string
 
 	lines   int                 // complete lines read
 	updates int                 // UPDATE events of table
@@ -29,7 +23,7 @@ type outputCounter struct {
 }
 
 func newOutputCounter(path, table string) *outputCounter {
-	return &outputCounter{path: path, table: table, buf: make([]byte, 1<<20), lsns: make(map[string]struct{})}
+	return &outputCounter{FileLines: benchkit.NewFileLines(path, 1<<20), table: table, lsns: make(map[string]struct{})}
 }
 
 // distinct is the number of distinct UPDATE events of the table seen so far.
@@ -38,51 +32,8 @@ func (c *outputCounter) distinct() int { return len(c.lsns) }
 // duplicates is how many UPDATE events were seen more than once.
 func (c *outputCounter) duplicates() int { return c.updates - len(c.lsns) }
 
-// poll reads what was appended to the file since the last poll. A file that
-// does not exist yet is empty.
-func (c *outputCounter) poll() error {
-	f, err := os.Open(c.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read worker output: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(c.off, io.SeekStart); err != nil {
-		return fmt.Errorf("read worker output: %w", err)
-	}
-	for {
-		n, err := f.Read(c.buf)
-		if n > 0 {
-			c.off += int64(n)
-			c.consume(c.buf[:n])
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read worker output: %w", err)
-		}
-	}
-}
-
-func (c *outputCounter) consume(data []byte) {
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			c.partial = append(c.partial, data...)
-			return
-		}
-		line := data[:i]
-		if len(c.partial) > 0 {
-			line = append(c.partial, line...)
-			c.partial = c.partial[:0]
-		}
-		c.line(line)
-		data = data[i+1:]
-	}
-}
+// poll reads what was appended to the file since the last poll.
+func (c *outputCounter) poll() error { return c.Poll(c.line) }
 
 func (c *outputCounter) line(line []byte) {
 	c.lines++
@@ -91,10 +42,7 @@ func (c *outputCounter) line(line []byte) {
 	case err != nil:
 		c.bad++
 		if c.badLine == "" {
-			c.badLine = string(line)
-			if len(c.badLine) > 300 {
-				c.badLine = c.badLine[:300] + "…"
-			}
+			c.badLine = benchkit.Clip(line, 300)
 		}
 	case h.Op == event.Update && h.Table == c.table:
 		c.updates++

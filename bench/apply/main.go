@@ -35,10 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,27 +89,7 @@ func main() {
 			"backlog of single-row UPDATEs, next to COPY pipes and PostgreSQL's native logical replication.\n\nflags:\n")
 		flag.PrintDefaults()
 	}
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "bench/apply: unexpected argument %q\n", flag.Arg(0))
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := o.validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/apply:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	interrupted := ctx.Err() != nil
-	stop()
-	if err != nil {
-		if interrupted {
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		fmt.Fprintln(os.Stderr, "bench/apply:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench/apply", o.validate, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o *options) validate() error {
@@ -150,32 +127,17 @@ type bench struct {
 func (b *bench) dsn(db string) string { return b.pg.DSN(db) }
 
 func run(ctx context.Context, o options) (err error) {
-	work, err := os.MkdirTemp("", "pgflo-bench-apply-")
+	work, removeWork, err := benchkit.WorkDir("pgflo-bench-apply-", o.keep)
 	if err != nil {
-		return fmt.Errorf("create work dir: %w", err)
+		return err
 	}
-	defer func() {
-		if o.keep {
-			benchkit.Say("kept work dir %s", work)
-		} else if rmErr := os.RemoveAll(work); rmErr != nil {
-			benchkit.Warn("remove work dir: %v", rmErr)
-		}
-	}()
+	defer removeWork()
 	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off); source and targets are databases of it")
-	pg, err := testenv.StartPostgres()
+	pg, stopPG, err := benchkit.StartPostgres(o.keep, "")
 	if err != nil {
-		return fmt.Errorf("start PostgreSQL: %w", err)
+		return err
 	}
-	defer func() {
-		if o.keep {
-			if stopErr := pg.StopServer(); stopErr != nil {
-				benchkit.Warn("%v", stopErr)
-			}
-			benchkit.Say("kept PostgreSQL data dir %s", filepath.Dir(pg.LogFile()))
-		} else if stopErr := pg.Stop(); stopErr != nil {
-			benchkit.Warn("%v", stopErr)
-		}
-	}()
+	defer stopPG()
 	b := &bench{o: o, work: work, pg: pg}
 	if err := b.prepare(ctx); err != nil {
 		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())

@@ -24,13 +24,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/pgflo/pgflo/bench/internal/benchkit"
-	"github.com/pgflo/pgflo/internal/testenv"
 )
 
 const (
@@ -62,28 +58,7 @@ func main() {
 			"next to COPY ... TO STDOUT of the same table on 1 connection and in 4 ctid ranges on 4 connections.\n\nflags:\n")
 		flag.PrintDefaults()
 	}
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "bench/snapshot: unexpected argument %q\n", flag.Arg(0))
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err := o.validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/snapshot:", err)
-		os.Exit(2)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	interrupted := ctx.Err() != nil
-	stop()
-	if err != nil {
-		if interrupted {
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		fmt.Fprintln(os.Stderr, "bench/snapshot:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench/snapshot", o.validate, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o *options) validate() error {
@@ -102,33 +77,18 @@ func (o *options) validate() error {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	work, err := os.MkdirTemp("", "pgflo-bench-snapshot-")
+	work, removeWork, err := benchkit.WorkDir("pgflo-bench-snapshot-", o.keep)
 	if err != nil {
-		return fmt.Errorf("create work dir: %w", err)
+		return err
 	}
-	defer func() {
-		if o.keep {
-			benchkit.Say("kept work dir %s", work)
-		} else if rmErr := os.RemoveAll(work); rmErr != nil {
-			benchkit.Warn("remove work dir: %v", rmErr)
-		}
-	}()
+	defer removeWork()
 
 	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
-	pg, err := testenv.StartPostgres()
+	pg, stopPG, err := benchkit.StartPostgres(o.keep, " (the next harness run removes it once it is a minute old)")
 	if err != nil {
-		return fmt.Errorf("start PostgreSQL: %w", err)
+		return err
 	}
-	defer func() {
-		if o.keep {
-			if stopErr := pg.StopServer(); stopErr != nil {
-				benchkit.Warn("%v", stopErr)
-			}
-			benchkit.Say("kept PostgreSQL data dir %s (the next harness run removes it once it is a minute old)", filepath.Dir(pg.LogFile()))
-		} else if stopErr := pg.Stop(); stopErr != nil {
-			benchkit.Warn("%v", stopErr)
-		}
-	}()
+	defer stopPG()
 
 	src, err := prepareSource(ctx, pg, o)
 	if err != nil {

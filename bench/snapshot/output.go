@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
 	"github.com/pgflo/pgflo/internal/event"
 )
 
@@ -17,12 +15,9 @@ import (
 // early. The table is not written during the run, so every line must be a
 // snapshot INSERT of it; anything else is counted as bad.
 type outputCounter struct {
-	path    string
-	table   string
-	rows    int // ids run from 1 to rows
-	off     int64
-	partial []byte // an incomplete last line, completed by the next read
-	buf     []byte
+	*benchkit.FileLines
+	table string
+	rows  int // ids run from 1 to rows
 
 	lines    int      // complete lines read
 	snapshot int      // snapshot INSERTs of table
@@ -33,57 +28,14 @@ type outputCounter struct {
 }
 
 func newOutputCounter(path, table string, rows int) *outputCounter {
-	return &outputCounter{path: path, table: table, rows: rows, buf: make([]byte, 4<<20), seen: make([]uint64, rows/64+1)}
+	return &outputCounter{FileLines: benchkit.NewFileLines(path, 4<<20), table: table, rows: rows, seen: make([]uint64, rows/64+1)}
 }
 
 // duplicates is how many snapshot rows were seen more than once.
 func (c *outputCounter) duplicates() int { return c.snapshot - c.distinct }
 
-// poll reads what was appended to the file since the last poll. A file that
-// does not exist yet is empty.
-func (c *outputCounter) poll() error {
-	f, err := os.Open(c.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read worker output: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(c.off, io.SeekStart); err != nil {
-		return fmt.Errorf("read worker output: %w", err)
-	}
-	for {
-		n, err := f.Read(c.buf)
-		if n > 0 {
-			c.off += int64(n)
-			c.consume(c.buf[:n])
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read worker output: %w", err)
-		}
-	}
-}
-
-func (c *outputCounter) consume(data []byte) {
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			c.partial = append(c.partial, data...)
-			return
-		}
-		line := data[:i]
-		if len(c.partial) > 0 {
-			line = append(c.partial, line...)
-			c.partial = c.partial[:0]
-		}
-		c.line(line)
-		data = data[i+1:]
-	}
-}
+// poll reads what was appended to the file since the last poll.
+func (c *outputCounter) poll() error { return c.Poll(c.line) }
 
 var (
 	snapshotTrue = []byte(`,"snapshot":true,`)
@@ -122,10 +74,7 @@ func (c *outputCounter) line(line []byte) {
 func (c *outputCounter) badLineSeen(line []byte) {
 	c.bad++
 	if c.badLine == "" {
-		c.badLine = string(line)
-		if len(c.badLine) > 300 {
-			c.badLine = c.badLine[:300] + "…"
-		}
+		c.badLine = benchkit.Clip(line, 300)
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/pgflo/pgflo/bench/internal/benchkit"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/state"
-	"github.com/pgflo/pgflo/internal/testenv"
 )
 
 // completeGrace is how long the benchmark waits, after the output holds
@@ -42,38 +41,14 @@ func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloRe
 	res.endToEnd = benchkit.Measurement{Reader: "pgflo copy_and_stream: replicator→JetStream→worker→file (every row in the file)"}
 	res.complete = benchkit.Measurement{Reader: "pgflo replicator: KV snapshot record complete (every chunk acked by JetStream)"}
 	res.repCPU, res.workerCPU, res.natsCPU = -1, -1, -1
-	var procs []*benchkit.Proc // stopped in reverse order
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			if stopErr := procs[i].Stop(); stopErr != nil && err == nil {
-				benchkit.Warn("%v\n%s", stopErr, procs[i].Describe())
-			}
-		}
-	}()
-	// describeAll adds the end of every process log to a failure.
-	describeAll := func(err error) error {
-		var b strings.Builder
-		b.WriteString(err.Error())
-		for _, p := range procs {
-			b.WriteString("\n")
-			b.WriteString(p.Describe())
-		}
-		return errors.New(b.String())
-	}
+	var procs benchkit.Procs // stopped in reverse order
+	defer func() { procs.StopAll(err == nil) }()
 
-	natsPort, err := testenv.FreePort()
-	if err != nil {
-		return res, err
-	}
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	natsProc, err := benchkit.StartProc(work, "nats", o.bin, "nats", "--port", strconv.Itoa(natsPort), "--store-dir", filepath.Join(work, "nats-store"))
+	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
 	if err != nil {
 		return res, err
 	}
 	procs = append(procs, natsProc)
-	if err := benchkit.WaitTCP(natsProc, natsPort, 30*time.Second); err != nil {
-		return res, err
-	}
 	watch, err := benchkit.NewStreamWatch(natsURL, group)
 	if err != nil {
 		return res, err
@@ -127,22 +102,11 @@ output:
 		return res, err
 	}
 
-	rep, err := benchkit.StartProc(work, "replicator", o.bin, "run", repCfg)
+	rep, worker, err := procs.StartPipeline(ctx, work, o.bin, repCfg, workerCfg, watch)
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, rep)
 	t0 := rep.Started
-	// The worker needs the group's stream, which the replicator's output
-	// creates; started earlier it would only fail and retry with backoff.
-	if err := watch.WaitCreated(ctx, rep, 60*time.Second); err != nil {
-		return res, describeAll(err)
-	}
-	worker, err := benchkit.StartProc(work, "worker", o.bin, "run", workerCfg)
-	if err != nil {
-		return res, err
-	}
-	procs = append(procs, worker)
 	benchkit.Say("    the stream existed after %.3fs; worker started", time.Since(t0).Seconds())
 
 	counter := newOutputCounter(output, table, o.rows)
@@ -160,7 +124,7 @@ output:
 		if !res.complete.OK {
 			snap, err := kv.load(ctx)
 			if err != nil {
-				return res, describeAll(err)
+				return res, procs.Describe(err)
 			}
 			if snap != nil {
 				res.chunks = chunkCount(snap)
@@ -172,17 +136,15 @@ output:
 		if res.endToEnd.OK && (res.complete.OK || time.Now().After(kvGiveUp)) {
 			break
 		}
-		for _, p := range procs {
-			if p.Exited() {
-				return res, describeAll(fmt.Errorf("%s exited during the run (%v); output so far: %s", p.Name, p.Err(), counter.summary()))
-			}
+		if err := procs.Exited(counter.summary); err != nil {
+			return res, err
 		}
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		now := time.Now()
 		if now.After(deadline) {
-			return res, describeAll(fmt.Errorf("pgflo did not deliver all %d rows within %v; output so far: %s; KV record complete: %v (%s)",
+			return res, procs.Describe(fmt.Errorf("pgflo did not deliver all %d rows within %v; output so far: %s; KV record complete: %v (%s)",
 				o.rows, o.timeout, counter.summary(), res.complete.OK, kv.summary()))
 		}
 		if now.After(nextProgress) {
@@ -200,11 +162,11 @@ output:
 	if err := counter.poll(); err != nil {
 		return res, err
 	}
-	res.lines, res.duplicates, res.outputBytes = counter.lines, counter.duplicates(), counter.off
+	res.lines, res.duplicates, res.outputBytes = counter.lines, counter.duplicates(), counter.Offset()
 	benchkit.Say("    %.3fs end to end (KV record complete after %s); output: %s",
 		res.endToEnd.Seconds, secondsOrDash(res.complete), counter.summary())
 	if counter.bad > 0 {
-		return res, describeAll(fmt.Errorf("the output has %d lines that are not snapshot rows of %s (first: %s)", counter.bad, table, counter.badLine))
+		return res, procs.Describe(fmt.Errorf("the output has %d lines that are not snapshot rows of %s (first: %s)", counter.bad, table, counter.badLine))
 	}
 
 	res.repRSS, _ = rep.MaxRSS()

@@ -23,37 +23,6 @@ type source struct {
 	fillTime   time.Duration
 }
 
-// createTable is the benchmark's table: one column of each type the issue
-// names. fill gives every row distinct values, some NULLs, and text that
-// COPY has to escape (tabs, quotes, backslashes).
-const createTable = `CREATE TABLE ` + table + ` (
-	id     bigint PRIMARY KEY,
-	n      int NOT NULL,
-	s      text,
-	amount numeric(16,4),
-	ts     timestamptz NOT NULL,
-	flag   bool,
-	doc    jsonb,
-	uid    uuid,
-	blob   bytea,
-	tags   text[]
-)`
-
-const fill = `INSERT INTO ` + table + `
-SELECT g,
-	(g::bigint * 7919 %% 2000003 - 1000000)::int,
-	CASE WHEN g %% 10 = 0 THEN NULL
-	     WHEN g %% 10 = 1 THEN E'tab\there, quote " and backslash \\ in row ' || g
-	     ELSE 'row ' || g || ' ' || md5(g::text) END,
-	round(g * 3.14159::numeric / 7, 4) * CASE WHEN g %% 2 = 0 THEN 1 ELSE -1 END,
-	timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 seconds',
-	CASE WHEN g %% 7 = 0 THEN NULL ELSE g %% 2 = 0 END,
-	jsonb_build_object('id', g, 'name', 'item ' || g, 'tags', jsonb_build_array('a', g %% 5), 'ok', g %% 3 = 0),
-	md5(g::text || 'u')::uuid,
-	decode(md5(g::text), 'hex'),
-	ARRAY['t' || g %% 10, CASE WHEN g %% 4 = 0 THEN NULL ELSE 'q"' || g END, 'x,y']
-FROM generate_series(1, %d) g`
-
 // prepareSource creates the bench database and the table, fills it, and
 // leaves it vacuumed, analyzed and checkpointed, so reading it writes nothing.
 func prepareSource(ctx context.Context, pg *testenv.Postgres, o options) (source, error) {
@@ -79,10 +48,10 @@ func prepareSource(ctx context.Context, pg *testenv.Postgres, o options) (source
 	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(o.rows))
 	start := time.Now()
 	steps := []struct{ what, sql string }{
-		{"create table", createTable},
+		{"create table", benchkit.MixedTable(table)},
 		// Nothing may write to the table's pages while the readers run.
 		{"disable autovacuum", "ALTER TABLE " + table + " SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"},
-		{"fill table", fmt.Sprintf(fill, o.rows)},
+		{"fill table", benchkit.MixedFill(table, o.rows)},
 		// Hint bits and the visibility map set now, not by the first reader.
 		{"vacuum analyze", "VACUUM (ANALYZE, FREEZE) " + table},
 		{"checkpoint", "CHECKPOINT"},

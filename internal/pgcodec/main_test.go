@@ -1,7 +1,6 @@
 package pgcodec
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -10,18 +9,7 @@ import (
 
 var pg *testenv.Postgres
 
-func TestMain(m *testing.M) {
-	var err error
-	if pg, err = testenv.StartPostgres(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := pg.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 
 func testenvQuery(t *testing.T, dsn, sql string) [][]string {
 	t.Helper()

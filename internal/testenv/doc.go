@@ -10,18 +10,7 @@
 //
 //	var pg *testenv.Postgres
 //
-//	func TestMain(m *testing.M) {
-//		var err error
-//		if pg, err = testenv.StartPostgres(); err != nil {
-//			fmt.Fprintln(os.Stderr, err)
-//			os.Exit(1)
-//		}
-//		code := m.Run()
-//		if err := pg.Stop(); err != nil {
-//			fmt.Fprintln(os.Stderr, err)
-//		}
-//		os.Exit(code)
-//	}
+//	func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 //
 //	func TestSomething(t *testing.T) {
 //		dsn := pg.NewDatabase(t)
