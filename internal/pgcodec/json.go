@@ -249,4 +249,3 @@ func appendRawJSON(buf []byte, raw []byte) []byte {
 func AppendJSONString(buf []byte, s string) []byte {
 	return event.AppendJSONString(buf, s)
 }
-
