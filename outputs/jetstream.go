@@ -514,6 +514,13 @@ func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
 			}
 			it.Tx, it.Pos = tx, pos
 		}
+		if rowsText, ok := msg.MetaGet(event.MetaPackRows); ok {
+			rows, err := strconv.Atoi(rowsText)
+			if err != nil || rows < 1 {
+				return nil, fmt.Errorf("message %d: metadata %s=%q is not a positive row count", i, event.MetaPackRows, rowsText)
+			}
+			it.Rows = rows
+		}
 		schema, hasSchema := msg.MetaGet(event.MetaSchema)
 		table, hasTable := msg.MetaGet(event.MetaTable)
 		if !hasSchema || !hasTable {

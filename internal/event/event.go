@@ -53,6 +53,10 @@ const (
 	// de-duplication ids are derived from.
 	MetaTx    = "pg_flo_tx"
 	MetaTxPos = "pg_flo_tx_pos"
+	// MetaPackRows marks a message that holds a pack of snapshot rows
+	// (internal/copypack) instead of one event: its value is the decimal
+	// number of rows, and pg_flo_tx_pos is the position of the first one.
+	MetaPackRows = "pg_flo_pack_rows"
 )
 
 // Column describes one column of the event's table.

@@ -21,9 +21,11 @@ import (
 const UnitEvents = 1024
 
 // Encoded is one change event, encoded, with the fields Benthos metadata
-// carries.
+// carries; or, when Rows > 0, a pack of that many snapshot rows
+// (internal/copypack) whose first row is at position Pos.
 type Encoded struct {
 	JSON   []byte
+	Rows   int
 	Op     event.Op
 	Schema string
 	Table  string
@@ -33,6 +35,9 @@ type Encoded struct {
 	Tx  string
 	Pos int
 }
+
+// Count is the number of events e stands for.
+func (e *Encoded) Count() int { return max(e.Rows, 1) }
 
 // Unit is a run of consecutive events of one transaction: the whole
 // transaction, or a piece of at most UnitEvents of a larger one.
@@ -44,6 +49,15 @@ type Unit struct {
 	// Chunk is set on a snapshot chunk's last unit: the chunk is copied
 	// once the unit is acknowledged.
 	Chunk *ChunkRef
+}
+
+// Count is the number of events the unit stands for (a pack counts its rows).
+func (u *Unit) Count() int {
+	n := 0
+	for i := range u.Events {
+		n += u.Events[i].Count()
+	}
+	return n
 }
 
 // ChunkRef names a snapshot chunk.
@@ -141,10 +155,15 @@ func (a *Arena) Encode(ev *event.Event) []byte {
 	return a.chunk[start:len(a.chunk):len(a.chunk)]
 }
 
-// Meta returns the metadata pairs of an encoded event, in a fixed order.
-func (e *Encoded) Meta() [6][2]string {
-	return [6][2]string{
+// Meta returns the metadata pairs of an encoded event (or pack), in a fixed
+// order.
+func (e *Encoded) Meta() [][2]string {
+	meta := [][2]string{
 		{event.MetaOp, string(e.Op)}, {event.MetaSchema, e.Schema}, {event.MetaTable, e.Table},
 		{event.MetaLSN, e.LSN}, {event.MetaTx, e.Tx}, {event.MetaTxPos, strconv.Itoa(e.Pos)},
 	}
+	if e.Rows > 0 {
+		meta = append(meta, [2]string{event.MetaPackRows, strconv.Itoa(e.Rows)})
+	}
+	return meta
 }

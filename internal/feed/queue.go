@@ -40,9 +40,9 @@ func (q *queue) push(ctx context.Context, u *Unit, wait time.Duration) (bool, er
 	defer timer.Stop()
 	for {
 		q.mu.Lock()
-		if len(q.units) == 0 || q.events+len(u.Events) <= q.maxEvents {
+		if n := u.Count(); len(q.units) == 0 || q.events+n <= q.maxEvents {
 			q.units = append(q.units, u)
-			q.events += len(u.Events)
+			q.events += n
 			q.mu.Unlock()
 			signal(q.notEmpty)
 			return true, nil
@@ -75,8 +75,12 @@ func (q *queue) pop(ctx context.Context, maxEvents int) ([]*Unit, error) {
 		q.mu.Lock()
 		if len(q.units) > 0 {
 			n, events := 0, 0
-			for n < len(q.units) && (n == 0 || events+len(q.units[n].Events) <= maxEvents) {
-				events += len(q.units[n].Events)
+			for n < len(q.units) {
+				c := q.units[n].Count()
+				if n > 0 && events+c > maxEvents {
+					break
+				}
+				events += c
 				n++
 			}
 			out := make([]*Unit, n)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
+
+	"github.com/pgflo/pgflo/internal/copypack"
 )
 
 // PackWindow is the position window that packs never straddle: events at
@@ -29,6 +31,10 @@ const HeaderEvents = "Pgflo-Events"
 // descriptions again and again: compressed, JetStream stores and sends a
 // fraction of the bytes.
 const HeaderEncoding = "Pgflo-Encoding"
+
+// HeaderFormat names the layout of a packed message's body when it is not
+// NDJSON events: "copy" (internal/copypack) for packed snapshot rows.
+const HeaderFormat = "Pgflo-Format"
 
 // EncodingS2 is the HeaderEncoding value of an S2-compressed body.
 const EncodingS2 = "s2"
@@ -54,8 +60,10 @@ type Item struct {
 	Pos uint64
 	// Subject is the subject the event is published to (see TableSubject).
 	Subject string
-	// Body is the event's JSON.
+	// Body is the event's JSON, or with Rows > 0 a copy pack
+	// (internal/copypack) of Rows snapshot rows at positions Pos.. .
 	Body []byte
+	Rows int
 }
 
 // Limits bound the packs Build makes.
@@ -76,11 +84,14 @@ type Pack struct {
 	// stable identity.
 	MsgID  string
 	Events [][]byte
+	// Rows > 0 marks a copy pack: Events holds its one body, standing for
+	// Rows events.
+	Rows int
 }
 
 // Packed reports whether the pack holds more than one event, i.e. whether it
 // is published as a packed message with the HeaderEvents header.
-func (p Pack) Packed() bool { return len(p.Events) > 1 }
+func (p Pack) Packed() bool { return len(p.Events) > 1 || p.Rows > 0 }
 
 // Size is the length of Body.
 func (p Pack) Size() int {
@@ -106,7 +117,13 @@ func (p Pack) Body() []byte {
 func (p Pack) Msg() *nats.Msg {
 	m := nats.NewMsg(p.Subject)
 	m.Data = p.Body()
-	if p.Packed() {
+	switch {
+	case p.Rows > 0:
+		m.Header.Set(HeaderFormat, copypack.Format)
+		m.Header.Set(HeaderEvents, strconv.Itoa(p.Rows))
+		m.Data = s2.Encode(nil, m.Data)
+		m.Header.Set(HeaderEncoding, EncodingS2)
+	case p.Packed():
 		m.Header.Set(HeaderEvents, strconv.Itoa(len(p.Events)))
 		m.Data = s2.Encode(nil, m.Data)
 		m.Header.Set(HeaderEncoding, EncodingS2)
@@ -167,6 +184,16 @@ func Build(items []Item, lim Limits) []Pack {
 		size              int
 	}
 	for _, it := range items {
+		if it.Rows > 0 {
+			// Packed already: published as it is, never merged.
+			p := Pack{Subject: it.Subject, Events: [][]byte{it.Body}, Rows: it.Rows}
+			if it.Tx != "" {
+				p.MsgID = MsgID(it.Tx, it.Pos, it.Pos+uint64(it.Rows)-1)
+			}
+			packs = append(packs, p)
+			run.open = false
+			continue
+		}
 		packable := it.Tx != "" && lim.MaxEvents > 1 && bytes.IndexByte(it.Body, '\n') < 0
 		if run.open && packable {
 			cur := &packs[len(packs)-1]
@@ -208,6 +235,44 @@ func EventCount(header nats.Header) int {
 	return n
 }
 
+// IsCopyPack reports whether a message holds a copy pack of snapshot rows
+// (internal/copypack) rather than events.
+func IsCopyPack(header nats.Header) bool { return header.Get(HeaderFormat) == copypack.Format }
+
+// UnpackCopy returns the copy pack of a message for which IsCopyPack holds,
+// checked against the row count its HeaderEvents header declares.
+func UnpackCopy(body []byte, header nats.Header) (*copypack.Pack, error) {
+	body, err := Decompress(body, header)
+	if err != nil {
+		return nil, err
+	}
+	p, err := copypack.Parse(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedPack, err)
+	}
+	if declared := header.Get(HeaderEvents); declared != strconv.Itoa(p.N) {
+		return nil, fmt.Errorf("%w: header %s=%q, the pack holds %d rows", ErrMalformedPack, HeaderEvents, declared, p.N)
+	}
+	return p, nil
+}
+
+// Decompress returns a packed message's body as written, undoing the
+// HeaderEncoding compression.
+func Decompress(body []byte, header nats.Header) ([]byte, error) {
+	switch enc := header.Get(HeaderEncoding); enc {
+	case "":
+		return body, nil
+	case EncodingS2:
+		decoded, err := s2.Decode(nil, body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: body is not valid %s: %v", ErrMalformedPack, EncodingS2, err)
+		}
+		return decoded, nil
+	default:
+		return nil, fmt.Errorf("%w: unknown %s %q", ErrMalformedPack, HeaderEncoding, enc)
+	}
+}
+
 // Unpack returns the events of a message: the lines of the body when header
 // carries HeaderEvents (checked against the declared count), otherwise the
 // whole body as one event. The returned slices share body's memory.
@@ -216,16 +281,12 @@ func Unpack(body []byte, header nats.Header) ([][]byte, error) {
 	if declared == "" {
 		return [][]byte{body}, nil
 	}
-	switch enc := header.Get(HeaderEncoding); enc {
-	case "":
-	case EncodingS2:
-		decoded, err := s2.Decode(nil, body)
-		if err != nil {
-			return nil, fmt.Errorf("%w: body is not valid %s: %v", ErrMalformedPack, EncodingS2, err)
-		}
-		body = decoded
-	default:
-		return nil, fmt.Errorf("%w: unknown %s %q", ErrMalformedPack, HeaderEncoding, enc)
+	if f := header.Get(HeaderFormat); f != "" {
+		return nil, fmt.Errorf("%w: a %s %q message holds packed rows, not events (see UnpackCopy)", ErrMalformedPack, HeaderFormat, f)
+	}
+	body, err := Decompress(body, header)
+	if err != nil {
+		return nil, err
 	}
 	n, err := strconv.Atoi(declared)
 	if err != nil || n < 1 {

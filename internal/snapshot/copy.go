@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
 	"github.com/pgflo/pgflo/internal/replication"
@@ -177,8 +178,9 @@ func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, out
 	sql := fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT", strings.Join(cols, ", "), p.chunk.Relation, where)
 	w := &rowWriter{
 		ctx: ctx, out: out, table: p.table, progress: progress,
-		tx: ChunkTx(job.RunID, p.chunk.ID), lsn: job.LSN, lsnText: event.FormatLSN(job.LSN),
-		unit: &feed.Unit{},
+		tx: ChunkTx(job.RunID, p.chunk.ID), lsnText: event.FormatLSN(job.LSN),
+		header: copypack.AppendHeader(nil, copypack.NewHeader(p.table.Schema, p.table.Name, p.table.Columns, job.LSN)),
+		unit:   &feed.Unit{},
 	}
 	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
 		if w.err != nil {
@@ -189,11 +191,12 @@ func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, out
 	if len(w.partial) > 0 {
 		return fmt.Errorf("copy chunk %d of %s.%s: output ends inside a row", p.chunk.ID, p.table.Schema, p.table.Name)
 	}
+	w.cut()
 	w.unit.Chunk = &feed.ChunkRef{Schema: p.table.Schema, Table: p.table.Name, ID: p.chunk.ID}
 	if err := out.Push(ctx, w.unit); err != nil {
 		return err
 	}
-	progress.copied(p.table, len(w.unit.Events))
+	progress.copied(p.table, w.unit.Count())
 	progress.chunkQueued(p.table)
 	return nil
 }
@@ -205,21 +208,31 @@ func endText(end int64) string {
 	return strconv.FormatInt(end-1, 10)
 }
 
-// rowWriter receives COPY's output and turns complete lines into events.
+// Packs are cut at PackRows rows (the JetStream packing window, see
+// jsproto.PackWindow) or once they hold PackBytes of rows, whichever comes
+// first; compressed, a pack then stays well inside NATS' default max
+// payload of 1 MiB.
+const (
+	PackRows  = feed.UnitEvents
+	PackBytes = 512 << 10
+)
+
+// rowWriter receives COPY's output and packs complete lines, as they are,
+// into copy packs (internal/copypack): one unit per pack.
 type rowWriter struct {
 	ctx      context.Context
 	out      *feed.Feed
 	table    *TableInfo
 	progress *progress
 	tx       string
-	lsn      pglogrepl.LSN
 	lsnText  string
+	header   []byte // the packs' header line
 
 	partial []byte
-	row     event.Row
-	arena   feed.Arena
+	pack    []byte // the pack being filled: header and rows
+	rows    int    // rows in pack
 	unit    *feed.Unit
-	pos     int
+	pos     int // position of the next row in the chunk
 	err     error
 }
 
@@ -231,52 +244,79 @@ func (w *rowWriter) Write(p []byte) (int, error) {
 			w.partial = append(w.partial, p...)
 			return n, nil
 		}
-		w.partial = append(w.partial, p[:i]...)
-		if err := w.line(w.partial); err != nil {
+		w.partial = append(w.partial, p[:i+1]...)
+		if err := w.lines(w.partial, 1); err != nil {
 			return 0, err
 		}
 		w.partial = w.partial[:0]
 		p = p[i+1:]
 	}
-	for {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
+	// Whole lines go into packs in runs: one copy per run, not per row.
+	for len(p) > 0 {
+		last := bytes.LastIndexByte(p, '\n')
+		if last < 0 {
 			break
 		}
-		if err := w.line(p[:i]); err != nil {
+		room := min(PackRows-w.rows, 1<<30)
+		run, rows := wholeLines(p[:last+1], room, PackBytes-len(w.pack))
+		if err := w.lines(run, rows); err != nil {
 			return 0, err
 		}
-		p = p[i+1:]
+		p = p[len(run):]
 	}
 	w.partial = append(w.partial, p...)
 	return n, nil
 }
 
-func (w *rowWriter) line(line []byte) error {
-	row, err := parseCopyLine(line, w.table.Columns, w.row)
-	if err != nil {
-		w.err = fmt.Errorf("row %d: %w", w.pos, err)
-		return w.err
+// wholeLines returns the longest prefix of p (which ends with a newline)
+// holding at most maxRows lines and, unless that is less than one line,
+// at most maxBytes bytes.
+func wholeLines(p []byte, maxRows, maxBytes int) ([]byte, int) {
+	end, rows := 0, 0
+	for rows < maxRows {
+		i := bytes.IndexByte(p[end:], '\n')
+		if i < 0 || (rows > 0 && end+i+1 > maxBytes) {
+			break
+		}
+		end += i + 1
+		rows++
 	}
-	w.row = row
-	ev := event.Event{
-		V: event.Version, Op: event.Insert, Schema: w.table.Schema, Table: w.table.Name,
-		LSN: w.lsn, CommitLSN: w.lsn, Snapshot: true, Columns: w.table.Columns, New: row,
+	return p[:end], rows
+}
+
+// lines adds rows complete lines (each ending in a newline) to the pack,
+// and queues the pack once full.
+func (w *rowWriter) lines(run []byte, rows int) error {
+	if w.rows == 0 {
+		w.pack = make([]byte, 0, min(PackBytes, 64<<10+len(run))+len(w.header))
+		w.pack = append(w.pack, w.header...)
+	}
+	w.pack = append(w.pack, run...)
+	w.rows += rows
+	if w.rows < PackRows && len(w.pack) < PackBytes {
+		return nil
+	}
+	w.cut()
+	if err := w.out.Push(w.ctx, w.unit); err != nil {
+		w.err = err
+		return err
+	}
+	w.progress.copied(w.table, w.unit.Count())
+	w.unit = &feed.Unit{}
+	return nil
+}
+
+// cut closes the pack being filled into the unit.
+func (w *rowWriter) cut() {
+	if w.rows == 0 {
+		return
 	}
 	w.unit.Events = append(w.unit.Events, feed.Encoded{
-		JSON: w.arena.Encode(&ev), Op: event.Insert, Schema: w.table.Schema, Table: w.table.Name,
+		JSON: w.pack, Rows: w.rows, Op: event.Insert, Schema: w.table.Schema, Table: w.table.Name,
 		LSN: w.lsnText, Tx: w.tx, Pos: w.pos,
 	})
-	w.pos++
-	if len(w.unit.Events) == feed.UnitEvents {
-		if err := w.out.Push(w.ctx, w.unit); err != nil {
-			w.err = err
-			return err
-		}
-		w.progress.copied(w.table, len(w.unit.Events))
-		w.unit = &feed.Unit{}
-	}
-	return nil
+	w.pos += w.rows
+	w.pack, w.rows = nil, 0
 }
 
 // scheduler hands out pending chunks, at most perTable of a table at once.

@@ -1,4 +1,4 @@
-package snapshot
+package copypack
 
 import (
 	"testing"
@@ -20,7 +20,7 @@ func TestParseCopyLine(t *testing.T) {
 		{"1\t2\t3\t4", nil, true},
 	}
 	for _, c := range cases {
-		got, err := parseCopyLine([]byte(c.line), cols, nil)
+		got, err := ParseLine([]byte(c.line), cols, nil)
 		if c.err {
 			if err == nil {
 				t.Errorf("%q: want an error", c.line)

@@ -1,17 +1,16 @@
-package snapshot
+package copypack
 
 import (
 	"bytes"
 	"fmt"
-	"strings"
 
 	"github.com/pgflo/pgflo/internal/event"
 )
 
-// parseCopyLine splits one line of COPY's text format into values: fields
+// ParseLine splits one line of COPY's text format into values: fields
 // separated by tabs, \N for NULL, backslash escapes for the rest. The values
 // are then exactly the type output functions' text, as pgoutput sends it.
-func parseCopyLine(line []byte, columns []event.Column, row event.Row) (event.Row, error) {
+func ParseLine(line []byte, columns []event.Column, row event.Row) (event.Row, error) {
 	row = row[:0]
 	for i := range columns {
 		end := bytes.IndexByte(line, '\t')
@@ -27,7 +26,7 @@ func parseCopyLine(line []byte, columns []event.Column, row event.Row) (event.Ro
 		if len(field) == 2 && field[0] == '\\' && field[1] == 'N' {
 			v.Null = true
 		} else {
-			text, err := unescapeCopy(field)
+			text, err := unescape(field)
 			if err != nil {
 				return nil, fmt.Errorf("column %s: %w", columns[i].Name, err)
 			}
@@ -41,44 +40,49 @@ func parseCopyLine(line []byte, columns []event.Column, row event.Row) (event.Ro
 	return row, nil
 }
 
-// unescapeCopy decodes COPY text escapes: \b \f \n \r \t \v \\, \digits
-// (octal) and \xhex; any other escaped character stands for itself.
-func unescapeCopy(field []byte) (string, error) {
+// unescape decodes COPY text escapes into a new string.
+func unescape(field []byte) (string, error) {
 	if bytes.IndexByte(field, '\\') < 0 {
 		return string(field), nil
 	}
-	var b strings.Builder
-	b.Grow(len(field))
+	b, err := appendUnescaped(make([]byte, 0, len(field)), field)
+	return string(b), err
+}
+
+// appendUnescaped appends field with COPY text escapes decoded: \b \f \n \r
+// \t \v \\, \digits (octal) and \xhex; any other escaped character stands
+// for itself.
+func appendUnescaped(b, field []byte) ([]byte, error) {
 	for i := 0; i < len(field); i++ {
 		c := field[i]
 		if c != '\\' {
-			b.WriteByte(c)
+			b = append(b, c)
 			continue
 		}
 		i++
 		if i >= len(field) {
-			return "", fmt.Errorf("COPY field ends with a lone backslash")
+			return b, fmt.Errorf("COPY field ends with a lone backslash")
 		}
 		switch c = field[i]; c {
 		case 'b':
-			b.WriteByte('\b')
+			b = append(b, '\b')
 		case 'f':
-			b.WriteByte('\f')
+			b = append(b, '\f')
 		case 'n':
-			b.WriteByte('\n')
+			b = append(b, '\n')
 		case 'r':
-			b.WriteByte('\r')
+			b = append(b, '\r')
 		case 't':
-			b.WriteByte('\t')
+			b = append(b, '\t')
 		case 'v':
-			b.WriteByte('\v')
+			b = append(b, '\v')
 		case '0', '1', '2', '3', '4', '5', '6', '7':
 			v := int(c - '0')
 			for n := 1; n < 3 && i+1 < len(field) && field[i+1] >= '0' && field[i+1] <= '7'; n++ {
 				i++
 				v = v*8 + int(field[i]-'0')
 			}
-			b.WriteByte(byte(v))
+			b = append(b, byte(v))
 		case 'x':
 			v, n := 0, 0
 			for ; n < 2 && i+1 < len(field) && isHex(field[i+1]); n++ {
@@ -86,15 +90,15 @@ func unescapeCopy(field []byte) (string, error) {
 				v = v*16 + hexValue(field[i])
 			}
 			if n == 0 {
-				b.WriteByte('x')
+				b = append(b, 'x')
 			} else {
-				b.WriteByte(byte(v))
+				b = append(b, byte(v))
 			}
 		default:
-			b.WriteByte(c)
+			b = append(b, c)
 		}
 	}
-	return b.String(), nil
+	return b, nil
 }
 
 func isHex(c byte) bool {

@@ -1,0 +1,108 @@
+package copypack
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/pgflo/pgflo/internal/event"
+)
+
+var testColumns = []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "note", Type: "text", OID: 25}, {Name: "tags", Type: "_text", OID: 1009}}
+
+func testBody(lines ...string) []byte {
+	body := AppendHeader(nil, NewHeader("public", "users", testColumns, 0x16B3748))
+	for _, l := range lines {
+		body = append(body, l...)
+		body = append(body, '\n')
+	}
+	return body
+}
+
+// The expander writes, byte for byte, what encoding each row's event does.
+func TestEventsMatchAppendJSON(t *testing.T) {
+	lines := []string{
+		"1\thello\t{a,b}",
+		"2\t\\N\t\\N",
+		"3\ttab\\there \\\\ \"quoted\" <html> & \\n\\r\\b\\f\\v \\x41\\101 é ✓ \u2028\t{}",
+		"4\t\t{\"x y\",NULL}",
+		"5\t\xff\xfe invalid utf8\t{}",
+	}
+	p, err := Parse(testBody(lines...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.N != len(lines) || p.Schema != "public" || p.Table != "users" || p.LSNValue != 0x16B3748 {
+		t.Fatalf("parsed %+v", p)
+	}
+	events, err := p.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []event.Row
+	if err := p.Values(func(i int, row event.Row) error {
+		rows = append(rows, append(event.Row(nil), row...))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range lines {
+		ev := p.Template()
+		ev.New = rows[i]
+		want := ev.AppendJSON(nil)
+		if !bytes.Equal(events[i], want) {
+			t.Errorf("row %d:\n got %s\nwant %s", i, events[i], want)
+		}
+		if !json.Valid(events[i]) {
+			t.Errorf("row %d: not valid JSON: %s", i, events[i])
+		}
+	}
+	if got := rows[2][1].Text; got != "tab\there \\ \"quoted\" <html> & \n\r\b\f\v AA é ✓ \u2028" {
+		t.Errorf("row 2 note = %q", got)
+	}
+	if !rows[1][1].Null || rows[0][1].Null {
+		t.Errorf("NULLs: %+v %+v", rows[0][1], rows[1][1])
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	good := testBody("1\ta\t{}")
+	cases := map[string][]byte{
+		"no header":     []byte(`{"v":1}`),
+		"bad json":      append([]byte("{\n"), "1\ta\t{}\n"...),
+		"wrong format":  bytes.Replace(good, []byte(`"format":"copy"`), []byte(`"format":"csv"`), 1),
+		"wrong version": bytes.Replace(good, []byte(`"v":1`), []byte(`"v":9`), 1),
+		"no rows":       testBody(),
+		"unterminated":  good[:len(good)-1],
+	}
+	for name, body := range cases {
+		if _, err := Parse(body); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+	p, err := Parse(testBody("1\ta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Events(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("short row: got %v, want ErrMalformed", err)
+	}
+}
+
+func BenchmarkEvents(b *testing.B) {
+	body := testBody()
+	for range 1024 {
+		body = append(body, "123456\tsome text with \\t a tab and more words\t{a,b,c}\n"...)
+	}
+	p, err := Parse(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(p.Rows)))
+	for b.Loop() {
+		if _, err := p.Events(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
