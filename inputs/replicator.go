@@ -19,8 +19,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/pgflo/pgflo/internal/confread"
-	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/snapshot"
@@ -432,44 +432,22 @@ func (in *replicatorInput) countEvents(b *feed.Batch) {
 // toMessages makes one message per event, and per pack of snapshot rows
 // (expanded into its rows' events unless packs is set).
 func toMessages(b *feed.Batch, packs bool) (service.MessageBatch, error) {
-	n := 0
-	for i := range b.Events {
-		if packs {
-			n++
-		} else {
-			n += b.Events[i].Count()
-		}
-	}
-	batch := make(service.MessageBatch, 0, n)
+	batch := make(service.MessageBatch, 0, len(b.Events))
 	for i := range b.Events {
 		e := &b.Events[i]
+		msg := service.NewMessage(e.JSON)
+		for _, kv := range e.Meta() {
+			msg.MetaSetMut(kv[0], kv[1])
+		}
 		if e.Rows == 0 || packs {
-			msg := service.NewMessage(e.JSON)
-			for _, kv := range e.Meta() {
-				msg.MetaSetMut(kv[0], kv[1])
-			}
 			batch = append(batch, msg)
 			continue
 		}
-		p, err := copypack.Parse(e.JSON)
-		if err == nil {
-			var events [][]byte
-			if events, err = p.Events(); err == nil {
-				row := *e
-				row.Rows = 0
-				for j, ev := range events {
-					row.JSON, row.Pos = ev, e.Pos+j
-					msg := service.NewMessage(row.JSON)
-					for _, kv := range row.Meta() {
-						msg.MetaSetMut(kv[0], kv[1])
-					}
-					batch = append(batch, msg)
-				}
-			}
-		}
+		events, err := packmsg.ExpandOne(msg)
 		if err != nil {
 			return nil, fmt.Errorf("expand snapshot rows of %s.%s: %w", e.Schema, e.Table, err)
 		}
+		batch = append(batch, events...)
 	}
 	return batch, nil
 }
