@@ -20,8 +20,8 @@ import (
 
 	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/feed"
-	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/snapshot"
 	"github.com/pgflo/pgflo/internal/source"
