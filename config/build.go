@@ -151,6 +151,7 @@ func Worker(sink string, s Settings) (Built, error) {
 	if f := s.String("routing-config"); f != "" {
 		processors = append(processors, map[string]any{"pg_flo_route": map[string]any{"routing_file": f}})
 	}
+	worker := map[string]any{"url": s.String("nats-url"), "group": s.String("group"), "batch_size": max(s.Int("batch-size"), 1)}
 	var output map[string]any
 	var secrets []Secret
 	switch sink {
@@ -184,11 +185,12 @@ func Worker(sink string, s Settings) (Built, error) {
 			secrets = append(secrets, Secret{EnvName("source-password"), s.String("source-password")})
 		}
 		output = map[string]any{"pg_flo_postgres": pg}
+		// Snapshot rows reach the target's COPY as the source's COPY wrote
+		// them (the processors, when there are any, expand them).
+		worker["snapshot_packs"] = "keep"
 	}
 	doc := map[string]any{
-		"input": map[string]any{"pg_flo_worker": map[string]any{
-			"url": s.String("nats-url"), "group": s.String("group"), "batch_size": max(s.Int("batch-size"), 1),
-		}},
+		"input":  map[string]any{"pg_flo_worker": worker},
 		"output": output,
 		"logger": logger,
 	}

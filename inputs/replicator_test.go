@@ -12,6 +12,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -286,5 +287,96 @@ func TestReplicatorCapturesDDL(t *testing.T) {
 	other := readEvents(t, b, 1)
 	if other[0].Op != event.DDL || other[0].Table != "other" {
 		t.Errorf("group b got %+v", other[0])
+	}
+}
+
+// A copy emits snapshot rows as packs (snapshot_packs, the default) or, with
+// snapshot_packs off, as one event message per row; expanded, the packs are
+// byte for byte those events, with the same metadata.
+func TestReplicatorSnapshotPacks(t *testing.T) {
+	dsn := sharedPostgres(t).NewDatabase(t)
+	nats := testenv.StartNATS(t)
+	testenv.Exec(t, dsn, `CREATE TABLE items (id int PRIMARY KEY, note text, tags text[]);
+		INSERT INTO items SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'tab	and \ and "q" ' || i END, ARRAY['a', i::text]
+		FROM generate_series(1, 2500) i`)
+	read := func(group string, packs bool) (service.MessageBatch, int) {
+		in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\ntables: [items]\nmode: copy\nnats_url: %q\nsnapshot_packs: %v\n", dsn, group, nats.URL(), packs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all service.MessageBatch
+		packMsgs := 0
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			batch, ack, err := in.ReadBatch(ctx)
+			cancel()
+			if err == service.ErrEndOfInput {
+				return all, packMsgs
+			}
+			if err != nil {
+				t.Fatalf("read batch: %v", err)
+			}
+			for _, m := range batch {
+				if packmsg.Rows(m) > 0 {
+					packMsgs++
+					rows, err := packmsg.ExpandOne(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					all = append(all, rows...)
+				} else {
+					all = append(all, m)
+				}
+			}
+			if err := ack(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	packed, packMsgs := read("packs_on", true)
+	plain, plainPacks := read("packs_off", false)
+	if packMsgs == 0 || plainPacks != 0 {
+		t.Fatalf("pack messages: %d with snapshot_packs, %d without", packMsgs, plainPacks)
+	}
+	if len(packed) != 2500 || len(plain) != 2500 {
+		t.Fatalf("rows: %d packed, %d plain; want 2500", len(packed), len(plain))
+	}
+	key := func(m *service.Message) string {
+		b, _ := m.AsBytes()
+		ev, err := event.Decode(b)
+		if err != nil || !ev.Snapshot || ev.Op != event.Insert {
+			t.Fatalf("not a snapshot insert (%v): %s", err, b)
+		}
+		id, _ := ev.New.Get("id")
+		return id.Text
+	}
+	byID := map[string]*service.Message{}
+	for _, m := range plain {
+		byID[key(m)] = m
+	}
+	for _, m := range packed {
+		id := key(m)
+		want := byID[id]
+		if want == nil {
+			t.Fatalf("row %s missing without packs", id)
+		}
+		// The two copies ran at different WAL positions: compare the rest.
+		gb, _ := m.AsBytes()
+		wb, _ := want.AsBytes()
+		gl, _ := m.MetaGet(event.MetaLSN)
+		wl, _ := want.MetaGet(event.MetaLSN)
+		if strings.ReplaceAll(string(gb), gl, "X") != strings.ReplaceAll(string(wb), wl, "X") {
+			t.Fatalf("row %s:\n packed %s\n plain  %s", id, gb, wb)
+		}
+		for _, k := range []string{event.MetaOp, event.MetaSchema, event.MetaTable} {
+			g, _ := m.MetaGet(k)
+			w, _ := want.MetaGet(k)
+			if g != w || g == "" {
+				t.Fatalf("row %s: metadata %s = %q packed, %q plain", id, k, g, w)
+			}
+		}
+		if _, ok := m.MetaGet(event.MetaPackRows); ok {
+			t.Fatalf("row %s: expanded row keeps %s", id, event.MetaPackRows)
+		}
 	}
 }

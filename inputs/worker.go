@@ -17,6 +17,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/natsconf"
+	"github.com/pgflo/pgflo/internal/packmsg"
 )
 
 // Field names of pg_flo_worker; the connection fields are natsconf's.
@@ -30,6 +31,13 @@ const (
 	workerFieldAckWait        = "ack_wait"
 	workerFieldMaxAckPending  = "max_ack_pending"
 	workerFieldDeliver        = "deliver"
+	workerFieldSnapshotPacks  = "snapshot_packs"
+)
+
+// Values of snapshot_packs.
+const (
+	workerPacksExpand = "expand"
+	workerPacksKeep   = "keep"
 )
 
 // WorkerMetaStreamSeq is the metadata key holding the JetStream stream
@@ -58,6 +66,14 @@ The worker half of pg_flo's data path: reads what `+"`pg_flo_jetstream`"+` store
 (explicit acks, unlimited redeliveries) and otherwise reused. Packed messages are unpacked: each event
 becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_schema`, `pg_flo_table`, `pg_flo_lsn`"+`,
 `+"`pg_flo_stream_seq`"+` and, when the message has a pgflo de-duplication id, `+"`pg_flo_tx`"+` and `+"`pg_flo_tx_pos`"+`.
+
+Snapshot rows arrive as copy packs (`+"`Pgflo-Format: copy`"+`, up to 1024 rows of a table in COPY text, see
+`+"`snapshot_packs`"+` of `+"`pg_flo_replicator`"+`). By default (`+"`snapshot_packs: expand`"+`) each row becomes one message
+holding its change event (an INSERT with `+"`\"snapshot\": true`"+`) with the metadata above, so every stock output
+and processor sees one change event per message. With `+"`snapshot_packs: keep`"+` a pack stays one message, its
+body the pack (header line and COPY rows), with the same metadata plus `+"`pg_flo_pack_rows`"+` (the number of
+rows; `+"`pg_flo_tx_pos`"+` is the first row's position): `+"`pg_flo_postgres`"+` copies such rows into the target
+unchanged and pgflo's processors expand them themselves, so a snapshot costs no per-row work until then.
 
 ### Delivery
 
@@ -100,7 +116,7 @@ becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_sche
 				Example([]string{"pgflo.users.public.users", "pgflo.users.public.orders"}).
 				Advanced(),
 			service.NewIntField(workerFieldBatchSize).
-				Description("Most change events in one batch, as pg_flo's `--batch-size`. A packed JetStream message is never split, so a batch holds at least one message even when it has more events.").
+				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events.").
 				Default(1000),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
@@ -121,6 +137,12 @@ becomes one message of the batch, with the metadata `+"`pg_flo_op`, `pg_flo_sche
 				Description("Where a newly created consumer starts; an existing consumer keeps its position.").
 				Default("all").
 				Advanced(),
+			service.NewStringAnnotatedEnumField(workerFieldSnapshotPacks, map[string]string{
+				workerPacksExpand: "One message per snapshot row, holding its change event (an INSERT with `\"snapshot\": true`) and the usual metadata: for any output or processor, which all see one change event per message.",
+				workerPacksKeep:   "One message per pack, its body the pack's rows in COPY text after a header line, with `pg_flo_pack_rows` set to the number of rows and `pg_flo_tx_pos` to the first row's position. Only for pipelines whose processors and output understand packs: `pg_flo_postgres` (which copies the rows unchanged) and pgflo's processors (which expand them). A stock processor or output would see the pack as one opaque message.",
+			}).
+				Description("What becomes of a message holding packed snapshot rows (`Pgflo-Format: copy`). `batch_size` counts a pack's rows either way. Use `keep` in front of `pg_flo_postgres`.").
+				Default(workerPacksExpand),
 		).
 		Fields(natsconf.AuthFields()...).
 		Example("Worker to PostgreSQL", "Apply a group's changes to a target database.", `
@@ -128,6 +150,7 @@ input:
   pg_flo_worker:
     url: nats://localhost:4222
     group: users
+    snapshot_packs: keep # pg_flo_postgres copies snapshot rows as they are
 output:
   pg_flo_postgres:
     dsn: postgres://writer:secret@dest-db:5432/myapp
@@ -163,6 +186,7 @@ type workerConfig struct {
 	ackWait        time.Duration
 	maxAckPending  int
 	deliverNew     bool
+	keepPacks      bool // snapshot_packs: keep
 }
 
 func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
@@ -177,6 +201,7 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	c.ackWait = r.Duration(workerFieldAckWait)
 	c.maxAckPending = r.Int(workerFieldMaxAckPending)
 	deliver := r.String(workerFieldDeliver)
+	packs := r.String(workerFieldSnapshotPacks)
 	if err := r.Err(); err != nil {
 		return c, err
 	}
@@ -223,6 +248,13 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 		c.deliverNew = true
 	default:
 		return c, fmt.Errorf("field %s: unknown policy %q (all or new)", workerFieldDeliver, deliver)
+	}
+	switch packs {
+	case workerPacksExpand:
+	case workerPacksKeep:
+		c.keepPacks = true
+	default:
+		return c, fmt.Errorf("field %s: unknown value %q (%s or %s)", workerFieldSnapshotPacks, packs, workerPacksExpand, workerPacksKeep)
 	}
 	conn, err := natsconf.ParseConn(conf)
 	if err != nil {
@@ -715,7 +747,9 @@ func workerDrainFetch(res jetstream.MessageBatch) ([]jetstream.Msg, error) {
 }
 
 // toMessages unpacks the JetStream messages into one Benthos message per
-// event with its routing metadata. Malformed input is flagged, never dropped.
+// event with its routing metadata; a copy pack becomes one message per row,
+// or one for the pack with snapshot_packs: keep. Malformed input is flagged,
+// never dropped.
 func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 	batch := make(service.MessageBatch, 0, len(msgs))
 	for _, m := range msgs {
@@ -724,14 +758,17 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 			streamSeq = meta.Sequence.Stream
 		}
 		seqText := strconv.FormatUint(streamSeq, 10)
+		if jsproto.IsCopyPack(m.Headers()) {
+			rows, err := w.copyPackMessages(m, seqText)
+			if err != nil {
+				rows = service.MessageBatch{w.malformed(m, streamSeq, seqText, err)}
+			}
+			batch = append(batch, rows...)
+			continue
+		}
 		events, err := jsproto.Unpack(m.Data(), m.Headers())
 		if err != nil {
-			bm := service.NewMessage(m.Data())
-			bm.MetaSet(WorkerMetaStreamSeq, seqText)
-			err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.conf.stream, streamSeq, m.Subject(), err)
-			w.log.Errorf("%v", err)
-			bm.SetError(err)
-			batch = append(batch, bm)
+			batch = append(batch, w.malformed(m, streamSeq, seqText, err))
 			continue
 		}
 		tx, first, last, hasID := jsproto.ParseMsgID(m.Headers().Get(jetstream.MsgIDHeader))
@@ -761,6 +798,54 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 		}
 	}
 	return batch
+}
+
+// malformed returns the message standing for a JetStream message that could
+// not be unpacked: its body as stored, flagged with err, which is logged.
+func (w *workerInput) malformed(m jetstream.Msg, streamSeq uint64, seqText string, err error) *service.Message {
+	bm := service.NewMessage(m.Data())
+	bm.MetaSet(WorkerMetaStreamSeq, seqText)
+	err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.conf.stream, streamSeq, m.Subject(), err)
+	w.log.Errorf("%v", err)
+	bm.SetError(err)
+	return bm
+}
+
+// copyPackMessages returns the messages of a copy pack: the pack as one
+// message (snapshot_packs: keep), or one message per row holding its event
+// (expand). The metadata comes from the pack's header and the message's
+// de-duplication id; no row is parsed for it.
+func (w *workerInput) copyPackMessages(m jetstream.Msg, seqText string) (service.MessageBatch, error) {
+	h := m.Headers()
+	body, err := jsproto.Decompress(m.Data(), h)
+	if err != nil {
+		return nil, err
+	}
+	// UnpackCopy checks the rows against the declared count; the body is
+	// decompressed already, so it gets only that header.
+	p, err := jsproto.UnpackCopy(body, nats.Header{jsproto.HeaderEvents: h.Values(jsproto.HeaderEvents)})
+	if err != nil {
+		return nil, err
+	}
+	pm := service.NewMessage(body)
+	pm.MetaSetMut(WorkerMetaStreamSeq, seqText)
+	pm.MetaSetMut(event.MetaOp, string(event.Insert))
+	pm.MetaSetMut(event.MetaSchema, p.Schema)
+	pm.MetaSetMut(event.MetaTable, p.Table)
+	// As the rows' events write it (the header's text may differ in case).
+	pm.MetaSetMut(event.MetaLSN, event.FormatLSN(p.LSNValue))
+	pm.MetaSetMut(event.MetaPackRows, strconv.Itoa(p.N))
+	if tx, first, last, ok := jsproto.ParseMsgID(h.Get(jetstream.MsgIDHeader)); ok {
+		pm.MetaSetMut(event.MetaTx, tx)
+		// Positions are known per row only when the id's range is dense.
+		if last-first+1 == uint64(p.N) {
+			pm.MetaSetMut(event.MetaTxPos, strconv.FormatUint(first, 10))
+		}
+	}
+	if w.conf.keepPacks {
+		return service.MessageBatch{pm}, nil
+	}
+	return packmsg.ExpandPack(pm, p)
 }
 
 // keepInProgress tells JetStream, every third of ack_wait, that the batch is

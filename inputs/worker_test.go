@@ -1,6 +1,7 @@
 package inputs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,13 +13,16 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // the stream builder's defaults
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/testenv"
 	_ "github.com/pgflo/pgflo/outputs" // pg_flo_jetstream writes what the worker reads
 )
@@ -587,6 +591,7 @@ func TestWorkerConfigErrors(t *testing.T) {
 		{"ack wait", "group: g\nack_wait: 10ms\n", "field ack_wait"},
 		{"max ack pending", "group: g\nbatch_size: 100\nmax_ack_pending: 10\n", "field max_ack_pending"},
 		{"deliver", "group: g\ndeliver: last\n", "deliver"},
+		{"snapshot packs", "group: g\nsnapshot_packs: unpack\n", "snapshot_packs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -602,5 +607,294 @@ func TestWorkerConfigErrors(t *testing.T) {
 	err := service.NewStreamBuilder().AddInputYAML("pg_flo_worker:\n  url: nats://x\n")
 	if err == nil || !strings.Contains(err.Error(), "group") {
 		t.Fatalf("lint of a worker without group: %v, want an error naming group", err)
+	}
+}
+
+// workerPackColumns are the columns of the copy packs of the worker tests.
+var workerPackColumns = []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "note", Type: "text", OID: 25}}
+
+// workerPackLSN is the snapshot point of the copy packs of the worker tests.
+const workerPackLSN = pglogrepl.LSN(0x16B3748)
+
+// workerPackBody returns a copy pack body of table users holding the rows
+// with ids from..from+n-1, with a tab, a quote and a NULL among the notes.
+func workerPackBody(from, n int) []byte {
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", "users", workerPackColumns, workerPackLSN))
+	for id := from; id < from+n; id++ {
+		note := fmt.Sprintf(`note\t"%d"`, id)
+		if id%3 == 0 {
+			note = `\N`
+		}
+		body = fmt.Appendf(body, "%d\t%s\n", id, note)
+	}
+	return body
+}
+
+// workerPackEvents returns the events a copy pack body stands for.
+func workerPackEvents(t *testing.T, body []byte) [][]byte {
+	t.Helper()
+	p, err := copypack.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := p.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// workerPublish publishes items to group g1 as pg_flo_jetstream does
+// (jsproto.Build, Pack.Msg, the de-duplication id), without limits.
+func workerPublish(t *testing.T, js jetstream.JetStream, items ...jsproto.Item) {
+	t.Helper()
+	for _, p := range jsproto.Build(items, jsproto.Limits{}) {
+		var opts []jetstream.PublishOpt
+		if p.MsgID != "" {
+			opts = append(opts, jetstream.WithMsgID(p.MsgID))
+		}
+		if _, err := js.PublishMsg(context.Background(), p.Msg(), opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// workerPackStream stores, in group g1's stream: one plain event (id 1, stream
+// sequence 1), a copy pack of rows 10..12 at positions 0..2 of snapshot
+// unit "snap" (sequence 2) and one of rows 20..21 at positions 1024..1025
+// (sequence 3). It returns the NATS server and the two pack bodies.
+func workerPackStream(t *testing.T) (ns *testenv.NATS, packA, packB []byte) {
+	t.Helper()
+	ns = testenv.StartNATS(t)
+	workerStartWriter(t, ns.URL(), "")(workerTestEvents(1, 1)) // creates the stream
+	packA, packB = workerPackBody(10, 3), workerPackBody(20, 2)
+	workerPublish(t, ns.JetStream(t),
+		jsproto.Item{Tx: "snap", Pos: 0, Subject: "pgflo.g1.public.users", Body: packA, Rows: 3},
+		jsproto.Item{Tx: "snap", Pos: 1024, Subject: "pgflo.g1.public.users", Body: packB, Rows: 2},
+	)
+	return ns, packA, packB
+}
+
+// workerMeta is the metadata of a message that matters here.
+type workerMeta struct{ seq, tx, pos, op, schema, table, lsn, rows string }
+
+func workerMetaOf(m *service.Message) workerMeta {
+	get := func(k string) string { v, _ := m.MetaGet(k); return v }
+	return workerMeta{
+		get(WorkerMetaStreamSeq), get(event.MetaTx), get(event.MetaTxPos), get(event.MetaOp),
+		get(event.MetaSchema), get(event.MetaTable), get(event.MetaLSN), get(event.MetaPackRows),
+	}
+}
+
+// TestWorkerExpandsCopyPacks: by default each row of a copy pack becomes one
+// message holding its change event, with the metadata of an unpacked event.
+func TestWorkerExpandsCopyPacks(t *testing.T) {
+	ns, packA, packB := workerPackStream(t)
+	in, raw := workerTestInput(t, ns.URL(), "")
+	ids, ack, batch := workerRead(t, in)
+	if want := []int{1, 10, 11, 12, 20, 21}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("read ids %v, want %v", ids, want)
+	}
+	wantBodies := append(workerPackEvents(t, packA), workerPackEvents(t, packB)...)
+	lsn := event.FormatLSN(workerPackLSN)
+	for i, m := range batch[1:] {
+		if err := m.GetError(); err != nil {
+			t.Fatalf("row %d flagged: %v", i, err)
+		}
+		body, _ := m.AsBytes()
+		if !bytes.Equal(body, wantBodies[i]) {
+			t.Errorf("row %d:\n got %s\nwant %s", i, body, wantBodies[i])
+		}
+		seq, pos := "2", strconv.Itoa(i)
+		if i >= 3 {
+			seq, pos = "3", strconv.Itoa(1024+i-3)
+		}
+		want := workerMeta{seq: seq, tx: "snap", pos: pos, op: "INSERT", schema: "public", table: "users", lsn: lsn}
+		if got := workerMetaOf(m); got != want {
+			t.Errorf("row %d metadata %+v, want %+v", i, got, want)
+		}
+		ev, err := event.Decode(body)
+		if err != nil || !ev.Snapshot || ev.Op != event.Insert {
+			t.Errorf("row %d: %+v, %v; want a snapshot INSERT", i, ev, err)
+		}
+	}
+	workerAck(t, ack)
+	workerReadNothing(t, in, 300*time.Millisecond)
+	info, err := raw.cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.AckFloor.Stream != 3 {
+		t.Fatalf("after the ack: %d pending, ack floor %d; want 0 and 3", info.NumAckPending, info.AckFloor.Stream)
+	}
+}
+
+// TestWorkerKeepsCopyPacks: with snapshot_packs: keep a copy pack is one
+// message holding the pack as written, which packmsg expands into exactly
+// what the worker's default mode reads.
+func TestWorkerKeepsCopyPacks(t *testing.T) {
+	ns, packA, packB := workerPackStream(t)
+	in, _ := workerTestInput(t, ns.URL(), "durable: keep\nsnapshot_packs: keep")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kept, ack, err := in.ReadBatch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 3 {
+		t.Fatalf("read %d messages, want 3 (an event and two packs)", len(kept))
+	}
+	lsn := event.FormatLSN(workerPackLSN)
+	for i, tt := range []struct {
+		body []byte
+		meta workerMeta
+	}{
+		{packA, workerMeta{"2", "snap", "0", "INSERT", "public", "users", lsn, "3"}},
+		{packB, workerMeta{"3", "snap", "1024", "INSERT", "public", "users", lsn, "2"}},
+	} {
+		m := kept[1+i]
+		if err := m.GetError(); err != nil {
+			t.Fatalf("pack %d flagged: %v", i, err)
+		}
+		if body, _ := m.AsBytes(); !bytes.Equal(body, tt.body) {
+			t.Errorf("pack %d body:\n%s\nwant\n%s", i, body, tt.body)
+		}
+		if got := workerMetaOf(m); got != tt.meta {
+			t.Errorf("pack %d metadata %+v, want %+v", i, got, tt.meta)
+		}
+	}
+	workerAck(t, ack)
+
+	expanded, _ := workerTestInput(t, ns.URL(), "durable: expand")
+	_, ack, want := workerRead(t, expanded)
+	workerAck(t, ack)
+	got := packmsg.Expand(kept)
+	if len(got) != len(want) {
+		t.Fatalf("packmsg.Expand gives %d messages, the worker %d", len(got), len(want))
+	}
+	for i := range got {
+		gb, _ := got[i].AsBytes()
+		wb, _ := want[i].AsBytes()
+		if !bytes.Equal(gb, wb) || workerMetaOf(got[i]) != workerMetaOf(want[i]) {
+			t.Errorf("message %d: expanded %s %+v, worker %s %+v", i, gb, workerMetaOf(got[i]), wb, workerMetaOf(want[i]))
+		}
+	}
+}
+
+// TestWorkerCopyPackBatches: batch_size counts a pack's rows, a pack is
+// never split, and a nacked pack comes again whole before anything newer.
+func TestWorkerCopyPackBatches(t *testing.T) {
+	for _, mode := range []string{"expand", "keep"} {
+		t.Run(mode, func(t *testing.T) {
+			ns, _, _ := workerPackStream(t)
+			in, raw := workerTestInput(t, ns.URL(), "batch_size: 2\nsnapshot_packs: "+mode)
+			read := func(what string, wantMsgs, wantRows int) service.AckFunc {
+				t.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				batch, ack, err := in.ReadBatch(ctx)
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				rows := 0
+				for _, m := range batch {
+					rows += max(packmsg.Rows(m), 1)
+				}
+				if mode == "expand" {
+					wantMsgs = wantRows
+				}
+				if len(batch) != wantMsgs || rows != wantRows {
+					t.Fatalf("%s: %d messages holding %d rows, want %d holding %d", what, len(batch), rows, wantMsgs, wantRows)
+				}
+				return ack
+			}
+			workerAck(t, read("the event alone (the pack would exceed batch_size)", 1, 1))
+			ack := read("pack A", 1, 3)
+			if err := ack(context.Background(), errors.New("target down")); err != nil {
+				t.Fatal(err)
+			}
+			workerAck(t, read("pack A again after the nack", 1, 3))
+			workerAck(t, read("pack B", 1, 2))
+			workerReadNothing(t, in, 300*time.Millisecond)
+			info, err := raw.cons.Info(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumAckPending != 0 || info.AckFloor.Stream != 3 {
+				t.Fatalf("after the acks: %d pending, ack floor %d; want 0 and 3", info.NumAckPending, info.AckFloor.Stream)
+			}
+		})
+	}
+}
+
+// TestWorkerFlagsMalformedCopyPacks: a copy pack that cannot be read is one
+// message flagged with an error naming it, in either mode; nothing is
+// dropped.
+func TestWorkerFlagsMalformedCopyPacks(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	workerStartWriter(t, ns.URL(), "")(workerTestEvents(1, 1))
+	js := ns.JetStream(t)
+	copyMsg := func(body []byte, rows string, compress bool) *nats.Msg {
+		m := nats.NewMsg("pgflo.g1.public.users")
+		m.Header.Set(jsproto.HeaderFormat, copypack.Format)
+		m.Header.Set(jsproto.HeaderEvents, rows)
+		m.Data = body
+		if compress {
+			m.Header.Set(jsproto.HeaderEncoding, jsproto.EncodingS2)
+			m.Data = s2.Encode(nil, body)
+		}
+		return m
+	}
+	badRow := copypack.AppendHeader(nil, copypack.NewHeader("public", "users", workerPackColumns, workerPackLSN))
+	badRow = append(badRow, "1\ta\tthird field\n"...)
+	msgs := []*nats.Msg{
+		copyMsg(workerPackBody(10, 3), "5", true),  // miscounted
+		copyMsg(workerPackBody(10, 3), "3", false), // declared s2 below, but not
+		copyMsg(badRow, "1", true),                 // a row with a field too many
+		copyMsg(workerPackBody(30, 2), "2", true),  // fine
+	}
+	msgs[1].Header.Set(jsproto.HeaderEncoding, jsproto.EncodingS2)
+	for _, m := range msgs {
+		if _, err := js.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		mode     string
+		wantErrs []string // per message; "" for none
+	}{
+		{"expand", []string{"", "sequence 2 (subject pgflo.g1.public.users): malformed packed message: header Pgflo-Events=\"5\", the pack holds 3 rows",
+			"sequence 3 (subject pgflo.g1.public.users): malformed packed message: body is not valid s2",
+			"sequence 4 (subject pgflo.g1.public.users): malformed copy pack: row 0 of public.users", "", ""}},
+		// The rows are not read: pg_flo_postgres reports a bad one.
+		{"keep", []string{"", "sequence 2 (subject pgflo.g1.public.users): malformed packed message: header Pgflo-Events",
+			"sequence 3 (subject pgflo.g1.public.users): malformed packed message: body is not valid s2", "", ""}},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			in, _ := workerTestInput(t, ns.URL(), "durable: "+tt.mode+"\nsnapshot_packs: "+tt.mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			batch, ack, err := in.ReadBatch(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(batch) != len(tt.wantErrs) {
+				t.Fatalf("read %d messages, want %d", len(batch), len(tt.wantErrs))
+			}
+			for i, m := range batch {
+				err := m.GetError()
+				switch want := tt.wantErrs[i]; {
+				case want == "" && err != nil:
+					t.Errorf("message %d flagged: %v", i, err)
+				case want != "" && (err == nil || !strings.Contains(err.Error(), "pg_flo_worker: stream pgflo_g1_stream "+want)):
+					t.Errorf("message %d error = %v, want one containing %q", i, err, want)
+				case want != "":
+					if seq, _ := m.MetaGet(WorkerMetaStreamSeq); seq != strconv.Itoa(i+1) {
+						t.Errorf("message %d has stream seq %q", i, seq)
+					}
+				}
+			}
+			workerAck(t, ack)
+		})
 	}
 }

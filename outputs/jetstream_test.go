@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -57,6 +58,26 @@ func jsTestEvent(table, tx string, pos int, id int) *service.Message {
 	return msg
 }
 
+// jsTestPack is a pack message of snapshot rows as pg_flo_replicator emits
+// it: ids first.. of table at positions pos.. of unit tx.
+func jsTestPack(table, tx string, pos, first, rows int) *service.Message {
+	cols := []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}}
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", table, cols, 0x100))
+	for i := range rows {
+		body = strconv.AppendInt(body, int64(first+i), 10)
+		body = append(body, '\n')
+	}
+	msg := service.NewMessage(body)
+	msg.MetaSet(event.MetaOp, string(event.Insert))
+	msg.MetaSet(event.MetaSchema, "public")
+	msg.MetaSet(event.MetaTable, table)
+	msg.MetaSet(event.MetaLSN, "0/100")
+	msg.MetaSet(event.MetaTx, tx)
+	msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+	msg.MetaSet(event.MetaPackRows, strconv.Itoa(rows))
+	return msg
+}
+
 // jsStored is a stored JetStream message, reduced to what the tests check.
 type jsStored struct {
 	Subject string
@@ -85,8 +106,16 @@ func jsReadStream(t *testing.T, js jetstream.JetStream) []jsStored {
 			t.Fatalf("get message %d: %v", seq, err)
 		}
 		st := jsStored{Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader), Events: m.Header.Get(jsproto.HeaderEvents)}
-		events, err := jsproto.Unpack(m.Data, m.Header)
-		if err != nil {
+		var events [][]byte
+		if jsproto.IsCopyPack(m.Header) {
+			p, err := jsproto.UnpackCopy(m.Data, m.Header)
+			if err == nil {
+				events, err = p.Events()
+			}
+			if err != nil {
+				t.Fatalf("unpack copy pack %d: %v", seq, err)
+			}
+		} else if events, err = jsproto.Unpack(m.Data, m.Header); err != nil {
 			t.Fatalf("unpack message %d: %v", seq, err)
 		}
 		for _, e := range events {
@@ -142,6 +171,11 @@ func TestJetStreamOutputStoresBatches(t *testing.T) {
 		{Subject: "pgflo.g1.public.users", MsgID: "0/100:1", IDs: []string{"2"}},
 		{Subject: "pgflo.g1.public.orders", MsgID: "0/100:2", IDs: []string{"3"}},
 	}
+	copyPacks := []jsStored{
+		{Subject: "pgflo.g1.public.users", MsgID: "snapshot.r.0:0-2", Events: "3", IDs: []string{"1", "2", "3"}},
+		{Subject: "pgflo.g1.public.users", MsgID: "snapshot.r.0:3-4", Events: "2", IDs: []string{"4", "5"}},
+		{Subject: "pgflo.g1.public.users", MsgID: "0/200:0-1", Events: "2", IDs: []string{"6", "7"}},
+	}
 	withoutIDs := []jsStored{
 		{Subject: "pgflo.g1.public.users", IDs: []string{"1"}},
 		{Subject: "pgflo.g1.public.users", IDs: []string{"2"}},
@@ -155,6 +189,11 @@ func TestJetStreamOutputStoresBatches(t *testing.T) {
 	}{
 		{"packs per table with ids", "", jsTestBatch(), packed, packed},
 		{"pack off", "pack: false\n", jsTestBatch()[:3], unpacked, unpacked},
+		// Copy packs go as they are, one message each, never merged.
+		{"copy packs", "", service.MessageBatch{
+			jsTestPack("users", "snapshot.r.0", 0, 1, 3), jsTestPack("users", "snapshot.r.0", 3, 4, 2),
+			jsTestEvent("users", "0/200", 0, 6), jsTestEvent("users", "0/200", 1, 7),
+		}, copyPacks, copyPacks},
 		// One message per event, no id; the resend is stored again (documented).
 		{"without tx metadata", "", jsWithoutTxMetadata(jsTestBatch()[:2]), withoutIDs, append(withoutIDs, withoutIDs...)},
 	} {

@@ -29,7 +29,10 @@ that only replicates into PostgreSQL does not need it.
 
 An event that is already typed passes unchanged. A message that is not a change event, or a value that is
 not valid text of its column's type, is left unchanged and flagged with an error (`+"`errored()`"+` in
-Bloblang), and the error is logged.`).
+Bloblang), and the error is logged.
+
+A message holding packed snapshot rows (`+"`pg_flo_pack_rows`"+`, from `+"`pg_flo_replicator`"+` or from `+"`pg_flo_worker`"+` with
+`+"`snapshot_packs: keep`"+`) is expanded first into one change event message per row, so every row is decoded.`).
 		Example("Typed events to a file", "Human-readable changes, one JSON document per line.", `
 input:
   pg_flo_worker:
@@ -62,7 +65,7 @@ type decodeProcessor struct {
 
 func decodeEvent(ev *change.Event) (bool, error) { return true, ev.Decode() }
 
-// ProcessBatch decodes every event of the batch.
+// ProcessBatch decodes every event of the batch (every row of a pack).
 func (p *decodeProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	return p.editor.process(batch), nil
 }

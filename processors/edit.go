@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/packmsg"
 )
 
 // editFunc edits one parsed change event; false drops it.
@@ -80,12 +81,26 @@ func handOff(msg *service.Message, ev *change.Event, data []byte) *service.Messa
 }
 
 // process parses every message of batch as a change event, edits it and
-// writes it back. A dropped event leaves the batch (Benthos acks it with
-// the rest). A message that is not a change event, or whose edit failed, is
-// kept unchanged and flagged with the error, and the error is logged.
+// writes it back. A message holding packed snapshot rows (pg_flo_replicator
+// and pg_flo_worker with packs kept) is first expanded into one event
+// message per row (packmsg.Expand), so the edit sees every row. A dropped
+// event leaves the batch (Benthos acks it with the rest). A message that is
+// not a change event, or whose edit failed, and a pack that cannot be read,
+// are kept unchanged and flagged with the error, and the error is logged.
 func (e *editor) process(batch service.MessageBatch) []service.MessageBatch {
+	packed := packmsg.Has(batch)
+	if packed {
+		batch = packmsg.Expand(batch)
+	}
 	out := make(service.MessageBatch, 0, len(batch))
 	for _, msg := range batch {
+		if packed {
+			if _, unread := msg.MetaGet(event.MetaPackRows); unread {
+				// Expand flagged it: its rows' events cannot be made.
+				out = append(out, e.flag(msg, msg.GetError()))
+				continue
+			}
+		}
 		data, err := msg.AsBytes()
 		if err != nil {
 			out = append(out, e.flag(msg, err))

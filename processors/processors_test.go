@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 )
 
@@ -64,6 +66,19 @@ func testStream(t *testing.T, threads int, processorsYAML []string, consume func
 // YAML document each) and returns what comes out.
 func runProcessors(t *testing.T, processorsYAML []string, inputs ...string) []result {
 	t.Helper()
+	batch := service.MessageBatch{}
+	for _, in := range inputs {
+		msg := service.NewMessage([]byte(in))
+		msg.MetaSetMut(event.MetaTable, "users")
+		batch = append(batch, msg)
+	}
+	return runBatch(t, processorsYAML, batch)
+}
+
+// runBatch sends batch through the processors (one YAML document each) and
+// returns what comes out.
+func runBatch(t *testing.T, processorsYAML []string, batch service.MessageBatch) []result {
+	t.Helper()
 	var out []result
 	stream, send := testStream(t, 1, processorsYAML, func(msg *service.Message) {
 		data, _ := msg.AsBytes()
@@ -78,12 +93,6 @@ func runProcessors(t *testing.T, processorsYAML []string, inputs ...string) []re
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- stream.Run(ctx) }()
-	batch := service.MessageBatch{}
-	for _, in := range inputs {
-		msg := service.NewMessage([]byte(in))
-		msg.MetaSetMut(event.MetaTable, "users")
-		batch = append(batch, msg)
-	}
 	if err := send(ctx, batch); err != nil {
 		t.Fatalf("send: %v", err)
 	}
@@ -349,4 +358,97 @@ func TestConcurrentPipelineThreads(t *testing.T) {
 	if count != 4*50*20 || len(bad) > 0 {
 		t.Fatalf("%d events out, %d wrong, e.g. %v", count, len(bad), bad[:min(len(bad), 1)])
 	}
+}
+
+// packMessage is a message holding a copy pack of users rows (id, email,
+// age: COPY text lines) at positions pos.. of the snapshot unit "snap", as
+// pg_flo_replicator and pg_flo_worker (snapshot_packs: keep) emit it; rows
+// overrides the pg_flo_pack_rows count when not 0.
+func packMessage(pos, rows int, lines ...string) *service.Message {
+	cols := []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "email", Type: "text", OID: 25}, {Name: "age", Type: "int4", OID: 23}}
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", "users", cols, 0x3000))
+	for _, l := range lines {
+		body = append(append(body, l...), '\n')
+	}
+	if rows == 0 {
+		rows = len(lines)
+	}
+	msg := service.NewMessage(body)
+	for k, v := range map[string]string{
+		event.MetaOp: "INSERT", event.MetaSchema: "public", event.MetaTable: "users", event.MetaLSN: "0/3000",
+		event.MetaTx: "snap", event.MetaTxPos: strconv.Itoa(pos), event.MetaPackRows: strconv.Itoa(rows),
+	} {
+		msg.MetaSetMut(k, v)
+	}
+	return msg
+}
+
+// TestProcessorsExpandPacks: each processor sees every row of a pack as its
+// own event, in order, with the row's position; a pack that cannot be read
+// is passed on flagged.
+func TestProcessorsExpandPacks(t *testing.T) {
+	rows := []string{"1\tkid@x.io\t9", "2\tadult@x.io\t40", "3\t\\N\t\\N", "4\tsenior@x.io\t80"}
+	plain := service.NewMessage([]byte(userEvent(event.Insert, event.Row{{Name: "id", Text: "5"}, {Name: "email", Text: "last@x.io"}, {Name: "age", Text: "50"}}, nil)))
+	plain.MetaSetMut(event.MetaTable, "users")
+	rulesYAML := "pg_flo_rules: { rules: { tables: { users: [ " +
+		"{ type: filter, column: age, parameters: { operator: gte, value: 18 } }, " +
+		"{ type: transform, column: email, parameters: { type: mask, mask_char: '*' } } ] } } }"
+	routeYAML := "pg_flo_route: { routes: { users: { destination_table: customers } } }"
+
+	for _, tc := range []struct {
+		name       string
+		processors []string
+		want       []string // a part of each output body, in order
+		pos        []string // pg_flo_tx_pos of each output
+		table      string
+	}{
+		{"rules", []string{rulesYAML},
+			[]string{`"id":"2","email":"a********o","age":"40"`, `"id":"4","email":"s*********o","age":"80"`, `"id":"5","email":"l*******o"`},
+			[]string{"11", "13", ""}, "users"},
+		{"route", []string{routeYAML},
+			[]string{`"table":"customers"`, `"table":"customers"`, `"table":"customers"`, `"table":"customers"`, `"table":"customers"`},
+			[]string{"10", "11", "12", "13", ""}, "customers"},
+		{"decode", []string{"pg_flo_decode: {}"},
+			[]string{`"id":1,"email":"kid@x.io","age":9`, `"id":2,`, `"id":3,"email":null,"age":null`, `"id":4,`, `"id":5,`},
+			[]string{"10", "11", "12", "13", ""}, "users"},
+		{"chain", []string{"pg_flo_decode: {}", rulesYAML, routeYAML},
+			[]string{`"new":{"id":2,"email":"a********o","age":40}`, `"new":{"id":4,"email":"s*********o","age":80}`, `"new":{"id":5,"email":"l*******o","age":50}`},
+			[]string{"11", "13", ""}, "customers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runBatch(t, tc.processors, service.MessageBatch{packMessage(10, 0, rows...), plain.Copy()})
+			if len(out) != len(tc.want) {
+				t.Fatalf("got %d messages, want %d: %+v", len(out), len(tc.want), out)
+			}
+			for i, r := range out {
+				if !strings.Contains(r.body, tc.want[i]) || r.error != "" {
+					t.Errorf("message %d = %s (error %q), want it to contain %s", i, r.body, r.error, tc.want[i])
+				}
+				if r.meta[event.MetaTxPos] != tc.pos[i] || r.meta[event.MetaTable] != tc.table {
+					t.Errorf("message %d metadata %v, want position %q and table %q", i, r.meta, tc.pos[i], tc.table)
+				}
+				if _, ok := r.meta[event.MetaPackRows]; ok {
+					t.Errorf("message %d still has %s", i, event.MetaPackRows)
+				}
+				if i < len(tc.want)-1 && !strings.Contains(r.body, `"snapshot":true`) {
+					t.Errorf("row %d is not a snapshot event: %s", i, r.body)
+				}
+			}
+		})
+	}
+
+	t.Run("malformed", func(t *testing.T) {
+		bad := packMessage(0, 5, rows...) // declares 5 rows, holds 4
+		body, _ := bad.AsBytes()
+		out := runBatch(t, []string{rulesYAML}, service.MessageBatch{bad, plain.Copy()})
+		if len(out) != 2 {
+			t.Fatalf("got %d messages, want 2: %+v", len(out), out)
+		}
+		if out[0].body != string(body) || !strings.Contains(out[0].error, "malformed copy pack: metadata pg_flo_pack_rows=5, the pack holds 4 rows") {
+			t.Errorf("malformed pack = %+v, want it unchanged and flagged", out[0])
+		}
+		if !strings.Contains(out[1].body, `"email":"l*******o"`) || out[1].error != "" {
+			t.Errorf("the event after the malformed pack = %+v", out[1])
+		}
+	})
 }

@@ -33,7 +33,10 @@ acknowledged with the rest). Tables without a route pass unchanged.
 Differences from pg_flo (docs/routing.md): an omitted `+"`operations`"+` keeps every operation (pg_flo dropped
 every event of the table then, although its README said otherwise); `+"`destination_schema`"+` moves a table to
 another schema (also in `+"`pg_flo_schema`"+`); a key may be `+"`schema.table`"+`; a bad file fails at start and in
-`+"`pgflo lint`"+`. Put `+"`pg_flo_route`"+` after `+"`pg_flo_rules`"+`: rules name source tables and columns.`).
+`+"`pgflo lint`"+`. Put `+"`pg_flo_route`"+` after `+"`pg_flo_rules`"+`: rules name source tables and columns.
+
+A message holding packed snapshot rows (`+"`pg_flo_pack_rows`"+`, from `+"`pg_flo_replicator`"+` or from `+"`pg_flo_worker`"+` with
+`+"`snapshot_packs: keep`"+`) is expanded first into one change event message per row, so every row is routed.`).
 		Fields(
 			service.NewStringField(routeFieldFile).
 				Description("Path of a pg_flo routing file (YAML: source table → route). Give this or `routes`.").
@@ -83,7 +86,7 @@ type routeProcessor struct {
 	editor *editor
 }
 
-// ProcessBatch routes every event of the batch.
+// ProcessBatch routes every event of the batch (every row of a pack).
 func (p *routeProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	return p.editor.process(batch), nil
 }

@@ -36,7 +36,10 @@ A bad file (unknown rule type or operator, a bad regular expression, a missing f
 `+"`pgflo lint`"+` reports it, naming the file, line, table, rule and field. A rule that cannot be evaluated
 on an event (its column is not in the table, a value that does not fit the column's type) leaves the event
 unchanged and flags it with an error naming table, rule and column (`+"`errored()`"+` in Bloblang; wrap the
-output in `+"`reject_errored`"+` to stop and retry instead of delivering it).`).
+output in `+"`reject_errored`"+` to stop and retry instead of delivering it).
+
+A message holding packed snapshot rows (`+"`pg_flo_pack_rows`"+`, from `+"`pg_flo_replicator`"+` or from `+"`pg_flo_worker`"+` with
+`+"`snapshot_packs: keep`"+`) is expanded first into one change event message per row, so every row is seen by the rules.`).
 		Fields(
 			service.NewStringField(rulesFieldFile).
 				Description("Path of a pg_flo rules file (YAML, top-level key `tables`). Give this or `rules`.").
@@ -101,7 +104,8 @@ func (p *rulesProcessor) edit(ev *change.Event) (bool, error) {
 	return res == rules.Keep, err
 }
 
-// ProcessBatch applies the rules to every event of the batch.
+// ProcessBatch applies the rules to every event of the batch (every row of
+// a pack).
 func (p *rulesProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	return p.editor.process(batch), nil
 }

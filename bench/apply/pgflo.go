@@ -66,6 +66,7 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
   pg_flo_worker:
     url: %q
     group: %s
+    snapshot_packs: keep
 %s`, b.natsURL, p.group, batch)+sink), 0o600)
 }
 

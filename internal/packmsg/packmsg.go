@@ -41,7 +41,7 @@ func Has(batch service.MessageBatch) bool {
 // Expand returns the batch with every pack message replaced by its rows'
 // event messages, in order; other messages are kept as they are. A pack
 // that cannot be read becomes one message flagged with the error, so it is
-// not lost silently.
+// not lost silently. A batch without packs is returned as it is.
 func Expand(batch service.MessageBatch) service.MessageBatch {
 	if !Has(batch) {
 		return batch
@@ -78,25 +78,60 @@ func ExpandOne(m *service.Message) (service.MessageBatch, error) {
 	if declared, _ := m.MetaGet(event.MetaPackRows); declared != strconv.Itoa(p.N) {
 		return nil, fmt.Errorf("%w: metadata %s=%v, the pack holds %d rows", copypack.ErrMalformed, event.MetaPackRows, declared, p.N)
 	}
+	return ExpandPack(m, p)
+}
+
+// ExpandPack is ExpandOne for a pack message whose body the caller parsed
+// already (as p). It runs for every snapshot row, so it keeps the work per
+// row to the message itself: the events are carved from one buffer
+// (copypack.Pack.Events), the positions from one string, and the rows share
+// the pack's metadata until their position is set.
+func ExpandPack(m *service.Message, p *copypack.Pack) (service.MessageBatch, error) {
 	events, err := p.Events()
 	if err != nil {
 		return nil, err
 	}
-	first := -1
+	var positions []string
 	if v, ok := m.MetaGet(event.MetaTxPos); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			first = n
+		if first, err := strconv.ParseUint(v, 10, 64); err == nil {
+			positions = Positions(first, len(events))
 		}
 	}
+	// The template's metadata, copied once; each row's copy shares it until
+	// its position is written.
+	tmpl := m.Copy()
+	tmpl.MetaDelete(event.MetaPackRows)
 	out := make(service.MessageBatch, len(events))
 	for i, ev := range events {
-		e := m.Copy()
+		e := tmpl.Copy()
 		e.SetBytes(ev)
-		e.MetaDelete(event.MetaPackRows)
-		if first >= 0 {
-			e.MetaSetMut(event.MetaTxPos, strconv.Itoa(first+i))
+		if positions != nil {
+			e.MetaSetMut(event.MetaTxPos, positions[i])
 		}
 		out[i] = e
 	}
 	return out, nil
+}
+
+// Positions returns the decimal texts of first, first+1, ..., first+n-1,
+// carved from one string.
+func Positions(first uint64, n int) []string {
+	if n <= 0 {
+		return nil
+	}
+	width := len(strconv.FormatUint(first+uint64(n-1), 10))
+	buf := make([]byte, 0, n*width)
+	ends := make([]int, n)
+	for i := range n {
+		buf = strconv.AppendUint(buf, first+uint64(i), 10)
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	out := make([]string, n)
+	start := 0
+	for i, end := range ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
 }
