@@ -304,6 +304,18 @@ type workerInput struct {
 	resetUnsupported bool   // the server has no consumer reset API
 	nextDeliverySeq  uint64 // consumer sequence the next delivery must have; 0 = unknown
 	lastStreamSeq    uint64 // stream sequence of the last message handed out
+	// prefetch, when set, delivers the messages fetched for the next batch
+	// while the current one is in flight (started by readBatch, taken by
+	// the next readBatch or by Close). Only touched with the slot held, or
+	// by Close.
+	prefetch       chan workerFetched
+	prefetchCancel context.CancelFunc
+}
+
+// workerFetched is the outcome of a fetch made ahead of time.
+type workerFetched struct {
+	msgs []jetstream.Msg
+	err  error
 }
 
 func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*workerInput, error) {
@@ -497,6 +509,10 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 				return nil, nil, w.doneErr(ctx)
 			}
 		}
+		ahead, ok := w.takePrefetch(ctx)
+		if !ok {
+			return nil, nil, w.doneErr(ctx)
+		}
 		if err := w.syncPosition(ctx); err != nil {
 			return nil, nil, w.readErr(ctx, nc, err)
 		}
@@ -504,8 +520,14 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		msgs := w.carry
 		w.carry = nil
 		w.mu.Unlock()
-		if workerEvents(msgs) < w.conf.batchSize {
-			fetched, err := w.fetch(ctx, cons, msgs)
+		if ahead != nil || workerEvents(msgs) < w.conf.batchSize {
+			var fetched []jetstream.Msg
+			var err error
+			if ahead != nil {
+				fetched, err = ahead.msgs, ahead.err
+			} else {
+				fetched, err = w.fetch(ctx, cons, msgs)
+			}
 			if err != nil {
 				w.mu.Lock()
 				w.carry = msgs
@@ -536,8 +558,56 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		w.inflight, w.carry = b, carry
 		w.mu.Unlock()
 		go w.keepInProgress(b)
+		if workerEvents(carry) < w.conf.batchSize {
+			w.startPrefetch(cons, carry)
+		}
 		return w.toMessages(msgs), w.ackFunc(b), nil
 	}
+}
+
+// startPrefetch fetches the next batch's messages while the current batch is
+// in flight, so the pipeline does not wait for a pull request after every
+// acknowledgement. The fetch is the one readBatch would make next (after
+// the carried messages); it is only read once that batch is acknowledged.
+func (w *workerInput) startPrefetch(cons jetstream.Consumer, carry []jetstream.Msg) {
+	ctx, cancel := context.WithCancel(w.shutCtx)
+	ch := make(chan workerFetched, 1)
+	w.prefetch, w.prefetchCancel = ch, cancel
+	go func() {
+		msgs, err := w.fetch(ctx, cons, carry)
+		ch <- workerFetched{msgs, err}
+	}()
+}
+
+// takePrefetch waits for the fetch made ahead, if any (nil when none). A
+// position check or reset pending (a nacked batch, a reconnect) makes what
+// it brought stale: it is handed back (Nak) and the fetch made again after
+// the reset. ok is false when ctx ended first; the fetch is then kept.
+func (w *workerInput) takePrefetch(ctx context.Context) (ahead *workerFetched, ok bool) {
+	if w.prefetch == nil {
+		return nil, true
+	}
+	var r workerFetched
+	select {
+	case r = <-w.prefetch:
+	case <-ctx.Done():
+		return nil, false
+	}
+	w.prefetchCancel()
+	w.prefetch, w.prefetchCancel = nil, nil
+	w.mu.Lock()
+	stale := w.resync || w.forceReset
+	w.mu.Unlock()
+	if stale {
+		for _, m := range r.msgs {
+			_ = m.Nak()
+		}
+		return nil, true
+	}
+	if r.err != nil && errors.Is(r.err, context.Canceled) && len(r.msgs) == 0 {
+		return nil, true
+	}
+	return &r, true
 }
 
 // workerEvents counts the events of msgs.
@@ -922,6 +992,7 @@ func (w *workerInput) Close(ctx context.Context) error {
 	w.shutCancel()
 	b, carry, nc := w.inflight, w.carry, w.nc
 	w.inflight, w.carry, w.nc, w.js, w.cons = nil, nil, nil, nil, nil
+	prefetch := w.prefetch
 	w.mu.Unlock()
 
 	if b != nil {
@@ -936,6 +1007,16 @@ func (w *workerInput) Close(ctx context.Context) error {
 	// Hand back in order: the batch, then what was fetched after it.
 	for _, m := range carry {
 		_ = m.Nak()
+	}
+	if prefetch != nil {
+		// shutCancel ended the fetch made ahead; hand back what it got.
+		select {
+		case r := <-prefetch:
+			for _, m := range r.msgs {
+				_ = m.Nak()
+			}
+		case <-ctx.Done():
+		}
 	}
 	if nc == nil {
 		return nil

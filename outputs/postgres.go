@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/apply"
 	"github.com/pgflo/pgflo/internal/confread"
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/schemasync"
 )
@@ -59,6 +60,14 @@ Values are sent as text and cast by the server to each column's type: numeric, N
 2^53, timestamps with infinity and BC, intervals, bytea, arrays (NULL elements, several dimensions, lower bounds),
 ranges, enums, domains, composites — every type round-trips exactly. Events after `+"`pg_flo_decode`"+` (typed values)
 are encoded back to that text form.
+
+### Snapshot packs
+
+Snapshot packs from `+"`pg_flo_replicator`"+` (its default) / `+"`pg_flo_worker`"+` with `+"`snapshot_packs: keep`"+` are written with COPY as they are:
+a batch that starts with packs streams each table's run of them, the rows exactly as the source's COPY wrote them,
+into one `+"`COPY … FROM STDIN`"+`, with no work per row. Where that does not apply (packs after other changes in a batch,
+a COPY that hit an existing row — a snapshot chunk applied again —, a column the target lacks, the change-by-change
+fallback, `+"`copy_min_rows: 0`"+`), a pack's rows are applied as their INSERT events would be: upserts by key.
 
 ### Target table and key
 
@@ -123,7 +132,7 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Default("pgflo.progress").
 				Advanced(),
 			service.NewIntField(pgFieldCopyMinRows).
-				Description("Runs of at least this many INSERTs of one table are written with COPY (falling back to upserts when a row already exists); 0 never uses COPY.").
+				Description("Runs of at least this many INSERTs (or snapshot pack rows) of one table are written with COPY (falling back to upserts when a row already exists); 0 never uses COPY.").
 				Default(64).
 				Advanced(),
 			service.NewIntField(pgFieldRetries).
@@ -192,6 +201,9 @@ type pgOutput struct {
 	applier *apply.Applier
 	decoder apply.Decoder
 	closed  bool
+	// packRows counts the rows of snapshot packs written with COPY as they
+	// came (the fast path).
+	packRows int64
 }
 
 func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput, service.BatchPolicy, error) {
@@ -347,8 +359,9 @@ func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		return err
 	}
 	o.applyTime.Timing(time.Since(started).Nanoseconds())
+	o.packRows += int64(res.PackRows)
 	if res.Serial {
-		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", len(batch))
+		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", res.Applied+res.Skipped)
 	}
 	return nil
 }
@@ -380,8 +393,19 @@ func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) 
 	if err != nil {
 		return fmt.Errorf("message %d of the batch: %w", i, err)
 	}
-	if err := o.decoder.Decode(body, &ch.Event); err != nil {
-		return fmt.Errorf("message %d of the batch: %w", i, err)
+	if declared, ok := msg.MetaGet(event.MetaPackRows); ok {
+		// A pack of snapshot rows: one change for all of them.
+		if err := apply.DecodePack(body, ch); err != nil {
+			return fmt.Errorf("message %d of the batch: %w", i, err)
+		}
+		if declared != strconv.Itoa(ch.Pack.N) {
+			return fmt.Errorf("message %d of the batch: %w: metadata %s=%q, the pack holds %d rows", i, copypack.ErrMalformed, event.MetaPackRows, declared, ch.Pack.N)
+		}
+	} else if err := o.decoder.Decode(body, &ch.Event); err != nil {
+		// A pack whose metadata got lost on the way is still a pack.
+		if apply.DecodePack(body, ch) != nil {
+			return fmt.Errorf("message %d of the batch: %w", i, err)
+		}
 	}
 	ch.Index, ch.Pos = i, -1
 	if text, ok := msg.MetaGet(event.MetaTxPos); ok && text != "" {

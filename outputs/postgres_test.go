@@ -14,6 +14,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -228,4 +229,107 @@ func TestPGOutputInAStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
+}
+
+// pgTestPack is a pack message of snapshot rows as pg_flo_replicator emits
+// it: rows ids from..to of table, at position pos of the snapshot, with
+// text that COPY escapes and a NULL every tenth row.
+func pgTestPack(table string, from, to, pos int) *service.Message {
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", table, pgTestColumns, 0x1000))
+	for id := from; id <= to; id++ {
+		if id%10 == 0 {
+			body = fmt.Appendf(body, "%d\t\\N\n", id)
+		} else {
+			body = fmt.Appendf(body, "%d\tv%d\\ttab\\nnewline\\\\back\n", id, id)
+		}
+	}
+	msg := service.NewMessage(body)
+	msg.MetaSet(event.MetaOp, string(event.Insert))
+	msg.MetaSet(event.MetaSchema, "public")
+	msg.MetaSet(event.MetaTable, table)
+	msg.MetaSet(event.MetaLSN, "0/1000")
+	msg.MetaSet(event.MetaTx, "0/1000")
+	msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+	msg.MetaSet(event.MetaPackRows, strconv.Itoa(to-from+1))
+	return msg
+}
+
+// Pack messages are written with COPY as they are; events after them in the
+// batch apply after them; packs delivered again are upserted.
+func TestPGOutputAppliesPacks(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text); CREATE TABLE copies (v text, id int8 PRIMARY KEY)")
+	out := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: g1", dsn))
+	ctx := context.Background()
+	packs := func(table string) service.MessageBatch {
+		return service.MessageBatch{pgTestPack(table, 1, 100, 0), pgTestPack(table, 101, 200, 100), pgTestPack(table, 201, 300, 200)}
+	}
+	batch := append(packs("items"),
+		pgTestEvent(event.Update, "items", "0/2000", 0, 5, "changed"),
+		pgTestEvent(event.Delete, "items", "0/2000", 1, 6, ""))
+	if err := out.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if out.packRows != 300 {
+		t.Fatalf("%d rows of packs written with COPY, want 300", out.packRows)
+	}
+	want := "299|269|0|v1\ttab\nnewline\\back|changed"
+	if got := pgRows(t, dsn, "SELECT count(*), count(v), count(*) FILTER (WHERE id = 6), "+
+		"(SELECT v FROM items WHERE id = 1), (SELECT v FROM items WHERE id = 5) FROM items"); got != want {
+		t.Fatalf("target: %q, want %q", got, want)
+	}
+	if got := pgRows(t, dsn, "SELECT commit_lsn, tx_pos, events, snapshot_rows FROM pgflo.progress WHERE group_name = 'g1'"); got != "0/2000|1|2|300" {
+		t.Fatalf("progress: %s", got)
+	}
+	// Packs of a table delivered twice: the second time COPY hits the rows
+	// and they are upserted.
+	for i := 0; i < 2; i++ {
+		if err := out.WriteBatch(ctx, packs("copies")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out.packRows != 600 {
+		t.Fatalf("%d rows of packs written with COPY, want 600", out.packRows)
+	}
+	if got := pgRows(t, dsn, "SELECT count(*), count(DISTINCT id), count(v) FROM copies"); got != "300|300|270" {
+		t.Fatalf("copies: %s", got)
+	}
+	// A pack whose metadata got lost is still read as one.
+	lost := pgTestPack("items", 301, 310, 300)
+	lost.MetaDelete(event.MetaPackRows)
+	if err := out.WriteBatch(ctx, service.MessageBatch{lost}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM items"); n != 309 {
+		t.Fatalf("%d rows", n)
+	}
+}
+
+func TestPGOutputRejectsBadPacks(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text); CREATE TABLE narrow (id int8 PRIMARY KEY)")
+	out := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: g1", dsn))
+	ctx := context.Background()
+	miscounted := pgTestPack("items", 1, 3, 0)
+	miscounted.MetaSet(event.MetaPackRows, "4")
+	err := out.WriteBatch(ctx, service.MessageBatch{pgTestEvent(event.Insert, "items", "0/900", 0, 9, ""), miscounted})
+	if err == nil || !strings.Contains(err.Error(), "message 1 of the batch: malformed copy pack: metadata pg_flo_pack_rows=\"4\", the pack holds 3 rows") {
+		t.Fatalf("error %v", err)
+	}
+	notPack := service.NewMessage([]byte("{\"v\":1}\n1\n"))
+	notPack.MetaSet(event.MetaPackRows, "1")
+	err = out.WriteBatch(ctx, service.MessageBatch{notPack})
+	if err == nil || !strings.Contains(err.Error(), "message 0 of the batch: malformed copy pack") {
+		t.Fatalf("error %v", err)
+	}
+	// The target lacks a column of the pack: the error names it, as for an
+	// INSERT event.
+	err = out.WriteBatch(ctx, service.MessageBatch{pgTestPack("narrow", 1, 100, 0)})
+	if err == nil || !strings.Contains(err.Error(), `apply INSERT to "public"."narrow" key (id)=(1) at LSN 0/1000`) ||
+		!strings.Contains(err.Error(), `column "v" of the event does not exist in target table "public"."narrow"`) {
+		t.Fatalf("error %v", err)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM narrow)"); n != 0 {
+		t.Fatalf("%d rows", n)
+	}
 }

@@ -2,7 +2,8 @@
 // engine of the pg_flo_postgres output. A batch of changes becomes one
 // target transaction in which consecutive changes are merged per table and
 // key into set statements (INSERT … SELECT FROM unnest … ON CONFLICT, UPDATE
-// … FROM unnest, DELETE … USING unnest, COPY for runs of inserts); values are
+// … FROM unnest, DELETE … USING unnest, COPY for runs of inserts, and for
+// copy packs of snapshot rows the packs' COPY text as it is); values are
 // sent as text and cast by the server to each column's type, so every type
 // round-trips exactly. A progress table on the target, written in the same
 // transaction, records the last applied position of the group, so a batch
@@ -88,8 +89,12 @@ type Applier struct {
 // Result tells what a batch did.
 type Result struct {
 	// Applied is the number of changes written, Skipped the number already
-	// applied before (by the progress table).
+	// applied before (by the progress table). A copy pack counts as its
+	// rows.
 	Applied, Skipped int
+	// PackRows is how many of the Applied are rows of copy packs written
+	// with COPY as they came (the fast path for snapshots).
+	PackRows int
 	// Serial is set when the batch had to be applied change by change after
 	// the set statements failed.
 	Serial bool
@@ -377,14 +382,22 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial bool) (res Resu
 		return res, err
 	}
 	defer func() { b.rollback() }()
-	// A leading run of inserts (a snapshot) is written as it is decoded.
+	// Leading runs of inserts (a snapshot: packs, or events) are written
+	// with COPY as they are decoded, run after run, until a change that is
+	// not for COPY; the planner applies the rest.
 	streamed := 0
 	var copied []*Change
-	if !serial && a.cfg.CopyMinRows > 0 {
-		if streamed, copied, err = a.streamInserts(ctx, b, f); err != nil {
+	for !serial && a.cfg.CopyMinRows > 0 {
+		n, done, skipped, err := a.streamInserts(ctx, b, f, streamed)
+		if err != nil {
 			return res, err
 		}
-		res.Skipped = streamed - len(copied)
+		if n == 0 {
+			break
+		}
+		streamed += n
+		res.Skipped += skipped
+		copied = append(copied, done...)
 	}
 	b.done = copied
 	applied, skipped, err := a.applyRest(ctx, b, f, streamed, serial)
@@ -397,7 +410,7 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial bool) (res Resu
 	}
 	res.Skipped += skipped
 	if res.Skipped > 0 {
-		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, len(changes), a.cfg.Group, b.at)
+		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, rowsOf(changes), a.cfg.Group, b.at)
 	}
 	for name := range a.noCopyBatches {
 		if a.noCopyBatches[name]--; a.noCopyBatches[name] <= 0 {
@@ -407,7 +420,8 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial bool) (res Resu
 	if err := a.commit(ctx, b); err != nil {
 		return res, err
 	}
-	res.Applied = len(copied) + applied
+	res.Applied = rowsOf(copied) + applied
+	res.PackRows = packRowsOf(copied)
 	return res, nil
 }
 
@@ -536,6 +550,17 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at Position, noCopy
 			if ch.Target.Name == "" {
 				ch.Target = a.Target(ch.Schema, ch.Table)
 			}
+			if ch.Pack != nil {
+				// A pack here is applied as the INSERTs of its rows
+				// (snapshot rows: never skipped).
+				rows, err := ch.expand()
+				if err != nil {
+					send(planItem{err: &feedError{err}})
+					return
+				}
+				chunk = append(chunk, rows...)
+				continue
+			}
 			if a.applied(ch, at) {
 				skipped++
 				continue
@@ -612,7 +637,7 @@ func (a *Applier) writeProgress(ctx context.Context, b *batchTx) error {
 	var events, snapshotRows int64
 	for _, ch := range b.done {
 		if ch.Snapshot {
-			snapshotRows++
+			snapshotRows += int64(ch.Rows())
 		} else {
 			events++
 		}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -30,9 +31,10 @@ func benchRow(id int) event.Row {
 }
 
 // BenchmarkApply applies batches of 1,000 changes to a table of 100,000
-// rows: snapshot inserts (COPY) and single-row updates (upserts).
+// rows: snapshot inserts (COPY), the same rows in copy packs of 250 (COPY
+// of the packs' text as it is) and single-row updates (upserts).
 func BenchmarkApply(b *testing.B) {
-	for _, kind := range []string{"insert", "update"} {
+	for _, kind := range []string{"insert", "pack", "update"} {
 		b.Run(kind, func(b *testing.B) {
 			dsn := pg.NewDatabase(b)
 			testenv.Exec(b, dsn, benchTable)
@@ -56,8 +58,42 @@ func BenchmarkApply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			header := copypack.AppendHeader(nil, copypack.NewHeader("public", "big", benchColumns, 0x1000))
+			at := make([]int, len(benchColumns))
+			for i := range at {
+				at[i] = i
+			}
+			// pack returns the packs of rows from..from+batch (made before
+			// the timer runs: the source's COPY writes them).
+			packs := func(from int) []*Change {
+				var out []*Change
+				for p := 0; p < batch; p += 250 {
+					body := append([]byte(nil), header...)
+					for j := p; j < p+250; j++ {
+						body = appendCopyRow(body, benchRow(from+j), at)
+					}
+					ch := &Change{Index: len(out), Pos: int64(from + p)}
+					if err := DecodePack(body, ch); err != nil {
+						b.Fatal(err)
+					}
+					out = append(out, ch)
+				}
+				return out
+			}
+			var packed [][]*Change
+			if kind == "pack" {
+				for i := 0; i < b.N; i++ {
+					packed = append(packed, packs((i*batch)%rows))
+				}
+			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				if kind == "pack" {
+					if _, err := a.Apply(context.Background(), packed[i]); err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
 				changes := make([]*Change, batch)
 				for j := range changes {
 					c := mk(i*batch + j)

@@ -82,27 +82,36 @@ func (f *Feed) all() ([]*Change, error) {
 	return f.changes, f.err
 }
 
-// streamInserts writes the feed's leading run of INSERTs of one table (all
-// with the same columns) with one COPY, as they are decoded, and returns
-// how many changes the run holds (n) and those it wrote (done); changes
-// already applied (by the progress table) are left out. For a table with a key the COPY
-// runs under a savepoint; when a row already exists it is rolled back and 0
-// returned: the changes then go through the planner (upserts).
-func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed) (n int, done []*Change, err error) {
-	first := f.wait(0)
+// streamInserts writes the run of INSERTs of one table starting at the
+// feed's index from, as they are decoded, and returns how many changes of
+// the feed it took (n), the changes (rows) it wrote (done) and how many it
+// left out as already applied by the progress table (skipped). A run of
+// INSERT events (all with the same columns) is written with one COPY; for a
+// table with a key the COPY runs under a savepoint, and when a row already
+// exists it is rolled back and 0 returned: the changes then go through the
+// planner (upserts). Copy packs are written by streamPacks.
+func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from int) (n int, done []*Change, skipped int, err error) {
+	first := f.wait(from)
 	if first == nil || first.Op != event.Insert {
-		return 0, nil, nil
+		return 0, nil, 0, nil
 	}
 	if first.Target.Name == "" {
 		first.Target = a.Target(first.Schema, first.Table)
 	}
 	t, err := a.table(ctx, first)
-	if err != nil || a.noCopyBatches[t.Name] > 0 {
-		return 0, nil, err
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	if first.Pack != nil {
+		n, done, err := a.streamPacks(ctx, b, f, from, first, t)
+		return n, done, 0, err
+	}
+	if a.noCopyBatches[t.Name] > 0 {
+		return 0, nil, 0, nil
 	}
 	_, has, err := rowValues(t, first.New)
 	if err != nil {
-		return 0, nil, nil // the planner reports it
+		return 0, nil, 0, nil // the planner reports it
 	}
 	cols := presentColumns(has, t, false)
 	// at[j] is the position in the event's row of cols[j].
@@ -115,7 +124,7 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed) (n int
 		}
 	}
 	same := func(ch *Change) bool {
-		if ch == nil || ch.Op != event.Insert || ch.Schema != first.Schema || ch.Table != first.Table ||
+		if ch == nil || ch.Op != event.Insert || ch.Pack != nil || ch.Schema != first.Schema || ch.Table != first.Table ||
 			(ch.Target.Name != "" && ch.Target != first.Target) || len(ch.New) != len(first.New) {
 			return false
 		}
@@ -129,8 +138,8 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed) (n int
 	// Worth a COPY only when the run is long (and a stray INSERT before
 	// other changes stays with them).
 	for i := 1; i < a.cfg.CopyMinRows; i++ {
-		if !same(f.wait(i)) {
-			return 0, nil, nil
+		if !same(f.wait(from + i)) {
+			return 0, nil, 0, nil
 		}
 	}
 	pr, pw := io.Pipe()
@@ -138,7 +147,7 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed) (n int
 	go func() {
 		defer close(finished)
 		buf := make([]byte, 0, 64<<10)
-		for i := 0; ; i++ {
+		for i := from; ; i++ {
 			ch := f.wait(i)
 			if !same(ch) {
 				break
@@ -169,10 +178,10 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed) (n int
 	_ = pr.CloseWithError(errors.New("COPY ended"))
 	<-finished
 	if err != nil {
-		return 0, nil, fmt.Errorf("COPY of %d inserts into %s: %w", n, t.Name, err)
+		return 0, nil, 0, fmt.Errorf("COPY of %d inserts into %s: %w", n, t.Name, err)
 	}
 	if !ok {
-		return 0, nil, nil
+		return 0, nil, 0, nil
 	}
-	return n, done, nil
+	return n, done, n - len(done), nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 )
 
@@ -22,6 +23,13 @@ type Change struct {
 	// Source names the table on the source, when it differs from the event's
 	// (routing renamed it): sync_schema reads its definition from there.
 	Source TableName
+	// Pack, when set, holds snapshot rows as COPY text (a copy pack, see
+	// DecodePack): the change stands for an INSERT of each row, the event
+	// being their template (New is nil) and Pos the first row's position.
+	// Leading runs of packs are written with COPY as they are (see
+	// streamPacks); anywhere else a pack is expanded into its rows'
+	// INSERTs, which the planner applies.
+	Pack *copypack.Pack
 }
 
 // stepKind is what a step of a plan does.

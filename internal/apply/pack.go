@@ -1,0 +1,239 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/event"
+)
+
+// Copy packs (internal/copypack) carry snapshot rows as the source's
+// COPY ... TO STDOUT wrote them, in the text form both sessions share
+// (event.TextFormSettings). A leading run of packs of one table goes to the
+// target's COPY FROM STDIN as it is: no row is parsed or encoded again. Where
+// that cannot be done (serial mode, a COPY conflict, packs after other
+// changes, a column the target lacks), a pack is expanded into the INSERTs
+// of its rows, and the planner applies them as any others.
+
+// DecodePack reads the body of a pack message into ch: one change standing
+// for the INSERTs (snapshot rows) of all the pack's rows, with New nil. The
+// pack shares body's memory. The caller sets Index, Pos (the first row's
+// position) and Target, as for an event.
+func DecodePack(body []byte, ch *Change) error {
+	p, err := copypack.Parse(body)
+	if err != nil {
+		return err
+	}
+	ch.Event = p.Template()
+	ch.Pack = p
+	return nil
+}
+
+// Rows returns how many rows the change writes: a pack's rows, else 1.
+func (ch *Change) Rows() int {
+	if ch.Pack != nil {
+		return ch.Pack.N
+	}
+	return 1
+}
+
+// rowsOf returns how many rows changes write.
+func rowsOf(changes []*Change) int {
+	n := 0
+	for _, ch := range changes {
+		n += ch.Rows()
+	}
+	return n
+}
+
+// packRowsOf returns how many rows of changes are rows of packs.
+func packRowsOf(changes []*Change) int {
+	n := 0
+	for _, ch := range changes {
+		if ch.Pack != nil {
+			n += ch.Pack.N
+		}
+	}
+	return n
+}
+
+// expand returns the INSERTs of a pack's rows: the change's event with the
+// row as New, the same Index, target and source, Pos the first row's plus
+// the row's number (-1 when unknown).
+func (ch *Change) expand() ([]*Change, error) {
+	p := ch.Pack
+	out := make([]Change, 0, p.N)
+	vals := make([]event.Value, 0, p.N*len(p.Columns))
+	err := p.Values(func(i int, row event.Row) error {
+		start := len(vals)
+		vals = append(vals, row...)
+		c := Change{Event: ch.Event, Pos: -1, Index: ch.Index, Target: ch.Target, Source: ch.Source}
+		c.New = vals[start:len(vals):len(vals)]
+		if ch.Pos >= 0 {
+			c.Pos = ch.Pos + int64(i)
+		}
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, changeError(ch, nil, err)
+	}
+	changes := make([]*Change, len(out))
+	for i := range out {
+		changes[i] = &out[i]
+	}
+	return changes, nil
+}
+
+// packColumns maps a pack's columns to the target table's; false when the
+// rows cannot go to COPY as they are (a column the target lacks or cannot
+// be written, a column named twice): the planner then applies (or refuses)
+// the rows one by one, as INSERT events.
+func packColumns(t *Table, columns []event.Column) ([]int, bool) {
+	cols := make([]int, len(columns))
+	seen := make(map[int]bool, len(columns))
+	for j, c := range columns {
+		i, ok := t.Column(c.Name)
+		if !ok || t.Columns[i].Generated || seen[i] {
+			return nil, false
+		}
+		seen[i] = true
+		cols[j] = i
+	}
+	return cols, true
+}
+
+// sameColumns reports whether two packs' rows have the same columns.
+func sameColumns(a, b []event.Column) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) > 0 && &a[0] == &b[0] {
+		return true
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// packReader reads the rows of the feed's packs from index next on while
+// same accepts them, as one stream of COPY text: the packs' rows
+// concatenated, as io.MultiReader would, but taking each pack only once it
+// is decoded. It is read on COPY's goroutine; run is also read by the
+// caller, hence the lock.
+type packReader struct {
+	f    *Feed
+	same func(*Change) bool
+	next int
+	cur  []byte
+	eof  bool
+
+	mu  sync.Mutex
+	run []*Change // the packs taken
+}
+
+func (r *packReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		ch := r.f.wait(r.next)
+		if !r.same(ch) {
+			r.eof = true
+			return 0, io.EOF
+		}
+		r.next++
+		r.mu.Lock()
+		r.run = append(r.run, ch)
+		r.mu.Unlock()
+		r.cur = ch.Pack.Rows
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// taken returns the packs read so far.
+func (r *packReader) taken() []*Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.run
+}
+
+// streamPacks writes the run of packs of table t starting at the feed's
+// index from (first) with one COPY of their rows as they are, as they are
+// decoded, and returns how many changes of the feed it took and the changes
+// it wrote. When the run is not for COPY (its columns do not map onto t's,
+// it holds fewer than copy_min_rows rows, COPY into t is off after a
+// conflict) or COPY hit an existing row (and was rolled back), it upserts
+// the first pack's rows instead and takes that pack only: the next call goes
+// on with the next one.
+func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int, first *Change, t *Table) (int, []*Change, error) {
+	cols, ok := packColumns(t, first.Pack.Columns)
+	if !ok || a.noCopyBatches[t.Name] > 0 {
+		return a.upsertPack(ctx, b, first)
+	}
+	// same runs on COPY's goroutine too: it must not change the change.
+	same := func(ch *Change) bool {
+		if ch == nil || ch.Pack == nil || ch.Op != event.Insert {
+			return false
+		}
+		target := ch.Target
+		if target.Name == "" {
+			target = a.Target(ch.Schema, ch.Table)
+		}
+		return target == first.Target && sameColumns(ch.Pack.Columns, first.Pack.Columns)
+	}
+	rows := 0
+	for i := from; rows < a.cfg.CopyMinRows; i++ {
+		ch := f.wait(i)
+		if !same(ch) {
+			return a.upsertPack(ctx, b, first)
+		}
+		rows += ch.Pack.N
+	}
+	r := &packReader{f: f, next: from, same: same}
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, r)
+	run := r.taken()
+	if err != nil {
+		return 0, nil, fmt.Errorf("COPY of %d snapshot rows (%d packs) into %s: %w", rowsOf(run), len(run), t.Name, err)
+	}
+	if !ok {
+		return a.upsertPack(ctx, b, first)
+	}
+	for _, ch := range run {
+		if ch.Target.Name == "" {
+			ch.Target = first.Target
+		}
+	}
+	a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY, as they came", rowsOf(run), len(run), t.Name)
+	return len(run), run, nil
+}
+
+// upsertPack applies the rows of a pack as the INSERT events they stand for
+// (upserts by key; plain inserts into a table without key), and returns
+// them.
+func (a *Applier) upsertPack(ctx context.Context, b *batchTx, ch *Change) (int, []*Change, error) {
+	rows, err := ch.expand()
+	if err != nil {
+		return 0, nil, &feedError{err}
+	}
+	p := &planner{
+		lookup:  func(c *Change) (*Table, error) { return a.table(ctx, c) },
+		reorder: a.cfg.DisableForeignKeys,
+	}
+	steps, err := p.plan(rows)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := a.execSteps(ctx, b.tx, steps); err != nil {
+		return 0, nil, err
+	}
+	return 1, rows, nil
+}

@@ -1,0 +1,372 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/internal/apply/typestest"
+	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+// snapshotLSN is the LSN of the test packs' snapshot.
+const snapshotLSN = pglogrepl.LSN(0x1000)
+
+// copyPacks reads a table of the source as pg_flo_replicator's snapshot
+// does (COPY (SELECT columns FROM table) TO STDOUT, text format, in a
+// session with the text form settings) and cuts its rows into packs of at
+// most size rows: one change per pack, positions counted from pos.
+func copyPacks(t *testing.T, dsn, table string, size int, pos *int64) []*Change {
+	t.Helper()
+	ctx := context.Background()
+	var cols []event.Column
+	var list []string
+	for i, r := range testenv.QueryRows(t, dsn, `SELECT a.attname, ty.typname, ty.oid FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`, table) {
+		oid, _ := strconv.ParseUint(r[2], 10, 32)
+		cols = append(cols, event.Column{Name: r[0], Type: r[1], OID: uint32(oid), Key: i == 0})
+		list = append(list, pgx.Identifier{r[0]}.Sanitize())
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range event.TextFormSettings() {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var text bytes.Buffer
+	if _, err := conn.PgConn().CopyTo(ctx, &text, fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY 1) TO STDOUT", strings.Join(list, ", "), table)); err != nil {
+		t.Fatal(err)
+	}
+	header := copypack.AppendHeader(nil, copypack.NewHeader("public", table, cols, snapshotLSN))
+	lines := bytes.SplitAfter(text.Bytes(), []byte{'\n'})
+	lines = lines[:len(lines)-1] // after the last newline
+	var out []*Change
+	for len(lines) > 0 {
+		n := min(size, len(lines))
+		body := append([]byte(nil), header...)
+		for _, l := range lines[:n] {
+			body = append(body, l...)
+		}
+		ch := &Change{}
+		if err := DecodePack(body, ch); err != nil {
+			t.Fatal(err)
+		}
+		if ch.Pack.N != n {
+			t.Fatalf("pack of %d rows holds %d", n, ch.Pack.N)
+		}
+		ch.Pos = *pos
+		*pos += int64(n)
+		out = append(out, ch)
+		lines = lines[n:]
+	}
+	return out
+}
+
+// numbered sets the changes' positions in the batch.
+func numbered(changes []*Change) []*Change {
+	for i, ch := range changes {
+		ch.Index = i
+	}
+	return changes
+}
+
+// mixedTable holds hundreds of rows with what COPY's text form escapes
+// (tabs, newlines, carriage returns, backslashes), NULLs, arrays, bytea,
+// numeric and timestamptz values.
+const mixedTable = `CREATE TABLE mixed (id int8 PRIMARY KEY, t text, n numeric, ts timestamptz, b bytea, tags text[], nums int4[], doc jsonb)`
+
+const mixedRows = `INSERT INTO mixed SELECT i,
+	CASE WHEN i % 7 = 0 THEN NULL ELSE E'row ' || i || E'\ttab\nnewline\r\\back\\\\slash \\N "q" é' END,
+	CASE i % 5 WHEN 0 THEN 'NaN'::numeric WHEN 1 THEN NULL ELSE (i * 1234567.890123)::numeric END,
+	CASE i % 9 WHEN 0 THEN 'infinity'::timestamptz WHEN 1 THEN NULL ELSE '2026-01-01 00:00+00'::timestamptz + i * interval '1 hour 1.5 seconds' END,
+	CASE WHEN i % 11 = 0 THEN NULL ELSE decode(lpad(to_hex(i), 8, '0') || '5c090a00', 'hex') END,
+	ARRAY['a' || i, NULL, E'tab\there', 'quote"', E'back\\slash', 'x,y', ''],
+	CASE WHEN i % 13 = 0 THEN '{}'::int4[] ELSE ARRAY[i, NULL, -i] END,
+	jsonb_build_object('i', i, 's', E'line\nbreak\t\\', 'n', NULL)
+	FROM generate_series(1, 700) i`
+
+// The mixed table on the target: other column order, a column of its own.
+const mixedTarget = `CREATE TABLE mixed (extra text DEFAULT 'target', doc jsonb, nums int4[], tags text[], b bytea, ts timestamptz, n numeric, t text, id int8 PRIMARY KEY)`
+
+const mixedDigest = `SELECT count(*) || ':' || md5(coalesce(string_agg(concat_ws('|', id, t, n, ts, b, tags, nums, doc), E'\n' ORDER BY id), '')) FROM mixed`
+
+func packSource(t *testing.T) (src string, packs []*Change) {
+	t.Helper()
+	src = pg.NewDatabase(t)
+	testenv.Exec(t, src, typestest.Types)
+	testenv.Exec(t, src, typestest.Table("types"))
+	testenv.Exec(t, src, typestest.Rows("types"))
+	testenv.Exec(t, src, mixedTable)
+	testenv.Exec(t, src, mixedRows)
+	testenv.Exec(t, src, "CREATE TABLE log (id int8, t text); INSERT INTO log SELECT i % 50, E'l\\t' || i FROM generate_series(1, 300) i")
+	var pos int64
+	packs = append(packs, copyPacks(t, src, "types", 2, &pos)...)
+	packs = append(packs, copyPacks(t, src, "mixed", 128, &pos)...)
+	packs = append(packs, copyPacks(t, src, "log", 100, &pos)...)
+	return src, numbered(packs)
+}
+
+func packTarget(t *testing.T) string {
+	t.Helper()
+	dst := pg.NewDatabase(t)
+	testenv.Exec(t, dst, typestest.Types)
+	testenv.Exec(t, dst, typestest.Table("types"))
+	testenv.Exec(t, dst, mixedTarget)
+	testenv.Exec(t, dst, "CREATE TABLE log (t text, id int8)")
+	return dst
+}
+
+// packDigests digest the pack tables.
+var packDigests = []string{typestest.Digest("types"), mixedDigest,
+	"SELECT count(*) || ':' || md5(string_agg(id || '|' || t, E'\n' ORDER BY id, t)) FROM log"}
+
+// sameTables compares the tables of source and target by the digest
+// queries (all the pack tables by default).
+func sameTables(t *testing.T, src, dst string, queries ...string) {
+	t.Helper()
+	if len(queries) == 0 {
+		queries = packDigests
+	}
+	for _, q := range queries {
+		want := testenv.QueryRows(t, src, q)[0][0]
+		if got := testenv.QueryRows(t, dst, q)[0][0]; got != want {
+			t.Fatalf("%s:\ntarget %s\nsource %s", q, got, want)
+		}
+	}
+}
+
+// Packs of several tables (all types; escapes, NULLs, arrays, bytea,
+// numeric, timestamptz; a table without key) go to the target with COPY
+// as they are, one COPY per table; without COPY (copy_min_rows 0) they are
+// applied as their rows' INSERTs, with the same result.
+func TestPacksAreCopiedAsTheyAre(t *testing.T) {
+	src, packs := packSource(t)
+	rowsTotal := rowsOf(packs)
+	if rowsTotal != 5+700+300 || len(packs) != 3+6+3 {
+		t.Fatalf("%d rows in %d packs", rowsTotal, len(packs))
+	}
+	// copy_min_rows 64: the types table's 5 rows are upserted; the next
+	// tables' runs are copied all the same.
+	for copyMin, wantCopied := range map[int]int{0: 0, 1: rowsTotal, 64: 1000} {
+		t.Run(fmt.Sprintf("copy_min_%d", copyMin), func(t *testing.T) {
+			dst := packTarget(t)
+			a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = copyMin })
+			res := apply(t, a, packs...)
+			if res.Applied != rowsTotal || res.Skipped != 0 || res.PackRows != wantCopied || res.Serial {
+				t.Fatalf("result %+v, want %d rows applied, %d copied", res, rowsTotal, wantCopied)
+			}
+			sameTables(t, src, dst)
+			if got := rows(t, dst, "SELECT count(DISTINCT extra) || extra FROM mixed GROUP BY extra"); got != "1target" {
+				t.Fatalf("target's own column: %s", got)
+			}
+			if got := rows(t, dst, "SELECT commit_lsn, tx_pos, events, snapshot_rows FROM pgflo.progress"); got != "0/0|-1|0|"+strconv.Itoa(rowsTotal) {
+				t.Fatalf("progress: %s", got)
+			}
+		})
+	}
+}
+
+// A pack delivered again (a redone snapshot chunk, a lost acknowledgement)
+// makes COPY hit existing rows: it is rolled back and the rows upserted,
+// without error or duplicates; COPY is not tried on the table for a while.
+func TestPacksDeliveredAgainAreUpserted(t *testing.T) {
+	src, packs := packSource(t)
+	packs = packs[3:9] // the mixed table
+	dst := packTarget(t)
+	a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
+	if res := apply(t, a, packs...); res.PackRows != 700 {
+		t.Fatalf("first delivery: %+v", res)
+	}
+	// The target drifted meanwhile; the snapshot rows win.
+	testenv.Exec(t, dst, "UPDATE mixed SET t = 'drift', extra = 'kept' WHERE id = 1")
+	for i := 0; i < 2; i++ {
+		res := apply(t, a, packs...)
+		if res.PackRows != 0 || res.Applied != 700 || res.Skipped != 0 {
+			t.Fatalf("delivery %d: %+v", i+2, res)
+		}
+		sameTables(t, src, dst, mixedDigest)
+	}
+	if got := rows(t, dst, "SELECT count(*) FILTER (WHERE extra = 'kept') FROM mixed"); got != "1" {
+		t.Fatalf("the target's own column was overwritten: %s", got)
+	}
+	if n := a.noCopyBatches[TableName{Schema: "public", Name: "mixed"}]; n != noCopyAfterConflict-2 {
+		t.Fatalf("COPY back-off at %d", n)
+	}
+	if len(log.warns) > 0 {
+		t.Fatalf("warnings %q", log.warns)
+	}
+	// Part of a pack again, after new packs: the new ones are copied, the
+	// old one conflicts and the whole run is upserted.
+	b, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
+	testenv.Exec(t, src, "INSERT INTO mixed SELECT i, 'new ' || i FROM generate_series(701, 900) i")
+	testenv.Exec(t, src, "DELETE FROM mixed WHERE id <= 700")
+	var pos int64
+	fresh := copyPacks(t, src, "mixed", 100, &pos)
+	if res := apply(t, b, numbered(append(fresh, packs[0]))...); res.PackRows != 0 || res.Applied != 328 {
+		t.Fatalf("mixed run: %+v", res)
+	}
+	if got := rows(t, dst, "SELECT count(*), count(*) FILTER (WHERE t LIKE 'new %') FROM mixed"); got != "900|200" {
+		t.Fatalf("target: %s", got)
+	}
+}
+
+// Changes after packs in the batch apply after the packs' rows, in the same
+// transaction: UPDATEs and DELETEs of the packs' keys, more INSERTs; packs
+// after other changes are applied through the planner, in order.
+func TestPacksThenChangesOfTheirRows(t *testing.T) {
+	src := pg.NewDatabase(t)
+	testenv.Exec(t, src, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text); "+
+		"INSERT INTO users SELECT i, 'e' || i, i, CASE WHEN i % 3 = 0 THEN NULL ELSE E'bio\\n' || i END FROM generate_series(1, 400) i")
+	dst := pg.NewDatabase(t)
+	testenv.Exec(t, dst, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
+	var pos int64
+	packs := copyPacks(t, src, "users", 150, &pos)
+	var s stream
+	after := s.tx(upd("users", "5", "changed", "-5"), del("users", "6"), ins("users", "1000", "new", "1"),
+		ch(event.Update, "users", row("id", "2000", "email", "moved", "n", "7", "bio", null), row("id", "7")), del("users", "400"))
+	for _, c := range after {
+		c.CommitLSN += snapshotLSN
+		c.LSN += snapshotLSN
+	}
+	batch := numbered(append(append([]*Change{}, packs...), after...))
+	res := apply(t, a, batch...)
+	if res.PackRows != 400 || res.Applied != 405 {
+		t.Fatalf("result %+v", res)
+	}
+	want := "399|5:changed:-5|1000:new:1|2000:moved:7"
+	got := rows(t, dst, "SELECT count(*), string_agg(id || ':' || email || ':' || n, '|' ORDER BY id) FILTER (WHERE id IN (5, 6, 7, 400, 1000, 2000)) FROM users")
+	if got != want {
+		t.Fatalf("target: %s, want %s", got, want)
+	}
+
+	// Packs after other changes (and an UPDATE of their rows after them):
+	// planned as their rows' INSERTs, in the batch's order.
+	dst2 := pg.NewDatabase(t)
+	testenv.Exec(t, dst2, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	b, _ := connectApplier(t, dst2, func(c *Config) { c.CopyMinRows = 64 })
+	pos = 0
+	packs = copyPacks(t, src, "users", 150, &pos)
+	first := s.tx(ins("users", "1", "before", "0"))
+	last := s.tx(upd("users", "2", "after", "2"), del("users", "3"))
+	for _, c := range append(first, last...) {
+		c.CommitLSN += snapshotLSN
+		c.LSN += snapshotLSN
+	}
+	batch = numbered(append(append(append([]*Change{}, first...), packs...), last...))
+	res = apply(t, b, batch...)
+	if res.PackRows != 0 || res.Applied != 403 {
+		t.Fatalf("result %+v", res)
+	}
+	if got := rows(t, dst2, "SELECT count(*), string_agg(id || ':' || email, '|' ORDER BY id) FILTER (WHERE id <= 3) FROM users"); got != "399|1:e1|2:after" {
+		t.Fatalf("target: %s", got)
+	}
+}
+
+// A pack with a column the target lacks fails as an INSERT event with that
+// column does: naming the table, the column, the key and the LSN.
+func TestPackColumnMissingOnTarget(t *testing.T) {
+	src := pg.NewDatabase(t)
+	testenv.Exec(t, src, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text); INSERT INTO users SELECT i, 'e', i FROM generate_series(1, 100) i")
+	dst := pg.NewDatabase(t)
+	testenv.Exec(t, dst, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4)")
+	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 10 })
+	var pos int64
+	packs := copyPacks(t, src, "users", 100, &pos)
+	_, packErr := a.Apply(context.Background(), packs)
+	var ce *ChangeError
+	if !errors.As(packErr, &ce) {
+		t.Fatalf("error %v (%T), want a *ChangeError", packErr, packErr)
+	}
+	for _, want := range []string{`apply INSERT to "public"."users" key (id)=(1) at LSN 0/1000`, `column "bio" of the event does not exist in target table "public"."users"`} {
+		if !strings.Contains(packErr.Error(), want) {
+			t.Errorf("error %q does not name %q", packErr, want)
+		}
+	}
+	// The same row as an INSERT event.
+	ev := ins("users", "1", "e", "1")
+	ev.Snapshot, ev.LSN, ev.CommitLSN = true, snapshotLSN, snapshotLSN
+	_, evErr := a.Apply(context.Background(), []*Change{ev})
+	if evErr == nil || evErr.Error() != packErr.Error() {
+		t.Fatalf("event error %v\npack error  %v", evErr, packErr)
+	}
+	if n := testenv.QueryInt(t, dst, "SELECT count(*) FROM users"); n != 0 {
+		t.Fatalf("%d rows written", n)
+	}
+}
+
+// A pack whose rows are not what its header says fails the batch, naming
+// the table and the row, and writes nothing.
+func TestMalformedPack(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, func(c *Config) { c.CopyMinRows = 1 })
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", "users", usersCols, snapshotLSN))
+	body = append(body, "1\ta\t1\t\\N\n2\tb\t2\n"...)
+	pack := &Change{}
+	if err := DecodePack(body, pack); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Apply(context.Background(), []*Change{pack})
+	if err == nil || !errors.Is(err, copypack.ErrMalformed) || !strings.Contains(err.Error(), `"public"."users"`) || !strings.Contains(err.Error(), "row 1 of public.users") {
+		t.Fatalf("error %v", err)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM users"); n != 0 {
+		t.Fatalf("%d rows written", n)
+	}
+}
+
+// Packs handed over while the batch is decoded stream into one COPY; a
+// decoding failure later rolls them back.
+func TestPacksStreamWhileDecoded(t *testing.T) {
+	src, packs := packSource(t)
+	dst := packTarget(t)
+	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
+	feed := func(fail bool) *Feed {
+		f := NewFeed(len(packs) + 1)
+		go func() {
+			for _, p := range packs {
+				f.Add(p)
+				time.Sleep(5 * time.Millisecond)
+			}
+			if fail {
+				f.Fail(errors.New("message 12 is not an event"))
+			} else {
+				var s stream
+				u := s.tx(&Change{Event: event.Event{V: 1, Op: event.Delete, Schema: "public", Table: "mixed", Old: row("id", "1")}})[0]
+				u.Index = len(packs)
+				u.CommitLSN += snapshotLSN
+				f.Add(u)
+			}
+		}()
+		return f
+	}
+	if _, err := a.ApplyFeed(context.Background(), feed(true)); err == nil || err.Error() != "message 12 is not an event" {
+		t.Fatalf("error %v", err)
+	}
+	if n := testenv.QueryInt(t, dst, "SELECT (SELECT count(*) FROM mixed) + (SELECT count(*) FROM types) + (SELECT count(*) FROM log)"); n != 0 {
+		t.Fatalf("%d rows of a failed batch were committed", n)
+	}
+	res, err := a.ApplyFeed(context.Background(), feed(false))
+	if err != nil || res.PackRows != 1000 || res.Applied != 1006 {
+		t.Fatalf("result %+v, error %v", res, err)
+	}
+	testenv.Exec(t, src, "DELETE FROM mixed WHERE id = 1")
+	sameTables(t, src, dst)
+}
