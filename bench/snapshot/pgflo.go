@@ -62,8 +62,7 @@ func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloRe
 	// The replicator logs at INFO: its per-table snapshot progress lands in
 	// its log (shown on failure, kept with --keep).
 	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`http:
-  address: 127.0.0.1:19001
-  debug_endpoints: true
+  enabled: false
 logger:
   level: INFO
   format: logfmt
@@ -82,8 +81,7 @@ output:
 		return res, err
 	}
 	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`http:
-  address: 127.0.0.1:19002
-  debug_endpoints: true
+  enabled: false
 logger:
   level: WARN
   format: logfmt
