@@ -165,9 +165,11 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			// A nacked batch is resent in-process, in order, before any new
-			// read; our ReadBatch blocks until the pending batch is acked.
-			return service.AutoRetryNacksBatched(in), nil
+			// No AutoRetryNacksBatched: a nacked batch is handed back to
+			// JetStream and the consumer rewound, so it is read again
+			// before anything newer (see ackFunc). That costs a fetch per
+			// failure instead of a wrapper's bookkeeping per message.
+			return in, nil
 		})
 	if err != nil {
 		panic(err)
@@ -310,7 +312,16 @@ type workerInput struct {
 	// by Close.
 	prefetch       chan workerFetched
 	prefetchCancel context.CancelFunc
+	// retryWait is how long to wait before reading a batch nacked
+	// downstream again (0 after a success).
+	retryWait time.Duration
 }
+
+// Backoff between deliveries of a batch the pipeline keeps rejecting.
+const (
+	workerRetryMin = 50 * time.Millisecond
+	workerRetryMax = 5 * time.Second
+)
 
 // workerFetched is the outcome of a fetch made ahead of time.
 type workerFetched struct {
@@ -459,7 +470,7 @@ func workerFilters(c jetstream.ConsumerConfig) []string {
 
 // ReadBatch returns the next batch once the previous one was acknowledged:
 // exactly one batch is in flight, so a batch that fails downstream is resent
-// (by the AutoRetryNacksBatched wrapper) before anything newer.
+// (handed back to JetStream and read again) before anything newer.
 func (w *workerInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -499,6 +510,16 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		return nil, nil, service.ErrNotConnected
 	}
 
+	w.mu.Lock()
+	wait := w.retryWait
+	w.mu.Unlock()
+	if wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, nil, w.doneErr(ctx)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			// Back off a little when resets keep being needed (another
@@ -947,14 +968,20 @@ func (w *workerInput) ackFunc(b *workerBatch) service.AckFunc {
 			ran = true
 			close(b.stop)
 			if res != nil {
-				// Not reached behind AutoRetryNacksBatched, which retries
-				// nacked batches itself. Hand the messages back and rewind so
-				// they come first.
+				// Hand the messages back and rewind so they come first,
+				// after a backoff that grows while failures repeat.
 				for _, m := range b.msgs {
 					_ = m.Nak()
 				}
 				w.setForceReset()
+				w.mu.Lock()
+				w.retryWait = min(max(2*w.retryWait, workerRetryMin), workerRetryMax)
+				w.mu.Unlock()
+				w.log.Warnf("Batch of %d messages rejected downstream (%v); it is read again in %v", len(b.msgs), res, w.retryWait)
 			} else {
+				w.mu.Lock()
+				w.retryWait = 0
+				w.mu.Unlock()
 				for _, m := range b.msgs {
 					if err := m.Ack(); err != nil && ackErr == nil {
 						ackErr = fmt.Errorf("acknowledge %d jetstream messages of consumer %s: %w", len(b.msgs), w.conf.durable, err)

@@ -136,7 +136,7 @@ func workerRunPipeline(t *testing.T, url, settings string, consume func(ids []in
 }
 
 // workerTestInput builds a pg_flo_worker (group g1 at url, with settings) as
-// Benthos does (with the nack retry wrapper) and connects it. It returns the
+// Benthos does and connects it. It returns the
 // wrapped input and the raw one for inspection.
 func workerTestInput(t *testing.T, url, settings string) (service.BatchInput, *workerInput) {
 	t.Helper()
@@ -148,7 +148,7 @@ func workerTestInput(t *testing.T, url, settings string) (service.BatchInput, *w
 	if err != nil {
 		t.Fatalf("new input: %v", err)
 	}
-	in := service.AutoRetryNacksBatched(raw)
+	in := service.BatchInput(raw)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := in.Connect(ctx); err != nil {
