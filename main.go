@@ -38,7 +38,7 @@ var (
 // more often instead). docs/operations.md.
 const (
 	gcPercent   = 400
-	memoryLimit = 768 << 20
+	memoryLimit = 192 << 20
 )
 
 func tuneGC() {

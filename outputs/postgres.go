@@ -31,6 +31,7 @@ const (
 	pgFieldSourceDSN          = "source_dsn"
 	pgFieldProgressTable      = "progress_table"
 	pgFieldCopyMinRows        = "copy_min_rows"
+	pgFieldCopyConnections    = "copy_connections"
 	pgFieldRetries            = "retries"
 	pgFieldBatching           = "batching"
 )
@@ -135,6 +136,10 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Description("Runs of at least this many INSERTs (or snapshot pack rows) of one table are written with COPY (falling back to upserts when a row already exists); 0 never uses COPY.").
 				Default(64).
 				Advanced(),
+			service.NewIntField(pgFieldCopyConnections).
+				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync; 1 writes every pack in the batch's transaction.").
+				Default(2).
+				Advanced(),
 			service.NewIntField(pgFieldRetries).
 				Description("How often a batch is retried at once after a serialization failure, deadlock or lock timeout before it fails (and is delivered again by the input).").
 				Default(5).
@@ -215,6 +220,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	sourceDSN := r.String(pgFieldSourceDSN)
 	progress := r.String(pgFieldProgressTable)
 	copyMin := r.Int(pgFieldCopyMinRows)
+	copyConns := r.Int(pgFieldCopyConnections)
 	retries := r.Int(pgFieldRetries)
 	if err := r.Err(); err != nil {
 		return nil, service.BatchPolicy{}, err
@@ -244,6 +250,9 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	if copyMin < 0 {
 		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be negative, got %d", pgFieldCopyMinRows, copyMin)
 	}
+	if copyConns < 1 {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must be at least 1, got %d", pgFieldCopyConnections, copyConns)
+	}
 	if retries < 0 {
 		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be negative, got %d", pgFieldRetries, retries)
 	}
@@ -262,7 +271,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
-		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, Retries: retries,
+		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, Retries: retries,
 		ApplicationName: "pgflo pg_flo_postgres " + group, Logger: o.log,
 	}
 	if syncSchema {

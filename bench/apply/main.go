@@ -71,6 +71,7 @@ type options struct {
 	out       string
 	keep      bool
 	timeout   time.Duration
+	profile   string
 }
 
 func main() {
@@ -82,6 +83,7 @@ func main() {
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
 	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/apply.md")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
+	flag.StringVar(&o.profile, "profile", "", "save 3-second CPU profiles of every pgflo process (taken as it starts) in this directory")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +30,53 @@ type pipeline struct {
 	procs []*benchkit.Proc
 }
 
-const logging = "http:\n  enabled: false\nlogger:\n  level: INFO\n  format: logfmt\n"
+const logging = "logger:\n  level: INFO\n  format: logfmt\n"
+
+// Ports of the processes' HTTP servers with --profile.
+const (
+	replicatorPort = 19101
+	workerPort     = 19102
+)
+
+// httpSection is a process's http config: off, or with --profile its debug
+// endpoints on port.
+func (b *bench) httpSection(port int) string {
+	if b.o.profile == "" {
+		return "http:\n  enabled: false\n"
+	}
+	return fmt.Sprintf("http:\n  address: 127.0.0.1:%d\n  debug_endpoints: true\n", port)
+}
+
+// profile saves a CPU profile of the process listening on port, taken over
+// the first seconds after it answers: --profile DIR/<name>.prof.
+func (b *bench) profile(port int, name string) {
+	if b.o.profile == "" {
+		return
+	}
+	go func() {
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		for range 600 {
+			if resp, err := http.Get(base + "/ping"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		resp, err := http.Get(base + "/debug/pprof/profile?seconds=3")
+		if err != nil {
+			benchkit.Warn("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(b.o.profile, name+".prof"), data, 0o644)
+		}
+		if err != nil {
+			benchkit.Warn("profile %s: %v", name, err)
+		}
+	}()
+}
 
 // configs writes the pipeline's configs and returns their paths: the
 // replicator's and, via NATS, the worker's.
@@ -48,9 +96,9 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
 `, b.dsn(p.target), p.group)
 	rep = filepath.Join(b.work, p.group+"-replicator.yaml")
 	if !p.viaNATS {
-		return rep, "", os.WriteFile(rep, []byte(logging+source+sink), 0o600)
+		return rep, "", os.WriteFile(rep, []byte(b.httpSection(replicatorPort)+logging+source+sink), 0o600)
 	}
-	if err := os.WriteFile(rep, []byte(logging+source+fmt.Sprintf(`output:
+	if err := os.WriteFile(rep, []byte(b.httpSection(replicatorPort)+logging+source+fmt.Sprintf(`output:
   pg_flo_jetstream:
     url: %q
     group: %s
@@ -62,7 +110,7 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
 		batch = fmt.Sprintf("    batch_size: %d\n", b.o.batchSize)
 	}
 	worker = filepath.Join(b.work, p.group+"-worker.yaml")
-	return rep, worker, os.WriteFile(worker, []byte(logging+fmt.Sprintf(`input:
+	return rep, worker, os.WriteFile(worker, []byte(b.httpSection(workerPort)+logging+fmt.Sprintf(`input:
   pg_flo_worker:
     url: %q
     group: %s
@@ -82,6 +130,7 @@ func (b *bench) start(ctx context.Context, p *pipeline, phase string) error {
 		return err
 	}
 	p.procs = []*benchkit.Proc{rep}
+	b.profile(replicatorPort, p.group+"-replicator-"+phase)
 	if !p.viaNATS {
 		return nil
 	}
@@ -98,6 +147,7 @@ func (b *bench) start(ctx context.Context, p *pipeline, phase string) error {
 		return err
 	}
 	p.procs = append(p.procs, worker)
+	b.profile(workerPort, p.group+"-worker-"+phase)
 	return nil
 }
 

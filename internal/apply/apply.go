@@ -62,6 +62,10 @@ type Config struct {
 	// CopyMinRows is the least number of inserted rows of a table written
 	// with COPY; 0 never uses COPY.
 	CopyMinRows int
+	// CopyConnections is how many connections write a batch's leading run
+	// of copy packs at once (see parallel.go); 1 or less writes them in the
+	// batch's transaction only.
+	CopyConnections int
 	// Retries is how often a batch is retried after a serialization
 	// failure, deadlock or lock timeout before Apply gives up.
 	Retries int
@@ -76,7 +80,9 @@ type Config struct {
 // is not safe for concurrent use.
 type Applier struct {
 	cfg    Config
+	pcfg   *pgx.ConnConfig // the session's settings, for side connections
 	conn   *pgx.Conn
+	side   []*pgx.Conn // copy connections beside conn, opened when needed
 	tables map[TableName]*Table
 	// noCopyBatches counts, per table, batches left in which COPY is not
 	// tried after one hit a conflict.
@@ -131,7 +137,7 @@ func Connect(ctx context.Context, cfg Config) (*Applier, error) {
 		return nil, fmt.Errorf("connect to target %s: %s: %w", pgdsn.Redact(cfg.DSN), redactErr(err, pcfg.Password), ErrConnection)
 	}
 	a := &Applier{
-		cfg: cfg, conn: conn, log: cfg.Logger,
+		cfg: cfg, pcfg: pcfg, conn: conn, log: cfg.Logger,
 		tables: map[TableName]*Table{}, noCopyBatches: map[TableName]int{},
 	}
 	if a.log == nil {
@@ -249,6 +255,7 @@ func (a *Applier) readProgress(ctx context.Context, lock string) (at, pending Po
 
 // Close closes the connection.
 func (a *Applier) Close(ctx context.Context) error {
+	a.closeSide(ctx)
 	if a.conn == nil {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/pgflo/pgflo/internal/copypack"
@@ -17,6 +18,9 @@ import (
 // that cannot be done (serial mode, a COPY conflict, packs after other
 // changes, a column the target lacks), a pack is expanded into the INSERTs
 // of its rows, and the planner applies them as any others.
+
+// maxParallelPacks bounds the run of packs written in shares at once.
+const maxParallelPacks = 64
 
 // DecodePack reads the body of a pack message into ch: one change standing
 // for the INSERTs (snapshot rows) of all the pack's rows, with New nil. The
@@ -197,6 +201,35 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 			return a.upsertPack(ctx, b, first)
 		}
 		rows += ch.Pack.N
+	}
+	if a.cfg.CopyConnections > 1 {
+		// Writing in shares needs the run whole; decoding packs is quick.
+		if run := collectRun(f, from, maxParallelPacks, same); len(run) > 1 {
+			retry, err := a.copyShares(ctx, b, t, cols, run, a.cfg.CopyConnections)
+			if err != nil {
+				return 0, nil, err
+			}
+			for _, ch := range run {
+				if ch.Target.Name == "" {
+					ch.Target = first.Target
+				}
+			}
+			done := make([]*Change, 0, len(run))
+			for _, ch := range run {
+				if !slices.Contains(retry, ch) {
+					done = append(done, ch)
+				}
+			}
+			for _, ch := range retry {
+				_, rows, err := a.upsertPack(ctx, b, ch)
+				if err != nil {
+					return 0, nil, err
+				}
+				done = append(done, rows...)
+			}
+			a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY over %d connections (%d packs upserted)", rowsOf(run), len(run), t.Name, min(len(run), a.cfg.CopyConnections), len(retry))
+			return len(run), done, nil
+		}
 	}
 	r := &packReader{f: f, next: from, same: same}
 	ok, err := a.copyFrom(ctx, b.tx, t, cols, r)

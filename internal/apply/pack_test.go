@@ -370,3 +370,76 @@ func TestPacksStreamWhileDecoded(t *testing.T) {
 	testenv.Exec(t, src, "DELETE FROM mixed WHERE id = 1")
 	sameTables(t, src, dst)
 }
+
+// With copy_connections, a run of packs is written in shares, the first in
+// the batch's transaction and the others on side connections at once; a
+// run delivered again conflicts everywhere and is upserted, and a run where
+// only some shares conflict ends equal to the source all the same.
+func TestPacksCopiedOverSeveralConnections(t *testing.T) {
+	src, packs := packSource(t)
+	packs = packs[3:9] // the mixed table, 700 rows in 6 packs
+	dst := packTarget(t)
+	a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64; c.CopyConnections = 3 })
+	if res := apply(t, a, packs...); res.PackRows != 700 || res.Applied != 700 {
+		t.Fatalf("first delivery: %+v", res)
+	}
+	sameTables(t, src, dst, mixedDigest)
+	if len(a.side) != 2 {
+		t.Fatalf("%d side connections, want 2", len(a.side))
+	}
+	// Delivered again: every share conflicts and is upserted.
+	testenv.Exec(t, dst, "UPDATE mixed SET t = 'drift' WHERE id = 1")
+	if res := apply(t, a, packs...); res.PackRows != 0 || res.Applied != 700 {
+		t.Fatalf("second delivery: %+v", res)
+	}
+	sameTables(t, src, dst, mixedDigest)
+	// Only the last pack's rows exist: the other shares are copied, the
+	// conflicting one upserted.
+	b, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64; c.CopyConnections = 3 })
+	last := packs[len(packs)-1]
+	testenv.Exec(t, dst, fmt.Sprintf("DELETE FROM mixed WHERE id NOT IN (SELECT id FROM mixed ORDER BY id DESC LIMIT %d)", last.Pack.N))
+	res := apply(t, b, packs...)
+	if res.Applied != 700 || res.PackRows == 0 || res.PackRows == 700 {
+		t.Fatalf("partly present: %+v", res)
+	}
+	sameTables(t, src, dst, mixedDigest)
+	if len(log.warns) > 0 {
+		t.Fatalf("warnings %q", log.warns)
+	}
+	if n := int(split(packs, 3)[0][0].Pack.N); n == 0 {
+		t.Fatal("empty share")
+	}
+}
+
+func TestSplitShares(t *testing.T) {
+	mk := func(sizes ...int) []*Change {
+		var out []*Change
+		for _, n := range sizes {
+			out = append(out, &Change{Pack: &copypack.Pack{N: n}})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		sizes []int
+		n     int
+		want  []int // packs per share
+	}{
+		{[]int{100, 100, 100, 100}, 2, []int{2, 2}},
+		{[]int{100, 100, 100, 100}, 4, []int{1, 1, 1, 1}},
+		{[]int{100, 100, 100}, 4, []int{1, 1, 1}},
+		{[]int{1000, 10, 10, 10}, 2, []int{1, 3}},
+		{[]int{10, 10, 10, 1000}, 2, []int{3, 1}},
+		{[]int{5}, 3, []int{1}},
+	} {
+		got := split(mk(c.sizes...), c.n)
+		var shape []int
+		total := 0
+		for _, g := range got {
+			shape = append(shape, len(g))
+			total += len(g)
+		}
+		if fmt.Sprint(shape) != fmt.Sprint(c.want) || total != len(c.sizes) {
+			t.Errorf("split(%v, %d) = %v, want %v", c.sizes, c.n, shape, c.want)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A batch's leading run of copy packs can be written over several
+// connections at once (Config.CopyConnections): the target's COPY FROM is
+// what bounds an initial sync, and one server process parses and indexes
+// rows on one core. The first share of the packs goes into the batch's own
+// transaction; every other share is written and committed on a side
+// connection of its own before the batch commits. Snapshot rows are
+// idempotent (a pack written again hits its rows and is upserted instead)
+// and are not tracked by the progress table, so committing them apart
+// loses nothing: a batch that fails after a side connection committed is
+// redelivered, and its packs are upserted over the rows already there.
+
+// sideConn returns the i-th side connection (0-based), opening it with the
+// main connection's settings the first time.
+func (a *Applier) sideConn(ctx context.Context, i int) (*pgx.Conn, error) {
+	for len(a.side) <= i {
+		a.side = append(a.side, nil)
+	}
+	if c := a.side[i]; c != nil && !c.IsClosed() {
+		return c, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, a.pcfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("open copy connection %d to the target: %s", i+1, redactErr(err, a.pcfg.Password))
+	}
+	if a.cfg.DisableForeignKeys {
+		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+			_ = conn.Close(context.Background())
+			return nil, fmt.Errorf("copy connection %d: set session_replication_role = replica: %w", i+1, err)
+		}
+	}
+	a.side[i] = conn
+	return conn, nil
+}
+
+// closeSide closes the side connections.
+func (a *Applier) closeSide(ctx context.Context) {
+	for i, c := range a.side {
+		if c != nil {
+			_ = c.Close(ctx)
+		}
+		a.side[i] = nil
+	}
+}
+
+// collectRun waits for the run of packs that same accepts from the feed's
+// index from on, up to max packs.
+func collectRun(f *Feed, from, max int, same func(*Change) bool) []*Change {
+	var run []*Change
+	for i := from; len(run) < max; i++ {
+		ch := f.wait(i)
+		if !same(ch) {
+			break
+		}
+		run = append(run, ch)
+	}
+	return run
+}
+
+// copyShares writes run (packs of t, columns cols) in shares: the first in
+// b's transaction (under a savepoint), the others each on a side connection
+// in a transaction of its own, all at once. It returns the packs whose COPY
+// hit an existing row (rolled back): the caller upserts them.
+func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []int, run []*Change, shares int) ([]*Change, error) {
+	groups := split(run, shares)
+	sql := t.sql("c", cols, func() string { return copySQL(t, cols) })
+	conns := make([]*pgx.Conn, len(groups))
+	for i := 1; i < len(groups); i++ {
+		c, err := a.sideConn(ctx, i-1)
+		if err != nil {
+			return nil, err
+		}
+		conns[i] = c
+	}
+	type outcome struct {
+		conflict bool
+		err      error
+	}
+	results := make([]outcome, len(groups))
+	var wg sync.WaitGroup
+	for i := 1; i < len(groups); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conflict, err := copyCommitted(ctx, conns[i], sql, packRows(groups[i]))
+			results[i] = outcome{conflict, err}
+		}()
+	}
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, packRows(groups[0]))
+	results[0] = outcome{!ok && err == nil, err}
+	wg.Wait()
+	var retry []*Change
+	var errs []error
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.conflict:
+			retry = append(retry, groups[i]...)
+		}
+	}
+	if len(errs) > 0 {
+		// A side connection in an unknown state is not used again.
+		a.closeSide(context.Background())
+		return nil, fmt.Errorf("COPY of %d snapshot rows (%d packs) into %s over %d connections: %w", rowsOf(run), len(run), t.Name, len(groups), errors.Join(errs...))
+	}
+	if len(retry) > 0 {
+		a.noCopyBatches[t.Name] = noCopyAfterConflict
+	}
+	return retry, nil
+}
+
+// copyCommitted runs COPY with rows in a transaction of its own on conn and
+// commits it; conflict reports a unique violation (rolled back).
+func copyCommitted(ctx context.Context, conn *pgx.Conn, sql string, rows io.Reader) (conflict bool, err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, rows, sql); err != nil {
+		_ = tx.Rollback(context.Background())
+		if sqlState(err) == "23505" {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, tx.Commit(ctx)
+}
+
+// split cuts run into at most n contiguous shares of about equal rows.
+func split(run []*Change, n int) [][]*Change {
+	n = min(n, len(run))
+	total := rowsOf(run)
+	groups := make([][]*Change, 0, n)
+	start, acc := 0, 0
+	for i, ch := range run {
+		acc += ch.Rows()
+		// Close a share once it holds its part of the rows, or when the
+		// packs left are just enough for one per share still to come.
+		left, needed := len(run)-(i+1), n-1-len(groups)
+		if needed > 0 && left >= needed && (acc*n >= total*(len(groups)+1) || left == needed) {
+			groups = append(groups, run[start:i+1])
+			start = i + 1
+		}
+	}
+	return append(groups, run[start:])
+}
+
+// packRows reads the rows of packs as one COPY text stream.
+func packRows(packs []*Change) io.Reader {
+	readers := make([]io.Reader, len(packs))
+	for i, ch := range packs {
+		readers[i] = bytes.NewReader(ch.Pack.Rows)
+	}
+	return io.MultiReader(readers...)
+}
