@@ -116,8 +116,8 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Example([]string{"pgflo.users.public.users", "pgflo.users.public.orders"}).
 				Advanced(),
 			service.NewIntField(workerFieldBatchSize).
-				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events.").
-				Default(1000),
+				Description("Most change events in one batch, as pg_flo's `--batch-size` (whose default, 1000, `pgflo worker` keeps); a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. The default matches `pg_flo_replicator`'s `max_batch_events`: four snapshot packs, which `pg_flo_postgres` writes over several connections at once.").
+				Default(4096),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
 				Default("50ms").
@@ -127,7 +127,7 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Default("10m").
 				Advanced(),
 			service.NewIntField(workerFieldMaxAckPending).
-				Description("Most unacknowledged messages of the consumer; 0 means `batch_size`. Must be at least `batch_size`.").
+				Description("Most unacknowledged messages of the consumer; 0 means twice `batch_size` (the batch in flight and the next one, fetched meanwhile). Must be at least `batch_size`.").
 				Default(0).
 				Advanced(),
 			service.NewStringAnnotatedEnumField(workerFieldDeliver, map[string]string{
@@ -240,7 +240,7 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	}
 	switch {
 	case c.maxAckPending == 0:
-		c.maxAckPending = c.batchSize
+		c.maxAckPending = 2 * c.batchSize
 	case c.maxAckPending < c.batchSize:
 		return c, fmt.Errorf("field %s: %d is less than %s %d, so batches could never fill", workerFieldMaxAckPending, c.maxAckPending, workerFieldBatchSize, c.batchSize)
 	}
@@ -311,7 +311,8 @@ type workerInput struct {
 	// the next readBatch or by Close). Only touched with the slot held, or
 	// by Close.
 	prefetch       chan workerFetched
-	prefetchCancel context.CancelFunc
+	prefetchCancel func()        // ends the fetch made ahead and waits for it
+	prefetchDone   chan struct{} // closed once it ended
 	// retryWait is how long to wait before reading a batch nacked
 	// downstream again (0 after a success).
 	retryWait time.Duration
@@ -593,10 +594,29 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 func (w *workerInput) startPrefetch(cons jetstream.Consumer, carry []jetstream.Msg) {
 	ctx, cancel := context.WithCancel(w.shutCtx)
 	ch := make(chan workerFetched, 1)
-	w.prefetch, w.prefetchCancel = ch, cancel
+	done := make(chan struct{})
+	w.prefetch, w.prefetchDone = ch, done
+	w.prefetchCancel = func() {
+		cancel()
+		<-done
+	}
 	go func() {
+		defer close(done)
 		msgs, err := w.fetch(ctx, cons, carry)
 		ch <- workerFetched{msgs, err}
+		// Until taken, they are pending like the batch: keep them alive.
+		t := time.NewTicker(w.conf.ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
 	}()
 }
 
@@ -615,7 +635,7 @@ func (w *workerInput) takePrefetch(ctx context.Context) (ahead *workerFetched, o
 		return nil, false
 	}
 	w.prefetchCancel()
-	w.prefetch, w.prefetchCancel = nil, nil
+	w.prefetch, w.prefetchCancel, w.prefetchDone = nil, nil, nil
 	w.mu.Lock()
 	stale := w.resync || w.forceReset
 	w.mu.Unlock()
@@ -1019,7 +1039,7 @@ func (w *workerInput) Close(ctx context.Context) error {
 	w.shutCancel()
 	b, carry, nc := w.inflight, w.carry, w.nc
 	w.inflight, w.carry, w.nc, w.js, w.cons = nil, nil, nil, nil, nil
-	prefetch := w.prefetch
+	prefetch, prefetchDone := w.prefetch, w.prefetchDone
 	w.mu.Unlock()
 
 	if b != nil {
@@ -1038,9 +1058,13 @@ func (w *workerInput) Close(ctx context.Context) error {
 	if prefetch != nil {
 		// shutCancel ended the fetch made ahead; hand back what it got.
 		select {
-		case r := <-prefetch:
-			for _, m := range r.msgs {
-				_ = m.Nak()
+		case <-prefetchDone:
+			select {
+			case r := <-prefetch:
+				for _, m := range r.msgs {
+					_ = m.Nak()
+				}
+			default:
 			}
 		case <-ctx.Done():
 		}

@@ -381,7 +381,8 @@ func TestWorkerCrashKeepsOrder(t *testing.T) {
 }
 
 // TestWorkerKeepsPendingBatchInProgress: a batch pending longer than
-// ack_wait (the output retrying) is not redelivered by JetStream.
+// ack_wait (the output retrying) is not redelivered by JetStream, nor is
+// the next batch, fetched meanwhile.
 func TestWorkerKeepsPendingBatchInProgress(t *testing.T) {
 	_, in, raw, ack := workerFirstBatch(t, 4, "ack_wait: 1s")
 	time.Sleep(2500 * time.Millisecond)
@@ -389,8 +390,8 @@ func TestWorkerKeepsPendingBatchInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.NumRedelivered != 0 || info.NumAckPending != 2 {
-		t.Fatalf("after 2.5 ack waits: %d redelivered, %d pending; want 0 and 2", info.NumRedelivered, info.NumAckPending)
+	if info.NumRedelivered != 0 || info.NumAckPending != 4 {
+		t.Fatalf("after 2.5 ack waits: %d redelivered, %d pending; want 0 and 4 (the batch and the next)", info.NumRedelivered, info.NumAckPending)
 	}
 	workerAck(t, ack)
 	workerAck(t, workerExpect(t, in, "then", 3, 4))
@@ -465,7 +466,7 @@ func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
-	if cfg.MaxDeliver != -1 || cfg.FilterSubject != "pgflo.g1.>" || cfg.AckWait != 10*time.Minute || cfg.MaxAckPending != 1000 {
+	if cfg.MaxDeliver != -1 || cfg.FilterSubject != "pgflo.g1.>" || cfg.AckWait != 10*time.Minute || cfg.MaxAckPending != 2*4096 {
 		t.Fatalf("consumer after connect: %+v", cfg)
 	}
 }

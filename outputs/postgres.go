@@ -138,7 +138,7 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Advanced(),
 			service.NewIntField(pgFieldCopyConnections).
 				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync; 1 writes every pack in the batch's transaction.").
-				Default(2).
+				Default(4).
 				Advanced(),
 			service.NewIntField(pgFieldRetries).
 				Description("How often a batch is retried at once after a serialization failure, deadlock or lock timeout before it fails (and is delivered again by the input).").
