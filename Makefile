@@ -17,13 +17,14 @@ demo: build
 test: fmt-check vet build lint-resources
 	$(GO) test -count=1 -timeout 20m ./...
 	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./internal/apply/ ./inputs/ ./outputs/
-	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 5s ./internal/event/
-	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 5s ./internal/replication/
-	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 5s ./internal/pgcodec/
-	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 5s ./internal/pgcodec/
-	$(GO) test -run XXX -fuzz FuzzParseEvent -fuzztime 5s ./internal/change/
-	$(GO) test -run XXX -fuzz FuzzDecodeEvent -fuzztime 5s ./internal/apply/
-	$(GO) test -run XXX -fuzz FuzzTokenize -fuzztime 5s ./internal/ddl/
+	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 20000x -parallel 1 ./internal/event/
+	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 20000x -parallel 1 ./internal/replication/
+	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 20000x -parallel 1 ./internal/pgcodec/
+	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 20000x -parallel 1 ./internal/pgcodec/
+	$(GO) test -run XXX -fuzz FuzzParseEvent -fuzztime 20000x -parallel 1 ./internal/change/
+	$(GO) test -run XXX -fuzz FuzzDecodeEvent -fuzztime 20000x -parallel 1 ./internal/apply/
+	$(GO) test -run XXX -fuzz FuzzTokenize -fuzztime 20000x -parallel 1 ./internal/ddl/
+	$(GO) test -run XXX -fuzz FuzzExpand -fuzztime 20000x -parallel 1 ./internal/copypack/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml

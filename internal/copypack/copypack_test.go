@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/pgflo/pgflo/internal/event"
@@ -105,4 +106,35 @@ func BenchmarkEvents(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Any COPY text line expands to what parsing it and encoding the event
+// gives, or both refuse it.
+func FuzzExpand(f *testing.F) {
+	for _, l := range []string{"1\ta\t{}", "2\t\\N\t\\N", "3\t\\x41\\101\\\\\\t\t\"", "\t\t", "4\t\xff<>&\u2028\t\\"} {
+		f.Add(l)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsRune(line, '\n') {
+			return
+		}
+		p, err := Parse(testBody(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := NewExpander(p)
+		got, expandErr := x.AppendEvent(nil, []byte(line))
+		row, parseErr := ParseLine([]byte(line), p.Columns, nil)
+		if (expandErr == nil) != (parseErr == nil) {
+			t.Fatalf("%q: expand error %v, parse error %v", line, expandErr, parseErr)
+		}
+		if parseErr != nil {
+			return
+		}
+		ev := p.Template()
+		ev.New = row
+		if want := ev.AppendJSON(nil); !bytes.Equal(got, want) {
+			t.Fatalf("%q:\n got %s\nwant %s", line, got, want)
+		}
+	})
 }
