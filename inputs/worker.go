@@ -34,6 +34,12 @@ const (
 	workerFieldSnapshotPacks  = "snapshot_packs"
 )
 
+// Default batch sizes: pg_flo's, and with snapshot_packs: keep four packs.
+const (
+	workerBatchSize     = 1000
+	workerBatchSizeKeep = 4096
+)
+
 // Values of snapshot_packs.
 const (
 	workerPacksExpand = "expand"
@@ -116,8 +122,8 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Example([]string{"pgflo.users.public.users", "pgflo.users.public.orders"}).
 				Advanced(),
 			service.NewIntField(workerFieldBatchSize).
-				Description("Most change events in one batch, as pg_flo's `--batch-size` (whose default, 1000, `pgflo worker` keeps); a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. The default matches `pg_flo_replicator`'s `max_batch_events`: four snapshot packs, which `pg_flo_postgres` writes over several connections at once.").
-				Default(4096),
+				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 4096 with `snapshot_packs: keep`, where a batch of snapshot rows is four packs that `pg_flo_postgres` writes over several connections at once.").
+				Optional(),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
 				Default("50ms").
@@ -198,7 +204,9 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	c.stream = r.String(workerFieldStream)
 	c.durable = r.String(workerFieldDurable)
 	c.filterSubjects = r.StringList(workerFieldFilterSubjects)
-	c.batchSize = r.Int(workerFieldBatchSize)
+	if conf.Contains(workerFieldBatchSize) {
+		c.batchSize = r.Int(workerFieldBatchSize)
+	}
 	c.fetchWait = r.Duration(workerFieldFetchWait)
 	c.ackWait = r.Duration(workerFieldAckWait)
 	c.maxAckPending = r.Int(workerFieldMaxAckPending)
@@ -227,6 +235,12 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	for _, f := range c.filterSubjects {
 		if err := jsproto.ValidateFilterSubject(f); err != nil {
 			return c, fmt.Errorf("field %s: %w", workerFieldFilterSubjects, err)
+		}
+	}
+	if !conf.Contains(workerFieldBatchSize) {
+		c.batchSize = workerBatchSize
+		if packs == workerPacksKeep {
+			c.batchSize = workerBatchSizeKeep
 		}
 	}
 	if c.batchSize < 1 {

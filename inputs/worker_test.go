@@ -466,7 +466,7 @@ func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
-	if cfg.MaxDeliver != -1 || cfg.FilterSubject != "pgflo.g1.>" || cfg.AckWait != 10*time.Minute || cfg.MaxAckPending != 2*4096 {
+	if cfg.MaxDeliver != -1 || cfg.FilterSubject != "pgflo.g1.>" || cfg.AckWait != 10*time.Minute || cfg.MaxAckPending != 2*1000 {
 		t.Fatalf("consumer after connect: %+v", cfg)
 	}
 }
@@ -897,5 +897,31 @@ func TestWorkerFlagsMalformedCopyPacks(t *testing.T) {
 			}
 			workerAck(t, ack)
 		})
+	}
+}
+
+// batch_size defaults to pg_flo's 1000, and to four packs with
+// snapshot_packs: keep; max_ack_pending to twice the batch.
+func TestWorkerBatchSizeDefaults(t *testing.T) {
+	for _, c := range []struct {
+		settings          string
+		batch, ackPending int
+	}{
+		{"", 1000, 2000},
+		{"snapshot_packs: keep", 4096, 8192},
+		{"snapshot_packs: keep\nbatch_size: 10", 10, 20},
+		{"batch_size: 5000\nmax_ack_pending: 6000", 5000, 6000},
+	} {
+		conf, err := workerSpec().ParseYAML(workerYAML("", "nats://127.0.0.1:4222", c.settings), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := workerParseConfig(conf)
+		if err != nil {
+			t.Fatalf("%q: %v", c.settings, err)
+		}
+		if got.batchSize != c.batch || got.maxAckPending != c.ackPending {
+			t.Errorf("%q: batch_size %d, max_ack_pending %d; want %d, %d", c.settings, got.batchSize, got.maxAckPending, c.batch, c.ackPending)
+		}
 	}
 }
