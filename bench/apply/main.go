@@ -181,6 +181,9 @@ func run(ctx context.Context, o options) (err error) {
 		benchkit.Say("    %s: %.2fs", p.name, p.sync.Seconds)
 	}
 
+	if err := b.settle(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {
+		return err
+	}
 	benchkit.Say("(b) backlog: %s single-row UPDATEs in transactions of %s, pgflo stopped and the subscription disabled",
 		benchkit.Thousands(o.updates), benchkit.Thousands(o.tx))
 	if r.writeTime, err = b.workload(ctx); err != nil {
@@ -229,7 +232,10 @@ func (b *bench) prepare(ctx context.Context) error {
 		if db == sourceDB {
 			continue
 		}
-		if err := execAll(ctx, b.dsn(db), benchkit.MixedTable(table)); err != nil {
+		// No autovacuum on the targets either: it would start on a loaded
+		// target at a moment that differs between appliers (see settle).
+		if err := execAll(ctx, b.dsn(db), benchkit.MixedTable(table),
+			"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"); err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}
 	}
@@ -248,6 +254,18 @@ func (b *bench) prepare(ctx context.Context) error {
 		"CHECKPOINT")
 	b.fillTime = time.Since(start)
 	return err
+}
+
+// settle vacuums and analyzes the targets' tables after the initial sync,
+// so that every applier of (b) starts from the same state: hint bits set,
+// visibility map and statistics current, whichever loaded its table last.
+func (b *bench) settle(ctx context.Context, targets []string) error {
+	for _, db := range targets {
+		if err := execAll(ctx, b.dsn(db), "VACUUM (ANALYZE) "+table, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("vacuum %s: %w", db, err)
+		}
+	}
+	return nil
 }
 
 func execAll(ctx context.Context, dsn string, stmts ...string) error {

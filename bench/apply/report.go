@@ -76,7 +76,7 @@ func (r *report) format() string {
 		batch = fmt.Sprintf("worker batch_size %d", o.batchSize)
 	}
 	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
-		"(%.1fs); every target starts with the same empty table (primary key included). The COPY pipes stream text COPY from the source into the target through pgx, "+
+		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets, and after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
 		"connections opened before the clock starts. The native subscription's slot is created first (a subscription to a database of the same cluster cannot create it), "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with 4 copy workers; "+
 		"pg_flo_postgres with COPY for runs of inserts and upserts otherwise) and is timed from the start of its replicator process (`pgflo nats` already running, "+
