@@ -619,18 +619,7 @@ func (w *workerInput) startPrefetch(cons jetstream.Consumer, carry []jetstream.M
 		msgs, err := w.fetch(ctx, cons, carry)
 		ch <- workerFetched{msgs, err}
 		// Until taken, they are pending like the batch: keep them alive.
-		t := time.NewTicker(w.conf.ackWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
-				}
-			}
-		}
+		w.keepAlive(ctx.Done(), msgs)
 	}()
 }
 
@@ -976,14 +965,19 @@ func (w *workerInput) copyPackMessages(m jetstream.Msg, seqText string) (service
 // keepInProgress tells JetStream, every third of ack_wait, that the batch is
 // still being worked on, so it is not redelivered while the output retries.
 func (w *workerInput) keepInProgress(b *workerBatch) {
+	w.keepAlive(b.stop, slices.Concat(b.msgs, b.carry))
+}
+
+// keepAlive marks msgs in progress every third of ack_wait until stop.
+func (w *workerInput) keepAlive(stop <-chan struct{}, msgs []jetstream.Msg) {
 	t := time.NewTicker(w.conf.ackWait / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-b.stop:
+		case <-stop:
 			return
 		case <-t.C:
-			for _, m := range slices.Concat(b.msgs, b.carry) {
+			for _, m := range msgs {
 				if err := m.InProgress(); err != nil {
 					w.log.Debugf("Mark message in progress: %v", err)
 				}

@@ -443,3 +443,34 @@ func TestSplitShares(t *testing.T) {
 		}
 	}
 }
+
+// A table that schema sync creates in the batch's own transaction is not
+// visible to the side connections yet: their shares are written in that
+// transaction instead, and COPY stays on for the next batches.
+func TestPacksIntoATableCreatedInTheBatch(t *testing.T) {
+	src, packs := packSource(t)
+	packs = packs[3:9] // the mixed table
+	dst := pg.NewDatabase(t)
+	created := 0
+	a, log := connectApplier(t, dst, func(c *Config) {
+		c.CopyMinRows, c.CopyConnections = 64, 3
+		c.CreateTable = func(ctx context.Context, conn *pgx.Conn, ch *Change) error {
+			created++
+			_, err := conn.Exec(ctx, mixedTable)
+			return err
+		}
+	})
+	res := apply(t, a, packs...)
+	// The first share went to COPY in the batch's transaction, the others
+	// were upserted there.
+	if created != 1 || res.Applied != 700 || res.PackRows == 0 || res.PackRows == 700 {
+		t.Fatalf("created %d tables, result %+v", created, res)
+	}
+	sameTables(t, src, dst, mixedDigest)
+	if n := a.noCopyBatches[TableName{Schema: "public", Name: "mixed"}]; n != 0 {
+		t.Fatalf("COPY off for %d batches after the table was created", n)
+	}
+	if len(log.warns) > 0 {
+		t.Fatalf("warnings %q", log.warns)
+	}
+}

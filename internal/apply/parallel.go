@@ -85,8 +85,8 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 		conns[i] = c
 	}
 	type outcome struct {
-		conflict bool
-		err      error
+		retry, conflict bool
+		err             error
 	}
 	results := make([]outcome, len(groups))
 	var wg sync.WaitGroup
@@ -94,21 +94,23 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conflict, err := copyCommitted(ctx, conns[i], sql, packRows(groups[i]))
-			results[i] = outcome{conflict, err}
+			retry, conflict, err := copyCommitted(ctx, conns[i], sql, packRows(groups[i]))
+			results[i] = outcome{retry, conflict, err}
 		}()
 	}
 	ok, err := a.copyFrom(ctx, b.tx, t, cols, packRows(groups[0]))
-	results[0] = outcome{!ok && err == nil, err}
+	results[0] = outcome{!ok && err == nil, !ok && err == nil, err}
 	wg.Wait()
 	var retry []*Change
 	var errs []error
+	conflict := false
 	for i, r := range results {
 		switch {
 		case r.err != nil:
 			errs = append(errs, r.err)
-		case r.conflict:
+		case r.retry:
 			retry = append(retry, groups[i]...)
+			conflict = conflict || r.conflict
 		}
 	}
 	if len(errs) > 0 {
@@ -116,27 +118,35 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 		a.closeSide(context.Background())
 		return nil, fmt.Errorf("COPY of %d snapshot rows (%d packs) into %s over %d connections: %w", rowsOf(run), len(run), t.Name, len(groups), errors.Join(errs...))
 	}
-	if len(retry) > 0 {
+	if conflict {
 		a.noCopyBatches[t.Name] = noCopyAfterConflict
 	}
 	return retry, nil
 }
 
 // copyCommitted runs COPY with rows in a transaction of its own on conn and
-// commits it; conflict reports a unique violation (rolled back).
-func copyCommitted(ctx context.Context, conn *pgx.Conn, sql string, rows io.Reader) (conflict bool, err error) {
+// commits it; conflict reports rows the caller must write itself (rolled
+// back).
+func copyCommitted(ctx context.Context, conn *pgx.Conn, sql string, rows io.Reader) (retry, conflict bool, err error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if _, err := conn.PgConn().CopyFrom(ctx, rows, sql); err != nil {
 		_ = tx.Rollback(context.Background())
-		if sqlState(err) == "23505" {
-			return true, nil
+		// A row already there (the pack is delivered again), or a table
+		// the batch's own transaction created (schema sync) that no other
+		// session sees yet: the caller applies these rows in that
+		// transaction instead.
+		switch sqlState(err) {
+		case "23505":
+			return true, true, nil
+		case "42P01":
+			return true, false, nil
 		}
-		return false, err
+		return false, false, err
 	}
-	return false, tx.Commit(ctx)
+	return false, false, tx.Commit(ctx)
 }
 
 // split cuts run into at most n contiguous shares of about equal rows.
