@@ -147,5 +147,8 @@ func (b *bench) nativeCatchUp(ctx context.Context) (benchkit.Measurement, error)
 		return m, err
 	}
 	m.Seconds, m.OK = took.Seconds(), true
-	return m, nil
+	b.nativeCPU = b.measureCatchUpCPU(ctx, targetNative, nativeSlot)
+	// Disabled again, so its walsender does not decode the other appliers'
+	// WAL (one cluster) while they are measured.
+	return m, execAll(ctx, b.dsn(targetNative), "ALTER SUBSCRIPTION "+nativeSlot+" DISABLE")
 }

@@ -122,8 +122,11 @@ type bench struct {
 	pg       *testenv.Postgres
 	source   string // DSN of the source database
 	natsURL  string
+	nats     *benchkit.Proc
 	pgVer    string
 	fillTime time.Duration
+	// nativeCPU is what the native subscription's catch-up cost.
+	nativeCPU catchUpCPU
 }
 
 func (b *bench) dsn(db string) string { return b.pg.DSN(db) }
@@ -153,7 +156,7 @@ func run(ctx context.Context, o options) (err error) {
 			benchkit.Warn("%v", stopErr)
 		}
 	}()
-	b.natsURL = natsURL
+	b.natsURL, b.nats = natsURL, natsProc
 
 	var r report
 	r.o = o
@@ -199,7 +202,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		benchkit.Say("    %s: %.2fs", p.name, p.catchUp.Seconds)
 	}
-	r.pipelines = pipelines
+	r.pipelines, r.nativeCPU = pipelines, b.nativeCPU
 
 	benchkit.Say("checking every target against the source (md5 of all rows)")
 	if r.checked, err = b.verify(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {

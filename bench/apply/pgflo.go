@@ -25,6 +25,7 @@ type pipeline struct {
 	// two processes; otherwise replicator → pg_flo_postgres is one.
 	viaNATS       bool
 	sync, catchUp benchkit.Measurement
+	cpu           catchUpCPU // of the catch-up
 	// rss is the peak RSS of each process over both runs.
 	rss   map[string]int64
 	procs []*benchkit.Proc
@@ -248,10 +249,19 @@ func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
 	if err := b.start(ctx, p, "catchup"); err != nil {
 		return err
 	}
+	natsBefore := b.nats.CPU()
 	took, err := b.waitMarker(ctx, p.target, p.procs[0].Started, p.name+" catch-up", func() error { return b.alive(p) })
 	if err != nil {
 		return errors.Join(b.describe(p, err), b.stop(p))
 	}
 	p.catchUp.Seconds, p.catchUp.OK = took.Seconds(), true
+	p.cpu = b.measureCatchUpCPU(ctx, p.target, replicationSlot(p.group))
+	for i, proc := range p.procs {
+		role := [...]string{"replicator", "worker"}[i]
+		p.cpu.pgflo = append(p.cpu.pgflo, role+" "+seconds(proc.CPU()))
+	}
+	if p.viaNATS && natsBefore >= 0 {
+		p.cpu.pgflo = append(p.cpu.pgflo, "`pgflo nats` "+seconds(b.nats.CPU()-natsBefore))
+	}
 	return b.stop(p)
 }

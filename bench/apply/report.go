@@ -17,6 +17,7 @@ type report struct {
 	copy1, copy4        benchkit.Measurement
 	nativeSync          benchkit.Measurement
 	nativeCatchUp       benchkit.Measurement
+	nativeCPU           catchUpCPU
 	pipelines           []*pipeline
 	checked             int
 }
@@ -50,6 +51,12 @@ func (r *report) format() string {
 		fmt.Fprintf(&b, "| %s | %.2f | %s | %.2f× |\n", m.Reader, m.Seconds, benchkit.Thousands(int(m.Rate(o.updates)+0.5)),
 			m.Rate(o.updates)/r.nativeCatchUp.Rate(o.updates))
 	}
+
+	fmt.Fprintf(&b, "\nCPU of the catch-up (user+system): native — apply worker %s, walsender %s", seconds(r.nativeCPU.apply), seconds(r.nativeCPU.walsender))
+	for _, p := range r.pipelines {
+		fmt.Fprintf(&b, "; %s — %s", p.short, p.cpu)
+	}
+	b.WriteString(".\n")
 
 	b.WriteString("\nMax RSS:")
 	largest := int64(0)

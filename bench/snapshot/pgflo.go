@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -172,7 +170,7 @@ output:
 	res.repRSS, _ = rep.MaxRSS()
 	res.workerRSS, _ = worker.MaxRSS()
 	res.natsRSS, _ = natsProc.MaxRSS()
-	res.repCPU, res.workerCPU, res.natsCPU = cpuSeconds(rep), cpuSeconds(worker), cpuSeconds(natsProc)
+	res.repCPU, res.workerCPU, res.natsCPU = rep.CPU(), worker.CPU(), natsProc.CPU()
 	return res, nil
 }
 
@@ -236,34 +234,4 @@ func (w *kvWatch) summary() string {
 	}
 	total := chunkCount(w.last)
 	return fmt.Sprintf("%d/%d chunks done, complete=%v", total-w.last.Remaining(), total, w.last.Complete)
-}
-
-// cpuSeconds is the user+system CPU time of a running process, from
-// /proc/<pid>/stat (clock ticks of 1/100 s, as on every Linux build that
-// matters here), or -1 when unknown.
-func cpuSeconds(p *benchkit.Proc) float64 {
-	if p.Exited() {
-		return -1
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
-	if err != nil {
-		return -1
-	}
-	// Fields after the command name (which is in parentheses and may hold
-	// spaces): state is field 3, utime 14, stime 15.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return -1
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return float64(utime+stime) / 100
 }

@@ -106,6 +106,42 @@ func (p *Proc) ExitError() error {
 	return nil
 }
 
+// CPU is the process's user+system CPU seconds so far, -1 when unknown
+// (the process exited).
+func (p *Proc) CPU() float64 {
+	if p.Exited() {
+		return -1
+	}
+	return PidCPU(p.Pid())
+}
+
+// PidCPU is the user+system CPU time of a running process, from
+// /proc/<pid>/stat (clock ticks of 1/100 s, as on every Linux build that
+// matters here), or -1 when unknown.
+func PidCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name (which is in parentheses and may hold
+	// spaces): state is field 3, utime 14, stime 15.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return float64(utime+stime) / 100
+}
+
 // MaxRSS returns the process's peak resident set size in bytes: VmHWM from
 // /proc while it runs, else the rusage of the exited process.
 func (p *Proc) MaxRSS() (int64, bool) {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/internal/replication"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+)
+
+// catchUpCPU is the CPU (user+system seconds) the processes of one applier
+// spent on the catch-up: the target's applying session (native: the
+// subscription's apply worker; pgflo: pg_flo_postgres's session), the
+// walsender decoding for it, and pgflo's own processes. All of them start
+// with the catch-up, so their total is what it cost. The point is where two
+// shared cores went: the target's work per row, the same for both appliers,
+// or everything else competing with it.
+type catchUpCPU struct {
+	apply, walsender float64
+	pgflo            []string // "replicator 1.2 s", …
+}
+
+// measureCatchUpCPU reads the CPU of the target's applying session(s) in
+// database target and of the walsender serving slot (before either exits).
+func (b *bench) measureCatchUpCPU(ctx context.Context, target, slot string) catchUpCPU {
+	c := catchUpCPU{apply: -1, walsender: -1}
+	conn, err := pgx.Connect(ctx, b.pg.AdminDSN())
+	if err != nil {
+		return c
+	}
+	defer conn.Close(context.Background())
+	var pids []int32
+	err = conn.QueryRow(ctx, `SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity
+		WHERE datname = $1 AND (backend_type = 'logical replication worker' OR application_name LIKE 'pgflo pg_flo_postgres%')`, target).Scan(&pids)
+	if err == nil && len(pids) > 0 {
+		c.apply = 0
+		for _, pid := range pids {
+			c.apply += benchkit.PidCPU(int(pid))
+		}
+	}
+	var walsender *int32
+	if conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walsender) == nil && walsender != nil {
+		c.walsender = benchkit.PidCPU(int(*walsender))
+	}
+	return c
+}
+
+func (c catchUpCPU) String() string {
+	parts := []string{fmt.Sprintf("target session %s", seconds(c.apply)), fmt.Sprintf("walsender %s", seconds(c.walsender))}
+	return strings.Join(append(parts, c.pgflo...), ", ")
+}
+
+// replicationSlot is the slot pg_flo_replicator uses for group: pg_flo's
+// name, pg_flo_<group>_publication.
+func replicationSlot(group string) string { return replication.PgFloName(group) }
+
+func seconds(s float64) string {
+	if s < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f s", s)
+}
