@@ -199,7 +199,10 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return service.AutoRetryNacksBatched(in), nil
+			// No AutoRetryNacksBatched: a nacked batch is kept and read
+			// again, before anything newer (see ReadBatch), without the
+			// wrapper's bookkeeping per message.
+			return in, nil
 		})
 	if err != nil {
 		panic(err)
@@ -228,7 +231,18 @@ type replicatorInput struct {
 	// inFlight holds a token while a batch is unacknowledged: one batch at a
 	// time keeps redelivery of a rejected batch in order.
 	inFlight chan struct{}
+	// rejected is the batch the pipeline nacked, of source rejectedOf: the
+	// next read delivers it again, after retryWait (both under the token).
+	rejected   *feed.Batch
+	rejectedOf *source.Source
+	retryWait  time.Duration
 }
+
+// Backoff between deliveries of a batch the pipeline keeps rejecting.
+const (
+	replicatorRetryMin = 50 * time.Millisecond
+	replicatorRetryMax = 5 * time.Second
+)
 
 var slotNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
@@ -365,7 +379,7 @@ func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch,
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
-		b, err := src.Next(ctx, in.maxBatch)
+		b, err := in.next(ctx, src)
 		if err != nil {
 			<-in.inFlight
 			return nil, nil, in.readErr(ctx, src, err)
@@ -380,21 +394,45 @@ func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch,
 			}
 			continue
 		}
-		in.countEvents(b)
 		msgs, err := toMessages(b, in.packs)
 		if err != nil {
 			<-in.inFlight
 			return nil, nil, err
 		}
 		return msgs, func(ctx context.Context, err error) error {
-			// Wrapped by AutoRetryNacksBatched: this runs once, on success.
 			defer func() { <-in.inFlight }()
 			if err != nil {
+				// Delivered again next, unchanged, after a backoff that grows
+				// while the pipeline keeps rejecting it.
+				in.rejected, in.rejectedOf = b, src
+				in.retryWait = min(max(2*in.retryWait, replicatorRetryMin), replicatorRetryMax)
+				in.log.Warnf("Batch of %d events rejected downstream (%v); delivering it again in %v", len(b.Events), err, in.retryWait)
 				return nil
 			}
+			in.retryWait = 0
+			in.countEvents(b) // once, however often it was delivered
 			return src.Ack(ctx, b)
 		}, nil
 	}
+}
+
+// next returns the batch to deliver: the rejected one again (after the
+// backoff), unless its source was replaced since (the new one replays from
+// the slot's confirmed position), else the source's next. It runs with the
+// token held.
+func (in *replicatorInput) next(ctx context.Context, src *source.Source) (*feed.Batch, error) {
+	b, of := in.rejected, in.rejectedOf
+	if b == nil || of != src {
+		in.rejected, in.rejectedOf = nil, nil
+		return src.Next(ctx, in.maxBatch)
+	}
+	select {
+	case <-time.After(in.retryWait):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	in.rejected, in.rejectedOf = nil, nil
+	return b, nil
 }
 
 func (in *replicatorInput) readErr(ctx context.Context, src *source.Source, err error) error {

@@ -3,6 +3,7 @@ package inputs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -379,4 +380,49 @@ func TestReplicatorSnapshotPacks(t *testing.T) {
 			t.Fatalf("row %s: expanded row keeps %s", id, event.MetaPackRows)
 		}
 	}
+}
+
+// A batch the pipeline rejects is delivered again, unchanged and before
+// anything newer; the slot moves only once it is acknowledged.
+func TestReplicatorRedeliversRejectedBatch(t *testing.T) {
+	dsn := sharedPostgres(t).NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY)")
+	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: nack\nstatus_interval: 100ms\n", dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (1), (2)")
+	first, ack := readBatch(t, in)
+	body := func(b service.MessageBatch) string {
+		var s []string
+		for _, m := range b {
+			data, _ := m.AsBytes()
+			s = append(s, string(data))
+		}
+		return strings.Join(s, "\n")
+	}
+	want := body(first)
+	before := slotLSN(t, dsn, "pg_flo_nack_publication")
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (3)")
+	for i := 0; i < 2; i++ {
+		if err := ack(context.Background(), errors.New("output down")); err != nil {
+			t.Fatal(err)
+		}
+		var again service.MessageBatch
+		again, ack = readBatch(t, in)
+		if got := body(again); got != want {
+			t.Fatalf("delivery %d after a nack:\n%s\nwant\n%s", i+2, got, want)
+		}
+	}
+	if got := slotLSN(t, dsn, "pg_flo_nack_publication"); got != before {
+		t.Fatalf("slot moved to %s before the batch was acknowledged (was %s)", got, before)
+	}
+	if err := ack(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	next, ack := readBatch(t, in)
+	if len(next) != 1 || !strings.Contains(body(next), `"id":"3"`) {
+		t.Fatalf("after the ack: %s", body(next))
+	}
+	_ = ack(context.Background(), nil)
 }
