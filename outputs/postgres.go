@@ -1,6 +1,7 @@
 package outputs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -431,6 +432,12 @@ func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) 
 	}
 	if schema != ch.Schema || table != ch.Table {
 		ch.Source = apply.TableName{Schema: ch.Schema, Name: ch.Table}
+	}
+	// pg_flo_route renamed the event's table: the source table is in its
+	// metadata.
+	if t, ok := msg.MetaGet(event.MetaSourceTable); ok && t != "" {
+		s, _ := msg.MetaGet(event.MetaSourceSchema)
+		ch.Source = apply.TableName{Schema: cmp.Or(s, ch.Schema), Name: t}
 	}
 	ch.Target = o.applier.Target(schema, table)
 	return nil

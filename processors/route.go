@@ -92,8 +92,16 @@ func (p *routeProcessor) ProcessBatch(_ context.Context, batch service.MessageBa
 }
 
 // setRouteMeta points pg_flo_table and pg_flo_schema where the event goes
-// now, for outputs that route by metadata.
+// now, for outputs that route by metadata, and keeps where it came from in
+// pg_flo_source_schema and pg_flo_source_table (the first route's source,
+// when routes are chained), for schema sync.
 func setRouteMeta(ev *change.Event, msg *service.Message) {
+	schema, _ := msg.MetaGet(event.MetaSchema)
+	table, _ := msg.MetaGet(event.MetaTable)
+	if _, routed := msg.MetaGet(event.MetaSourceTable); !routed && table != "" && (table != ev.Table || schema != ev.Schema) {
+		msg.MetaSetMut(event.MetaSourceSchema, schema)
+		msg.MetaSetMut(event.MetaSourceTable, table)
+	}
 	setMeta(msg, event.MetaTable, ev.Table)
 	setMeta(msg, event.MetaSchema, ev.Schema)
 }

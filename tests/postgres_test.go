@@ -330,3 +330,51 @@ func TestPostgresConstraintViolationStopsThenResumes(t *testing.T) {
 	p.startWorker(postgresOutput(target, "refuse", ""))
 	waitDigestsEqual(t, source, target, []string{"small"}, 60*time.Second)
 }
+
+// Routing into PostgreSQL: users becomes customers and email contact_email.
+// Schema sync creates customers from the source's users (found through the
+// route's pg_flo_source_table metadata), the copy and the changes land in it,
+// and DDL naming the renamed column is replayed with the target's name.
+func TestPostgresRoutedTableWithDDL(t *testing.T) {
+	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
+	testenv.Exec(t, source, `CREATE TABLE users (id int PRIMARY KEY, email text, age int);
+		INSERT INTO users SELECT g, 'u' || g || '@example.com', g % 90 FROM generate_series(1, 2000) g`)
+	p := newPipeline(t, source, "routed")
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [users]\n    track_ddl: true", p.nats.URL())
+	p.workerProcessors = `    - pg_flo_route:
+        routes:
+          users:
+            destination_table: customers
+            column_mappings:
+              - {source: email, destination: contact_email}
+            operations: [INSERT, UPDATE, DELETE, DDL]
+`
+	p.startReplicator()
+	p.startWorker(postgresOutput(target, "routed", fmt.Sprintf("    sync_schema: true\n    source_dsn: %q\n", source)))
+	// What the target must hold: the source's rows under the target's names.
+	routed := func(dsn, table, email string) string {
+		return testenv.QueryRows(t, dsn, fmt.Sprintf(`SELECT count(*) || ':' || md5(coalesce(string_agg(concat_ws('|', id, %s, age), ',' ORDER BY id), '')) FROM %s`, email, table))[0][0]
+	}
+	waitRouted := func(what string) {
+		t.Helper()
+		testenv.Eventually(t, 90*time.Second, what, func() bool {
+			return tableExists(t, target, "customers") && routed(source, "users", "email") == routed(target, "customers", "contact_email")
+		})
+	}
+	waitRouted("the copy in customers")
+	testenv.Exec(t, source, "UPDATE users SET email = upper(email) WHERE id % 3 = 0; DELETE FROM users WHERE id % 7 = 0")
+	testenv.Exec(t, source, "ALTER TABLE users ALTER COLUMN email TYPE varchar(200)")
+	testenv.Exec(t, source, "INSERT INTO users VALUES (5001, repeat('x', 150), 30)")
+	testenv.Exec(t, source, "CREATE INDEX users_email ON users (email)")
+	waitRouted("the changes and the DDL in customers")
+	if got := testenv.QueryRows(t, target, `SELECT data_type || coalesce('(' || character_maximum_length || ')', '')
+		FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'contact_email'`)[0][0]; got != "character varying(200)" {
+		t.Fatalf("customers.contact_email is %s after the type change", got)
+	}
+	if n := testenv.QueryInt(t, target, `SELECT count(*) FROM pg_indexes WHERE tablename = 'customers' AND indexdef LIKE '%contact_email%'`); n != 1 {
+		t.Fatalf("the index on the renamed column was not replayed (%d)", n)
+	}
+	if tableExists(t, target, "users") {
+		t.Fatal("a table users was created on the target")
+	}
+}

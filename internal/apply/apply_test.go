@@ -501,8 +501,8 @@ func TestAllTypesRoundTrip(t *testing.T) {
 
 func ddlChange(table, command, tag string) *Change {
 	return &Change{Event: event.Event{V: 1, Op: event.DDL, Schema: "public", Table: table,
-		Columns: []event.Column{{Name: DDLCommandColumn, Type: "text", OID: 25}, {Name: DDLTagColumn, Type: "text", OID: 25}},
-		New:     row(DDLCommandColumn, command, DDLTagColumn, tag)}}
+		Columns: []event.Column{{Name: event.DDLCommandColumn, Type: "text", OID: 25}, {Name: event.DDLTagColumn, Type: "text", OID: 25}},
+		New:     row(event.DDLCommandColumn, command, event.DDLTagColumn, tag)}}
 }
 
 func TestDDLReplayFollowsTheStream(t *testing.T) {

@@ -10,13 +10,6 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 )
 
-// DDL events carry the statement as the source executed it, in these
-// columns of new.
-const (
-	DDLCommandColumn = "ddl_command"
-	DDLTagColumn     = "command_tag"
-)
-
 // ddlStatements returns the statements a DDL event replays: the DDL
 // statements of the query text the source executed (data changes arrive as
 // change events of their own; transaction control and session settings
@@ -27,9 +20,9 @@ const (
 // table or moving it to another schema keeps the old name (the event names
 // the new one), qualified with the target schema.
 func (a *Applier) ddlStatements(ch *Change) ([]string, error) {
-	cmd, ok := ch.New.Get(DDLCommandColumn)
+	cmd, ok := ch.New.Get(event.DDLCommandColumn)
 	if !ok || cmd.Null {
-		return nil, fmt.Errorf("DDL event without %s in new", DDLCommandColumn)
+		return nil, fmt.Errorf("DDL event without %s in new", event.DDLCommandColumn)
 	}
 	var stmts []string
 	tables := map[string]bool{}

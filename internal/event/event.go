@@ -57,6 +57,18 @@ const (
 	// (internal/copypack) instead of one event: its value is the decimal
 	// number of rows, and pg_flo_tx_pos is the position of the first one.
 	MetaPackRows = "pg_flo_pack_rows"
+	// MetaSourceSchema and MetaSourceTable name the table on the source
+	// when routing sent the event to another one (pg_flo_route sets them):
+	// schema sync reads the definition from there.
+	MetaSourceSchema = "pg_flo_source_schema"
+	MetaSourceTable  = "pg_flo_source_table"
+)
+
+// A DDL event's new row holds the statement as the source executed it and
+// its command tag, in these columns.
+const (
+	DDLCommandColumn = "ddl_command"
+	DDLTagColumn     = "command_tag"
 )
 
 // Column describes one column of the event's table.

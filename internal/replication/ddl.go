@@ -21,8 +21,8 @@ import (
 
 // ddlColumns describe a DDL event's new row.
 var ddlColumns = []event.Column{
-	{Name: "ddl_command", Type: "text", OID: 25},
-	{Name: "command_tag", Type: "text", OID: 25},
+	{Name: event.DDLCommandColumn, Type: "text", OID: 25},
+	{Name: event.DDLTagColumn, Type: "text", OID: 25},
 }
 
 // DDLPrefix is the logical message prefix of a publication's DDL capture.
@@ -113,7 +113,7 @@ func (d *Decoder) ddlEvent(content []byte, walStart pglogrepl.LSN) (*event.Event
 		V: event.Version, Op: event.DDL, Schema: msg.Schema, Table: msg.Table,
 		CommitLSN: d.commitLSN, Xid: d.xid, CommitTime: d.commitTime, Columns: ddlColumns,
 		LSN: walStart,
-		New: event.Row{{Name: "ddl_command", Text: msg.DDLCommand}, {Name: "command_tag", Text: msg.CommandTag}},
+		New: event.Row{{Name: event.DDLCommandColumn, Text: msg.DDLCommand}, {Name: event.DDLTagColumn, Text: msg.CommandTag}},
 	}
 	d.pos++
 	return ev, nil

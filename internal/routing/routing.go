@@ -5,6 +5,7 @@
 package routing
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pgflo/pgflo/internal/change"
+	"github.com/pgflo/pgflo/internal/ddl"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/tablefile"
 )
@@ -241,6 +243,11 @@ func (r *Router) Apply(ev *change.Event) (bool, error) {
 			ev.UnchangedToast[i] = rename(name, -1)
 		}
 		ev.Columns = columns
+		if ev.Op == event.DDL {
+			if err := route.renameInDDL(ev); err != nil {
+				return true, fmt.Errorf("%s: table %s: %w", r.source, route.key.Name, err)
+			}
+		}
 	}
 	if route.DestinationTable != "" {
 		ev.Table = route.DestinationTable
@@ -250,6 +257,33 @@ func (r *Router) Apply(ev *change.Event) (bool, error) {
 	}
 	ev.MarkEdited()
 	return true, nil
+}
+
+// renameInDDL renames the route's columns where the DDL event's statement
+// names them (ALTER TABLE actions, CREATE INDEX column lists), so the
+// statement replayed on the target speaks of the target's columns. The
+// table itself is renamed by whoever replays it (pg_flo_postgres names its
+// target table).
+func (route *Route) renameInDDL(ev *change.Event) error {
+	i := ev.New.Index(event.DDLCommandColumn)
+	if i < 0 || ev.New[i].Null() {
+		return nil
+	}
+	var command string
+	if err := json.Unmarshal(ev.New[i].Value, &command); err != nil {
+		return fmt.Errorf("DDL event: %s is not a string: %w", event.DDLCommandColumn, err)
+	}
+	stmts := ddl.Split(command)
+	changed := false
+	for j, stmt := range stmts {
+		if renamed := ddl.Rewrite(stmt, ddl.Rename{Columns: route.Columns}); renamed != stmt {
+			stmts[j], changed = renamed, true
+		}
+	}
+	if changed {
+		ev.New[i].Value = event.AppendJSONString(nil, strings.Join(stmts, "; "))
+	}
+	return nil
 }
 
 type renamedColumns struct {

@@ -142,3 +142,51 @@ func TestLoadErrors(t *testing.T) {
 		}
 	}
 }
+
+// A DDL event of a routed table names the target's columns: the route's
+// column mappings are applied inside the statement.
+func TestDDLColumnsRenamed(t *testing.T) {
+	router, err := Load([]byte(`users:
+  destination_table: customers
+  column_mappings:
+    - {source: id, destination: customer_id}
+    - {source: email, destination: contact_email}
+  operations: [INSERT, UPDATE, DELETE, DDL]
+`), "routing.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddlEvent := func(command string) *change.Event {
+		return parse(t, &event.Event{Op: event.DDL, Schema: "public", Table: "users",
+			Columns: []event.Column{{Name: event.DDLCommandColumn, Type: "text", OID: 25}, {Name: event.DDLTagColumn, Type: "text", OID: 25}},
+			New:     event.Row{{Name: event.DDLCommandColumn, Text: command}, {Name: event.DDLTagColumn, Text: "ALTER TABLE"}}})
+	}
+	command := func(ev *change.Event) string {
+		i := ev.New.Index(event.DDLCommandColumn)
+		written, err := change.Parse(ev.AppendJSON(nil), nil)
+		if err != nil || i < 0 {
+			t.Fatalf("event: %v", err)
+		}
+		var out event.Event
+		if err := out.UnmarshalJSON(written.AppendJSON(nil)); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := out.New.Get(event.DDLCommandColumn)
+		return v.Text
+	}
+	for in, want := range map[string]string{
+		`ALTER TABLE users ALTER COLUMN email TYPE varchar(200)`:    `ALTER TABLE users ALTER COLUMN "contact_email" TYPE varchar(200)`,
+		`ALTER TABLE users RENAME COLUMN email TO mail; SELECT 1`:   `ALTER TABLE users RENAME COLUMN "contact_email" TO mail; SELECT 1`,
+		`CREATE INDEX users_email ON users (email)`:                 `CREATE INDEX users_email ON users ("contact_email")`,
+		`ALTER TABLE users ADD COLUMN note text`:                    `ALTER TABLE users ADD COLUMN note text`,
+		"ALTER TABLE users ALTER COLUMN bio SET DEFAULT 'email';\n": "ALTER TABLE users ALTER COLUMN bio SET DEFAULT 'email';\n",
+	} {
+		ev := ddlEvent(in)
+		if keep, err := router.Apply(ev); !keep || err != nil {
+			t.Fatalf("%q: Apply = %v, %v", in, keep, err)
+		}
+		if got := command(ev); got != want {
+			t.Errorf("%q\n got %q\nwant %q", in, got, want)
+		}
+	}
+}
