@@ -209,11 +209,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 			if err != nil {
 				return 0, nil, err
 			}
-			for _, ch := range run {
-				if ch.Target.Name == "" {
-					ch.Target = first.Target
-				}
-			}
+			setTarget(run, first.Target)
 			done := make([]*Change, 0, len(run))
 			for _, ch := range run {
 				if !slices.Contains(retry, ch) {
@@ -240,13 +236,18 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 	if !ok {
 		return a.upsertPack(ctx, b, first)
 	}
-	for _, ch := range run {
-		if ch.Target.Name == "" {
-			ch.Target = first.Target
-		}
-	}
+	setTarget(run, first.Target)
 	a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY, as they came", rowsOf(run), len(run), t.Name)
 	return len(run), run, nil
+}
+
+// setTarget gives the packs of a run without a target the run's.
+func setTarget(run []*Change, target TableName) {
+	for _, ch := range run {
+		if ch.Target.Name == "" {
+			ch.Target = target
+		}
+	}
 }
 
 // upsertPack applies the rows of a pack as the INSERT events they stand for
