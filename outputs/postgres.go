@@ -33,6 +33,7 @@ const (
 	pgFieldProgressTable      = "progress_table"
 	pgFieldCopyMinRows        = "copy_min_rows"
 	pgFieldCopyConnections    = "copy_connections"
+	pgFieldApplyConnections   = "apply_connections"
 	pgFieldRetries            = "retries"
 	pgFieldBatching           = "batching"
 )
@@ -141,6 +142,10 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync; 1 writes every pack in the batch's transaction.").
 				Default(4).
 				Advanced(),
+			service.NewIntField(pgFieldApplyConnections).
+				Description("How many connections apply a large set statement of the stream at once (a catch-up: thousands of changes of one table in a batch), its rows split by a hash of their key so every change of a key goes through one connection in order. The batch's transaction takes one part; each other part commits on a connection of its own before the next statement (every statement is idempotent for its rows, so a redelivered batch converges). Only tables with a key, no other unique index or exclusion constraint and no foreign key (unless `disable_foreign_keys`) are split, and only statements of at least 256 rows a connection. 1 applies everything in the batch's transaction, like PostgreSQL's single apply worker.").
+				Default(2).
+				Advanced(),
 			service.NewIntField(pgFieldRetries).
 				Description("How often a batch is retried at once after a serialization failure, deadlock or lock timeout before it fails (and is delivered again by the input).").
 				Default(5).
@@ -222,6 +227,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	progress := r.String(pgFieldProgressTable)
 	copyMin := r.Int(pgFieldCopyMinRows)
 	copyConns := r.Int(pgFieldCopyConnections)
+	applyConns := r.Int(pgFieldApplyConnections)
 	retries := r.Int(pgFieldRetries)
 	if err := r.Err(); err != nil {
 		return nil, service.BatchPolicy{}, err
@@ -254,6 +260,9 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	if copyConns < 1 {
 		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must be at least 1, got %d", pgFieldCopyConnections, copyConns)
 	}
+	if applyConns < 1 {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must be at least 1, got %d", pgFieldApplyConnections, applyConns)
+	}
 	if retries < 0 {
 		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be negative, got %d", pgFieldRetries, retries)
 	}
@@ -272,7 +281,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
-		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, Retries: retries,
+		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
 		ApplicationName: "pgflo pg_flo_postgres " + group, Logger: o.log,
 	}
 	if syncSchema {

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -66,6 +67,10 @@ type Config struct {
 	// of copy packs at once (see parallel.go); 1 or less writes them in the
 	// batch's transaction only.
 	CopyConnections int
+	// ApplyConnections is how many connections apply a large set statement
+	// at once, its rows split by key (see parallel.go); 1 or less applies
+	// everything in the batch's transaction only.
+	ApplyConnections int
 	// Retries is how often a batch is retried after a serialization
 	// failure, deadlock or lock timeout before Apply gives up.
 	Retries int
@@ -89,7 +94,11 @@ type Applier struct {
 	noCopyBatches map[TableName]int
 	searchPath    string
 	progressIdent string
-	log           Logger
+	// splitSeed hashes keys to the connections of a split step.
+	splitSeed maphash.Seed
+	// created counts the tables schema sync created.
+	created int
+	log     Logger
 }
 
 // Result tells what a batch did.
@@ -101,6 +110,9 @@ type Result struct {
 	// PackRows is how many of the Applied are rows of copy packs written
 	// with COPY as they came (the fast path for snapshots).
 	PackRows int
+	// SideRows is how many of the Applied were applied on side connections
+	// (see ApplyConnections).
+	SideRows int
 	// Serial is set when the batch had to be applied change by change after
 	// the set statements failed.
 	Serial bool
@@ -139,6 +151,7 @@ func Connect(ctx context.Context, cfg Config) (*Applier, error) {
 	a := &Applier{
 		cfg: cfg, pcfg: pcfg, conn: conn, log: cfg.Logger,
 		tables: map[TableName]*Table{}, noCopyBatches: map[TableName]int{},
+		splitSeed: maphash.MakeSeed(),
 	}
 	if a.log == nil {
 		a.log = nopLogger{}
@@ -283,19 +296,25 @@ func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) 
 // ApplyFeed is Apply for a batch still being decoded (see Feed). A decoding
 // failure is returned as it is, once nothing of the batch was committed.
 func (a *Applier) ApplyFeed(ctx context.Context, f *Feed) (Result, error) {
-	serial := false
+	serial, parallel := false, a.cfg.ApplyConnections > 1
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		res, err := a.applyOnce(ctx, f, serial)
+		res, err := a.applyOnce(ctx, f, serial, parallel)
 		if err == nil {
 			res.Serial = serial
 			return res, nil
 		}
 		a.invalidate()
 		var decodeErr *feedError
+		var sideErr *sideError
 		switch {
 		case errors.As(err, &decodeErr):
 			return res, decodeErr.err
+		case errors.As(err, &sideErr) && parallel && ctx.Err() == nil:
+			// Whatever went wrong beside the batch's transaction, the batch
+			// is applied again on its connection alone.
+			a.log.Debugf("Applying a batch of %d changes over %d connections failed (%v); applying it on one", f.total, a.cfg.ApplyConnections, err)
+			parallel = false
 		case a.conn.IsClosed() || connectionLost(err):
 			_ = a.conn.Close(context.Background())
 			if errors.Is(err, ErrConnection) {
@@ -349,6 +368,10 @@ type batchTx struct {
 	// pending is the pending DDL mark as the batch found it.
 	pending Position
 	done    []*Change
+	// parallel allows set statements to be split over side connections;
+	// splitRows counts the rows they applied.
+	parallel  bool
+	splitRows int
 }
 
 // begin opens a transaction and locks the group's progress row, so two
@@ -383,11 +406,12 @@ func (b *batchTx) rollback() {
 	}
 }
 
-func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial bool) (res Result, err error) {
+func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel bool) (res Result, err error) {
 	b, err := a.begin(ctx)
 	if err != nil {
 		return res, err
 	}
+	b.parallel = parallel && !serial
 	defer func() { b.rollback() }()
 	// Leading runs of inserts (a snapshot: packs, or events) are written
 	// with COPY as they are decoded, run after run, until a change that is
@@ -429,6 +453,7 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial bool) (res Resu
 	}
 	res.Applied = rowsOf(copied) + applied
 	res.PackRows = packRowsOf(copied)
+	res.SideRows = b.splitRows
 	return res, nil
 }
 
@@ -488,9 +513,17 @@ func (a *Applier) applyRest(ctx context.Context, b *batchTx, f *Feed, from int, 
 		case it.err != nil:
 			return applied, skipped, it.err
 		case it.resolve != nil:
+			created := a.created
 			t, err := a.table(ctx, it.resolve)
+			if a.created != created {
+				// Other sessions do not see the table before the batch commits.
+				b.parallel = false
+			}
 			it.table <- tableResult{t, err}
 		case it.ddl != nil:
+			// The statement's locks are held until the batch commits: side
+			// connections would wait for them.
+			b.parallel = false
 			err := a.applyDDL(ctx, b, it.ddl)
 			it.replay <- err
 			if err != nil {
@@ -499,7 +532,7 @@ func (a *Applier) applyRest(ctx context.Context, b *batchTx, f *Feed, from int, 
 			applied++
 		default:
 			skipped += it.skipped
-			if err := a.execSteps(ctx, b.tx, it.steps); err != nil {
+			if err := a.execSteps(ctx, b, it.steps); err != nil {
 				return applied, skipped, err
 			}
 			b.done = append(b.done, it.changes...)
@@ -673,6 +706,7 @@ func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
 		if err := a.cfg.CreateTable(ctx, a.conn, ch); err != nil {
 			return nil, changeError(ch, nil, fmt.Errorf("sync_schema: %w", err))
 		}
+		a.created++
 		t, err = loadTable(ctx, a.conn, ch.Target, key)
 	}
 	if errors.Is(err, ErrTableNotFound) {
@@ -692,7 +726,8 @@ func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
 
 // execSteps runs steps in the transaction: statements are sent in
 // pipelines (one round trip for many), COPY on its own.
-func (a *Applier) execSteps(ctx context.Context, tx pgx.Tx, steps []*step) error {
+func (a *Applier) execSteps(ctx context.Context, b *batchTx, steps []*step) error {
+	tx := b.tx
 	batch := &pgx.Batch{}
 	var queued []*step
 	send := func() error {
@@ -719,6 +754,9 @@ func (a *Applier) execSteps(ctx context.Context, tx pgx.Tx, steps []*step) error
 		return firstErr
 	}
 	for _, s := range steps {
+		if s.kind == stepTruncate {
+			b.parallel = false // its lock is held until the batch commits
+		}
 		if s.kind == stepCopy {
 			if err := send(); err != nil {
 				return err
@@ -731,6 +769,15 @@ func (a *Applier) execSteps(ctx context.Context, tx pgx.Tx, steps []*step) error
 				continue
 			}
 			s.kind = stepUpsert // COPY hit a conflict: upsert instead
+		}
+		if parts := a.parts(b, s); parts > 1 {
+			if err := send(); err != nil {
+				return err
+			}
+			if err := a.execSplit(ctx, b, s, parts); err != nil {
+				return err
+			}
+			continue
 		}
 		sql, args := statement(s)
 		batch.Queue(sql, args...)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/change"
@@ -27,11 +28,15 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 // testLogger records warnings, so tests can check what the user is told.
 type testLogger struct {
 	t     *testing.T
-	warns []string
-	infos []string
+	warns  []string
+	infos  []string
+	debugs []string
 }
 
-func (l *testLogger) Debugf(f string, a ...any) { l.t.Logf("DEBUG "+f, a...) }
+func (l *testLogger) Debugf(f string, a ...any) {
+	l.debugs = append(l.debugs, fmt.Sprintf(f, a...))
+	l.t.Logf("DEBUG "+f, a...)
+}
 func (l *testLogger) Infof(f string, a ...any) {
 	l.infos = append(l.infos, fmt.Sprintf(f, a...))
 	l.t.Logf("INFO "+f, a...)
@@ -365,13 +370,27 @@ func TestSchemaMappingAndKeyColumns(t *testing.T) {
 // A random workload on two tables, applied in random batches, leaves the
 // target equal to a model that applies the same changes one by one.
 func TestRandomWorkloadMatchesModel(t *testing.T) {
+	t.Run("one connection", func(t *testing.T) { randomWorkload(t, 1) })
+	t.Run("split over three", func(t *testing.T) {
+		defer func(n int) { splitMinRows = n }(splitMinRows)
+		splitMinRows = 2
+		if side := randomWorkload(t, 3); side == 0 {
+			t.Fatal("no rows were applied on side connections")
+		}
+	})
+}
+
+// randomWorkload applies a random stream of changes to two tables in random
+// batches and compares the target with a model of the rows; it returns how
+// many rows side connections applied.
+func randomWorkload(t *testing.T, conns int) (sideRows int) {
 	// Small chunks: changes of one key are planned in different chunks too.
 	defer func(n int) { planChunk = n }(planChunk)
 	planChunk = 5
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, `CREATE TABLE a (id int8 PRIMARY KEY, email text, n int4, bio text);
 		CREATE TABLE b (id int8 PRIMARY KEY, email text, n int4, bio text)`)
-	ap, _ := connectApplier(t, dsn, func(c *Config) { c.CopyMinRows = 3 })
+	ap, _ := connectApplier(t, dsn, func(c *Config) { c.CopyMinRows = 3; c.ApplyConnections = conns })
 	rng := rand.New(rand.NewPCG(1, 2))
 	type rec struct{ email, n, bio string }
 	model := map[string]map[string]rec{"a": {}, "b": {}}
@@ -421,12 +440,12 @@ func TestRandomWorkloadMatchesModel(t *testing.T) {
 			pending = nil
 			for len(batch) > 0 {
 				n := 1 + rng.IntN(len(batch))
-				apply(t, ap, batch[:n]...)
+				sideRows += apply(t, ap, batch[:n]...).SideRows
 				batch = batch[n:]
 			}
 		}
 	}
-	apply(t, ap, s.tx(pending...)...)
+	sideRows += apply(t, ap, s.tx(pending...)...).SideRows
 	for table, m := range model {
 		var want []string
 		for id, r := range m {
@@ -438,6 +457,84 @@ func TestRandomWorkloadMatchesModel(t *testing.T) {
 		if got := strings.Join(gotRows, "\n"); got != strings.Join(want, "\n") {
 			t.Fatalf("table %s:\n%s\nwant:\n%s", table, got, strings.Join(want, "\n"))
 		}
+	}
+	return sideRows
+}
+
+// TestSplitOnlyWhereRowsMeetByKey: a statement is split over connections
+// only for a table whose rows cannot conflict but by key; a side
+// connection's failure makes the batch apply on one connection.
+func TestSplitOnlyWhereRowsMeetByKey(t *testing.T) {
+	defer func(n int) { splitMinRows = n }(splitMinRows)
+	splitMinRows = 2
+	defer func(s string) { sideLockTimeout = s }(sideLockTimeout)
+	sideLockTimeout = "100ms"
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, `CREATE TABLE plain (id int8 PRIMARY KEY, email text, n int4, bio text);
+		CREATE TABLE uniq (id int8 PRIMARY KEY, email text UNIQUE, n int4, bio text);
+		CREATE TABLE parent (id int8 PRIMARY KEY, email text, n int4, bio text);
+		CREATE TABLE child (id int8 PRIMARY KEY REFERENCES parent, email text, n int4, bio text)`)
+	a, log := connectApplier(t, dsn, func(c *Config) { c.ApplyConnections = 2; c.CopyMinRows = 0 })
+	var s stream
+	upserts := func(table string) []*Change {
+		var out []*Change
+		for i := 1; i <= 40; i++ {
+			out = append(out, upd(table, strconv.Itoa(i), "e"+strconv.Itoa(i), strconv.Itoa(i)))
+		}
+		return s.tx(out...)
+	}
+	for _, table := range []string{"uniq", "parent", "child"} {
+		if res := apply(t, a, upserts(table)...); res.SideRows != 0 {
+			t.Errorf("%s: %d rows applied on side connections, want none", table, res.SideRows)
+		}
+	}
+	if res := apply(t, a, upserts("plain")...); res.SideRows == 0 {
+		t.Error("plain: no rows applied on side connections")
+	}
+
+	// A row locked by another session: the side connection holding it in
+	// its part gives up after its lock timeout, and the batch is applied on
+	// the main connection (which waits for the lock).
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT * FROM plain FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = tx.Commit(ctx)
+	}()
+	var changes []*Change
+	for i := 1; i <= 40; i++ {
+		changes = append(changes, upd("plain", strconv.Itoa(i), "locked"+strconv.Itoa(i), "0"))
+	}
+	if res := apply(t, a, s.tx(changes...)...); res.SideRows != 0 || res.Applied != 40 {
+		t.Errorf("locked rows: applied %d, %d on side connections; want 40 on the main one", res.Applied, res.SideRows)
+	}
+	if got := rows(t, dsn, "SELECT count(*) FROM plain WHERE email LIKE 'locked%'"); got != "40" {
+		t.Errorf("%s rows updated, want 40", got)
+	}
+
+	// After DDL in the batch (its lock held until the batch commits) the
+	// rest of the batch stays on the main connection.
+	changes = []*Change{ddlChange("plain", "ALTER TABLE plain ADD COLUMN age int", "ALTER TABLE")}
+	for i := 1; i <= 40; i++ {
+		changes = append(changes, upd("plain", strconv.Itoa(i), "ddl"+strconv.Itoa(i), "0"))
+	}
+	log.debugs = nil
+	if res := apply(t, a, s.tx(changes...)...); res.SideRows != 0 || len(log.debugs) > 0 {
+		t.Errorf("after DDL: %d rows on side connections (%q); want none, without trying", res.SideRows, log.debugs)
+	}
+	if got := rows(t, dsn, "SELECT count(*) FROM plain WHERE email LIKE 'ddl%' AND age IS NULL"); got != "40" {
+		t.Errorf("%s rows updated after DDL, want 40", got)
 	}
 }
 

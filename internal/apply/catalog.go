@@ -34,6 +34,10 @@ type Table struct {
 	// foreign key: its changes are then never reordered with another
 	// table's.
 	ForeignKeys bool
+	// OtherUnique is set when a unique index or exclusion constraint other
+	// than the key's exists: rows of different keys can then conflict, so
+	// their changes are not split over connections (see parallel.go).
+	OtherUnique bool
 	// alwaysIdentity is set when a column is GENERATED ALWAYS AS IDENTITY:
 	// inserts then need OVERRIDING SYSTEM VALUE to write the source's value.
 	alwaysIdentity bool
@@ -133,6 +137,13 @@ func loadTable(ctx context.Context, q querier, name TableName, keyColumns []stri
 	if err != nil {
 		return nil, fmt.Errorf("read foreign keys of %s: %w", name, err)
 	}
+	var unique int
+	err = q.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_index
+		WHERE indrelid = $1 AND (indisunique OR indisexclusion)`, t.OID).Scan(&unique)
+	if err != nil {
+		return nil, fmt.Errorf("read unique indexes of %s: %w", name, err)
+	}
+	t.OtherUnique = unique > 1 || (unique == 1 && !t.HasKey())
 	return t, nil
 }
 

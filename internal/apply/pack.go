@@ -266,7 +266,7 @@ func (a *Applier) upsertPack(ctx context.Context, b *batchTx, ch *Change) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := a.execSteps(ctx, b.tx, steps); err != nil {
+	if err := a.execSteps(ctx, b, steps); err != nil {
 		return 0, nil, err
 	}
 	return 1, rows, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"sync"
 
@@ -33,12 +34,16 @@ func (a *Applier) sideConn(ctx context.Context, i int) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, a.pcfg.Copy())
 	if err != nil {
-		return nil, fmt.Errorf("open copy connection %d to the target: %s", i+1, redactErr(err, a.pcfg.Password))
+		return nil, fmt.Errorf("open side connection %d to the target: %s", i+1, redactErr(err, a.pcfg.Password))
 	}
+	setup := []string{"SET lock_timeout = '" + sideLockTimeout + "'"}
 	if a.cfg.DisableForeignKeys {
-		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		setup = append(setup, "SET session_replication_role = replica")
+	}
+	for _, sql := range setup {
+		if _, err := conn.Exec(ctx, sql); err != nil {
 			_ = conn.Close(context.Background())
-			return nil, fmt.Errorf("copy connection %d: set session_replication_role = replica: %w", i+1, err)
+			return nil, fmt.Errorf("side connection %d to the target: %s: %w", i+1, sql, err)
 		}
 	}
 	a.side[i] = conn
@@ -175,4 +180,116 @@ func packRows(packs []*Change) io.Reader {
 		readers[i] = bytes.NewReader(ch.Pack.Rows)
 	}
 	return io.MultiReader(readers...)
+}
+
+// Large set statements of the stream are split the same way
+// (Config.ApplyConnections): the target's session applying a batch is what
+// bounds a catch-up, and it works on one core. A step's rows are split by a
+// hash of their key, so every change of a key, in this batch and the next,
+// goes through the same connection in order; the batch's transaction takes
+// the first part, each side connection applies its part in a transaction of
+// its own (one round trip) that commits before the next step starts. A
+// batch that fails after a side part committed is delivered again, and every
+// step is idempotent for the rows it touches (upserts of whole rows, updates
+// of known columns, deletes by key), so it converges to the same rows; it is
+// then applied on the batch's connection alone. Only tables whose rows can
+// not meet across keys are split: a key, no other unique index or exclusion
+// constraint, and no foreign key (unless disable_foreign_keys).
+
+// splitMinRows is the least number of rows a part of a split step gets (a
+// variable for tests).
+var splitMinRows = 256
+
+// sideLockTimeout bounds how long a side connection waits for a lock: the
+// lock's holder may be the batch's own transaction, which waits for the side
+// connection in turn (a variable for tests).
+var sideLockTimeout = "5s"
+
+// sideError marks a failure on a side connection: the batch is applied
+// again without them.
+type sideError struct{ err error }
+
+func (e *sideError) Error() string { return e.err.Error() }
+func (e *sideError) Unwrap() error { return e.err }
+
+// parts returns how many connections apply step s: 1 unless it is a large
+// set statement of a table whose rows only meet by key.
+func (a *Applier) parts(b *batchTx, s *step) int {
+	if !b.parallel || a.cfg.ApplyConnections < 2 {
+		return 1
+	}
+	switch s.kind {
+	case stepUpsert, stepUpdate, stepDelete:
+	default:
+		return 1
+	}
+	t := s.table
+	if !t.HasKey() || t.OtherUnique || (t.ForeignKeys && !a.cfg.DisableForeignKeys) {
+		return 1
+	}
+	return max(1, min(a.cfg.ApplyConnections, len(s.rows)/splitMinRows))
+}
+
+// execSplit applies step s over parts connections at once: the first part
+// in tx, the others each committed on a side connection.
+func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int) error {
+	split := splitByKey(s, parts, a.splitSeed)
+	conns := make([]*pgx.Conn, parts)
+	for i := 1; i < parts; i++ {
+		c, err := a.sideConn(ctx, i-1)
+		if err != nil {
+			return &sideError{err}
+		}
+		conns[i] = c
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for i := 1; i < parts; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sql, args := statement(split[i])
+			// A batch of one statement runs in an implicit transaction
+			// that commits before the results are all read.
+			batch := &pgx.Batch{}
+			batch.Queue(sql, args...)
+			br := conns[i].SendBatch(ctx, batch)
+			_, err := br.Exec()
+			errs[i] = errors.Join(err, br.Close())
+		}()
+	}
+	sql, args := statement(split[0])
+	_, errs[0] = b.tx.Exec(ctx, sql, args...)
+	wg.Wait()
+	if errs[0] != nil {
+		return stepError(split[0], errs[0])
+	}
+	if err := errors.Join(errs[1:]...); err != nil {
+		// A side connection in an unknown state is not used again.
+		a.closeSide(context.Background())
+		return &sideError{fmt.Errorf("%s of %d rows of %s over %d connections: %w", s.kind, len(s.rows), s.table.Name, parts, err)}
+	}
+	b.splitRows += len(s.rows) - len(split[0].rows)
+	return nil
+}
+
+// splitByKey cuts a step's rows into n steps by a hash of their keys; one
+// seed for a whole batch keeps a key's changes on one connection.
+func splitByKey(s *step, n int, seed maphash.Seed) []*step {
+	out := make([]*step, n)
+	for i := range out {
+		out[i] = &step{kind: s.kind, table: s.table, cols: s.cols}
+	}
+	var h maphash.Hash
+	for i, e := range s.rows {
+		h.SetSeed(seed)
+		for _, v := range e.key {
+			h.WriteString(v.Text)
+			h.WriteByte(0)
+		}
+		part := out[h.Sum64()%uint64(n)]
+		part.rows = append(part.rows, e)
+		part.changes = append(part.changes, s.changes[i])
+	}
+	return out
 }
