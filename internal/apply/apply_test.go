@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 
 // testLogger records warnings, so tests can check what the user is told.
 type testLogger struct {
-	t     *testing.T
+	t      *testing.T
 	warns  []string
 	infos  []string
 	debugs []string
