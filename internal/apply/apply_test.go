@@ -508,10 +508,12 @@ func TestSplitOnlyWhereRowsMeetByKey(t *testing.T) {
 	if _, err := tx.Exec(ctx, "SELECT * FROM plain FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
+	released := make(chan error, 1)
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		_ = tx.Commit(ctx)
+		released <- tx.Commit(ctx)
 	}()
+	defer func() { <-released }()
 	var changes []*Change
 	for i := 1; i <= 40; i++ {
 		changes = append(changes, upd("plain", strconv.Itoa(i), "locked"+strconv.Itoa(i), "0"))

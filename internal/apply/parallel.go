@@ -242,24 +242,29 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 		}
 		conns[i] = c
 	}
+	// Statements are built here: the table's statement cache is not
+	// safe for concurrent use.
+	sqls := make([]string, parts)
+	args := make([][]any, parts)
+	for i, part := range split {
+		sqls[i], args[i] = statement(part)
+	}
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
 	for i := 1; i < parts; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sql, args := statement(split[i])
 			// A batch of one statement runs in an implicit transaction
 			// that commits before the results are all read.
 			batch := &pgx.Batch{}
-			batch.Queue(sql, args...)
+			batch.Queue(sqls[i], args[i]...)
 			br := conns[i].SendBatch(ctx, batch)
 			_, err := br.Exec()
 			errs[i] = errors.Join(err, br.Close())
 		}()
 	}
-	sql, args := statement(split[0])
-	_, errs[0] = b.tx.Exec(ctx, sql, args...)
+	_, errs[0] = b.tx.Exec(ctx, sqls[0], args[0]...)
 	wg.Wait()
 	if errs[0] != nil {
 		return stepError(split[0], errs[0])
