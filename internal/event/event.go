@@ -128,6 +128,30 @@ type Event struct {
 	// UnchangedToast names the columns whose (TOASTed) value did not change
 	// in an UPDATE and was therefore not sent by PostgreSQL.
 	UnchangedToast []string `json:"unchanged_toast"`
+	// Encoded, when set, holds the JSON of a column list: AppendJSON copies
+	// it while Columns is still that very list (a producer of many events
+	// of one table encodes its columns once, see EncodeColumns).
+	Encoded *EncodedColumns `json:"-"`
+}
+
+// EncodedColumns is a column list with its JSON array.
+type EncodedColumns struct {
+	columns []Column
+	json    []byte
+}
+
+// EncodeColumns encodes cols once, for Event.Encoded. The list must not be
+// changed afterwards (replace it instead).
+func EncodeColumns(cols []Column) *EncodedColumns {
+	return &EncodedColumns{columns: cols, json: appendColumns(nil, cols)}
+}
+
+// of returns the JSON of cols if it is the encoded list itself.
+func (c *EncodedColumns) of(cols []Column) ([]byte, bool) {
+	if c == nil || len(cols) != len(c.columns) || len(cols) == 0 || &cols[0] != &c.columns[0] {
+		return nil, false
+	}
+	return c.json, true
 }
 
 // MarshalJSON writes the event in its wire form.
@@ -163,8 +187,31 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	}
 	buf = append(buf, `,"snapshot":`...)
 	buf = strconv.AppendBool(buf, e.Snapshot)
-	buf = append(buf, `,"columns":[`...)
-	for i, c := range e.Columns {
+	buf = append(buf, `,"columns":`...)
+	if cols, ok := e.Encoded.of(e.Columns); ok {
+		buf = append(buf, cols...)
+	} else {
+		buf = appendColumns(buf, e.Columns)
+	}
+	buf = append(buf, `,"new":`...)
+	buf = e.New.appendJSON(buf)
+	buf = append(buf, `,"old":`...)
+	buf = e.Old.appendJSON(buf)
+	buf = append(buf, `,"unchanged_toast":[`...)
+	for i, name := range e.UnchangedToast {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, name)
+	}
+	buf = append(buf, "]}"...)
+	return buf
+}
+
+// appendColumns appends the JSON array of a column list.
+func appendColumns(buf []byte, cols []Column) []byte {
+	buf = append(buf, '[')
+	for i, c := range cols {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
@@ -179,19 +226,7 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 		}
 		buf = append(buf, '}')
 	}
-	buf = append(buf, `],"new":`...)
-	buf = e.New.appendJSON(buf)
-	buf = append(buf, `,"old":`...)
-	buf = e.Old.appendJSON(buf)
-	buf = append(buf, `,"unchanged_toast":[`...)
-	for i, name := range e.UnchangedToast {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = appendString(buf, name)
-	}
-	buf = append(buf, "]}"...)
-	return buf
+	return append(buf, ']')
 }
 
 func (r Row) appendJSON(buf []byte) []byte {

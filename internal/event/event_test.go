@@ -465,3 +465,20 @@ func TestRowJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodedColumns: pre-encoded columns give the same JSON, and are
+// ignored once the event's column list is replaced.
+func TestEncodedColumns(t *testing.T) {
+	cols := []Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "na<me>", Type: "text", OID: 25}}
+	ev := Event{V: Version, Op: Insert, Schema: "public", Table: "t", Columns: cols,
+		New: Row{{Name: "id", Text: "1"}, {Name: "na<me>", Text: "x"}}}
+	plain := string(ev.AppendJSON(nil))
+	ev.Encoded = EncodeColumns(cols)
+	if got := string(ev.AppendJSON(nil)); got != plain {
+		t.Fatalf("with encoded columns:\n%s\nwant:\n%s", got, plain)
+	}
+	ev.Columns = []Column{{Name: "other", Type: "text", OID: 25}}
+	if got := string(ev.AppendJSON(nil)); !strings.Contains(got, `"columns":[{"name":"other"`) {
+		t.Fatalf("replaced columns not written: %s", got)
+	}
+}

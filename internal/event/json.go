@@ -44,6 +44,16 @@ func (o *orderedObject) UnmarshalJSON(data []byte) error {
 
 const hexDigits = "0123456789abcdef"
 
+// plainJSON tells the ASCII bytes a JSON string holds as they are: not a
+// control character, quote or backslash, nor the HTML-sensitive <, >, &
+// that encoding/json escapes.
+var plainJSON = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // AppendJSONString appends s as a JSON string, byte for byte as
 // encoding/json writes it (a fuzz test holds it to that).
 func AppendJSONString(buf []byte, s string) []byte { return appendString(buf, s) }
@@ -56,7 +66,7 @@ func appendString(buf []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plainJSON[c] {
 				i++
 				continue
 			}

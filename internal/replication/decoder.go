@@ -21,6 +21,7 @@ import (
 type relation struct {
 	schema, table string
 	columns       []event.Column
+	encoded       *event.EncodedColumns // columns' JSON, encoded once
 	keyIndexes    []int
 }
 
@@ -261,6 +262,7 @@ func (d *Decoder) newRelation(m *pglogrepl.RelationMessage) *relation {
 			rel.keyIndexes = append(rel.keyIndexes, i)
 		}
 	}
+	rel.encoded = event.EncodeColumns(rel.columns)
 	return rel
 }
 
@@ -268,7 +270,7 @@ func (d *Decoder) newEvent(op event.Op, rel *relation, walStart pglogrepl.LSN) *
 	ev := &event.Event{
 		V: event.Version, Op: op, Schema: rel.schema, Table: rel.table,
 		LSN: walStart, CommitLSN: d.commitLSN, Xid: d.xid, CommitTime: d.commitTime,
-		Columns: rel.columns,
+		Columns: rel.columns, Encoded: rel.encoded,
 	}
 	d.pos++
 	return ev
