@@ -30,6 +30,9 @@ type pipeline struct {
 	// workerProcessors YAML for the worker's pipeline.processors (indented
 	// by 4, list items).
 	replicatorExtra, workerProcessors string
+	// replicatorOutput, when set, is the replicator's output YAML (indented
+	// by 2) instead of pg_flo_jetstream: a one-process pipeline.
+	replicatorOutput string
 	// replicatorHTTP, when set, is the replicator's HTTP server address
 	// (metrics, /ready); it is disabled otherwise.
 	replicatorHTTP string
@@ -58,6 +61,10 @@ func (p *pipeline) writeConfig(name, body string) string {
 const quietHTTP = "http:\n  enabled: false\nlogger:\n  level: DEBUG\n  format: logfmt\n"
 
 func (p *pipeline) replicatorConfig() string {
+	output := p.replicatorOutput
+	if output == "" {
+		output = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s", p.nats.URL(), p.group)
+	}
 	return p.writeConfig("replicator.yaml", fmt.Sprintf(`%s
 input:
   pg_flo_replicator:
@@ -66,10 +73,8 @@ input:
     status_interval: 1s
 %s
 output:
-  pg_flo_jetstream:
-    url: %s
-    group: %s
-`, p.httpSection(), p.dsn, p.group, p.replicatorExtra, p.nats.URL(), p.group))
+  %s
+`, p.httpSection(), p.dsn, p.group, p.replicatorExtra, output))
 }
 
 func (p *pipeline) httpSection() string {

@@ -104,8 +104,14 @@ var mixedWorkload = []string{
 
 // copy_and_stream of a mixed table, a table without key, a small table and
 // the all-types table, then a workload of every kind of change: the target
-// (created by sync_schema) ends equal to the source, table by table.
+// (created by sync_schema) ends equal to the source, table by table —
+// through JetStream, and in one process (replicator → pg_flo_postgres).
 func TestPostgresCopyAndStreamConverges(t *testing.T) {
+	t.Run("through JetStream", func(t *testing.T) { copyAndStreamConverges(t, false) })
+	t.Run("one process", func(t *testing.T) { copyAndStreamConverges(t, true) })
+}
+
+func copyAndStreamConverges(t *testing.T, oneProcess bool) {
 	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
 	testenv.Exec(t, source, mixedTablesSQL)
 	testenv.Exec(t, source, typestest.Types)
@@ -115,8 +121,14 @@ func TestPostgresCopyAndStreamConverges(t *testing.T) {
 
 	p := newPipeline(t, source, "pgout")
 	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [%s]", p.nats.URL(), strings.Join(tables, ", "))
-	p.startReplicator()
-	p.startWorker(postgresOutput(target, "pgout", fmt.Sprintf("    sync_schema: true\n    source_dsn: %q\n", source)))
+	output := postgresOutput(target, "pgout", fmt.Sprintf("    sync_schema: true\n    source_dsn: %q\n", source))
+	if oneProcess {
+		p.replicatorOutput = output
+		p.startReplicator()
+	} else {
+		p.startReplicator()
+		p.startWorker(output)
+	}
 	waitDigestsEqual(t, source, target, tables, 120*time.Second)
 
 	for _, sql := range mixedWorkload {
