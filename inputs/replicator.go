@@ -178,8 +178,8 @@ func replicatorSpec() *service.ConfigSpec {
 				Default("10s").
 				Advanced(),
 			service.NewIntField(repFieldMaxBatchEvents).
-				Description("The most events in one batch (a single transaction piece of up to 1024 events is never split further).").
-				Default(4096).
+				Description("The most events in one batch (a single transaction piece of up to 1024 events is never split further; a pack of snapshot rows counts its rows). Large batches let `pg_flo_postgres` in the same process write many snapshot packs at once and apply a backlog in few transactions.").
+				Default(16384).
 				Advanced(),
 			service.NewBoolField(repFieldSnapshotPacks).
 				Description("Emit snapshot rows packed (see Snapshot packs): for `pg_flo_jetstream`, `pg_flo_postgres` and pgflo's processors. Set false to get one event message per snapshot row, e.g. for a stock output right after this input.").

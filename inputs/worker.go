@@ -37,7 +37,7 @@ const (
 // Default batch sizes: pg_flo's, and with snapshot_packs: keep four packs.
 const (
 	workerBatchSize     = 1000
-	workerBatchSizeKeep = 4096
+	workerBatchSizeKeep = 16384
 )
 
 // Values of snapshot_packs.
@@ -122,7 +122,7 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Example([]string{"pgflo.users.public.users", "pgflo.users.public.orders"}).
 				Advanced(),
 			service.NewIntField(workerFieldBatchSize).
-				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 4096 with `snapshot_packs: keep`, where a batch of snapshot rows is four packs that `pg_flo_postgres` writes over several connections at once.").
+				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 16384 with `snapshot_packs: keep`, where a batch of snapshot rows is sixteen packs that `pg_flo_postgres` writes over several connections at once, and a backlog is applied in fewer, larger transactions.").
 				Optional(),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").

@@ -900,7 +900,7 @@ func TestWorkerFlagsMalformedCopyPacks(t *testing.T) {
 	}
 }
 
-// batch_size defaults to pg_flo's 1000, and to four packs with
+// batch_size defaults to pg_flo's 1000, and to sixteen packs with
 // snapshot_packs: keep; max_ack_pending to twice the batch.
 func TestWorkerBatchSizeDefaults(t *testing.T) {
 	for _, c := range []struct {
@@ -908,7 +908,7 @@ func TestWorkerBatchSizeDefaults(t *testing.T) {
 		batch, ackPending int
 	}{
 		{"", 1000, 2000},
-		{"snapshot_packs: keep", 4096, 8192},
+		{"snapshot_packs: keep", 16384, 32768},
 		{"snapshot_packs: keep\nbatch_size: 10", 10, 20},
 		{"batch_size: 5000\nmax_ack_pending: 6000", 5000, 6000},
 	} {

@@ -50,7 +50,7 @@ func (b *bench) measureCatchUpCPU(ctx context.Context, target, slot string) catc
 }
 
 func (c catchUpCPU) String() string {
-	parts := []string{fmt.Sprintf("target session %s", seconds(c.apply)), fmt.Sprintf("walsender %s", seconds(c.walsender))}
+	parts := []string{fmt.Sprintf("target sessions %s", seconds(c.apply)), fmt.Sprintf("walsender %s", seconds(c.walsender))}
 	return strings.Join(append(parts, c.pgflo...), ", ")
 }
 

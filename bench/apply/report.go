@@ -86,7 +86,7 @@ func (r *report) format() string {
 		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets, and after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
 		"connections opened before the clock starts. The native subscription's slot is created first (a subscription to a database of the same cluster cannot create it), "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with 4 copy workers; "+
-		"pg_flo_postgres with COPY for runs of inserts and upserts otherwise) and is timed from the start of its replicator process (`pgflo nats` already running, "+
+		"pg_flo_postgres with COPY for runs of inserts and upserts otherwise, large statements split over its 2 apply connections) and is timed from the start of its replicator process (`pgflo nats` already running, "+
 		"the worker started as soon as the stream exists), so process start-up, slot creation and snapshot export are included; (a) ends when the target's progress "+
 		"table counts every snapshot row applied (committed). For (b) each UPDATE changes another row (`id = k * 7919 %% rows + 1`), so no change merges with another; "+
 		"the backlog ends with a marker UPDATE, and each applier is timed until the marker is on its target (every applier applies in commit order). "+
