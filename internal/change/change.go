@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"unsafe"
 
 	"github.com/pgflo/pgflo/internal/event"
@@ -209,7 +208,7 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	if e.columnsJSON != nil && (len(e.Columns) > 0 && &e.Columns[0] == &e.columnsRead[0] && len(e.Columns) == len(e.columnsRead) || slices.Equal(e.Columns, e.columnsRead)) {
 		buf = append(buf, e.columnsJSON...)
 	} else {
-		buf = appendColumns(buf, e.Columns)
+		buf = event.AppendColumns(buf, e.Columns)
 	}
 	buf = append(buf, `,"new":`...)
 	buf = e.New.appendJSON(buf)
@@ -227,26 +226,6 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 		buf = append(buf, `,"typed":true`...)
 	}
 	return append(buf, '}')
-}
-
-func appendColumns(buf []byte, columns []event.Column) []byte {
-	buf = append(buf, '[')
-	for i, c := range columns {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, `{"name":`...)
-		buf = pgcodec.AppendJSONString(buf, c.Name)
-		buf = append(buf, `,"type":`...)
-		buf = pgcodec.AppendJSONString(buf, c.Type)
-		buf = append(buf, `,"oid":`...)
-		buf = strconv.AppendUint(buf, uint64(c.OID), 10)
-		if c.Key {
-			buf = append(buf, `,"key":true`...)
-		}
-		buf = append(buf, '}')
-	}
-	return append(buf, ']')
 }
 
 func (r Row) appendJSON(buf []byte) []byte {

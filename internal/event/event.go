@@ -143,7 +143,7 @@ type EncodedColumns struct {
 // EncodeColumns encodes cols once, for Event.Encoded. The list must not be
 // changed afterwards (replace it instead).
 func EncodeColumns(cols []Column) *EncodedColumns {
-	return &EncodedColumns{columns: cols, json: appendColumns(nil, cols)}
+	return &EncodedColumns{columns: cols, json: AppendColumns(nil, cols)}
 }
 
 // of returns the JSON of cols if it is the encoded list itself.
@@ -191,7 +191,7 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	if cols, ok := e.Encoded.of(e.Columns); ok {
 		buf = append(buf, cols...)
 	} else {
-		buf = appendColumns(buf, e.Columns)
+		buf = AppendColumns(buf, e.Columns)
 	}
 	buf = append(buf, `,"new":`...)
 	buf = e.New.appendJSON(buf)
@@ -208,8 +208,8 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	return buf
 }
 
-// appendColumns appends the JSON array of a column list.
-func appendColumns(buf []byte, cols []Column) []byte {
+// AppendColumns appends the JSON array of a column list, as events carry it.
+func AppendColumns(buf []byte, cols []Column) []byte {
 	buf = append(buf, '[')
 	for i, c := range cols {
 		if i > 0 {
