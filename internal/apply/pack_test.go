@@ -411,6 +411,40 @@ func TestPacksCopiedOverSeveralConnections(t *testing.T) {
 	}
 }
 
+// A side connection that waits too long for a lock hands its packs to the
+// batch's own transaction, which waits as long as it must.
+func TestPacksCopiedPastALock(t *testing.T) {
+	defer func(s string) { sideLockTimeout = s }(sideLockTimeout)
+	sideLockTimeout = "100ms"
+	src, packs := packSource(t)
+	packs = packs[3:9]
+	dst := packTarget(t)
+	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64; c.CopyConnections = 3 })
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE mixed IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		released <- tx.Commit(ctx)
+	}()
+	defer func() { <-released }()
+	if res := apply(t, a, packs...); res.Applied != 700 || res.PackRows == 700 {
+		t.Fatalf("applied %+v; want 700 rows, the side connections' not copied by them", res)
+	}
+	sameTables(t, src, dst, mixedDigest)
+}
+
 func TestSplitShares(t *testing.T) {
 	mk := func(sizes ...int) []*Change {
 		var out []*Change

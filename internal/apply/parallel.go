@@ -139,14 +139,15 @@ func copyCommitted(ctx context.Context, conn *pgx.Conn, sql string, rows io.Read
 	}
 	if _, err := conn.PgConn().CopyFrom(ctx, rows, sql); err != nil {
 		_ = tx.Rollback(context.Background())
-		// A row already there (the pack is delivered again), or a table
-		// the batch's own transaction created (schema sync) that no other
-		// session sees yet: the caller applies these rows in that
-		// transaction instead.
+		// A row already there (the pack is delivered again), a table the
+		// batch's own transaction created (schema sync) that no other
+		// session sees yet, or a lock waited for too long (perhaps held by
+		// the batch's own transaction): the caller applies these rows in
+		// that transaction instead.
 		switch sqlState(err) {
 		case "23505":
 			return true, true, nil
-		case "42P01":
+		case "42P01", "55P03":
 			return true, false, nil
 		}
 		return false, false, err
