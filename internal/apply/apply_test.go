@@ -461,6 +461,36 @@ func randomWorkload(t *testing.T, conns int) (sideRows int) {
 	return sideRows
 }
 
+// holdLock runs sql (taking locks) in a transaction of another session and
+// commits it after d, in the background; the test's end waits for that.
+func holdLock(t *testing.T, dsn, sql string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, sql)
+	}
+	if err != nil {
+		_ = conn.Close(ctx)
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() {
+		time.Sleep(d)
+		released <- tx.Commit(ctx)
+	}()
+	t.Cleanup(func() {
+		if err := <-released; err != nil {
+			t.Errorf("release the lock: %v", err)
+		}
+		_ = conn.Close(ctx)
+	})
+}
+
 // TestSplitOnlyWhereRowsMeetByKey: a statement is split over connections
 // only for a table whose rows cannot conflict but by key; a side
 // connection's failure makes the batch apply on one connection.
@@ -495,25 +525,7 @@ func TestSplitOnlyWhereRowsMeetByKey(t *testing.T) {
 	// A row locked by another session: the side connection holding it in
 	// its part gives up after its lock timeout, and the batch is applied on
 	// the main connection (which waits for the lock).
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT * FROM plain FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
-	released := make(chan error, 1)
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		released <- tx.Commit(ctx)
-	}()
-	defer func() { <-released }()
+	holdLock(t, dsn, "SELECT * FROM plain FOR UPDATE", 500*time.Millisecond)
 	var changes []*Change
 	for i := 1; i <= 40; i++ {
 		changes = append(changes, upd("plain", strconv.Itoa(i), "locked"+strconv.Itoa(i), "0"))

@@ -420,25 +420,7 @@ func TestPacksCopiedPastALock(t *testing.T) {
 	packs = packs[3:9]
 	dst := packTarget(t)
 	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64; c.CopyConnections = 3 })
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE mixed IN SHARE MODE"); err != nil {
-		t.Fatal(err)
-	}
-	released := make(chan error, 1)
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		released <- tx.Commit(ctx)
-	}()
-	defer func() { <-released }()
+	holdLock(t, dst, "LOCK TABLE mixed IN SHARE MODE", 500*time.Millisecond)
 	if res := apply(t, a, packs...); res.Applied != 700 || res.PackRows == 700 {
 		t.Fatalf("applied %+v; want 700 rows, the side connections' not copied by them", res)
 	}
