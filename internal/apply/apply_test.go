@@ -537,6 +537,27 @@ func TestSplitOnlyWhereRowsMeetByKey(t *testing.T) {
 		t.Errorf("%s rows updated, want 40", got)
 	}
 
+	// UPDATEs without their unchanged TOAST values of rows the target
+	// lacks are reported from every part.
+	changes = nil
+	for i := 1001; i <= 1040; i++ {
+		changes = append(changes, ch(event.Update, "plain", row("id", strconv.Itoa(i), "email", "x", "n", "1"), row("id", strconv.Itoa(i)), "bio"))
+	}
+	log.warns = nil
+	if res := apply(t, a, s.tx(changes...)...); res.SideRows == 0 {
+		t.Errorf("partial updates: none on side connections (%+v)", res)
+	}
+	missed := 0
+	for _, w := range log.warns {
+		var n, of int
+		if _, err := fmt.Sscanf(w, "%d of %d UPDATEs", &n, &of); err == nil {
+			missed += n
+		}
+	}
+	if missed != 40 {
+		t.Errorf("warnings count %d UPDATEs that found no row, want 40: %q", missed, log.warns)
+	}
+
 	// After DDL in the batch (its lock held until the batch commits) the
 	// rest of the batch stays on the main connection.
 	changes = []*Change{ddlChange("plain", "ALTER TABLE plain ADD COLUMN age int", "ALTER TABLE")}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A batch's leading run of copy packs can be written over several
@@ -193,8 +194,8 @@ func packRows(packs []*Change) io.Reader {
 // batch that fails after a side part committed is delivered again, and every
 // step is idempotent for the rows it touches (upserts of whole rows, updates
 // of known columns, deletes by key), so it converges to the same rows; it is
-// then applied on the batch's connection alone. Only tables whose rows can
-// not meet across keys are split: a key, no other unique index or exclusion
+// then applied on the batch's connection alone. Only tables whose rows cannot
+// meet across keys are split: a key, no other unique index or exclusion
 // constraint, and no foreign key (unless disable_foreign_keys).
 
 // splitMinRows is the least number of rows a part of a split step gets (a
@@ -251,8 +252,12 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 		sqls[i], args[i] = statement(part)
 	}
 	errs := make([]error, parts)
+	tags := make([]pgconn.CommandTag, parts)
 	var wg sync.WaitGroup
 	for i := 1; i < parts; i++ {
+		if len(split[i].rows) == 0 {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -261,19 +266,30 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 			batch := &pgx.Batch{}
 			batch.Queue(sqls[i], args[i]...)
 			br := conns[i].SendBatch(ctx, batch)
-			_, err := br.Exec()
+			var err error
+			tags[i], err = br.Exec()
 			errs[i] = errors.Join(err, br.Close())
 		}()
 	}
-	_, errs[0] = b.tx.Exec(ctx, sqls[0], args[0]...)
+	if len(split[0].rows) > 0 {
+		tags[0], errs[0] = b.tx.Exec(ctx, sqls[0], args[0]...)
+	}
 	wg.Wait()
+	sideErr := errors.Join(errs[1:]...)
+	if sideErr != nil {
+		// A side connection in an unknown state is not used again.
+		a.closeSide(context.Background())
+	}
 	if errs[0] != nil {
 		return stepError(split[0], errs[0])
 	}
-	if err := errors.Join(errs[1:]...); err != nil {
-		// A side connection in an unknown state is not used again.
-		a.closeSide(context.Background())
-		return &sideError{fmt.Errorf("%s of %d rows of %s over %d connections: %w", s.kind, len(s.rows), s.table.Name, parts, err)}
+	if sideErr != nil {
+		return &sideError{fmt.Errorf("%s of %d rows of %s over %d connections: %w", s.kind, len(s.rows), s.table.Name, parts, sideErr)}
+	}
+	for i, part := range split {
+		if len(part.rows) > 0 {
+			a.checkRows(part, tags[i])
+		}
 	}
 	b.splitRows += len(s.rows) - len(split[0].rows)
 	return nil
