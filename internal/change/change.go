@@ -214,14 +214,8 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = e.New.appendJSON(buf)
 	buf = append(buf, `,"old":`...)
 	buf = e.Old.appendJSON(buf)
-	buf = append(buf, `,"unchanged_toast":[`...)
-	for i, name := range e.UnchangedToast {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = pgcodec.AppendJSONString(buf, name)
-	}
-	buf = append(buf, ']')
+	buf = append(buf, `,"unchanged_toast":`...)
+	buf = event.AppendStrings(buf, e.UnchangedToast)
 	if e.Typed {
 		buf = append(buf, `,"typed":true`...)
 	}

@@ -197,15 +197,21 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = e.New.appendJSON(buf)
 	buf = append(buf, `,"old":`...)
 	buf = e.Old.appendJSON(buf)
-	buf = append(buf, `,"unchanged_toast":[`...)
-	for i, name := range e.UnchangedToast {
+	buf = append(buf, `,"unchanged_toast":`...)
+	buf = AppendStrings(buf, e.UnchangedToast)
+	return append(buf, '}')
+}
+
+// AppendStrings appends a JSON array of strings (never null).
+func AppendStrings(buf []byte, list []string) []byte {
+	buf = append(buf, '[')
+	for i, s := range list {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, name)
+		buf = appendString(buf, s)
 	}
-	buf = append(buf, "]}"...)
-	return buf
+	return append(buf, ']')
 }
 
 // AppendColumns appends the JSON array of a column list, as events carry it.
