@@ -378,6 +378,9 @@ func TestPostgresRoutedTableWithDDL(t *testing.T) {
 	testenv.Exec(t, source, "ALTER TABLE users ALTER COLUMN email TYPE varchar(200)")
 	testenv.Exec(t, source, "INSERT INTO users VALUES (5001, repeat('x', 150), 30)")
 	testenv.Exec(t, source, "CREATE INDEX users_email ON users (email)")
+	// A row after the index: once it is in customers, so is the index (the
+	// DDL is applied in commit order, before it).
+	testenv.Exec(t, source, "INSERT INTO users VALUES (5002, 'last@example.com', 31)")
 	waitRouted("the changes and the DDL in customers")
 	if got := testenv.QueryRows(t, target, `SELECT data_type || coalesce('(' || character_maximum_length || ')', '')
 		FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'contact_email'`)[0][0]; got != "character varying(200)" {
