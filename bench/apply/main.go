@@ -72,6 +72,7 @@ type options struct {
 	keep      bool
 	timeout   time.Duration
 	profile   string
+	profileS  int
 }
 
 func main() {
@@ -83,7 +84,8 @@ func main() {
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
 	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/apply.md")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
-	flag.StringVar(&o.profile, "profile", "", "save 3-second CPU profiles of every pgflo process (taken as it starts) in this directory")
+	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory")
+	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+

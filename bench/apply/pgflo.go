@@ -63,7 +63,7 @@ func (b *bench) profile(port int, name string) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		resp, err := http.Get(base + "/debug/pprof/profile?seconds=3")
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, b.o.profileS))
 		if err != nil {
 			benchkit.Warn("profile %s: %v", name, err)
 			return

@@ -148,6 +148,7 @@ func Connect(ctx context.Context, cfg Config) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to target %s: %s: %w", pgdsn.Redact(cfg.DSN), redactErr(err, pcfg.Password), ErrConnection)
 	}
+	useColumnCodec(conn.TypeMap())
 	a := &Applier{
 		cfg: cfg, pcfg: pcfg, conn: conn, log: cfg.Logger,
 		tables: map[TableName]*Table{}, noCopyBatches: map[TableName]int{},
@@ -861,8 +862,8 @@ func statement(s *step) (string, []any) {
 
 func text(v event.Value) pgtype.Text { return pgtype.Text{String: v.Text, Valid: !v.Null} }
 
-func column(rows []*entry, value func(*entry) event.Value) []pgtype.Text {
-	out := make([]pgtype.Text, len(rows))
+func column(rows []*entry, value func(*entry) event.Value) textColumn {
+	out := make(textColumn, len(rows))
 	for i, e := range rows {
 		out[i] = text(value(e))
 	}

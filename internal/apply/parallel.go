@@ -37,6 +37,7 @@ func (a *Applier) sideConn(ctx context.Context, i int) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open side connection %d to the target: %s", i+1, redactErr(err, a.pcfg.Password))
 	}
+	useColumnCodec(conn.TypeMap())
 	setup := []string{"SET lock_timeout = '" + sideLockTimeout + "'"}
 	if a.cfg.DisableForeignKeys {
 		setup = append(setup, "SET session_replication_role = replica")
