@@ -295,6 +295,8 @@ type jsOutput struct {
 	js           jetstream.JetStream
 	packMaxBytes int // conf.packMaxBytes clamped to the server's max payload
 	closed       bool
+	// bodies holds the memory of the packed bodies published before.
+	bodies jsproto.BodyPool
 }
 
 func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput, error) {
@@ -447,7 +449,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		if p.MsgID != "" {
 			opts = append(opts, jetstream.WithMsgID(p.MsgID))
 		}
-		f, err := js.PublishMsgAsync(p.Msg(), opts...)
+		f, err := js.PublishMsgAsync(p.MsgFrom(&o.bodies), opts...)
 		if err != nil {
 			publishErr = fmt.Errorf("publish to %s: %w", p.Subject, err)
 			break
@@ -474,6 +476,10 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		case <-ctx.Done():
 			return fmt.Errorf("wait for jetstream acknowledgements: %w", ctx.Err())
 		}
+	}
+	// Every future is resolved: NATS keeps none of the bodies any more.
+	for _, f := range futures {
+		o.bodies.Put(f.Msg())
 	}
 	if err := errors.Join(publishErr, ackErr); err != nil {
 		if !nc.IsConnected() {

@@ -93,9 +93,9 @@ func (b *bench) copyPipe(ctx context.Context, target string, n int) (benchkit.Me
 	return m, nil
 }
 
-// nativeInitialSync creates the subscription (its slot first: a subscription
-// to a database of the same cluster cannot create it) and times it until the
-// table is ready; then disables it for the backlog.
+// nativeInitialSync creates the subscription (its slot first, as pgflo's
+// replicator does before its clock stops) and times it until the table is
+// ready; then disables it for the backlog.
 func (b *bench) nativeInitialSync(ctx context.Context) (benchkit.Measurement, error) {
 	m := benchkit.Measurement{Reader: "native logical replication: CREATE SUBSCRIPTION (copy_data) until the table is ready"}
 	if err := execAll(ctx, b.source, "SELECT pg_create_logical_replication_slot('"+nativeSlot+"', 'pgoutput')"); err != nil {
@@ -148,7 +148,7 @@ func (b *bench) nativeCatchUp(ctx context.Context) (benchkit.Measurement, error)
 	}
 	m.Seconds, m.OK = took.Seconds(), true
 	b.nativeCPU = b.measureCatchUpCPU(ctx, targetNative, nativeSlot)
-	// Disabled again, so its walsender does not decode the other appliers'
-	// WAL (one cluster) while they are measured.
+	// Disabled again: its walsender would compete with the other appliers
+	// for the CPUs while they are measured.
 	return m, execAll(ctx, b.dsn(targetNative), "ALTER SUBSCRIPTION "+nativeSlot+" DISABLE")
 }

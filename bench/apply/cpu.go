@@ -28,7 +28,7 @@ type catchUpCPU struct {
 // database target and of the walsender serving slot (before either exits).
 func (b *bench) measureCatchUpCPU(ctx context.Context, target, slot string) catchUpCPU {
 	c := catchUpCPU{apply: -1, walsender: -1}
-	conn, err := pgx.Connect(ctx, b.pg.AdminDSN())
+	conn, err := pgx.Connect(ctx, b.tpg.AdminDSN())
 	if err != nil {
 		return c
 	}
@@ -42,8 +42,13 @@ func (b *bench) measureCatchUpCPU(ctx context.Context, target, slot string) catc
 			c.apply += benchkit.PidCPU(int(pid))
 		}
 	}
+	source, err := pgx.Connect(ctx, b.pg.AdminDSN())
+	if err != nil {
+		return c
+	}
+	defer source.Close(context.Background())
 	var walsender *int32
-	if conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walsender) == nil && walsender != nil {
+	if source.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&walsender) == nil && walsender != nil {
 		c.walsender = benchkit.PidCPU(int(*walsender))
 	}
 	return c

@@ -121,8 +121,9 @@ func (o *options) validate() error {
 type bench struct {
 	o        options
 	work     string
-	pg       *testenv.Postgres
-	source   string // DSN of the source database
+	pg       *testenv.Postgres // the source's cluster
+	tpg      *testenv.Postgres // the targets' cluster
+	source   string            // DSN of the source database
 	natsURL  string
 	nats     *benchkit.Proc
 	pgVer    string
@@ -131,7 +132,14 @@ type bench struct {
 	nativeCPU catchUpCPU
 }
 
-func (b *bench) dsn(db string) string { return b.pg.DSN(db) }
+// dsn is the DSN of a database: the source in its cluster, the targets in
+// theirs.
+func (b *bench) dsn(db string) string {
+	if db == sourceDB {
+		return b.pg.DSN(db)
+	}
+	return b.tpg.DSN(db)
+}
 
 func run(ctx context.Context, o options) (err error) {
 	work, removeWork, err := benchkit.WorkDir("pgflo-bench-apply-", o.keep)
@@ -139,13 +147,21 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer removeWork()
-	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off); source and targets are databases of it")
-	pg, stopPG, err := benchkit.StartPostgres(o.keep, "")
+	// Two clusters: in one, every slot would also decode (and skip) the
+	// WAL of every target's loading and applying, more for the appliers
+	// measured first.
+	benchkit.Say("starting two throwaway PostgreSQL clusters (wal_level=logical, fsync off): the source's and the targets'")
+	pg, stopPG, err := benchkit.StartPostgres(o.keep, " (source)")
 	if err != nil {
 		return err
 	}
 	defer stopPG()
-	b := &bench{o: o, work: work, pg: pg}
+	tpg, stopTargets, err := benchkit.StartPostgres(o.keep, " (targets)")
+	if err != nil {
+		return err
+	}
+	defer stopTargets()
+	b := &bench{o: o, work: work, pg: pg, tpg: tpg}
 	if err := b.prepare(ctx); err != nil {
 		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
 	}
@@ -225,13 +241,12 @@ func run(ctx context.Context, o options) (err error) {
 // prepare creates the source database with the filled table and the
 // publication, and the target databases with the empty table.
 func (b *bench) prepare(ctx context.Context) error {
-	admin, err := pgx.Connect(ctx, b.pg.AdminDSN())
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer admin.Close(context.Background())
 	for _, db := range []string{sourceDB, targetCopy, targetCopy4, targetNative, targetPgflo, targetSingle} {
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		cluster := b.tpg
+		if db == sourceDB {
+			cluster = b.pg
+		}
+		if err := execAll(ctx, cluster.AdminDSN(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 			return fmt.Errorf("create database %s: %w", db, err)
 		}
 		if db == sourceDB {
@@ -250,7 +265,7 @@ func (b *bench) prepare(ctx context.Context) error {
 	}
 	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(b.o.rows))
 	start := time.Now()
-	err = execAll(ctx, b.source,
+	err := execAll(ctx, b.source,
 		benchkit.MixedTable(table),
 		"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
 		benchkit.MixedFill(table, b.o.rows),

@@ -26,7 +26,7 @@ func (r *report) format() string {
 	var b strings.Builder
 	o := r.o
 	fmt.Fprintf(&b, "## pgflo apply benchmark (pg_flo_postgres)\n\n")
-	fmt.Fprintf(&b, "PostgreSQL %s (source and targets: databases of one cluster, fsync off), %d CPUs, %s/%s, %s; load average %s at the end.\n\n",
+	fmt.Fprintf(&b, "PostgreSQL %s (source and targets in two clusters on this machine, fsync off), %d CPUs, %s/%s, %s; load average %s at the end.\n\n",
 		r.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAvg())
 
 	fmt.Fprintf(&b, "### (a) Initial sync: %s rows of a mixed-type table into an empty table\n\n", benchkit.Thousands(o.rows))
@@ -84,7 +84,8 @@ func (r *report) format() string {
 	}
 	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
 		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets, and after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
-		"connections opened before the clock starts. The native subscription's slot is created first (a subscription to a database of the same cluster cannot create it), "+
+		"connections opened before the clock starts. The source and the targets are in two clusters, so a slot decodes the source's changes only (in one cluster, each slot also "+
+		"decoded and skipped the WAL of every target's load and apply before the backlog: a second more for the applier measured first). The native subscription's slot is created first, "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with 4 copy workers; "+
 		"pg_flo_postgres with COPY for runs of inserts and upserts otherwise, large statements split over its 2 apply connections) and is timed from the start of its replicator process (`pgflo nats` already running, "+
 		"the worker started as soon as the stream exists), so process start-up, slot creation and snapshot export are included; (a) ends when the target's progress "+

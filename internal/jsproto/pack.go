@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
@@ -114,21 +115,70 @@ func (p Pack) Body() []byte {
 // Msg returns the NATS message of the pack: subject, body and, for a packed
 // message, the HeaderEvents header. The de-duplication id is not set here;
 // publishers pass MsgID to JetStream (jetstream.WithMsgID).
-func (p Pack) Msg() *nats.Msg {
+func (p Pack) Msg() *nats.Msg { return p.MsgFrom(nil) }
+
+// MsgFrom is Msg with a packed message's body joined and compressed in
+// memory of pool (nil: fresh memory). Give the memory back with pool.Put
+// once JetStream acknowledged the message; until then it is the message's.
+func (p Pack) MsgFrom(pool *BodyPool) *nats.Msg {
 	m := nats.NewMsg(p.Subject)
-	m.Data = p.Body()
-	switch {
-	case p.Rows > 0:
+	if !p.Packed() {
+		m.Data = p.Body()
+		return m
+	}
+	if p.Rows > 0 {
 		m.Header.Set(HeaderFormat, copypack.Format)
 		m.Header.Set(HeaderEvents, strconv.Itoa(p.Rows))
-		m.Data = s2.Encode(nil, m.Data)
-		m.Header.Set(HeaderEncoding, EncodingS2)
-	case p.Packed():
+	} else {
 		m.Header.Set(HeaderEvents, strconv.Itoa(len(p.Events)))
-		m.Data = s2.Encode(nil, m.Data)
-		m.Header.Set(HeaderEncoding, EncodingS2)
 	}
+	m.Header.Set(HeaderEncoding, EncodingS2)
+	if pool == nil {
+		m.Data = s2.Encode(nil, p.Body())
+		return m
+	}
+	body := p.Body()
+	if len(p.Events) > 1 {
+		join := getBuffer(&pool.joins, p.Size())
+		for i, e := range p.Events {
+			if i > 0 {
+				join = append(join, '\n')
+			}
+			join = append(join, e...)
+		}
+		defer putBuffer(&pool.joins, join)
+		body = join
+	}
+	dst := getBuffer(&pool.bodies, s2.MaxEncodedLen(len(body)))
+	m.Data = s2.Encode(dst[:cap(dst)], body)
 	return m
+}
+
+// BodyPool keeps the memory of published bodies for the next ones: packs
+// are published all the time, and the Go runtime clears every large fresh
+// buffer. Safe for concurrent use.
+type BodyPool struct{ joins, bodies sync.Pool }
+
+// getBuffer returns an empty buffer of at least n bytes from p: a kept one if it
+// is large enough, otherwise a new one with room to spare (pack sizes vary).
+func getBuffer(p *sync.Pool, n int) []byte {
+	if buf, ok := p.Get().(*[]byte); ok && cap(*buf) >= n {
+		return (*buf)[:0]
+	}
+	return make([]byte, 0, n+n/4)
+}
+
+func putBuffer(p *sync.Pool, buf []byte) {
+	buf = buf[:0]
+	p.Put(&buf)
+}
+
+// Put gives back the body of a message made by MsgFrom once JetStream
+// acknowledged it; a message with a body of its own is left alone.
+func (b *BodyPool) Put(m *nats.Msg) {
+	if m.Header.Get(HeaderEncoding) != "" {
+		putBuffer(&b.bodies, m.Data)
+	}
 }
 
 // MsgID is the de-duplication id of the events at positions first..last of

@@ -3,6 +3,7 @@ package jsproto
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -311,6 +312,25 @@ func TestEventCount(t *testing.T) {
 	for _, tt := range tests {
 		if got := EventCount(tt.hdr); got != tt.want {
 			t.Errorf("EventCount(%v) = %d, want %d", tt.hdr, got, tt.want)
+		}
+	}
+}
+
+// A message made in pooled memory is the message Msg makes, also when the
+// memory is reused.
+func TestMsgFromPoolEqualsMsg(t *testing.T) {
+	var pool BodyPool
+	for round := range 3 {
+		for _, p := range []Pack{
+			{Subject: "s", Events: [][]byte{[]byte(`{"a":1}`)}},
+			{Subject: "s", Events: [][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`), []byte(strings.Repeat(`{"c":3}`, 100*round))}},
+			{Subject: "s", Events: [][]byte{[]byte("public\tt\t0/1\nx\n")}, Rows: 1},
+		} {
+			want, got := p.Msg(), p.MsgFrom(&pool)
+			if !bytes.Equal(got.Data, want.Data) || fmt.Sprint(got.Header) != fmt.Sprint(want.Header) || got.Subject != want.Subject {
+				t.Fatalf("round %d: pooled message %q %v differs from %q %v", round, got.Data, got.Header, want.Data, want.Header)
+			}
+			pool.Put(got)
 		}
 	}
 }
