@@ -105,6 +105,7 @@ func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 	}
 	rc := cfg.Config.Copy()
 	rc.RuntimeParams["replication"] = "database"
+	rc.BuildFrontend = pacedFrontend
 	conn, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
 		return nil, connectError(dsn, cfg.Password, err)
