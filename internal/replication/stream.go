@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -269,6 +270,13 @@ type loopState struct {
 	sentAt          time.Time
 	serverEnd       pglogrepl.LSN
 	arena           feed.Arena
+	// unitLen is the length of the last unit queued: the next one starts
+	// with room for as many events (transactions of a workload look alike).
+	unitLen int
+}
+
+func (st *loopState) newUnit() *feed.Unit {
+	return &feed.Unit{Events: make([]feed.Encoded, 0, st.unitLen)}
 }
 
 func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogData) error {
@@ -278,11 +286,11 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 		return err
 	}
 	if res.Begin {
-		st.cur = &feed.Unit{}
+		st.cur = st.newUnit()
 	}
 	if len(res.Events) > 0 {
 		if st.cur == nil {
-			st.cur = &feed.Unit{}
+			st.cur = st.newUnit()
 		}
 		tx := event.FormatLSN(before.CommitLSN)
 		for i, ev := range res.Events {
@@ -291,7 +299,7 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 				if err := s.push(ctx, st, st.cur); err != nil {
 					return err
 				}
-				st.cur = &feed.Unit{}
+				st.cur = st.newUnit()
 			}
 			st.cur.Events = append(st.cur.Events, feed.Encoded{
 				JSON: st.arena.Encode(ev), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
@@ -322,6 +330,12 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 // push queues u, keeping the connection alive with status updates while the
 // reader applies backpressure.
 func (s *Stream) push(ctx context.Context, st *loopState, u *feed.Unit) error {
+	st.unitLen = min(len(u.Events), feed.UnitEvents)
+	if cap(u.Events) > 2*len(u.Events)+16 {
+		// Started larger than it turned out: the queue bounds events, not
+		// their memory.
+		u.Events = slices.Clone(u.Events)
+	}
 	for {
 		ok, err := s.feed.TryPush(ctx, u, s.cfg.StatusInterval/2)
 		if err != nil || ok {
