@@ -16,9 +16,9 @@ import (
 // array format instead (see useColumnCodec).
 type textColumn []pgtype.Text
 
-// appendBinary appends the column in PostgreSQL's binary array format (as
-// pgx writes it, the empty array included): one dimension from 1, element type text, each element as its length (-1 for
-// NULL) and bytes.
+// appendBinary appends the column in PostgreSQL's binary array format, as
+// pgx writes it (the empty array included): one dimension from 1, element
+// type text, each element as its length (-1 for NULL) and bytes.
 func (c textColumn) appendBinary(buf []byte) ([]byte, error) {
 	if len(c) > math.MaxInt32 {
 		return nil, fmt.Errorf("a text[] of %d elements is too long", len(c))

@@ -137,8 +137,10 @@ func (p Pack) MsgFrom(pool *BodyPool) *nats.Msg {
 		m.Data = s2.Encode(nil, p.Body())
 		return m
 	}
-	body := p.Body()
-	if len(p.Events) > 1 {
+	var body []byte
+	if len(p.Events) == 1 {
+		body = p.Events[0] // a copy pack: one body already
+	} else {
 		join := getBuffer(&pool.joins, p.Size())
 		for i, e := range p.Events {
 			if i > 0 {

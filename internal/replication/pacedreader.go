@@ -12,7 +12,7 @@ import (
 // A replication connection reads through a pacedReader and a large buffer.
 // While a backlog streams, the walsender writes every change as soon as it is
 // decoded; a reader that keeps up reads them one system call (and one
-// goroutine wake-up) at a time, which cost the replicator a third of its CPU.
+// goroutine wake-up) at a time, which cost the replicator a quarter of its CPU.
 // After a small read that came soon after the previous one, the next read
 // waits until readPause has passed since it: a busy stream is then read in
 // a few large gulps, at most readPause later. A quiet stream is not delayed.
