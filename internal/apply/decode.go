@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/jackc/pglogrepl"
 
@@ -30,8 +31,38 @@ type Decoder struct {
 	op, schema, table string
 	commitRaw         []byte
 	commitTime        time.Time
-	buf               []byte
 	offsets           []int
+	// vals and texts are slabs the rows' values and texts are carved from:
+	// a batch's events are decoded together and dropped together, so one
+	// allocation serves many rows instead of two per row. Bytes below
+	// len(texts) back strings already handed out and are never written
+	// again; a slab that runs out is replaced, the old one living on as long
+	// as rows point into it.
+	vals  []event.Value
+	texts []byte
+}
+
+// Slab sizes: a few hundred rows each.
+const (
+	slabValues = 4096
+	slabText   = 64 << 10
+)
+
+// carveRow returns an empty row with room for n values, from the slab.
+func (c *Decoder) carveRow(n int) event.Row {
+	if cap(c.vals)-len(c.vals) < n {
+		c.vals = make([]event.Value, 0, max(slabValues, n))
+	}
+	l := len(c.vals)
+	return c.vals[l : l : l+n]
+}
+
+// keepRow records that row, carved by carveRow, is handed out.
+func (c *Decoder) keepRow(row event.Row) {
+	l := len(c.vals)
+	if len(row) > 0 && l < cap(c.vals) && &c.vals[:l+1][l] == &row[0] {
+		c.vals = c.vals[:l+len(row)]
+	}
 }
 
 // DecodeEvent parses one change event's wire form into ev. It accepts
@@ -862,14 +893,20 @@ func (d *decoder) row(keepRaw bool, cols []event.Column) (event.Row, [][]byte, e
 	if !d.consume('{') {
 		return nil, nil, d.fail("row: expected an object")
 	}
-	row := make(event.Row, 0, max(len(cols), 4))
 	var raws [][]byte
 	var scratch Decoder
 	c := d.cache
 	if c == nil {
 		c = &scratch
 	}
-	buf, offsets := c.buf[:0], c.offsets[:0] // text values, end offsets
+	row := c.carveRow(max(len(cols), 4))
+	if cap(c.texts)-len(c.texts) < slabText/8 {
+		c.texts = make([]byte, 0, slabText)
+	}
+	// Texts are unescaped into the free end of the text slab (offsets: where
+	// each ends); buf may move to a new array if the row outgrows the slab.
+	textAt := len(c.texts)
+	buf, offsets := c.texts[textAt:], c.offsets[:0]
 	d.ws()
 	if d.consume('}') {
 		return row, raws, nil
@@ -925,12 +962,23 @@ func (d *decoder) row(keepRaw bool, cols []event.Column) (event.Row, [][]byte, e
 			break
 		}
 	}
-	all := string(buf)
+	var all string
+	if len(buf) > 0 {
+		// The bytes are final: nothing writes below the slab's length.
+		all = unsafe.String(&buf[0], len(buf))
+	}
+	if textAt+len(buf) <= cap(c.texts) && len(buf) > 0 && &c.texts[:textAt+1][textAt] == &buf[0] {
+		c.texts = c.texts[:textAt+len(buf)]
+	} else if len(buf) > 0 {
+		// buf moved out of the slab: it is this row's alone; start a new slab.
+		c.texts = nil
+	}
 	from := 0
 	for i := range row {
 		row[i].Text = all[from:offsets[i]]
 		from = offsets[i]
 	}
-	c.buf, c.offsets = buf, offsets
+	c.offsets = offsets
+	c.keepRow(row)
 	return row, raws, nil
 }

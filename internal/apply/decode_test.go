@@ -2,7 +2,9 @@ package apply
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/pgflo/pgflo/internal/event"
@@ -120,6 +122,43 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := dec.DecodeEvent(in, &ev); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDecodedRowsOutliveLaterEvents keeps every event one Decoder returns
+// and checks them all at the end: rows and their texts are carved from
+// slabs shared by many events, and no later event may write over an
+// earlier one's — rows with more values than columns, texts larger than a
+// slab and slabs running out included.
+func TestDecodedRowsOutliveLaterEvents(t *testing.T) {
+	var inputs []string
+	for i := range 3000 {
+		text := strings.Repeat(fmt.Sprintf("v%d-", i), 1+i%7)
+		if i%500 == 7 {
+			text = strings.Repeat("x", slabText+i) // larger than a slab
+		}
+		cols := `[{"name":"id","type":"int8","oid":20,"key":true},{"name":"t","type":"text","oid":25}]`
+		row := fmt.Sprintf(`{"id":"%d","t":%q}`, i, text)
+		if i%3 == 0 { // more values than the columns listed
+			row = fmt.Sprintf(`{"id":"%d","t":%q,"a":"%d","b":null,"c":"esc\t\"%d\""}`, i, text, i, i)
+		}
+		inputs = append(inputs, fmt.Sprintf(`{"v":1,"op":"UPDATE","schema":"s","table":"t","columns":%s,"new":%s,"old":{"id":"%d"}}`, cols, row, i+1))
+	}
+	var dec Decoder
+	got := make([]event.Event, len(inputs))
+	for i, in := range inputs {
+		if err := dec.DecodeEvent([]byte(in), &got[i]); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	for i, in := range inputs {
+		want, err := event.Decode([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normalizeEvent(*want), normalizeEvent(got[i])) {
+			t.Fatalf("event %d changed after later events were decoded:\n want %+v\n got  %+v", i, want.New, got[i].New)
 		}
 	}
 }

@@ -123,7 +123,8 @@ type planner struct {
 
 	steps []*step
 	runs  []*tableRun // the current segment, in first-appearance order
-	multi bool        // the segment may hold several tables
+	slab  planSlab
+	multi bool // the segment may hold several tables
 }
 
 // plan returns the steps applying changes in order.
@@ -323,25 +324,25 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 	}
 	switch ch.Op {
 	case event.Insert:
-		vals, has, err := rowValues(t, ch.New)
+		vals, has, err := p.slab.rowValues(t, ch.New)
 		if err != nil {
 			return err
 		}
-		key, err := keyOf(t, vals, has, "new")
+		key, err := p.slab.keyOf(t, vals, has, "new")
 		if err != nil {
 			return err
 		}
-		e := &entry{vals: vals, has: has, key: key, inserts: true, change: ch}
+		e := p.slab.entry(entry{vals: vals, has: has, key: key, inserts: true, change: ch})
 		if prev := r.get(key); prev != nil && !prev.del {
 			e.inserts = prev.inserts
 		}
 		r.put(key, e)
 	case event.Update:
-		vals, has, err := rowValues(t, ch.New)
+		vals, has, err := p.slab.rowValues(t, ch.New)
 		if err != nil {
 			return err
 		}
-		newKey, err := keyOf(t, vals, has, "new")
+		newKey, err := p.slab.keyOf(t, vals, has, "new")
 		if err != nil {
 			return err
 		}
@@ -349,10 +350,10 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 		var oldVals []event.Value
 		var oldHas []bool
 		if ch.Old != nil {
-			if oldVals, oldHas, err = rowValues(t, ch.Old); err != nil {
+			if oldVals, oldHas, err = p.slab.rowValues(t, ch.Old); err != nil {
 				return err
 			}
-			if oldKey, err = keyOf(t, oldVals, oldHas, "old"); err != nil {
+			if oldKey, err = p.slab.keyOf(t, oldVals, oldHas, "old"); err != nil {
 				return err
 			}
 		}
@@ -375,7 +376,7 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 				}
 			}
 		}
-		e := &entry{vals: vals, has: has, key: newKey, change: ch}
+		e := p.slab.entry(entry{vals: vals, has: has, key: newKey, change: ch})
 		rekey := !sameKey(oldKey, newKey)
 		if rekey {
 			if missing(e, t) {
@@ -386,22 +387,22 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 				p.steps = append(p.steps, &step{kind: stepUpdate, table: t, cols: presentColumns(has, t, false), rows: []*entry{e}, changes: []*Change{ch}})
 				return nil
 			}
-			r.put(oldKey, &entry{del: true, key: oldKey, change: ch})
+			r.put(oldKey, p.slab.entry(entry{del: true, key: oldKey, change: ch}))
 		}
 		r.put(newKey, e)
 	case event.Delete:
 		if ch.Old == nil {
 			return fmt.Errorf("DELETE without old row")
 		}
-		oldVals, oldHas, err := rowValues(t, ch.Old)
+		oldVals, oldHas, err := p.slab.rowValues(t, ch.Old)
 		if err != nil {
 			return err
 		}
-		key, err := keyOf(t, oldVals, oldHas, "old")
+		key, err := p.slab.keyOf(t, oldVals, oldHas, "old")
 		if err != nil {
 			return err
 		}
-		r.put(key, &entry{del: true, key: key, change: ch})
+		r.put(key, p.slab.entry(entry{del: true, key: key, change: ch}))
 	default:
 		return fmt.Errorf("unexpected operation %s", ch.Op)
 	}
@@ -415,7 +416,7 @@ func (p *planner) addKeyless(r *tableRun, ch *Change) error {
 	t := r.table
 	switch ch.Op {
 	case event.Insert:
-		vals, has, err := rowValues(t, ch.New)
+		vals, has, err := p.slab.rowValues(t, ch.New)
 		if err != nil {
 			return err
 		}
@@ -431,7 +432,7 @@ func (p *planner) addKeyless(r *tableRun, ch *Change) error {
 		if len(ch.Old) == 0 {
 			return fmt.Errorf("%s of a table without key needs the old row (REPLICA IDENTITY FULL on the source), and the event has none", ch.Op)
 		}
-		oldVals, oldHas, err := rowValues(t, ch.Old)
+		oldVals, oldHas, err := p.slab.rowValues(t, ch.Old)
 		if err != nil {
 			return err
 		}
@@ -439,7 +440,7 @@ func (p *planner) addKeyless(r *tableRun, ch *Change) error {
 		e := &entry{key: pick(oldVals, match), change: ch}
 		s := &step{kind: stepMatchDelete, table: t, match: match, rows: []*entry{e}, changes: []*Change{ch}}
 		if ch.Op == event.Update {
-			vals, has, err := rowValues(t, ch.New)
+			vals, has, err := p.slab.rowValues(t, ch.New)
 			if err != nil {
 				return err
 			}
@@ -497,10 +498,51 @@ func sameKey(a, b []event.Value) bool {
 	return true
 }
 
+// planSlab allocates the planner's per-change values in chunks: a
+// catch-up plans hundreds of thousands of changes, and one allocation per
+// few thousand values instead of five per change is a tenth of the
+// planner's time. Chunks are never reused, so steps still being executed
+// while the next chunk of changes is planned keep their values; a chunk
+// lives as long as anything points into it. The zero value is ready.
+type planSlab struct {
+	vals    []event.Value
+	has     []bool
+	entries []entry
+}
+
+const planSlabLen = 4096
+
+// values returns n zeroed values and presence flags.
+func (s *planSlab) values(n int) ([]event.Value, []bool) {
+	if cap(s.vals)-len(s.vals) < n {
+		s.vals = make([]event.Value, 0, max(planSlabLen, n))
+	}
+	if cap(s.has)-len(s.has) < n {
+		s.has = make([]bool, 0, max(planSlabLen, n))
+	}
+	l, m := len(s.vals), len(s.has)
+	s.vals, s.has = s.vals[:l+n], s.has[:m+n]
+	return s.vals[l : l+n : l+n], s.has[m : m+n : m+n]
+}
+
+// entry returns a pointer to a copy of e.
+func (s *planSlab) entry(e entry) *entry {
+	if len(s.entries) == cap(s.entries) {
+		s.entries = make([]entry, 0, planSlabLen/4)
+	}
+	s.entries = append(s.entries, e)
+	return &s.entries[len(s.entries)-1]
+}
+
 // rowValues places a row's values at their target columns.
 func rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
-	vals := make([]event.Value, len(t.Columns))
-	has := make([]bool, len(t.Columns))
+	var s planSlab
+	return s.rowValues(t, row)
+}
+
+// rowValues places a row's values at their target columns.
+func (s *planSlab) rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
+	vals, has := s.values(len(t.Columns))
 	for pos, v := range row {
 		// Events usually list the columns in the table's order.
 		i, ok := pos, pos < len(t.Columns) && t.Columns[pos].Name == v.Name
@@ -519,8 +561,8 @@ func rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
 }
 
 // keyOf returns the key values of a row.
-func keyOf(t *Table, vals []event.Value, has []bool, which string) ([]event.Value, error) {
-	key := make([]event.Value, len(t.Key))
+func (s *planSlab) keyOf(t *Table, vals []event.Value, has []bool, which string) ([]event.Value, error) {
+	key, _ := s.values(len(t.Key))
 	for i, k := range t.Key {
 		if !has[k] {
 			return nil, fmt.Errorf("the event's %s row lacks column %q of the target's %s (%s), so the row cannot be identified", which, t.Columns[k].Name, t.KeyName, t.keyColumnNames())
