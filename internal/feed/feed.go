@@ -6,7 +6,6 @@ package feed
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -153,17 +152,4 @@ func (a *Arena) Encode(ev *event.Event) []byte {
 	start := len(a.chunk)
 	a.chunk = ev.AppendJSON(a.chunk)
 	return a.chunk[start:len(a.chunk):len(a.chunk)]
-}
-
-// Meta returns the metadata pairs of an encoded event (or pack), in a fixed
-// order.
-func (e *Encoded) Meta() [][2]string {
-	meta := [][2]string{
-		{event.MetaOp, string(e.Op)}, {event.MetaSchema, e.Schema}, {event.MetaTable, e.Table},
-		{event.MetaLSN, e.LSN}, {event.MetaTx, e.Tx}, {event.MetaTxPos, strconv.Itoa(e.Pos)},
-	}
-	if e.Rows > 0 {
-		meta = append(meta, [2]string{event.MetaPackRows, strconv.Itoa(e.Rows)})
-	}
-	return meta
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pglogrepl"
 
@@ -36,6 +37,13 @@ type Decoder struct {
 	// captured DDL (see ddl.go).
 	ddlPrefix string
 
+	// scratch: see Scratch. The event, rows and result slice reused.
+	scratch        bool
+	ev             event.Event
+	newRow, oldRow event.Row
+	toast          []string
+	one            [1]*event.Event
+
 	inTx       bool
 	xid        uint32
 	commitLSN  pglogrepl.LSN
@@ -53,6 +61,14 @@ func NewDecoder(typeNames map[uint32]string) *Decoder {
 	}
 	return &Decoder{relations: map[uint32]*relation{}, typeNames: names}
 }
+
+// Scratch makes the decoder reuse the event of an Insert, Update or Delete
+// message, its rows and its result for the next message, with values
+// pointing into the message's data rather than copied: such an event is
+// valid only until the next Decode and while data is not reused. The
+// stream encodes each event as soon as it is decoded, so the allocations
+// (four per change, half the decoder's time) buy nothing there.
+func (d *Decoder) Scratch() { d.scratch = true }
 
 // TrackDDL makes the decoder turn logical messages with prefix into DDL events.
 func (d *Decoder) TrackDDL(prefix string) { d.ddlPrefix = prefix }
@@ -151,26 +167,48 @@ func (d *Decoder) decodeChange(walStart pglogrepl.LSN, data []byte) (Result, err
 	// One string holds every value of the message; values are substrings of
 	// it, so a change costs one allocation for its text however many
 	// columns it has.
-	text := string(data[5:])
+	var text string
+	var newBuf, oldBuf event.Row
+	var toastBuf []string
+	if d.scratch {
+		text = unsafe.String(&data[5], len(data)-5)
+		newBuf, oldBuf, toastBuf = d.newRow[:0], d.oldRow[:0], d.toast[:0]
+	} else {
+		text = string(data[5:])
+	}
 	rest := text
-	var ev *event.Event
+	op := event.Delete
 	switch kind {
 	case 'I':
-		ev = d.newEvent(event.Insert, rel, walStart)
+		op = event.Insert
 	case 'U':
-		ev = d.newEvent(event.Update, rel, walStart)
-	default:
-		ev = d.newEvent(event.Delete, rel, walStart)
+		op = event.Update
+	}
+	var ev *event.Event
+	if d.scratch {
+		ev = &d.ev
+		d.fillEvent(ev, op, rel, walStart)
+	} else {
+		ev = d.newEvent(op, rel, walStart)
+	}
+	result := func() (Result, error) {
+		if !d.scratch {
+			return Result{Events: []*event.Event{ev}}, nil
+		}
+		// Keep the (possibly grown) buffers for the next message.
+		d.newRow, d.oldRow, d.toast = ev.New, ev.Old, ev.UnchangedToast
+		d.one[0] = ev
+		return Result{Events: d.one[:]}, nil
 	}
 	if rest[0] == 'K' || rest[0] == 'O' {
 		if kind == 'I' {
 			return fail("old tuple in an insert")
 		}
-		if ev.Old, _, rest, err = rel.parseTuple(rest[1:], rest[0] == 'K'); err != nil {
+		if ev.Old, _, rest, err = rel.parseTuple(rest[1:], rest[0] == 'K', oldBuf, nil); err != nil {
 			return fail(err.Error())
 		}
 		if kind == 'D' {
-			return Result{Events: []*event.Event{ev}}, nil
+			return result()
 		}
 	} else if kind == 'D' {
 		return fail(fmt.Sprintf("unexpected tuple type %q", rest[0]))
@@ -178,22 +216,23 @@ func (d *Decoder) decodeChange(walStart pglogrepl.LSN, data []byte) (Result, err
 	if len(rest) == 0 || rest[0] != 'N' {
 		return fail("missing new tuple")
 	}
-	if ev.New, ev.UnchangedToast, _, err = rel.parseTuple(rest[1:], false); err != nil {
+	if ev.New, ev.UnchangedToast, _, err = rel.parseTuple(rest[1:], false, newBuf, toastBuf); err != nil {
 		return fail(err.Error())
 	}
 	if kind == 'U' && ev.Old == nil {
 		// The key did not change, so PostgreSQL sent no old tuple: the new
 		// row's key columns are the old key.
-		ev.Old = rel.keyOf(ev.New)
+		ev.Old = rel.keyOf(ev.New, oldBuf)
 	}
-	return Result{Events: []*event.Event{ev}}, nil
+	return result()
 }
 
 // parseTuple reads pgoutput TupleData from src. With keyOnly, only
 // replica-identity columns are kept (pgoutput sends the others as NULL in a
 // key tuple). Unchanged TOAST columns are left out of the row and returned by
-// name. It returns what follows the tuple.
-func (rel *relation) parseTuple(src string, keyOnly bool) (event.Row, []string, string, error) {
+// name. It returns what follows the tuple. The row and the names are
+// appended to row and toast (nil: new ones).
+func (rel *relation) parseTuple(src string, keyOnly bool, row event.Row, toast []string) (event.Row, []string, string, error) {
 	if len(src) < 2 {
 		return nil, nil, "", fmt.Errorf("tuple too short")
 	}
@@ -202,8 +241,9 @@ func (rel *relation) parseTuple(src string, keyOnly bool) (event.Row, []string, 
 	if n > len(rel.columns) {
 		return nil, nil, "", fmt.Errorf("tuple has %d columns, relation %s.%s has %d", n, rel.schema, rel.table, len(rel.columns))
 	}
-	row := make(event.Row, 0, n)
-	var toast []string
+	if row == nil {
+		row = make(event.Row, 0, n)
+	}
 	for i := 0; i < n; i++ {
 		if len(src) == 0 {
 			return nil, nil, "", fmt.Errorf("tuple truncated at column %d", i)
@@ -267,22 +307,29 @@ func (d *Decoder) newRelation(m *pglogrepl.RelationMessage) *relation {
 }
 
 func (d *Decoder) newEvent(op event.Op, rel *relation, walStart pglogrepl.LSN) *event.Event {
-	ev := &event.Event{
+	ev := new(event.Event)
+	d.fillEvent(ev, op, rel, walStart)
+	return ev
+}
+
+func (d *Decoder) fillEvent(ev *event.Event, op event.Op, rel *relation, walStart pglogrepl.LSN) {
+	*ev = event.Event{
 		V: event.Version, Op: op, Schema: rel.schema, Table: rel.table,
 		LSN: walStart, CommitLSN: d.commitLSN, Xid: d.xid, CommitTime: d.commitTime,
 		Columns: rel.columns, Encoded: rel.encoded,
 	}
 	d.pos++
-	return ev
 }
 
 // keyOf returns the replica-identity columns of row, or nil when the table
-// has no key.
-func (rel *relation) keyOf(row event.Row) event.Row {
+// has no key. The values are appended to key (nil: a new row).
+func (rel *relation) keyOf(row event.Row, key event.Row) event.Row {
 	if len(rel.keyIndexes) == 0 {
 		return nil
 	}
-	key := make(event.Row, 0, len(rel.keyIndexes))
+	if key == nil {
+		key = make(event.Row, 0, len(rel.keyIndexes))
+	}
 	for _, i := range rel.keyIndexes {
 		if v, ok := row.Get(rel.columns[i].Name); ok {
 			key = append(key, v)

@@ -45,9 +45,22 @@ func pgTime(t time.Time) uint64 {
 	return uint64(t.Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).Microseconds())
 }
 
+// TestDecoderTransaction decodes a transaction both ways: with fresh events
+// and, as the stream does, with the scratch event reused for every change.
 func TestDecoderTransaction(t *testing.T) {
+	for _, scratch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fresh", true: "scratch"}[scratch], func(t *testing.T) {
+			testDecoderTransaction(t, scratch)
+		})
+	}
+}
+
+func testDecoderTransaction(t *testing.T, scratch bool) {
 	commitTime := time.Date(2026, 11, 26, 12, 0, 0, 123456000, time.UTC)
 	d := NewDecoder(map[uint32]string{20: "int8", 25: "text"})
+	if scratch {
+		d.Scratch()
+	}
 	steps := []struct {
 		name string
 		lsn  pglogrepl.LSN
@@ -77,7 +90,8 @@ func TestDecoderTransaction(t *testing.T) {
 	}
 	pos := 0
 	for _, step := range steps {
-		res, err := d.Decode(step.lsn, step.msg)
+		// A copy, as the connection's buffer: scratch values point into it.
+		res, err := d.Decode(step.lsn, append([]byte(nil), step.msg...))
 		if err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}

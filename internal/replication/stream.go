@@ -114,6 +114,8 @@ func StartStream(ctx context.Context, cfg StreamConfig, conn *pgconn.PgConn, sta
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
+	// Every event is encoded as soon as it is decoded (handle).
+	s.decoder.Scratch()
 	if cfg.TrackDDL {
 		s.decoder.TrackDDL(DDLPrefix(cfg.Publication))
 	}
@@ -273,6 +275,9 @@ type loopState struct {
 	// unitLen is the length of the last unit queued: the next one starts
 	// with room for as many events (transactions of a workload look alike).
 	unitLen int
+	// tx is the current transaction's commit LSN as text, made once.
+	txLSN pglogrepl.LSN
+	tx    string
 }
 
 func (st *loopState) newUnit() *feed.Unit {
@@ -292,7 +297,10 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 		if st.cur == nil {
 			st.cur = st.newUnit()
 		}
-		tx := event.FormatLSN(before.CommitLSN)
+		if st.txLSN != before.CommitLSN || st.tx == "" {
+			st.txLSN, st.tx = before.CommitLSN, event.FormatLSN(before.CommitLSN)
+		}
+		tx := st.tx
 		for i, ev := range res.Events {
 			pos := before.Pos + i
 			if pos > 0 && pos%feed.UnitEvents == 0 && len(st.cur.Events) > 0 {
