@@ -16,6 +16,14 @@ import (
 // After a small read that came soon after the previous one, the next read
 // waits until readPause has passed since it: a busy stream is then read in
 // a few large gulps, at most readPause later. A quiet stream is not delayed.
+//
+// While it waits, nothing waits on the socket, yet the kernel would still
+// signal Go's network poller for every segment the walsender sends: a thread
+// woke, found nothing to run and slept again every ten microseconds, a third
+// of the replicator's CPU. So during the pause the socket's receive low-water
+// mark (SO_RCVLOWAT) is raised, which holds those signals back until that
+// much is queued, and it is lowered to one byte again before the next read,
+// which can then block as usual.
 const (
 	readPause     = time.Millisecond
 	readSmall     = 32 << 10
@@ -28,13 +36,22 @@ type pacedReader struct {
 	// little, soon after the one before.
 	last  time.Time
 	small bool
+	// lowat sets the socket's receive low-water mark; nil when the
+	// connection has none (or setting it failed once). raised: it is above
+	// one byte.
+	lowat  func(bytes int) error
+	raised bool
 }
 
 func (p *pacedReader) Read(b []byte) (int, error) {
 	if p.small {
 		if wait := readPause - time.Since(p.last); wait > 0 {
+			p.setLowat(readSmall)
 			time.Sleep(wait)
 		}
+	}
+	if p.raised {
+		p.setLowat(1)
 	}
 	n, err := p.r.Read(b)
 	now := time.Now()
@@ -43,9 +60,21 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// pacedFrontend builds a connection's frontend over a pacedReader.
+func (p *pacedReader) setLowat(bytes int) {
+	if p.lowat == nil {
+		return
+	}
+	if err := p.lowat(bytes); err != nil {
+		p.lowat, p.raised = nil, false // pace without it
+		return
+	}
+	p.raised = bytes > 1
+}
+
+// pacedFrontend builds a connection's frontend over a pacedReader. w is the
+// connection (pgconn hands its net.Conn, TLS or not, as the writer).
 func pacedFrontend(r io.Reader, w io.Writer) *pgproto3.Frontend {
-	return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r}, readBufferLen), w)
+	return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, lowat: socketLowat(w)}, readBufferLen), w)
 }
 
 var _ pgconn.BuildFrontendFunc = pacedFrontend

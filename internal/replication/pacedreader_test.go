@@ -3,8 +3,10 @@ package replication
 import (
 	"bytes"
 	"io"
+	"net"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // The paced reader hands on every byte in order, however the stream is cut,
@@ -34,5 +36,75 @@ func TestPacedReaderKeepsTheStream(t *testing.T) {
 	}
 	if big.small {
 		t.Error("a large read made the reader pause")
+	}
+}
+
+// Over a real socket: while a busy stream is paced the low-water mark is
+// raised, and a lone message sent after the burst is still read at once —
+// the mark is back at one byte before any read that can block.
+func TestPacedReaderLowWaterMark(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server := <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	defer server.Close()
+
+	lowat := socketLowat(client)
+	if lowat == nil {
+		t.Skip("no low-water mark on this system")
+	}
+	var raised int
+	p := &pacedReader{r: client, lowat: func(n int) error {
+		if n > 1 {
+			raised++
+		}
+		return lowat(n)
+	}}
+	msg := []byte("a small change\n")
+	buf := make([]byte, 64<<10)
+	// A burst: small writes a little apart, each read on its own.
+	for range 20 {
+		if _, err := server.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if raised == 0 {
+		t.Fatal("a busy stream of small reads never raised the low-water mark")
+	}
+	// The stream goes quiet: the next read blocks, and the one message that
+	// comes must wake it without waiting for more bytes.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_, _ = server.Write(msg)
+	}()
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := p.Read(buf)
+	if err != nil {
+		t.Fatalf("a lone message after the burst was not read: %v", err)
+	}
+	if n != len(msg) {
+		t.Fatalf("read %d bytes, want %d", n, len(msg))
 	}
 }
