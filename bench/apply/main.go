@@ -179,14 +179,23 @@ func run(ctx context.Context, o options) (err error) {
 	var r report
 	r.o = o
 	benchkit.Say("(a) initial sync of %s rows", benchkit.Thousands(o.rows))
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	if r.copy1, err = b.copyPipe(ctx, targetCopy, 1); err != nil {
 		return err
 	}
 	benchkit.Say("    COPY pipe: %.2fs", r.copy1.Seconds)
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	if r.copy4, err = b.copyPipe(ctx, targetCopy4, 4); err != nil {
 		return err
 	}
 	benchkit.Say("    COPY pipe in 4 ranges: %.2fs", r.copy4.Seconds)
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	if r.nativeSync, err = b.nativeInitialSync(ctx); err != nil {
 		return err
 	}
@@ -196,6 +205,9 @@ func run(ctx context.Context, o options) (err error) {
 		{name: "pgflo replicator→pg_flo_postgres (one process)", short: "1 process", group: "direct", target: targetSingle},
 	}
 	for _, p := range pipelines {
+		if err := b.checkpoint(ctx); err != nil {
+			return err
+		}
 		if err := b.pgfloInitialSync(ctx, p); err != nil {
 			return err
 		}
@@ -274,6 +286,19 @@ func (b *bench) prepare(ctx context.Context) error {
 		"CHECKPOINT")
 	b.fillTime = time.Since(start)
 	return err
+}
+
+// checkpoint flushes both clusters before a copier of (a) starts: every
+// load writes a table's worth of WAL and dirty buffers, and a checkpoint
+// falling due in the middle of the next one (max_wal_size) would make that
+// copier pay for the one before.
+func (b *bench) checkpoint(ctx context.Context) error {
+	for _, dsn := range []string{b.pg.AdminDSN(), b.tpg.AdminDSN()} {
+		if err := execAll(ctx, dsn, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	return nil
 }
 
 // settle vacuums and analyzes the targets' tables after the initial sync,

@@ -83,7 +83,7 @@ func (r *report) format() string {
 		batch = fmt.Sprintf("worker batch_size %d", o.batchSize)
 	}
 	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
-		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets, and after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
+		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets; both clusters are checkpointed before each copier of (a), so none pays for the WAL of the one before; after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
 		"connections opened before the clock starts. The source and the targets are in two clusters, so a slot decodes the source's changes only (in one cluster, each slot also "+
 		"decoded and skipped the WAL of every target's load and apply before the backlog: a second more for the applier measured first). The native subscription's slot is created first, "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with 4 copy workers; "+
