@@ -21,7 +21,35 @@ import (
 // or everything else competing with it.
 type catchUpCPU struct {
 	apply, walsender float64
+	sessions         int      // how many target sessions apply is the sum of
 	pgflo            []string // "replicator 1.2 s", …
+	pgfloCPU         []float64
+}
+
+// floor is the least time the catch-up could have taken on cpus cores with
+// this much CPU: all of it spread evenly, or the busiest single process if
+// that took longer. A run close to its floor was CPU-bound; an applier
+// whose floor exceeds another's time cannot beat it on this machine.
+func (c catchUpCPU) floor(cpus int) float64 {
+	if c.apply < 0 || c.walsender < 0 {
+		return -1
+	}
+	total := c.apply + c.walsender
+	busiest := max(c.apply/float64(max(c.sessions, 1)), c.walsender)
+	for _, v := range c.pgfloCPU {
+		if v < 0 {
+			return -1
+		}
+		total += v
+		busiest = max(busiest, v)
+	}
+	return max(total/float64(cpus), busiest)
+}
+
+// addPgflo records the CPU of one of pgflo's processes.
+func (c *catchUpCPU) addPgflo(role string, cpu float64) {
+	c.pgflo = append(c.pgflo, role+" "+seconds(cpu))
+	c.pgfloCPU = append(c.pgfloCPU, cpu)
 }
 
 // measureCatchUpCPU reads the CPU of the target's applying session(s) in
@@ -37,7 +65,7 @@ func (b *bench) measureCatchUpCPU(ctx context.Context, target, slot string) catc
 	err = conn.QueryRow(ctx, `SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity
 		WHERE datname = $1 AND (backend_type = 'logical replication worker' OR application_name LIKE 'pgflo pg_flo_postgres%')`, target).Scan(&pids)
 	if err == nil && len(pids) > 0 {
-		c.apply = 0
+		c.apply, c.sessions = 0, len(pids)
 		for _, pid := range pids {
 			c.apply += benchkit.PidCPU(int(pid))
 		}

@@ -258,10 +258,10 @@ func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
 	p.cpu = b.measureCatchUpCPU(ctx, p.target, replicationSlot(p.group))
 	for i, proc := range p.procs {
 		role := [...]string{"replicator", "worker"}[i]
-		p.cpu.pgflo = append(p.cpu.pgflo, role+" "+seconds(proc.CPU()))
+		p.cpu.addPgflo(role, proc.CPU())
 	}
 	if p.viaNATS && natsBefore >= 0 {
-		p.cpu.pgflo = append(p.cpu.pgflo, "`pgflo nats` "+seconds(b.nats.CPU()-natsBefore))
+		p.cpu.addPgflo("`pgflo nats`", b.nats.CPU()-natsBefore)
 	}
 	return b.stop(p)
 }

@@ -57,6 +57,12 @@ func (r *report) format() string {
 		fmt.Fprintf(&b, "; %s — %s", p.short, p.cpu)
 	}
 	b.WriteString(".\n")
+	cpus := runtime.NumCPU()
+	fmt.Fprintf(&b, "\nCPU floor of the catch-up (its CPU spread over the %d CPUs, or its busiest process if that took longer; no applier can finish sooner on this machine): native %s", cpus, seconds(r.nativeCPU.floor(cpus)))
+	for _, p := range r.pipelines {
+		fmt.Fprintf(&b, ", %s %s", p.short, seconds(p.cpu.floor(cpus)))
+	}
+	b.WriteString(".\n")
 
 	b.WriteString("\nMax RSS:")
 	largest := int64(0)
