@@ -231,6 +231,10 @@ type rowWriter struct {
 	partial []byte
 	pack    []byte // the pack being filled: header and rows
 	rows    int    // rows in pack
+	// lastLen is the length of the last full pack: the next one starts with
+	// room for that much, so it is filled without being copied as it grows
+	// (the rows of a table look alike).
+	lastLen int
 	unit    *feed.Unit
 	pos     int // position of the next row in the chunk
 	err     error
@@ -288,7 +292,7 @@ func wholeLines(p []byte, maxRows, maxBytes int) ([]byte, int) {
 // and queues the pack once full.
 func (w *rowWriter) lines(run []byte, rows int) error {
 	if w.rows == 0 {
-		w.pack = make([]byte, 0, min(PackBytes, 64<<10+len(run))+len(w.header))
+		w.pack = make([]byte, 0, min(PackBytes, max(64<<10, w.lastLen+w.lastLen/16)+len(run))+len(w.header))
 		w.pack = append(w.pack, w.header...)
 	}
 	w.pack = append(w.pack, run...)
@@ -296,6 +300,7 @@ func (w *rowWriter) lines(run []byte, rows int) error {
 	if w.rows < PackRows && len(w.pack) < PackBytes {
 		return nil
 	}
+	w.lastLen = len(w.pack)
 	w.cut()
 	if err := w.out.Push(w.ctx, w.unit); err != nil {
 		w.err = err
