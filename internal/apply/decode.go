@@ -909,7 +909,7 @@ func (d *decoder) row(keepRaw bool, cols []event.Column) (event.Row, [][]byte, e
 	buf, offsets := c.texts[textAt:], c.offsets[:0]
 	d.ws()
 	if d.consume('}') {
-		return row, raws, nil
+		return row[:0:0], raws, nil // no room to append into the slab
 	}
 	for {
 		d.ws()
@@ -980,5 +980,6 @@ func (d *decoder) row(keepRaw bool, cols []event.Column) (event.Row, [][]byte, e
 	}
 	c.offsets = offsets
 	c.keepRow(row)
-	return row, raws, nil
+	// Capped: appending to the row must not write into the slab's free end.
+	return row[:len(row):len(row)], raws, nil
 }

@@ -152,6 +152,12 @@ func TestDecodedRowsOutliveLaterEvents(t *testing.T) {
 			t.Fatalf("event %d: %v", i, err)
 		}
 	}
+	// Appending to a row (into its spare capacity, if it had any) must not
+	// write over the next one either.
+	for i := range got {
+		_ = append(got[i].New, event.Value{Name: "appended", Text: "x"})
+		_ = append(got[i].Old, event.Value{Name: "appended", Text: "x"})
+	}
 	for i, in := range inputs {
 		want, err := event.Decode([]byte(in))
 		if err != nil {
