@@ -499,21 +499,6 @@ func toMessages(b *feed.Batch, packs bool) (service.MessageBatch, error) {
 	return batch, nil
 }
 
-// boxed keeps a metadata value boxed as the any MetaSetMut takes: runs of
-// events share their operation, table and transaction, and boxing a string
-// allocates (a few percent of a catch-up's CPU, once per event and field).
-type boxed struct {
-	s string
-	v any
-}
-
-func (b *boxed) get(s string) any {
-	if b.v == nil || b.s != s {
-		b.s, b.v = s, s
-	}
-	return b.v
-}
-
 func (in *replicatorInput) Close(ctx context.Context) error {
 	in.mu.Lock()
 	src, nc := in.current, in.nc

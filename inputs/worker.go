@@ -866,6 +866,7 @@ func workerDrainFetch(res jetstream.MessageBatch) ([]jetstream.Msg, error) {
 // never dropped.
 func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 	batch := make(service.MessageBatch, 0, len(msgs))
+	var seqBox, txBox, opBox, schemaBox, tableBox boxed
 	for _, m := range msgs {
 		var streamSeq uint64
 		if meta, err := m.Metadata(); err == nil {
@@ -890,9 +891,9 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 		hasPos := hasID && last-first+1 == uint64(len(events))
 		for i, body := range events {
 			bm := service.NewMessage(body)
-			bm.MetaSet(WorkerMetaStreamSeq, seqText)
+			seqBox.set(bm, WorkerMetaStreamSeq, seqText)
 			if hasID {
-				bm.MetaSet(event.MetaTx, tx)
+				txBox.set(bm, event.MetaTx, tx)
 			}
 			if hasPos {
 				bm.MetaSet(event.MetaTxPos, strconv.FormatUint(first+uint64(i), 10))
@@ -903,9 +904,9 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 				w.log.Errorf("%v", err)
 				bm.SetError(err)
 			} else {
-				bm.MetaSet(event.MetaOp, string(head.Op))
-				bm.MetaSet(event.MetaSchema, head.Schema)
-				bm.MetaSet(event.MetaTable, head.Table)
+				opBox.set(bm, event.MetaOp, string(head.Op))
+				schemaBox.set(bm, event.MetaSchema, head.Schema)
+				tableBox.set(bm, event.MetaTable, head.Table)
 				bm.MetaSet(event.MetaLSN, head.LSN)
 			}
 			batch = append(batch, bm)
