@@ -514,15 +514,23 @@ const planSlabLen = 4096
 
 // values returns n zeroed values and presence flags.
 func (s *planSlab) values(n int) ([]event.Value, []bool) {
-	if cap(s.vals)-len(s.vals) < n {
-		s.vals = make([]event.Value, 0, max(planSlabLen, n))
-	}
+	vals := s.valuesOnly(n)
 	if cap(s.has)-len(s.has) < n {
 		s.has = make([]bool, 0, max(planSlabLen, n))
 	}
-	l, m := len(s.vals), len(s.has)
-	s.vals, s.has = s.vals[:l+n], s.has[:m+n]
-	return s.vals[l : l+n : l+n], s.has[m : m+n : m+n]
+	m := len(s.has)
+	s.has = s.has[:m+n]
+	return vals, s.has[m : m+n : m+n]
+}
+
+// valuesOnly returns n zeroed values.
+func (s *planSlab) valuesOnly(n int) []event.Value {
+	if cap(s.vals)-len(s.vals) < n {
+		s.vals = make([]event.Value, 0, max(planSlabLen, n))
+	}
+	l := len(s.vals)
+	s.vals = s.vals[:l+n]
+	return s.vals[l : l+n : l+n]
 }
 
 // entry returns a pointer to a copy of e.
@@ -562,7 +570,7 @@ func (s *planSlab) rowValues(t *Table, row event.Row) ([]event.Value, []bool, er
 
 // keyOf returns the key values of a row.
 func (s *planSlab) keyOf(t *Table, vals []event.Value, has []bool, which string) ([]event.Value, error) {
-	key, _ := s.values(len(t.Key))
+	key := s.valuesOnly(len(t.Key))
 	for i, k := range t.Key {
 		if !has[k] {
 			return nil, fmt.Errorf("the event's %s row lacks column %q of the target's %s (%s), so the row cannot be identified", which, t.Columns[k].Name, t.KeyName, t.keyColumnNames())

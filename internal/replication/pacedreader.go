@@ -65,7 +65,9 @@ func (p *pacedReader) setLowat(bytes int) {
 		return
 	}
 	if err := p.lowat(bytes); err != nil {
-		p.lowat, p.raised = nil, false // pace without it
+		// Pace without it. (Had lowering failed, a read would wait for the
+		// mark or the stream's read deadline: late, never stuck.)
+		p.lowat, p.raised = nil, false
 		return
 	}
 	p.raised = bytes > 1
