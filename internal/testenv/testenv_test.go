@@ -62,12 +62,20 @@ func TestNewDatabaseCleanupDropsSlots(t *testing.T) {
 		t.Skip("pg_recvlogical not installed")
 	}
 	var name string
+	var cmd *exec.Cmd
+	// --no-loop: once the cleanup ends its connection it exits instead of
+	// retrying forever; the kill is for a test that failed before that.
+	t.Cleanup(func() {
+		if cmd != nil && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	})
 	t.Run("inner", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		name = QueryRows(t, dsn, "SELECT current_database()")[0][0]
 		Exec(t, dsn, "SELECT pg_create_logical_replication_slot('idle', 'pgoutput')")
 		Exec(t, dsn, "SELECT pg_create_logical_replication_slot('busy', 'test_decoding')")
-		cmd := exec.Command(recvlogical, "-d", dsn, "-S", "busy", "--start", "-f", os.DevNull)
+		cmd = exec.Command(recvlogical, "-d", dsn, "-S", "busy", "--start", "--no-loop", "-f", os.DevNull)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
