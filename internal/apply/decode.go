@@ -42,7 +42,8 @@ type Decoder struct {
 	texts []byte
 }
 
-// Slab sizes: a few hundred rows each.
+// Slab sizes: each new slab twice the last, up to a few hundred rows, so a
+// decoder used for one event allocates little.
 const (
 	slabValues = 4096
 	slabText   = 64 << 10
@@ -51,7 +52,7 @@ const (
 // carveRow returns an empty row with room for n values, from the slab.
 func (c *Decoder) carveRow(n int) event.Row {
 	if cap(c.vals)-len(c.vals) < n {
-		c.vals = make([]event.Value, 0, max(slabValues, n))
+		c.vals = make([]event.Value, 0, max(min(slabValues, 2*cap(c.vals)), n))
 	}
 	l := len(c.vals)
 	return c.vals[l : l : l+n]
@@ -900,8 +901,8 @@ func (d *decoder) row(keepRaw bool, cols []event.Column) (event.Row, [][]byte, e
 		c = &scratch
 	}
 	row := c.carveRow(max(len(cols), 4))
-	if cap(c.texts)-len(c.texts) < slabText/8 {
-		c.texts = make([]byte, 0, slabText)
+	if room := cap(c.texts) - len(c.texts); room < slabText/8 && room < cap(c.texts)/2 || cap(c.texts) == 0 {
+		c.texts = make([]byte, 0, min(slabText, max(1<<10, 2*cap(c.texts))))
 	}
 	// Texts are unescaped into the free end of the text slab (offsets: where
 	// each ends); buf may move to a new array if the row outgrows the slab.

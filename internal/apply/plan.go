@@ -544,7 +544,9 @@ func (s *planSlab) entry(e entry) *entry {
 
 // rowValues places a row's values at their target columns.
 func rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
-	var s planSlab
+	// A slab of exactly one row: a zero one would allocate a whole chunk.
+	n := len(t.Columns)
+	s := planSlab{vals: make([]event.Value, 0, n), has: make([]bool, 0, n)}
 	return s.rowValues(t, row)
 }
 
