@@ -33,6 +33,7 @@ const (
 	pgFieldProgressTable      = "progress_table"
 	pgFieldCopyMinRows        = "copy_min_rows"
 	pgFieldCopyConnections    = "copy_connections"
+	pgFieldCopyBinary         = "copy_binary"
 	pgFieldApplyConnections   = "apply_connections"
 	pgFieldRetries            = "retries"
 	pgFieldBatching           = "batching"
@@ -142,6 +143,10 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync; 1 writes every pack in the batch's transaction.").
 				Default(4).
 				Advanced(),
+			service.NewBoolField(pgFieldCopyBinary).
+				Description("Write snapshot rows to COPY in binary format when every column of the table has one of the types pgflo converts (bool, int2/4/8, float4/8, numeric, text, varchar, char(n), json, jsonb, uuid, bytea, date, time, timestamp, timestamptz, and arrays of these): the packs' COPY text is read back into binary by pgflo, sparing the target's server process the types' text input functions, which bound an initial sync (a third of the target's COPY time on the benchmarks' mixed table). The conversion reads exactly the text the source's output functions write and declines anything else; a declined value sends the table's snapshot rows as text from then on (logged), so the target always reads what its text input would have. false always sends text.").
+				Default(true).
+				Advanced(),
 			service.NewIntField(pgFieldApplyConnections).
 				Description("How many connections apply a large set statement of the stream at once (a catch-up: thousands of changes of one table in a batch), its rows split by a hash of their key so every change of a key goes through one connection in order. The batch's transaction takes one part; each other part commits on a connection of its own before the next statement (every statement is idempotent for its rows, so a redelivered batch converges). Only tables with a key, no other unique index or exclusion constraint and no foreign key (unless `disable_foreign_keys`) are split, and only statements of at least 256 rows a connection. 1 applies everything in the batch's transaction, like PostgreSQL's single apply worker.").
 				Default(2).
@@ -227,6 +232,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	progress := r.String(pgFieldProgressTable)
 	copyMin := r.Int(pgFieldCopyMinRows)
 	copyConns := r.Int(pgFieldCopyConnections)
+	copyBinary := r.Bool(pgFieldCopyBinary)
 	applyConns := r.Int(pgFieldApplyConnections)
 	retries := r.Int(pgFieldRetries)
 	if err := r.Err(); err != nil {
@@ -281,7 +287,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
-		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
+		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, CopyBinary: copyBinary, ApplyConnections: applyConns, Retries: retries,
 		ApplicationName: "pgflo pg_flo_postgres " + group, Logger: o.log,
 	}
 	if syncSchema {

@@ -67,6 +67,9 @@ type Config struct {
 	// of copy packs at once (see parallel.go); 1 or less writes them in the
 	// batch's transaction only.
 	CopyConnections int
+	// CopyBinary writes snapshot rows to COPY in binary format where every
+	// column's type has a conversion (see packstream.go).
+	CopyBinary bool
 	// ApplyConnections is how many connections apply a large set statement
 	// at once, its rows split by key (see parallel.go); 1 or less applies
 	// everything in the batch's transaction only.
@@ -891,6 +894,15 @@ func (t *Table) sql(kind string, cols []int, build func() string) string {
 	return s
 }
 
+// copyStatement returns the COPY statement loading rows of cols of t, in
+// text or binary format.
+func copyStatement(t *Table, cols []int, binary bool) string {
+	if binary {
+		return t.sql("cb", cols, func() string { return copySQL(t, cols) + " WITH (FORMAT binary)" })
+	}
+	return t.sql("c", cols, func() string { return copySQL(t, cols) })
+}
+
 // noCopyAfterConflict is how many batches do not try COPY into a table
 // after COPY hit a key conflict there (the rows are probably being applied
 // again, say after a snapshot chunk was redone).
@@ -902,7 +914,7 @@ func (a *Applier) copyRows(ctx context.Context, tx pgx.Tx, s *step) (bool, error
 	for _, e := range s.rows {
 		buf = appendCopyRow(buf, e.vals, s.cols)
 	}
-	return a.copyFrom(ctx, tx, s.table, s.cols, bytes.NewReader(buf))
+	return a.copyFrom(ctx, tx, s.table, s.cols, false, bytes.NewReader(buf))
 }
 
 // appendCopyRow appends one line of COPY's text format: the values at
@@ -921,12 +933,12 @@ func appendCopyRow(buf []byte, vals []event.Value, at []int) []byte {
 	return append(buf, '\n')
 }
 
-// copyFrom loads rows (COPY text) into cols of t. For a table with key it
-// runs under a savepoint, and reports false when a row already existed: the
-// COPY is rolled back, the caller upserts the rows instead, and COPY is not
-// tried on the table for a while.
-func (a *Applier) copyFrom(ctx context.Context, tx pgx.Tx, t *Table, cols []int, rows io.Reader) (bool, error) {
-	sql := t.sql("c", cols, func() string { return copySQL(t, cols) })
+// copyFrom loads rows (COPY text, or binary) into cols of t. For a table
+// with key it runs under a savepoint, and reports false when a row already
+// existed: the COPY is rolled back, the caller upserts the rows instead, and
+// COPY is not tried on the table for a while.
+func (a *Applier) copyFrom(ctx context.Context, tx pgx.Tx, t *Table, cols []int, binary bool, rows io.Reader) (bool, error) {
+	sql := copyStatement(t, cols, binary)
 	if !t.HasKey() {
 		_, err := a.conn.PgConn().CopyFrom(ctx, rows, sql)
 		return err == nil, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/internal/copybin"
 )
 
 // TableName is a schema-qualified table name, unquoted.
@@ -44,6 +46,11 @@ type Table struct {
 	ident          string
 	// statements caches the SQL built for this definition of the table.
 	statements map[string]string
+	// binary caches the binary conversion of snapshot rows by column list
+	// (nil: some column's type has none); textCopy is set once a value
+	// could not be converted, and snapshot rows then go to COPY as text.
+	binary   map[string]*copybin.Rows
+	textCopy bool
 }
 
 // Column is one column of a target table.
@@ -54,7 +61,10 @@ type Column struct {
 	// modifier is then applied by assignment, which rejects what does not
 	// fit instead of silently truncating as an explicit cast to bit(n) or
 	// char(n) would).
-	CastType  string
+	CastType string
+	// TypeOID is the column's type (pg_attribute.atttypid): snapshot rows
+	// go to COPY in binary for the built-in types internal/copybin converts.
+	TypeOID   uint32
 	NotNull   bool
 	Generated bool
 	Identity  byte // 'a' (always), 'd' (by default) or 0
@@ -100,7 +110,7 @@ func loadTable(ctx context.Context, q querier, name TableName, keyColumns []stri
 		return nil, fmt.Errorf("target %s is not a table (relkind %q)", name, relkind)
 	}
 
-	rows, err := q.Query(ctx, `SELECT a.attname, quote_ident(tn.nspname) || '.' || quote_ident(t.typname),
+	rows, err := q.Query(ctx, `SELECT a.attname, quote_ident(tn.nspname) || '.' || quote_ident(t.typname), a.atttypid,
 			a.attnotnull, a.attgenerated <> '', a.attidentity::text
 		FROM pg_catalog.pg_attribute a
 		JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -113,7 +123,7 @@ func loadTable(ctx context.Context, q querier, name TableName, keyColumns []stri
 	for rows.Next() {
 		var c Column
 		var identity string
-		if err := rows.Scan(&c.Name, &c.CastType, &c.NotNull, &c.Generated, &identity); err != nil {
+		if err := rows.Scan(&c.Name, &c.CastType, &c.TypeOID, &c.NotNull, &c.Generated, &identity); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read columns of %s: %w", name, err)
 		}

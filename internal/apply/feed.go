@@ -174,7 +174,7 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from i
 		}
 		_ = pw.Close()
 	}()
-	ok, err := a.copyFrom(ctx, b.tx, t, cols, pr)
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, false, pr)
 	_ = pr.CloseWithError(errors.New("COPY ended"))
 	<-finished
 	if err != nil {

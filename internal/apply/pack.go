@@ -3,9 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
-	"sync"
 
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
@@ -126,50 +124,6 @@ func sameColumns(a, b []event.Column) bool {
 	return true
 }
 
-// packReader reads the rows of the feed's packs from index next on while
-// same accepts them, as one stream of COPY text: the packs' rows
-// concatenated, as io.MultiReader would, but taking each pack only once it
-// is decoded. It is read on COPY's goroutine; run is also read by the
-// caller, hence the lock.
-type packReader struct {
-	f    *Feed
-	same func(*Change) bool
-	next int
-	cur  []byte
-	eof  bool
-
-	mu  sync.Mutex
-	run []*Change // the packs taken
-}
-
-func (r *packReader) Read(p []byte) (int, error) {
-	for len(r.cur) == 0 {
-		if r.eof {
-			return 0, io.EOF
-		}
-		ch := r.f.wait(r.next)
-		if !r.same(ch) {
-			r.eof = true
-			return 0, io.EOF
-		}
-		r.next++
-		r.mu.Lock()
-		r.run = append(r.run, ch)
-		r.mu.Unlock()
-		r.cur = ch.Pack.Rows
-	}
-	n := copy(p, r.cur)
-	r.cur = r.cur[n:]
-	return n, nil
-}
-
-// taken returns the packs read so far.
-func (r *packReader) taken() []*Change {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.run
-}
-
 // streamPacks writes the run of packs of table t starting at the feed's
 // index from (first) with one COPY of their rows as they are, as they are
 // decoded, and returns how many changes of the feed it took and the changes
@@ -202,10 +156,11 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 		}
 		rows += ch.Pack.N
 	}
+	conv := a.binaryRows(t, cols)
 	if a.cfg.CopyConnections > 1 {
 		// Writing in shares needs the run whole; decoding packs is quick.
 		if run := collectRun(f, from, maxParallelPacks, same); len(run) > 1 {
-			retry, err := a.copyShares(ctx, b, t, cols, run, a.cfg.CopyConnections)
+			retry, err := a.copyShares(ctx, b, t, cols, conv, run, a.cfg.CopyConnections)
 			if err != nil {
 				return 0, nil, err
 			}
@@ -223,21 +178,27 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 				}
 				done = append(done, rows...)
 			}
-			a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY over %d connections (%d packs upserted)", rowsOf(run), len(run), t.Name, min(len(run), a.cfg.CopyConnections), len(retry))
+			a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY (%s) over %d connections (%d packs upserted)", rowsOf(run), len(run), t.Name, copyFormat(conv), min(len(run), a.cfg.CopyConnections), len(retry))
 			return len(run), done, nil
 		}
 	}
-	r := &packReader{f: f, next: from, same: same}
-	ok, err := a.copyFrom(ctx, b.tx, t, cols, r)
-	run := r.taken()
+	r := &packStream{next: feedPacks(f, from, same), conv: conv}
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, conv != nil, r)
+	run, declined := r.taken()
 	if err != nil {
 		return 0, nil, fmt.Errorf("COPY of %d snapshot rows (%d packs) into %s: %w", rowsOf(run), len(run), t.Name, err)
 	}
 	if !ok {
 		return a.upsertPack(ctx, b, first)
 	}
+	if declined != nil {
+		a.declinedBinary(t, cols, declined)
+		if len(run) == 0 {
+			return a.streamPacks(ctx, b, f, from, first, t) // as text now
+		}
+	}
 	setTarget(run, first.Target)
-	a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY, as they came", rowsOf(run), len(run), t.Name)
+	a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY (%s), as they came", rowsOf(run), len(run), t.Name, copyFormat(conv))
 	return len(run), run, nil
 }
 

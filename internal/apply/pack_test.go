@@ -490,3 +490,91 @@ func TestPacksIntoATableCreatedInTheBatch(t *testing.T) {
 		t.Fatalf("warnings %q", log.warns)
 	}
 }
+
+// Packs of a table whose every column type has a binary conversion (the
+// mixed table) go to COPY in binary, serially and in shares; with
+// copy_binary off, or for a table with other types, as text. The target
+// ends equal to the source either way.
+func TestPacksCopiedInBinary(t *testing.T) {
+	src, packs := packSource(t)
+	for _, tc := range []struct {
+		name   string
+		conns  int
+		binary bool
+	}{{"serial", 1, true}, {"shares", 3, true}, {"text", 1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := packTarget(t)
+			a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 1; c.CopyConnections = tc.conns; c.CopyBinary = tc.binary })
+			if res := apply(t, a, packs...); res.PackRows != 1005 || res.Applied != 1005 {
+				t.Fatalf("applied %+v", res)
+			}
+			sameTables(t, src, dst)
+			want := map[string]string{`"public"."types"`: "text", `"public"."mixed"`: "binary", `"public"."log"`: "binary"}
+			for table, format := range want {
+				if !tc.binary {
+					format = "text"
+				}
+				if !logged(log.debugs, "into "+table+" with COPY ("+format+")") {
+					t.Errorf("%s not written with COPY (%s): %q", table, format, log.debugs)
+				}
+			}
+			if len(log.infos) > 0 {
+				t.Errorf("told %q", log.infos)
+			}
+		})
+	}
+}
+
+// A value the conversion declines (a timestamp beyond the years it reads)
+// ends the binary COPY before its pack: the rows before it are in, the rest
+// go as text, the user is told which column, and nothing is lost, serially
+// and in shares.
+func TestPacksDeclinedByTheConversionGoAsText(t *testing.T) {
+	src := pg.NewDatabase(t)
+	const table = "CREATE TABLE far (id int8 PRIMARY KEY, ts timestamp, note text)"
+	testenv.Exec(t, src, table)
+	testenv.Exec(t, src, `INSERT INTO far SELECT i, CASE WHEN i = 250 THEN '294276-12-31 23:59:59'::timestamp
+		ELSE '2026-01-01'::timestamp + i * interval '1 minute' END, 'row ' || i FROM generate_series(1, 400) i`)
+	var pos int64
+	packs := numbered(copyPacks(t, src, "far", 100, &pos))
+	digest := "SELECT md5(string_agg(far::text, ',' ORDER BY id)) FROM far"
+	// from 2: the declined value is in the run's first pack.
+	for _, tc := range []struct{ conns, from int }{{1, 0}, {4, 0}, {1, 2}} {
+		t.Run(fmt.Sprintf("connections_%d_from_%d", tc.conns, tc.from), func(t *testing.T) {
+			run := numbered(packs[tc.from:])
+			dst := pg.NewDatabase(t)
+			testenv.Exec(t, dst, table)
+			a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 1; c.CopyConnections = tc.conns })
+			res := apply(t, a, run...)
+			if res.Applied != rowsOf(run) {
+				t.Fatalf("applied %+v", res)
+			}
+			if tc.from > 0 {
+				sameTables(t, src, dst, digest+" WHERE id > 200")
+			} else {
+				sameTables(t, src, dst, digest)
+			}
+			if len(log.infos) != 1 || !strings.Contains(log.infos[0], `go to COPY as text from now on`) ||
+				!strings.Contains(log.infos[0], `column "ts"`) || strings.Contains(log.infos[0], "294276") {
+				t.Fatalf("told %q; want one message naming the column, not the value", log.infos)
+			}
+			// The next snapshot rows of the table go as text at once.
+			testenv.Exec(t, dst, "TRUNCATE far")
+			if res := apply(t, a, run...); res.PackRows != rowsOf(run) {
+				t.Fatalf("applied again %+v", res)
+			}
+			if !logged(log.debugs, `into "public"."far" with COPY (text)`) || len(log.infos) != 1 {
+				t.Fatalf("second time: %q %q", log.debugs, log.infos)
+			}
+		})
+	}
+}
+
+func logged(lines []string, part string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, part) {
+			return true
+		}
+	}
+	return false
+}

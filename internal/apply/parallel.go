@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgflo/pgflo/internal/copybin"
 )
 
 // A batch's leading run of copy packs can be written over several
@@ -80,9 +81,9 @@ func collectRun(f *Feed, from, max int, same func(*Change) bool) []*Change {
 // b's transaction (under a savepoint), the others each on a side connection
 // in a transaction of its own, all at once. It returns the packs whose COPY
 // hit an existing row (rolled back): the caller upserts them.
-func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []int, run []*Change, shares int) ([]*Change, error) {
+func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []int, conv *copybin.Rows, run []*Change, shares int) ([]*Change, error) {
 	groups := split(run, shares)
-	sql := t.sql("c", cols, func() string { return copySQL(t, cols) })
+	sql := copyStatement(t, cols, conv != nil)
 	conns := make([]*pgx.Conn, len(groups))
 	for i := 1; i < len(groups); i++ {
 		c, err := a.sideConn(ctx, i-1)
@@ -96,20 +97,25 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 		err             error
 	}
 	results := make([]outcome, len(groups))
+	streams := make([]*packStream, len(groups))
+	for i, g := range groups {
+		streams[i] = &packStream{next: slicePacks(g), conv: conv}
+	}
 	var wg sync.WaitGroup
 	for i := 1; i < len(groups); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			retry, conflict, err := copyCommitted(ctx, conns[i], sql, packRows(groups[i]))
+			retry, conflict, err := copyCommitted(ctx, conns[i], sql, streams[i])
 			results[i] = outcome{retry, conflict, err}
 		}()
 	}
-	ok, err := a.copyFrom(ctx, b.tx, t, cols, packRows(groups[0]))
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, conv != nil, streams[0])
 	results[0] = outcome{!ok && err == nil, !ok && err == nil, err}
 	wg.Wait()
 	var retry []*Change
 	var errs []error
+	var declined error
 	conflict := false
 	for i, r := range results {
 		switch {
@@ -118,7 +124,17 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 		case r.retry:
 			retry = append(retry, groups[i]...)
 			conflict = conflict || r.conflict
+		default:
+			// A pack the conversion declined ended its share's COPY: it and
+			// the share's packs after it are upserted by the caller.
+			if taken, err := streams[i].taken(); err != nil {
+				retry = append(retry, groups[i][len(taken):]...)
+				declined = err
+			}
 		}
+	}
+	if declined != nil {
+		a.declinedBinary(t, cols, declined)
 	}
 	if len(errs) > 0 {
 		// A side connection in an unknown state is not used again.
@@ -174,15 +190,6 @@ func split(run []*Change, n int) [][]*Change {
 		}
 	}
 	return append(groups, run[start:])
-}
-
-// packRows reads the rows of packs as one COPY text stream.
-func packRows(packs []*Change) io.Reader {
-	readers := make([]io.Reader, len(packs))
-	for i, ch := range packs {
-		readers[i] = bytes.NewReader(ch.Pack.Rows)
-	}
-	return io.MultiReader(readers...)
 }
 
 // Large set statements of the stream are split the same way

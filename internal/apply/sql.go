@@ -228,7 +228,8 @@ func matchUpdateSQL(t *Table, match, cols []int) string {
 	return b.String()
 }
 
-// copySQL is the COPY statement loading rows of cols in text format.
+// copySQL is the COPY statement loading rows of cols (text format; see
+// copyStatement).
 func copySQL(t *Table, cols []int) string {
 	var b strings.Builder
 	b.WriteString("COPY ")

@@ -180,7 +180,7 @@ func (x *Expander) AppendEvent(buf, line []byte) ([]byte, error) {
 			buf = event.AppendJSONString(buf, unsafeString(field))
 		default:
 			var err error
-			if x.scratch, err = appendUnescaped(x.scratch[:0], field); err != nil {
+			if x.scratch, err = AppendUnescaped(x.scratch[:0], field); err != nil {
 				return buf, fmt.Errorf("column %s: %w", x.keys[i], err)
 			}
 			buf = event.AppendJSONString(buf, unsafeString(x.scratch))

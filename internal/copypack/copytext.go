@@ -45,14 +45,14 @@ func unescape(field []byte) (string, error) {
 	if bytes.IndexByte(field, '\\') < 0 {
 		return string(field), nil
 	}
-	b, err := appendUnescaped(make([]byte, 0, len(field)), field)
+	b, err := AppendUnescaped(make([]byte, 0, len(field)), field)
 	return string(b), err
 }
 
-// appendUnescaped appends field with COPY text escapes decoded: \b \f \n \r
+// AppendUnescaped appends field with COPY text escapes decoded: \b \f \n \r
 // \t \v \\, \digits (octal) and \xhex; any other escaped character stands
 // for itself.
-func appendUnescaped(b, field []byte) ([]byte, error) {
+func AppendUnescaped(b, field []byte) ([]byte, error) {
 	for i := 0; i < len(field); i++ {
 		c := field[i]
 		if c != '\\' {

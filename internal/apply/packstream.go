@@ -1,0 +1,161 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/pgflo/pgflo/internal/copybin"
+)
+
+// Snapshot rows go to the target's COPY in binary when every column's type
+// has a conversion (internal/copybin): the packs carry the source's COPY
+// text, which is read back into binary here, sparing the target's server
+// process the text input functions that bound an initial sync. A value the
+// conversion declines (a form it does not read) ends the binary COPY before
+// its pack, and the table's snapshot rows go as text from then on.
+
+// packStream reads the rows of a run of packs as one COPY stream: as the
+// source wrote them, or converted to COPY's binary format when conv is set.
+// next returns the run's next pack, nil at its end; it is called on COPY's
+// goroutine. The caller reads taken and declined once COPY returns (under
+// the lock: pgconn may still be reading).
+type packStream struct {
+	next    func() *Change
+	conv    *copybin.Rows
+	cur     []byte
+	buf     []byte
+	started bool
+	eof     bool
+
+	mu       sync.Mutex
+	run      []*Change // the packs written whole
+	declined error     // why the pack after run could not be converted
+}
+
+func (r *packStream) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		if r.conv != nil && !r.started {
+			r.started = true
+			r.cur = copybin.Header
+			continue
+		}
+		ch := r.next()
+		if ch != nil && r.conv != nil {
+			var err error
+			if r.buf, err = r.conv.Append(r.buf[:0], ch.Pack.Rows); err != nil {
+				r.mu.Lock()
+				r.declined = err
+				r.mu.Unlock()
+				ch = nil
+			}
+		}
+		if ch == nil {
+			r.eof = true
+			if r.conv != nil {
+				r.cur = copybin.Trailer
+			}
+			continue
+		}
+		r.mu.Lock()
+		r.run = append(r.run, ch)
+		r.mu.Unlock()
+		if r.conv != nil {
+			r.cur = r.buf
+		} else {
+			r.cur = ch.Pack.Rows
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// taken returns the packs written whole so far, and why the stream ended
+// before the next one when a conversion declined it.
+func (r *packStream) taken() ([]*Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.run, r.declined
+}
+
+// copyFormat names the format of a COPY with conversion conv, for messages.
+func copyFormat(conv *copybin.Rows) string {
+	if conv != nil {
+		return "binary"
+	}
+	return "text"
+}
+
+// feedPacks returns the packs of the feed from index from on while same
+// accepts them.
+func feedPacks(f *Feed, from int, same func(*Change) bool) func() *Change {
+	next := from
+	return func() *Change {
+		ch := f.wait(next)
+		if !same(ch) {
+			return nil
+		}
+		next++
+		return ch
+	}
+}
+
+// slicePacks returns packs one by one.
+func slicePacks(packs []*Change) func() *Change {
+	return func() *Change {
+		if len(packs) == 0 {
+			return nil
+		}
+		ch := packs[0]
+		packs = packs[1:]
+		return ch
+	}
+}
+
+// binaryRows returns the binary conversion of snapshot rows into columns
+// cols of t, nil when they go to COPY as text (copy_binary off, a column
+// type without conversion, a value declined before).
+func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
+	if !a.cfg.CopyBinary || t.textCopy {
+		return nil
+	}
+	var k strings.Builder
+	for _, c := range cols {
+		fmt.Fprintf(&k, "%d,", c)
+	}
+	if r, ok := t.binary[k.String()]; ok {
+		return r
+	}
+	oids := make([]uint32, len(cols))
+	for j, c := range cols {
+		oids[j] = t.Columns[c].TypeOID
+	}
+	r, bad, ok := copybin.For(oids)
+	if !ok {
+		a.log.Debugf("Snapshot rows of %s go to COPY as text: column %s has a type (OID %d) without binary conversion", t.Name, t.Columns[cols[bad]].ident, oids[bad])
+	}
+	if t.binary == nil {
+		t.binary = map[string]*copybin.Rows{}
+	}
+	t.binary[k.String()] = r
+	return r
+}
+
+// declinedBinary records that a snapshot row of t could not be converted to
+// binary: t's snapshot rows go to COPY as text from now on. The message
+// names the column, never the value.
+func (a *Applier) declinedBinary(t *Table, cols []int, err error) {
+	t.textCopy = true
+	where := err.Error()
+	var ce *copybin.ConvertError
+	if errors.As(err, &ce) && ce.Column < len(cols) {
+		where = fmt.Sprintf("column %s: %v", t.Columns[cols[ce.Column]].ident, ce.Err)
+	}
+	a.log.Infof("Snapshot rows of %s go to COPY as text from now on: a value could not be converted to COPY's binary format (%s)", t.Name, where)
+}

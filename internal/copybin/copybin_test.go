@@ -1,0 +1,276 @@
+package copybin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflo/pgflo/internal/apply/typestest"
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+var pg *testenv.Postgres
+
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
+
+// connect opens a session with the text form settings the replicator and
+// pg_flo_postgres pin.
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range event.TextFormSettings() {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// column is one column of a table: its name and type OID.
+type column struct {
+	name string
+	oid  uint32
+}
+
+func columnsOf(t *testing.T, conn *pgx.Conn, table string) []column {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT attname, atttypid FROM pg_attribute
+		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
+		var c column
+		return c, r.Scan(&c.name, &c.oid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols
+}
+
+// copyOut returns the COPY text of a query's rows.
+func copyOut(t *testing.T, conn *pgx.Conn, query string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := conn.PgConn().CopyTo(context.Background(), &buf, "COPY ("+query+") TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// copyIn loads a binary stream into a table.
+func copyIn(t *testing.T, conn *pgx.Conn, table string, tuples []byte) {
+	t.Helper()
+	stream := slices.Concat(Header, tuples, Trailer)
+	if _, err := conn.PgConn().CopyFrom(context.Background(), bytes.NewReader(stream), "COPY "+table+" FROM STDIN WITH (FORMAT binary)"); err != nil {
+		t.Fatalf("binary COPY into %s: %v", table, err)
+	}
+}
+
+// Every column of the all-types table whose type is converted round-trips
+// through the conversion exactly, row by row; the values it declines are
+// exactly those beyond its range, and every other type is declined.
+func TestAllTypesRoundTrip(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, typestest.Types+";"+typestest.Table("src")+";"+typestest.Rows("src")); err != nil {
+		t.Fatal(err)
+	}
+	wantDeclined := map[string]bool{"c_timestamp/4": true} // year 294276: beyond maxYear
+	declined := map[string]bool{}
+	converted := 0
+	for _, c := range columnsOf(t, conn, "src")[1:] {
+		conv, _, ok := For([]uint32{oidInt8, c.oid})
+		if !ok {
+			continue
+		}
+		converted++
+		col := pgx.Identifier{c.name}.Sanitize()
+		dst := pgx.Identifier{"dst_" + c.name}.Sanitize()
+		if _, err := conn.Exec(ctx, "CREATE TABLE "+dst+" AS SELECT id, "+col+" FROM src WITH NO DATA"); err != nil {
+			t.Fatal(err)
+		}
+		var tuples []byte
+		var ids []string
+		for _, line := range bytes.SplitAfter(copyOut(t, conn, "SELECT id, "+col+" FROM src ORDER BY id"), []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			id := string(line[:bytes.IndexByte(line, '\t')])
+			out, err := conv.Append(tuples, line)
+			var ce *ConvertError
+			if err != nil {
+				if !errors.As(err, &ce) || !errors.Is(err, errNotConvertible) || ce.Column != 1 || !bytes.Equal(out, tuples) {
+					t.Fatalf("%s row %s: error %v (%#v), output changed %v", c.name, id, err, ce, !bytes.Equal(out, tuples))
+				}
+				declined[c.name+"/"+id] = true
+				continue
+			}
+			tuples = out
+			ids = append(ids, id)
+		}
+		copyIn(t, conn, dst, tuples)
+		in := "id IN (" + strings.Join(ids, ",") + ")"
+		want := testenv.QueryRows(t, dsn, "SELECT id, "+col+"::text FROM src WHERE "+in+" ORDER BY id")
+		got := testenv.QueryRows(t, dsn, "SELECT id, "+col+"::text FROM "+dst+" ORDER BY id")
+		if !slices.EqualFunc(want, got, slices.Equal) {
+			t.Errorf("%s: source %q, converted %q", c.name, want, got)
+		}
+	}
+	if converted < 25 {
+		t.Errorf("only %d columns of the all-types table have a conversion", converted)
+	}
+	for k := range declined {
+		if !wantDeclined[k] {
+			t.Errorf("declined %s", k)
+		}
+	}
+	for k := range wantDeclined {
+		if !declined[k] {
+			t.Errorf("converted %s, beyond the conversion's range", k)
+		}
+	}
+}
+
+// Many generated values of every converted type, spread over their ranges
+// (numerics of every scale, floats of every magnitude, timestamps from 4712
+// BC to 294275 AD), round-trip exactly as a table.
+func TestGeneratedValuesRoundTrip(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	const table = `CREATE TABLE %s (id int8, b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
+		n numeric, np numeric(12,3), t text, vc varchar(40), c char(8), j json, jb jsonb, u uuid, by bytea,
+		d date, tm time, ts timestamp, tz timestamptz, at text[], an numeric[], atz timestamptz[], ai int4[][])`
+	fill := `INSERT INTO src SELECT g, g % 3 = 0,
+		(g * 7919 % 65536 - 32768)::int2, (g::int8 * 104729 % 4294967296 - 2147483648)::int4,
+		((random() - 0.5) * 2 ^ 63)::numeric::int8,
+		((random() - 0.5) * 10 ^ (g % 76 - 38))::float4,
+		((random() - 0.5) * 10 ^ (g % 600 - 300))::float8,
+		round(((random() - 0.5) * 10 ^ (g % 60 - 30))::numeric, g % 40),
+		round((random() * 1e9)::numeric, 3),
+		E'text \\ \t ' || g, 'v' || g, 'c' || g % 100,
+		json_build_object('g', g, 's', E'q"\\'), jsonb_build_object('g', g, 'f', random()),
+		gen_random_uuid(), decode(md5(g::text), 'hex'),
+		date '4712-01-01 BC' + (random() * 106000000)::int,
+		time '00:00' + random() * interval '24 hours',
+		timestamp '4712-01-01 00:00 BC' + random() * interval '298000 years',
+		timestamptz '4712-01-01 00:00+00 BC' + random() * interval '298000 years',
+		ARRAY['a' || g, NULL, E'"q" \\ {x}', ''],
+		ARRAY[round(random()::numeric * 1000, g % 5), 'NaN', NULL],
+		ARRAY[now() - random() * interval '100 years', 'infinity'],
+		CASE WHEN g % 2 = 0 THEN ARRAY[[g, -g], [NULL, 0]] ELSE '[0:0][-3:-2]={{1,2}}'::int4[] END
+	FROM generate_series(1, 20000) g`
+	if _, err := conn.Exec(ctx, fmt.Sprintf(table, "src")+";"+fmt.Sprintf(table, "dst")+";"+fill); err != nil {
+		t.Fatal(err)
+	}
+	var oids []uint32
+	for _, c := range columnsOf(t, conn, "src") {
+		oids = append(oids, c.oid)
+	}
+	conv, bad, ok := For(oids)
+	if !ok {
+		t.Fatalf("column %d has no conversion", bad)
+	}
+	tuples, err := conv.Append(nil, copyOut(t, conn, "SELECT * FROM src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyIn(t, conn, "dst", tuples)
+	digest := "SELECT md5(string_agg(t::text, E'\\n' ORDER BY id)) FROM %s t"
+	want := testenv.QueryRows(t, dsn, fmt.Sprintf(digest, "src"))
+	got := testenv.QueryRows(t, dsn, fmt.Sprintf(digest, "dst"))
+	if want[0][0] != got[0][0] {
+		diff := testenv.QueryRows(t, dsn, "SELECT s::text, d::text FROM src s JOIN dst d USING (id) WHERE s::text <> d::text LIMIT 3")
+		t.Fatalf("tables differ: %q", diff)
+	}
+}
+
+// What the conversion reads is only what output functions write: any other
+// form is declined, never read differently from the server's text input.
+func TestDeclinesOtherForms(t *testing.T) {
+	cases := map[uint32][]string{
+		oidBool:        {"true", "1", "T", ""},
+		oidInt2:        {"32768", "-32769", "+1", " 1", "1.0", ""},
+		oidInt4:        {"2147483648", "1e3", "0x10"},
+		oidInt8:        {"9223372036854775808", "-9223372036854775809", "99999999999999999999"},
+		oidFloat4:      {"1e39", "1e-50", "inf", "nan", "0x1p-2", "1_0", " 1", "1.", ".5", "1e"},
+		oidFloat8:      {"1e309", "1e-400", "Inf", "infinity", "1,5"},
+		oidNumeric:     {"1e5", "1.", ".5", "nan", "inf", " 1", "1 ", "+1", "--1", ""},
+		oidUUID:        {"{5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10}", "5f0c3e7e8a3f4c539d7e0c5a1f5f2b10", "5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b1g"},
+		oidBytea:       {"abc", `\x0`, `\xzz`, `\000`},
+		oidDate:        {"2024-02-30", "2023-02-29", "2024-13-01", "24-01-01", "2024-01-01 00:00:00", "0000-01-01", "4714-01-01 BC", "294276-01-01", "Infinity", "epoch", "01/02/2024"},
+		oidTime:        {"24:00:01", "23:60:00", "23:59:60", "1:00:00", "12:00", "12:00:00.1234567", "12:00:00+00", "12:00:00."},
+		oidTimestamp:   {"2024-01-01 00:00:00+00", "2024-01-01T00:00:00", "2024-01-01", "2024-01-01 24:00:00", "2024-01-01 00:00:00 bc"},
+		oidTimestamptz: {"2024-01-01 00:00:00", "2024-01-01 00:00:00+16", "2024-01-01 00:00:00+00:60", "2024-01-01 00:00:00+00:00:00:00", "2024-01-01 00:00:00 UTC", "2024-01-01 00:00:00Z"},
+		1007:           {"{1, 2}", "{1,2", "{{1},{1,2}}", "{{}}", "[1:2]={1}", "[2:1]={}", "[1:1]={{1}}", "{1,,2}", "{}x", "1", "{\"1}", "{1}{2}", "{{{{{{{1}}}}}}}", "[0:0]={}"},
+		1009:           {"{a b}", "{ a}", `{a\"}`, `{"a}`, "{a,}"},
+	}
+	for oid, texts := range cases {
+		conv, _ := converterFor(oid)
+		for _, text := range texts {
+			if out, err := conv(nil, []byte(text), &scratch{}); !errors.Is(err, errNotConvertible) {
+				t.Errorf("type %d: %q converted to %x, want it declined", oid, text, out)
+			}
+		}
+	}
+	if _, bad, ok := For([]uint32{oidInt8, 1186, oidText}); ok || bad != 1 {
+		t.Errorf("interval: ok %v, column %d; want column 1 declined", ok, bad)
+	}
+}
+
+// Rows convert field by field: NULLs, escapes, and a wrong number of fields
+// named by row and column.
+func TestAppendRows(t *testing.T) {
+	conv, _, _ := For([]uint32{oidInt4, oidText})
+	got, err := conv.Append([]byte("x"), []byte("1\t\\N\n-2\ta\\tb\\\\\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte("x\x00\x02\x00\x00\x00\x04\x00\x00\x00\x01\xff\xff\xff\xff" +
+		"\x00\x02\x00\x00\x00\x04\xff\xff\xff\xfe\x00\x00\x00\x04a\tb\\")
+	if !bytes.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{"1\n", "1\ta\tb\n", "1\ta"} {
+		out, err := conv.Append([]byte("x"), []byte("2\tok\n"+bad))
+		var ce *ConvertError
+		if !errors.As(err, &ce) || ce.Row != 1 || string(out) != "x" {
+			t.Errorf("%q: %v, %q", bad, err, out)
+		}
+	}
+}
+
+func BenchmarkAppendMixedRow(b *testing.B) {
+	// The benchmarks' mixed table: int8, int4, text, numeric, timestamptz,
+	// bool, jsonb, uuid, bytea, text[].
+	conv, _, _ := For([]uint32{oidInt8, oidInt4, oidText, oidNumeric, oidTimestamptz, oidBool, oidJSONB, oidUUID, oidBytea, 1009})
+	line := []byte("12345\t-773456\trow 12345 827ccb0eea8a706c4c34a16891f84e7b\t-5604.6534\t2024-01-06 05:26:07.5+00\tf\t" +
+		`{"id": 12345, "ok": false, "name": "item 12345", "tags": ["a", 0]}` + "\t3f2a2c7e-5c1a-1bb0-83fd-e9c6d6e6d3a1\t\\\\x827ccb0eea8a706c4c34a16891f84e7b\t{t5,\"q\\\\\"12345\",\"x,y\"}\n")
+	lines := bytes.Repeat(line, 100)
+	var dst []byte
+	b.SetBytes(int64(len(lines)))
+	for b.Loop() {
+		var err error
+		if dst, err = conv.Append(dst[:0], lines); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/row")
+}
