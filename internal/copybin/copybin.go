@@ -52,14 +52,18 @@ type scratch struct {
 // Rows serves any number of goroutines.
 type Rows struct {
 	conv []convert
+	// bytea marks bytea columns: their hex form comes with its backslash
+	// escaped by COPY ("\\x00ff"), which is undone by skipping it.
+	bytea []bool
 }
 
 // For returns the conversion of rows whose columns have the type OIDs oids
 // (as pg_attribute.atttypid on the target). ok is false, with the index of
 // the first column it cannot convert, when some type has no conversion.
 func For(oids []uint32) (r *Rows, unsupported int, ok bool) {
-	r = &Rows{conv: make([]convert, len(oids))}
+	r = &Rows{conv: make([]convert, len(oids)), bytea: make([]bool, len(oids))}
 	for i, oid := range oids {
+		r.bytea[i] = oid == oidBytea
 		c, ok := converterFor(oid)
 		if !ok {
 			return nil, i, false
@@ -113,7 +117,9 @@ func (r *Rows) Append(dst, lines []byte) ([]byte, error) {
 				dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // NULL: length -1
 				continue
 			}
-			if bytes.IndexByte(field, '\\') >= 0 {
+			if r.bytea[j] && len(field) > 2 && field[0] == '\\' && field[1] == '\\' && field[2] == 'x' {
+				field = field[1:] // hex digits need no escaping: any other backslash is declined
+			} else if bytes.IndexByte(field, '\\') >= 0 {
 				var err error
 				if s.field, err = copypack.AppendUnescaped(s.field[:0], field); err != nil {
 					return dst[:start], &ConvertError{Row: row, Column: j, Err: err}

@@ -274,3 +274,46 @@ func BenchmarkAppendMixedRow(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/row")
 }
+
+// Any text either converts into well-formed tuples (each field's length
+// within the output) or is declined with dst untouched; nothing panics.
+func FuzzAppendRows(f *testing.F) {
+	oids := []uint32{oidInt8, oidNumeric, oidTimestamptz, oidDate, oidTime, oidFloat8, oidUUID, oidBytea, 1009, 1007, 1231, 1185}
+	f.Add([]byte("1\t-12.5\t2024-01-01 00:00:00+00\t2024-01-01\t24:00:00\t1e-5\t5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10\t\\\\x00ff\t{a,\"b\\\\\"c\",NULL}\t[0:1][1:2]={{1,2},{3,NULL}}\t{1.5,NaN}\t{infinity}\n"))
+	f.Add([]byte("\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n"))
+	f.Add([]byte("0\t0.0001\t0001-01-01 00:00:00+15:59:59 BC\t4713-01-01 BC\t00:00:00.000001\tNaN\t00000000-0000-0000-0000-000000000000\t\\\\x\t{}\t{{{1}}}\t{}\t{}\n"))
+	conv, _, ok := For(oids)
+	if !ok {
+		f.Fatal("no conversion")
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		out, err := conv.Append([]byte("x"), text)
+		if err != nil {
+			if string(out) != "x" {
+				t.Fatalf("declined, but dst changed: %q", out)
+			}
+			return
+		}
+		b := out[1:]
+		for len(b) > 0 {
+			if len(b) < 2 || int(b[0])<<8|int(b[1]) != len(oids) {
+				t.Fatalf("bad field count in %x", b)
+			}
+			b = b[2:]
+			for range oids {
+				if len(b) < 4 {
+					t.Fatalf("short field in %x", b)
+				}
+				n := int32(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+				b = b[4:]
+				if n == -1 {
+					continue
+				}
+				if n < 0 || int(n) > len(b) {
+					t.Fatalf("field length %d beyond %d bytes", n, len(b))
+				}
+				b = b[n:]
+			}
+		}
+	})
+}

@@ -98,48 +98,52 @@ func convertBytea(dst, b []byte, _ *scratch) ([]byte, error) {
 	if len(b) < 2 || b[0] != '\\' || b[1] != 'x' || len(b)%2 != 0 {
 		return dst, errNotConvertible
 	}
+	var bad byte
 	for i := 2; i < len(b); i += 2 {
-		hi, ok1 := hexDigit(b[i])
-		lo, ok2 := hexDigit(b[i+1])
-		if !ok1 || !ok2 {
-			return dst, errNotConvertible
-		}
+		hi, lo := hexValues[b[i]], hexValues[b[i+1]]
+		bad |= hi | lo
 		dst = append(dst, hi<<4|lo)
+	}
+	if bad&0xf0 != 0 {
+		return dst, errNotConvertible
 	}
 	return dst, nil
 }
 
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
+// hexValues maps a hex digit to its value and anything else to 0xff.
+var hexValues = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return 0, false
-}
+	for i := 0; i < 10; i++ {
+		t['0'+i] = byte(i)
+	}
+	for i := 0; i < 6; i++ {
+		t['a'+i] = byte(10 + i)
+		t['A'+i] = byte(10 + i)
+	}
+	return t
+}()
+
+// uuidDigits are where the pairs of hex digits of a uuid's text start.
+var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
 
 // convertUUID reads the 8-4-4-4-12 hex form uuid_out writes.
 func convertUUID(dst, b []byte, _ *scratch) ([]byte, error) {
 	if len(b) != 36 || b[8] != '-' || b[13] != '-' || b[18] != '-' || b[23] != '-' {
 		return dst, errNotConvertible
 	}
-	for i := 0; i < 36; {
-		if b[i] == '-' {
-			i++
-			continue
-		}
-		hi, ok1 := hexDigit(b[i])
-		lo, ok2 := hexDigit(b[i+1])
-		if !ok1 || !ok2 {
-			return dst, errNotConvertible
-		}
-		dst = append(dst, hi<<4|lo)
-		i += 2
+	var u [16]byte
+	var bad byte
+	for i, at := range uuidDigits {
+		hi, lo := hexValues[b[at]], hexValues[b[at+1]]
+		bad |= hi | lo
+		u[i] = hi<<4 | lo
 	}
-	return dst, nil
+	if bad&0xf0 != 0 {
+		return dst, errNotConvertible
+	}
+	return append(dst, u[:]...), nil
 }
 
 // parseInt reads an optional '-' and decimal digits into a signed integer of
