@@ -67,9 +67,11 @@ are encoded back to that text form.
 
 ### Snapshot packs
 
-Snapshot packs from `+"`pg_flo_replicator`"+` (its default) / `+"`pg_flo_worker`"+` with `+"`snapshot_packs: keep`"+` are written with COPY as they are:
-a batch that starts with packs streams each table's run of them, the rows exactly as the source's COPY wrote them,
-into one `+"`COPY … FROM STDIN`"+`, with no work per row. Where that does not apply (packs after other changes in a batch,
+Snapshot packs from `+"`pg_flo_replicator`"+` (its default) / `+"`pg_flo_worker`"+` with `+"`snapshot_packs: keep`"+` are written with COPY:
+a batch that starts with packs streams each table's run of them into `+"`COPY … FROM STDIN`"+` over `+"`copy_connections`"+`,
+in COPY's binary format when every column has a type pgflo converts (`+"`copy_binary`"+`: the rows' COPY text is read
+back into binary here, which spares the target's server the types' text input), else as the source's COPY wrote
+them. Where that does not apply (packs after other changes in a batch,
 a COPY that hit an existing row — a snapshot chunk applied again —, a column the target lacks, the change-by-change
 fallback, `+"`copy_min_rows: 0`"+`), a pack's rows are applied as their INSERT events would be: upserts by key.
 
@@ -140,8 +142,8 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Default(64).
 				Advanced(),
 			service.NewIntField(pgFieldCopyConnections).
-				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync; 1 writes every pack in the batch's transaction.").
-				Default(4).
+				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync, one server process per connection; more connections than the target has cores to spare cost more than they bring (COPY sessions contend on extending the table: on a 2-core host 4 connections took 15 % more of the target's CPU than 2 and finished later). 1 writes every pack in the batch's transaction.").
+				Default(2).
 				Advanced(),
 			service.NewBoolField(pgFieldCopyBinary).
 				Description("Write snapshot rows to COPY in binary format when every column of the table has one of the types pgflo converts (bool, int2/4/8, float4/8, numeric, text, varchar, char(n), json, jsonb, uuid, bytea, date, time, timestamp, timestamptz, and arrays of these): the packs' COPY text is read back into binary by pgflo, sparing the target's server process the types' text input functions, which bound an initial sync (a third of the target's COPY time on the benchmarks' mixed table). The conversion reads exactly the text the source's output functions write and declines anything else; a declined value sends the table's snapshot rows as text from then on (logged), so the target always reads what its text input would have. false always sends text.").

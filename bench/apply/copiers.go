@@ -106,6 +106,7 @@ func (b *bench) nativeInitialSync(ctx context.Context) (benchkit.Measurement, er
 		return m, err
 	}
 	defer conn.Close(context.Background())
+	source0, target0 := b.clusterCPU()
 	start := time.Now()
 	_, err = conn.Exec(ctx, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION 'host=127.0.0.1 port=%d dbname=%s user=postgres'
 		PUBLICATION %s WITH (create_slot = false, slot_name = '%s', copy_data = true)`, nativeSlot, b.pg.Port(), sourceDB, publication, nativeSlot))
@@ -121,6 +122,7 @@ func (b *bench) nativeInitialSync(ctx context.Context) (benchkit.Measurement, er
 		return m, err
 	}
 	m.Seconds, m.OK = took.Seconds(), true
+	b.nativeSyncCPU = b.syncCPUSince(source0, target0)
 	if _, err := conn.Exec(ctx, "ALTER SUBSCRIPTION "+nativeSlot+" DISABLE"); err != nil {
 		return m, err
 	}

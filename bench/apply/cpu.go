@@ -97,3 +97,58 @@ func seconds(s float64) string {
 	}
 	return fmt.Sprintf("%.2f s", s)
 }
+
+// syncCPU is the CPU (user+system seconds) one initial sync cost: the
+// source and target clusters whole (every backend that came and went: COPY
+// sessions, the walsender, native's table sync worker; and the background
+// writers), and pgflo's processes. Native's sync runs in one worker and
+// leaves a core idle; pgflo's spreads over both, so its total over the
+// cores is its floor.
+type syncCPU struct {
+	source, target float64
+	pgflo          []string // "replicator 1.2 s", …
+	pgfloCPU       []float64
+}
+
+// clusterCPU reads the CPU both clusters have used so far.
+func (b *bench) clusterCPU() (source, target float64) {
+	return benchkit.ClusterCPU(b.pg.DataDir()), benchkit.ClusterCPU(b.tpg.DataDir())
+}
+
+// since returns the clusters' CPU from readings taken at the start.
+func (b *bench) syncCPUSince(source0, target0 float64) syncCPU {
+	s, t := b.clusterCPU()
+	c := syncCPU{source: -1, target: -1}
+	if s >= 0 && source0 >= 0 {
+		c.source = s - source0
+	}
+	if t >= 0 && target0 >= 0 {
+		c.target = t - target0
+	}
+	return c
+}
+
+func (c *syncCPU) addPgflo(role string, cpu float64) {
+	c.pgflo = append(c.pgflo, role+" "+seconds(cpu))
+	c.pgfloCPU = append(c.pgfloCPU, cpu)
+}
+
+// total is all of it, -1 when a part is unknown.
+func (c syncCPU) total() float64 {
+	t := c.source + c.target
+	if c.source < 0 || c.target < 0 {
+		return -1
+	}
+	for _, v := range c.pgfloCPU {
+		if v < 0 {
+			return -1
+		}
+		t += v
+	}
+	return t
+}
+
+func (c syncCPU) String() string {
+	parts := []string{"target cluster " + seconds(c.target), "source cluster " + seconds(c.source)}
+	return strings.Join(append(parts, c.pgflo...), ", ")
+}

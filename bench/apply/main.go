@@ -130,6 +130,8 @@ type bench struct {
 	fillTime time.Duration
 	// nativeCPU is what the native subscription's catch-up cost.
 	nativeCPU catchUpCPU
+	// nativeSyncCPU is what its initial sync cost.
+	nativeSyncCPU syncCPU
 }
 
 // dsn is the DSN of a database: the source in its cluster, the targets in
@@ -232,7 +234,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		benchkit.Say("    %s: %.2fs", p.name, p.catchUp.Seconds)
 	}
-	r.pipelines, r.nativeCPU = pipelines, b.nativeCPU
+	r.pipelines, r.nativeCPU, r.nativeSyncCPU = pipelines, b.nativeCPU, b.nativeSyncCPU
 
 	benchkit.Say("checking every target against the source (md5 of all rows)")
 	if r.checked, err = b.verify(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {

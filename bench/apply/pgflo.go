@@ -26,6 +26,7 @@ type pipeline struct {
 	viaNATS       bool
 	sync, catchUp benchkit.Measurement
 	cpu           catchUpCPU // of the catch-up
+	syncCPU       syncCPU    // of the initial sync
 	// rss is the peak RSS of each process over both runs.
 	rss   map[string]int64
 	procs []*benchkit.Proc
@@ -201,6 +202,8 @@ func (b *bench) describe(p *pipeline, err error) error {
 // the snapshot complete, and stops the pipeline.
 func (b *bench) pgfloInitialSync(ctx context.Context, p *pipeline) error {
 	p.sync = benchkit.Measurement{Reader: p.name}
+	source0, target0 := b.clusterCPU()
+	natsBefore := b.nats.CPU()
 	if err := b.start(ctx, p, "sync"); err != nil {
 		return err
 	}
@@ -225,6 +228,13 @@ func (b *bench) pgfloInitialSync(ctx context.Context, p *pipeline) error {
 		return errors.Join(b.describe(p, err), b.stop(p))
 	}
 	p.sync.Seconds, p.sync.OK = took.Seconds(), true
+	p.syncCPU = b.syncCPUSince(source0, target0)
+	for i, proc := range p.procs {
+		p.syncCPU.addPgflo([...]string{"replicator", "worker"}[i], proc.CPU())
+	}
+	if p.viaNATS && natsBefore >= 0 {
+		p.syncCPU.addPgflo("`pgflo nats`", b.nats.CPU()-natsBefore)
+	}
 	// Stopped before the replicator recorded the snapshot complete, it would
 	// copy again when started for the backlog.
 	rep := p.procs[0]

@@ -18,6 +18,7 @@ type report struct {
 	nativeSync          benchkit.Measurement
 	nativeCatchUp       benchkit.Measurement
 	nativeCPU           catchUpCPU
+	nativeSyncCPU       syncCPU
 	pipelines           []*pipeline
 	checked             int
 }
@@ -39,6 +40,19 @@ func (r *report) format() string {
 		fmt.Fprintf(&b, "| %s | %.2f | %s | %.2f× | %.2f× |\n", m.Reader, m.Seconds, benchkit.Thousands(int(m.Rate(o.rows)+0.5)),
 			m.Rate(o.rows)/r.nativeSync.Rate(o.rows), m.Rate(o.rows)/r.copy1.Rate(o.rows))
 	}
+	cpus := runtime.NumCPU()
+	fmt.Fprintf(&b, "\nCPU of the initial sync (user+system; each cluster whole, its COPY sessions, walsenders and sync worker included): native — %s", r.nativeSyncCPU)
+	for _, p := range r.pipelines {
+		fmt.Fprintf(&b, "; %s — %s", p.short, p.syncCPU)
+	}
+	fmt.Fprintf(&b, ".\nAll of it spread over the %d CPUs: native %s (its sync worker copies on one core), ", cpus, seconds(r.nativeSyncCPU.total()/float64(cpus)))
+	for i, p := range r.pipelines {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s", p.short, seconds(p.syncCPU.total()/float64(cpus)))
+	}
+	b.WriteString(".\n")
 
 	fmt.Fprintf(&b, "\n### (b) Backlog catch-up: %s single-row UPDATEs in transactions of %s\n\n", benchkit.Thousands(o.updates), benchkit.Thousands(o.tx))
 	fmt.Fprintf(&b, "Committed while pgflo was stopped and the subscription disabled (%.1fs on the source); each applier then started alone.\n\n", r.writeTime.Seconds())
@@ -57,7 +71,6 @@ func (r *report) format() string {
 		fmt.Fprintf(&b, "; %s — %s", p.short, p.cpu)
 	}
 	b.WriteString(".\n")
-	cpus := runtime.NumCPU()
 	fmt.Fprintf(&b, "\nCPU floor of the catch-up (its CPU spread over the %d CPUs, or its busiest process if that took longer; no applier can finish sooner on this machine): native %s", cpus, seconds(r.nativeCPU.floor(cpus)))
 	for _, p := range r.pipelines {
 		fmt.Fprintf(&b, ", %s %s", p.short, seconds(p.cpu.floor(cpus)))

@@ -402,6 +402,9 @@ func (p *Postgres) Stop() error {
 // same across restarts.
 func (p *Postgres) Port() int { return p.port }
 
+// DataDir returns the cluster's data directory.
+func (p *Postgres) DataDir() string { return p.dataDir }
+
 // LogFile returns the path of the server log, useful when a test fails.
 func (p *Postgres) LogFile() string { return p.logFile }
 

@@ -115,31 +115,73 @@ func (p *Proc) CPU() float64 {
 	return PidCPU(p.Pid())
 }
 
+// ClusterCPU is the user+system CPU seconds a PostgreSQL cluster (data
+// directory dataDir) has used so far: its postmaster's own and its reaped
+// children's, plus each running child's. The difference of two readings is
+// what the whole cluster spent in between, whatever backends came and went
+// (a table sync worker, COPY sessions); -1 when unknown.
+func ClusterCPU(dataDir string) float64 {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return -1
+	}
+	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return -1
+	}
+	f := statFields(pm)
+	if len(f) < 15 {
+		return -1
+	}
+	total := ticks(f[11]) + ticks(f[12]) + ticks(f[13]) + ticks(f[14])
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return -1
+	}
+	parent := strconv.Itoa(pm)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f := statFields(pid); len(f) >= 13 && f[1] == parent {
+			total += ticks(f[11]) + ticks(f[12])
+		}
+	}
+	return float64(total) / 100
+}
+
+// statFields returns the fields of /proc/<pid>/stat after the command name
+// (state first), nil when unreadable.
+func statFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
+func ticks(s string) int64 {
+	v, _ := strconv.ParseInt(s, 10, 64)
+	return v
+}
+
 // PidCPU is the user+system CPU time of a running process, from
 // /proc/<pid>/stat (clock ticks of 1/100 s, as on every Linux build that
 // matters here), or -1 when unknown.
 func PidCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
 	// Fields after the command name (which is in parentheses and may hold
-	// spaces): state is field 3, utime 14, stime 15.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(s[i+1:])
+	// spaces): utime is field 14, stime 15.
+	f := statFields(pid)
 	if len(f) < 13 {
 		return -1
 	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return float64(utime+stime) / 100
+	return float64(ticks(f[11])+ticks(f[12])) / 100
 }
 
 // MaxRSS returns the process's peak resident set size in bytes: VmHWM from
