@@ -20,7 +20,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math/rand/v2"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -876,13 +876,7 @@ func column(rows []*entry, value func(*entry) event.Value) textColumn {
 // sql returns the statement of a kind and column shape, built once per table
 // definition (pgx then prepares it once per connection).
 func (t *Table) sql(kind string, cols []int, build func() string) string {
-	var b strings.Builder
-	b.WriteString(kind)
-	for _, c := range cols {
-		b.WriteByte(',')
-		b.WriteString(fmt.Sprint(c))
-	}
-	k := b.String()
+	k := shapeKey(kind, cols)
 	if s, ok := t.statements[k]; ok {
 		return s
 	}
@@ -892,6 +886,17 @@ func (t *Table) sql(kind string, cols []int, build func() string) string {
 	s := build()
 	t.statements[k] = s
 	return s
+}
+
+// shapeKey names a kind of statement (or conversion) over columns cols, for
+// the caches per table shape.
+func shapeKey(kind string, cols []int) string {
+	b := []byte(kind)
+	for _, c := range cols {
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(c), 10)
+	}
+	return string(b)
 }
 
 // copyStatement returns the COPY statement loading rows of cols of t, in

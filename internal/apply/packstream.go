@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 
 	"github.com/pgflo/pgflo/internal/copybin"
@@ -125,11 +124,8 @@ func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
 	if !a.cfg.CopyBinary || t.textCopy {
 		return nil
 	}
-	var k strings.Builder
-	for _, c := range cols {
-		fmt.Fprintf(&k, "%d,", c)
-	}
-	if r, ok := t.binary[k.String()]; ok {
+	k := shapeKey("", cols)
+	if r, ok := t.binary[k]; ok {
 		return r
 	}
 	oids := make([]uint32, len(cols))
@@ -143,7 +139,7 @@ func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
 	if t.binary == nil {
 		t.binary = map[string]*copybin.Rows{}
 	}
-	t.binary[k.String()] = r
+	t.binary[k] = r
 	return r
 }
 
