@@ -26,6 +26,7 @@ test: fmt-check vet build lint-resources
 	$(GO) test -run XXX -fuzz FuzzTokenize -fuzztime 20000x -parallel 1 ./internal/ddl/
 	$(GO) test -run XXX -fuzz FuzzExpand -fuzztime 20000x -parallel 1 ./internal/copypack/
 	$(GO) test -run XXX -fuzz FuzzAppendRows -fuzztime 20000x -parallel 1 ./internal/copybin/
+	$(GO) test -run XXX -fuzz FuzzAppendCopyText -fuzztime 20000x -parallel 1 ./internal/bintext/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml

@@ -49,6 +49,7 @@ const (
 	repFieldMaxBatchEvents      = "max_batch_events"
 	repFieldQueueEvents         = "queue_events"
 	repFieldSnapshotPacks       = "snapshot_packs"
+	repFieldSnapshotBinary      = "snapshot_binary"
 )
 
 const replicatorDescription = `
@@ -186,6 +187,10 @@ func replicatorSpec() *service.ConfigSpec {
 			service.NewBoolField(repFieldSnapshotPacks).
 				Description("Emit snapshot rows packed (see Snapshot packs): for `pg_flo_jetstream`, `pg_flo_postgres` and pgflo's processors. Set false to get one event message per snapshot row, e.g. for a stock output right after this input.").
 				Default(true),
+			service.NewBoolField(repFieldSnapshotBinary).
+				Description("Read the snapshot rows of a table with binary COPY when every column has a built-in type pgflo renders as text itself (bool, integers, floats, numeric, text, varchar, char, json, jsonb, uuid, bytea, date, time, timestamp, timestamptz and arrays of these) and the source is PostgreSQL 12 or later. Binary output spares the source's server the types' text output functions; the packs then carry binary rows, which `pg_flo_postgres` hands to a target column of the same type as they are, and which become exactly the events text rows would (same values, same text) wherever events are needed. Set false to read every table as COPY text.").
+				Default(true).
+				Advanced(),
 			service.NewIntField(repFieldQueueEvents).
 				Description("How many events may wait for the pipeline. It bounds the input's memory; when the queue is full, reading from the slot and copying pause (the source keeps the WAL).").
 				Default(32768).
@@ -268,6 +273,7 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	copyCfg := snapshot.Config{
 		DSN: src.DSN, Workers: r.Int(repFieldMaxCopyWorkers), PerTable: r.Int(repFieldMaxCopyWorkersTable),
 		ProgressInterval: r.Duration(repFieldProgressInterval), Logger: in.log,
+		Binary: r.Bool(repFieldSnapshotBinary),
 	}
 	chunkPages := r.Int(repFieldCopyChunkPages)
 	trackDDL := r.Bool(repFieldTrackDDL)

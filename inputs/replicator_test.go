@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/apply/typestest"
+	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -300,48 +302,122 @@ func TestReplicatorSnapshotPacks(t *testing.T) {
 	testenv.Exec(t, dsn, `CREATE TABLE items (id int PRIMARY KEY, note text, tags text[]);
 		INSERT INTO items SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'tab	and \ and "q" ' || i END, ARRAY['a', i::text]
 		FROM generate_series(1, 2500) i`)
-	read := func(group string, packs bool) (service.MessageBatch, int) {
-		in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\ntables: [items]\nmode: copy\nnats_url: %q\nsnapshot_packs: %v\n", dsn, group, nats.URL(), packs))
-		if err != nil {
-			t.Fatal(err)
+	packed := readSnapshot(t, dsn, nats.URL(), "packs_on", "tables: [items]\nsnapshot_packs: true\n")
+	plain := readSnapshot(t, dsn, nats.URL(), "packs_off", "tables: [items]\nsnapshot_packs: false\n")
+	if len(packed.formats) == 0 || len(plain.formats) != 0 {
+		t.Fatalf("pack messages: %d with snapshot_packs, %d without", len(packed.formats), len(plain.formats))
+	}
+	if packed.formats[copypack.FormatBinary] == 0 {
+		t.Errorf("pack formats %v: the table's types are all read in binary", packed.formats)
+	}
+	if len(packed.rows) != 2500 || len(plain.rows) != 2500 {
+		t.Fatalf("rows: %d packed, %d plain; want 2500", len(packed.rows), len(plain.rows))
+	}
+	sameSnapshotEvents(t, packed.rows, plain.rows)
+}
+
+// Tables whose every column has a type bintext renders are read with binary
+// COPY (snapshot_binary, the default), the others as text; either way the
+// events are byte for byte those of a copy read as text, every value of the
+// all-types table included.
+func TestReplicatorBinarySnapshotPacks(t *testing.T) {
+	dsn := sharedPostgres(t).NewDatabase(t)
+	nats := testenv.StartNATS(t)
+	testenv.Exec(t, dsn, `CREATE TABLE mixed (id int8 PRIMARY KEY, b bool, i2 int2, i4 int4, f4 float4, f8 float8,
+			n numeric, t text, vc varchar(40), c char(8), j json, jb jsonb, u uuid, by bytea,
+			d date, tm time, ts timestamp, tz timestamptz, at text[], an numeric[], atz timestamptz[], ai int4[][]);
+		INSERT INTO mixed SELECT g, g % 3 = 0, (g * 7919 % 65536 - 32768)::int2, (g::int8 * 104729 % 4294967296 - 2147483648)::int4,
+			((random() - 0.5) * 10 ^ (g % 76 - 38))::float4, ((random() - 0.5) * 10 ^ (g % 600 - 300))::float8,
+			round(((random() - 0.5) * 10 ^ (g % 60 - 30))::numeric, g % 40),
+			CASE WHEN g % 5 = 0 THEN NULL ELSE E'text \\ \t \n ' || g END, 'v' || g, 'c' || g % 100,
+			json_build_object('g', g, 's', E'q"\\'), jsonb_build_object('g', g, 'f', random()),
+			gen_random_uuid(), decode(md5(g::text), 'hex'),
+			date '4712-01-01 BC' + (random() * 106000000)::int, time '00:00' + random() * interval '24 hours',
+			timestamp '4712-01-01 00:00 BC' + random() * interval '298000 years',
+			timestamptz '4712-01-01 00:00+00 BC' + random() * interval '298000 years',
+			ARRAY['a' || g, NULL, E'"q" \\ {x}', '', 'NULL'], ARRAY[round(random()::numeric * 1000, g % 5), 'NaN', NULL],
+			ARRAY[now() - random() * interval '100 years', 'infinity'],
+			CASE WHEN g % 2 = 0 THEN ARRAY[[g, -g], [NULL, 0]] ELSE '[0:0][-3:-2]={{1,2}}'::int4[] END
+		FROM generate_series(1, 3000) g;
+		INSERT INTO mixed (id, f4, f8, n, d, ts, tz) VALUES (-1, 'NaN', '-Infinity', 'Infinity', 'infinity', '-infinity', 'infinity'),
+			(-2, '-0', '-0', '-Infinity', '0001-01-01 BC', '294276-12-31 23:59:59.999999', '4713-11-24 00:00+00 BC');`)
+	// The all-types table's edge values: its columns of the types read in
+	// binary as a table of their own, and the whole table (as text).
+	testenv.Exec(t, dsn, typestest.Types+typestest.Table("alltypes")+";"+typestest.Rows("alltypes")+`;
+		CREATE TABLE allbin AS SELECT id, c_bool, c_int2, c_int4, c_int8, c_numeric, c_numeric_ps, c_float4, c_float8,
+			c_text, c_varchar, c_char, c_bytea, c_uuid, c_json, c_jsonb, c_date, c_time, c_timestamp, c_timestamptz,
+			a_int4, a_int8, a_text, a_numeric, a_float8, a_bool, a_bytea, a_timestamptz, a_date, a_uuid, a_jsonb, a_json,
+			a_char, a_int4_2d, a_text_2d FROM alltypes;
+		ALTER TABLE allbin ADD PRIMARY KEY (id)`)
+	tables := "tables: [mixed, alltypes, allbin]\nsnapshot_packs: true\n"
+	binary := readSnapshot(t, dsn, nats.URL(), "bin_on", tables)
+	text := readSnapshot(t, dsn, nats.URL(), "bin_off", tables+"snapshot_binary: false\n")
+	if binary.formats[copypack.FormatBinary] == 0 || binary.formats[copypack.Format] == 0 {
+		t.Errorf("pack formats %v: mixed is read in binary, the all-types table as text", binary.formats)
+	}
+	if text.formats[copypack.FormatBinary] != 0 {
+		t.Errorf("pack formats %v with snapshot_binary false", text.formats)
+	}
+	if len(binary.rows) != len(text.rows) || len(binary.rows) < 3012 {
+		t.Fatalf("rows: %d binary, %d text", len(binary.rows), len(text.rows))
+	}
+	sameSnapshotEvents(t, binary.rows, text.rows)
+}
+
+// snapshotRead is what a copy emitted: its rows, packs expanded, and how
+// many pack messages of each body format it had.
+type snapshotRead struct {
+	rows    service.MessageBatch
+	formats map[string]int
+}
+
+// readSnapshot runs a copy of group (config: more of the replicator's
+// fields) to its end.
+func readSnapshot(t *testing.T, dsn, natsURL, group, config string) snapshotRead {
+	t.Helper()
+	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\nmode: copy\nnats_url: %q\n%s", dsn, group, natsURL, config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := snapshotRead{formats: map[string]int{}}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		batch, ack, err := in.ReadBatch(ctx)
+		cancel()
+		if err == service.ErrEndOfInput {
+			return out
 		}
-		var all service.MessageBatch
-		packMsgs := 0
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			batch, ack, err := in.ReadBatch(ctx)
-			cancel()
-			if err == service.ErrEndOfInput {
-				return all, packMsgs
+		if err != nil {
+			t.Fatalf("read batch: %v", err)
+		}
+		for _, m := range batch {
+			if packmsg.Rows(m) == 0 {
+				out.rows = append(out.rows, m)
+				continue
 			}
+			body, _ := m.AsBytes()
+			p, err := copypack.Parse(body)
 			if err != nil {
-				t.Fatalf("read batch: %v", err)
-			}
-			for _, m := range batch {
-				if packmsg.Rows(m) > 0 {
-					packMsgs++
-					rows, err := packmsg.ExpandOne(m)
-					if err != nil {
-						t.Fatal(err)
-					}
-					all = append(all, rows...)
-				} else {
-					all = append(all, m)
-				}
-			}
-			if err := ack(context.Background(), nil); err != nil {
 				t.Fatal(err)
 			}
+			out.formats[p.Format]++
+			rows, err := packmsg.ExpandOne(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.rows = append(out.rows, rows...)
+		}
+		if err := ack(context.Background(), nil); err != nil {
+			t.Fatal(err)
 		}
 	}
-	packed, packMsgs := read("packs_on", true)
-	plain, plainPacks := read("packs_off", false)
-	if packMsgs == 0 || plainPacks != 0 {
-		t.Fatalf("pack messages: %d with snapshot_packs, %d without", packMsgs, plainPacks)
-	}
-	if len(packed) != 2500 || len(plain) != 2500 {
-		t.Fatalf("rows: %d packed, %d plain; want 2500", len(packed), len(plain))
-	}
+}
+
+// sameSnapshotEvents checks that two copies' snapshot rows are the same
+// events (apart from the WAL position each copy ran at) with the same
+// metadata, matched by table and key.
+func sameSnapshotEvents(t *testing.T, got, want service.MessageBatch) {
+	t.Helper()
 	key := func(m *service.Message) string {
 		b, _ := m.AsBytes()
 		ev, err := event.Decode(b)
@@ -349,35 +425,35 @@ func TestReplicatorSnapshotPacks(t *testing.T) {
 			t.Fatalf("not a snapshot insert (%v): %s", err, b)
 		}
 		id, _ := ev.New.Get("id")
-		return id.Text
+		return ev.Table + "/" + id.Text
 	}
-	byID := map[string]*service.Message{}
-	for _, m := range plain {
-		byID[key(m)] = m
+	byKey := map[string]*service.Message{}
+	for _, m := range want {
+		byKey[key(m)] = m
 	}
-	for _, m := range packed {
-		id := key(m)
-		want := byID[id]
-		if want == nil {
-			t.Fatalf("row %s missing without packs", id)
+	for _, m := range got {
+		k := key(m)
+		w := byKey[k]
+		if w == nil {
+			t.Fatalf("row %s missing in the other copy", k)
 		}
 		// The two copies ran at different WAL positions: compare the rest.
 		gb, _ := m.AsBytes()
-		wb, _ := want.AsBytes()
+		wb, _ := w.AsBytes()
 		gl, _ := m.MetaGet(event.MetaLSN)
-		wl, _ := want.MetaGet(event.MetaLSN)
+		wl, _ := w.MetaGet(event.MetaLSN)
 		if strings.ReplaceAll(string(gb), gl, "X") != strings.ReplaceAll(string(wb), wl, "X") {
-			t.Fatalf("row %s:\n packed %s\n plain  %s", id, gb, wb)
+			t.Fatalf("row %s:\n got  %s\n want %s", k, gb, wb)
 		}
-		for _, k := range []string{event.MetaOp, event.MetaSchema, event.MetaTable} {
-			g, _ := m.MetaGet(k)
-			w, _ := want.MetaGet(k)
+		for _, name := range []string{event.MetaOp, event.MetaSchema, event.MetaTable} {
+			g, _ := m.MetaGet(name)
+			w, _ := w.MetaGet(name)
 			if g != w || g == "" {
-				t.Fatalf("row %s: metadata %s = %q packed, %q plain", id, k, g, w)
+				t.Fatalf("row %s: metadata %s = %q, want %q", k, name, g, w)
 			}
 		}
 		if _, ok := m.MetaGet(event.MetaPackRows); ok {
-			t.Fatalf("row %s: expanded row keeps %s", id, event.MetaPackRows)
+			t.Fatalf("row %s: expanded row keeps %s", k, event.MetaPackRows)
 		}
 	}
 }

@@ -108,7 +108,8 @@ func packColumns(t *Table, columns []event.Column) ([]int, bool) {
 	return cols, true
 }
 
-// sameColumns reports whether two packs' rows have the same columns.
+// sameColumns reports whether two packs' rows have the same columns (names
+// and types).
 func sameColumns(a, b []event.Column) bool {
 	if len(a) != len(b) {
 		return false
@@ -117,7 +118,7 @@ func sameColumns(a, b []event.Column) bool {
 		return true
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name {
+		if a[i].Name != b[i].Name || a[i].OID != b[i].OID {
 			return false
 		}
 	}
@@ -146,7 +147,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 		if target.Name == "" {
 			target = a.Target(ch.Schema, ch.Table)
 		}
-		return target == first.Target && sameColumns(ch.Pack.Columns, first.Pack.Columns)
+		return target == first.Target && ch.Pack.Binary == first.Pack.Binary && sameColumns(ch.Pack.Columns, first.Pack.Columns)
 	}
 	rows := 0
 	for i := from; rows < a.cfg.CopyMinRows; i++ {
@@ -156,11 +157,11 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 		}
 		rows += ch.Pack.N
 	}
-	conv := a.binaryRows(t, cols)
+	how := a.packCopyOf(t, cols, first.Pack)
 	if a.cfg.CopyConnections > 1 {
 		// Writing in shares needs the run whole; decoding packs is quick.
 		if run := collectRun(f, from, maxParallelPacks, same); len(run) > 1 {
-			retry, err := a.copyShares(ctx, b, t, cols, conv, run, a.cfg.CopyConnections)
+			retry, err := a.copyShares(ctx, b, t, cols, how, run, a.cfg.CopyConnections)
 			if err != nil {
 				return 0, nil, err
 			}
@@ -178,12 +179,12 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 				}
 				done = append(done, rows...)
 			}
-			a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY (%s) over %d connections (%d packs upserted)", rowsOf(run), len(run), t.Name, copyFormat(conv), min(len(run), a.cfg.CopyConnections), len(retry))
+			a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY (%s) over %d connections (%d packs upserted)", rowsOf(run), len(run), t.Name, how.format(), min(len(run), a.cfg.CopyConnections), len(retry))
 			return len(run), done, nil
 		}
 	}
-	r := &packStream{next: feedPacks(f, from, same), conv: conv}
-	ok, err := a.copyFrom(ctx, b.tx, t, cols, conv != nil, r)
+	r := &packStream{next: feedPacks(f, from, same), how: how}
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, how.binary, r)
 	run, declined := r.taken()
 	if err != nil {
 		return 0, nil, fmt.Errorf("COPY of %d snapshot rows (%d packs) into %s: %w", rowsOf(run), len(run), t.Name, err)
@@ -198,7 +199,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 		}
 	}
 	setTarget(run, first.Target)
-	a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY (%s), as they came", rowsOf(run), len(run), t.Name, copyFormat(conv))
+	a.log.Debugf("Wrote %d snapshot rows of %d packs into %s with COPY (%s)", rowsOf(run), len(run), t.Name, how.format())
 	return len(run), run, nil
 }
 

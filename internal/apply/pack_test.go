@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
+	"github.com/pgflo/pgflo/internal/bintext"
+	"github.com/pgflo/pgflo/internal/copybin"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -27,6 +30,13 @@ const snapshotLSN = pglogrepl.LSN(0x1000)
 // session with the text form settings) and cuts its rows into packs of at
 // most size rows: one change per pack, positions counted from pos.
 func copyPacks(t *testing.T, dsn, table string, size int, pos *int64) []*Change {
+	t.Helper()
+	return copyPacksAs(t, dsn, table, size, pos, false)
+}
+
+// copyPacksAs is copyPacks reading binary COPY into binary packs when
+// binary is set.
+func copyPacksAs(t *testing.T, dsn, table string, size int, pos *int64, binary bool) []*Change {
 	t.Helper()
 	ctx := context.Background()
 	var cols []event.Column
@@ -49,33 +59,48 @@ func copyPacks(t *testing.T, dsn, table string, size int, pos *int64) []*Change 
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var text bytes.Buffer
-	if _, err := conn.PgConn().CopyTo(ctx, &text, fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY 1) TO STDOUT", strings.Join(list, ", "), table)); err != nil {
+	var out bytes.Buffer
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY 1) TO STDOUT", strings.Join(list, ", "), table)
+	header := copypack.NewHeader("public", table, cols, snapshotLSN)
+	if binary {
+		sql += " WITH (FORMAT binary)"
+		header = copypack.NewBinaryHeader("public", table, cols, snapshotLSN)
+	}
+	if _, err := conn.PgConn().CopyTo(ctx, &out, sql); err != nil {
 		t.Fatal(err)
 	}
-	header := copypack.AppendHeader(nil, copypack.NewHeader("public", table, cols, snapshotLSN))
-	lines := bytes.SplitAfter(text.Bytes(), []byte{'\n'})
-	lines = lines[:len(lines)-1] // after the last newline
-	var out []*Change
-	for len(lines) > 0 {
-		n := min(size, len(lines))
-		body := append([]byte(nil), header...)
-		for _, l := range lines[:n] {
-			body = append(body, l...)
+	var rows [][]byte
+	if binary {
+		stream := out.Bytes()[len(copybin.Header) : out.Len()-len(copybin.Trailer)]
+		for len(stream) > 0 {
+			tuple, rest, err := bintext.NextTuple(stream, len(cols))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, stream = append(rows, tuple), rest
 		}
+	} else {
+		rows = bytes.SplitAfter(out.Bytes(), []byte{'\n'})
+		rows = rows[:len(rows)-1] // after the last newline
+	}
+	head := copypack.AppendHeader(nil, header)
+	var changes []*Change
+	for len(rows) > 0 {
+		n := min(size, len(rows))
+		body := slices.Concat(append([][]byte{head}, rows[:n]...)...)
 		ch := &Change{}
 		if err := DecodePack(body, ch); err != nil {
 			t.Fatal(err)
 		}
-		if ch.Pack.N != n {
-			t.Fatalf("pack of %d rows holds %d", n, ch.Pack.N)
+		if ch.Pack.N != n || ch.Pack.Binary != binary {
+			t.Fatalf("pack of %d rows holds %d (binary %v)", n, ch.Pack.N, ch.Pack.Binary)
 		}
 		ch.Pos = *pos
 		*pos += int64(n)
-		out = append(out, ch)
-		lines = lines[n:]
+		changes = append(changes, ch)
+		rows = rows[n:]
 	}
-	return out
+	return changes
 }
 
 // numbered sets the changes' positions in the batch.
@@ -565,6 +590,51 @@ func TestPacksDeclinedByTheConversionGoAsText(t *testing.T) {
 			}
 			if !logged(log.debugs, `into "public"."far" with COPY (text)`) || len(log.infos) != 1 {
 				t.Fatalf("second time: %q %q", log.debugs, log.infos)
+			}
+		})
+	}
+}
+
+// Packs of binary tuples (the replicator read the source with binary COPY)
+// go to a binary COPY as they are where the target's columns have the
+// source's types, as rendered COPY text where one does not or with
+// copy_binary off, and as their rows' upserts without COPY; serially and in
+// shares, the target ends equal to the source.
+func TestBinaryPacks(t *testing.T) {
+	src, _ := packSource(t)
+	var pos int64
+	packs := copyPacksAs(t, src, "mixed", 128, &pos, true)
+	packs = numbered(append(packs, copyPacksAs(t, src, "log", 100, &pos, true)...))
+	for _, tc := range []struct {
+		name           string
+		conns, copyMin int
+		binary         bool
+		logTarget      string // the log table on the target
+		mixed, log     string // how each table's rows went to COPY
+	}{
+		{"serial", 1, 1, true, "", "binary, as they came", "binary, as they came"},
+		{"shares", 3, 1, true, "", "binary, as they came", "binary, as they came"},
+		{"other_type", 1, 1, true, "CREATE TABLE log (t text, id numeric)", "binary, as they came", "text, rendered from binary"},
+		{"copy_binary_off", 3, 1, false, "", "text, rendered from binary", "text, rendered from binary"},
+		{"upserts", 1, 0, true, "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := packTarget(t)
+			if tc.logTarget != "" {
+				testenv.Exec(t, dst, "DROP TABLE log; "+tc.logTarget)
+			}
+			a, log := connectApplier(t, dst, func(c *Config) {
+				c.CopyMinRows, c.CopyConnections, c.CopyBinary = tc.copyMin, tc.conns, tc.binary
+			})
+			res := apply(t, a, packs...)
+			if res.Applied != 1000 || (tc.copyMin > 0) != (res.PackRows == 1000) {
+				t.Fatalf("applied %+v", res)
+			}
+			sameTables(t, src, dst, packDigests[1:]...)
+			for table, format := range map[string]string{`"public"."mixed"`: tc.mixed, `"public"."log"`: tc.log} {
+				if format != "" && !logged(log.debugs, "into "+table+" with COPY ("+format+")") {
+					t.Errorf("%s not written with COPY (%s): %q", table, format, log.debugs)
+				}
 			}
 		})
 	}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"sync"
 
+	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/copybin"
+	"github.com/pgflo/pgflo/internal/copypack"
 )
 
 // Snapshot rows go to the target's COPY in binary when every column's type
@@ -15,6 +17,41 @@ import (
 // process the text input functions that bound an initial sync. A value the
 // conversion declines (a form it does not read) ends the binary COPY before
 // its pack, and the table's snapshot rows go as text from then on.
+//
+// Packs of binary tuples (the replicator read the source with binary COPY)
+// go to a binary COPY as they are when each column has the type the source's
+// had (built-in types: the same OID, the same binary form), else their rows
+// are rendered as COPY text (internal/bintext).
+
+// rowsConversion rewrites the rows of a pack for the COPY they go to.
+type rowsConversion interface {
+	Append(dst, rows []byte) ([]byte, error)
+}
+
+// copyText renders binary tuples as COPY text rows.
+type copyText struct{ *bintext.Rows }
+
+func (c copyText) Append(dst, rows []byte) ([]byte, error) { return c.AppendCopyText(dst, rows) }
+
+// packCopy is how a run of packs goes to COPY: the rows' conversion (nil:
+// as they are) and the COPY's format.
+type packCopy struct {
+	conv   rowsConversion
+	binary bool
+}
+
+// format names the COPY's format and the rows' way there, for messages.
+func (c packCopy) format() string {
+	switch {
+	case c.binary && c.conv == nil:
+		return "binary, as they came"
+	case c.binary:
+		return "binary"
+	case c.conv != nil:
+		return "text, rendered from binary"
+	}
+	return "text"
+}
 
 // packStream reads the rows of a run of packs as one COPY stream: as the
 // source wrote them, or converted to COPY's binary format when conv is set.
@@ -23,7 +60,7 @@ import (
 // the lock: pgconn may still be reading).
 type packStream struct {
 	next    func() *Change
-	conv    *copybin.Rows
+	how     packCopy
 	cur     []byte
 	buf     []byte
 	started bool
@@ -39,15 +76,20 @@ func (r *packStream) Read(p []byte) (int, error) {
 		if r.eof {
 			return 0, io.EOF
 		}
-		if r.conv != nil && !r.started {
+		if r.how.binary && !r.started {
 			r.started = true
 			r.cur = copybin.Header
 			continue
 		}
 		ch := r.next()
-		if ch != nil && r.conv != nil {
+		if ch != nil && r.how.conv != nil {
 			var err error
-			if r.buf, err = r.conv.Append(r.buf[:0], ch.Pack.Rows); err != nil {
+			if r.buf, err = r.how.conv.Append(r.buf[:0], ch.Pack.Rows); err != nil {
+				var ce *copybin.ConvertError
+				if !errors.As(err, &ce) {
+					// Binary rows that cannot be read: the pack is broken.
+					return 0, fmt.Errorf("%w: snapshot rows of %s.%s: %v", copypack.ErrMalformed, ch.Schema, ch.Table, err)
+				}
 				r.mu.Lock()
 				r.declined = err
 				r.mu.Unlock()
@@ -56,7 +98,7 @@ func (r *packStream) Read(p []byte) (int, error) {
 		}
 		if ch == nil {
 			r.eof = true
-			if r.conv != nil {
+			if r.how.binary {
 				r.cur = copybin.Trailer
 			}
 			continue
@@ -64,7 +106,7 @@ func (r *packStream) Read(p []byte) (int, error) {
 		r.mu.Lock()
 		r.run = append(r.run, ch)
 		r.mu.Unlock()
-		if r.conv != nil {
+		if r.how.conv != nil {
 			r.cur = r.buf
 		} else {
 			r.cur = ch.Pack.Rows
@@ -81,14 +123,6 @@ func (r *packStream) taken() ([]*Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.run, r.declined
-}
-
-// copyFormat names the format of a COPY with conversion conv, for messages.
-func copyFormat(conv *copybin.Rows) string {
-	if conv != nil {
-		return "binary"
-	}
-	return "text"
 }
 
 // feedPacks returns the packs of the feed from index from on while same
@@ -117,9 +151,41 @@ func slicePacks(packs []*Change) func() *Change {
 	}
 }
 
-// binaryRows returns the binary conversion of snapshot rows into columns
-// cols of t, nil when they go to COPY as text (copy_binary off, a column
-// type without conversion, a value declined before).
+// packCopyOf returns how the rows of pack p (and the packs like it after it)
+// go to COPY into columns cols of t.
+func (a *Applier) packCopyOf(t *Table, cols []int, p *copypack.Pack) packCopy {
+	if !p.Binary {
+		if conv := a.binaryRows(t, cols); conv != nil {
+			return packCopy{conv: conv, binary: true}
+		}
+		return packCopy{}
+	}
+	if a.cfg.CopyBinary && sameTypes(t, cols, p) {
+		return packCopy{binary: true}
+	}
+	return packCopy{conv: copyText{p.TextRenderer()}}
+}
+
+// sameTypes reports whether each column of a binary pack goes to a target
+// column of the same built-in type, which reads the source's binary form
+// as it is.
+func sameTypes(t *Table, cols []int, p *copypack.Pack) bool {
+	for j, c := range p.Columns {
+		if oid := t.Columns[cols[j]].TypeOID; oid != c.OID || oid >= firstNormalOID {
+			return false
+		}
+	}
+	return true
+}
+
+// firstNormalOID is where the OIDs of objects created in a database start
+// (PostgreSQL's FirstNormalObjectId): below it, a type is built in and is
+// the same type with the same binary form on every server.
+const firstNormalOID = 16384
+
+// binaryRows returns the binary conversion of snapshot text rows into
+// columns cols of t, nil when they go to COPY as text (copy_binary off, a
+// column type without conversion, a value declined before).
 func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
 	if !a.cfg.CopyBinary || t.textCopy {
 		return nil

@@ -10,8 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/pgflo/pgflo/internal/copybin"
 )
 
 // A batch's leading run of copy packs can be written over several
@@ -81,9 +79,9 @@ func collectRun(f *Feed, from, max int, same func(*Change) bool) []*Change {
 // b's transaction (under a savepoint), the others each on a side connection
 // in a transaction of its own, all at once. It returns the packs whose COPY
 // hit an existing row (rolled back): the caller upserts them.
-func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []int, conv *copybin.Rows, run []*Change, shares int) ([]*Change, error) {
+func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []int, how packCopy, run []*Change, shares int) ([]*Change, error) {
 	groups := split(run, shares)
-	sql := copyStatement(t, cols, conv != nil)
+	sql := copyStatement(t, cols, how.binary)
 	conns := make([]*pgx.Conn, len(groups))
 	for i := 1; i < len(groups); i++ {
 		c, err := a.sideConn(ctx, i-1)
@@ -99,7 +97,7 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 	results := make([]outcome, len(groups))
 	streams := make([]*packStream, len(groups))
 	for i, g := range groups {
-		streams[i] = &packStream{next: slicePacks(g), conv: conv}
+		streams[i] = &packStream{next: slicePacks(g), how: how}
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < len(groups); i++ {
@@ -110,7 +108,7 @@ func (a *Applier) copyShares(ctx context.Context, b *batchTx, t *Table, cols []i
 			results[i] = outcome{retry, conflict, err}
 		}()
 	}
-	ok, err := a.copyFrom(ctx, b.tx, t, cols, conv != nil, streams[0])
+	ok, err := a.copyFrom(ctx, b.tx, t, cols, how.binary, streams[0])
 	results[0] = outcome{!ok && err == nil, !ok && err == nil, err}
 	wg.Wait()
 	var retry []*Change

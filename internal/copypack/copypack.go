@@ -13,6 +13,13 @@
 //	<row 1 in COPY text format>\n
 //	<row 2>\n
 //	...
+//
+// or, with "format":"copy-binary", the rows as COPY ... (FORMAT binary)
+// wrote them (tuples, without the stream's header and trailer): what the
+// replicator reads when every column has a built-in type whose binary form
+// internal/bintext renders back as text. Binary output spares the source's
+// server the text output functions, and a target with the same column
+// types takes the tuples as they are.
 package copypack
 
 import (
@@ -24,12 +31,19 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/event"
 )
 
-// Format is the header's "format" value (and the Pgflo-Format JetStream
-// header of a packed message holding a pack).
+// Format is the header's "format" value of a pack of COPY text rows (and
+// the Pgflo-Format JetStream header of a packed message holding a pack of
+// either format).
 const Format = "copy"
+
+// FormatBinary is the header's "format" value of a pack of binary COPY
+// tuples. A reader that knows only Format refuses it instead of misreading
+// the rows.
+const FormatBinary = "copy-binary"
 
 // ErrMalformed is returned (wrapped) for a body that is not a valid pack.
 var ErrMalformed = errors.New("malformed copy pack")
@@ -46,9 +60,29 @@ type Header struct {
 	Columns []event.Column `json:"columns"`
 }
 
-// NewHeader returns the header of rows of a table at lsn.
+// NewHeader returns the header of COPY text rows of a table at lsn.
 func NewHeader(schema, table string, columns []event.Column, lsn pglogrepl.LSN) Header {
 	return Header{V: event.Version, Format: Format, Schema: schema, Table: table, LSN: event.FormatLSN(lsn), Columns: columns}
+}
+
+// NewBinaryHeader returns the header of binary COPY tuples of a table at
+// lsn.
+func NewBinaryHeader(schema, table string, columns []event.Column, lsn pglogrepl.LSN) Header {
+	h := NewHeader(schema, table, columns, lsn)
+	h.Format = FormatBinary
+	return h
+}
+
+// BinaryReadable reports whether rows of columns can travel as binary
+// tuples: every column's type is one bintext renders as text, so the rows
+// can still become events.
+func BinaryReadable(columns []event.Column) bool {
+	for _, c := range columns {
+		if !bintext.Supported(c.OID) {
+			return false
+		}
+	}
+	return len(columns) > 0
 }
 
 // AppendHeader appends h's line (JSON and '\n'): what a body starts with.
@@ -58,13 +92,30 @@ func AppendHeader(buf []byte, h Header) []byte {
 	return append(buf, '\n')
 }
 
-// Pack is a parsed body. Rows holds the COPY text lines, each ending in '\n'.
+// Pack is a parsed body. Rows holds the COPY text lines, each ending in
+// '\n', or, when Binary, the binary COPY tuples.
 type Pack struct {
 	Header
 	LSNValue pglogrepl.LSN
 	Rows     []byte
 	N        int // number of rows
+	Binary   bool
+	// text renders a binary pack's values (nil for a text pack).
+	text *bintext.Rows
 }
+
+// OIDs returns the type OIDs of the pack's columns.
+func (p *Pack) OIDs() []uint32 {
+	oids := make([]uint32, len(p.Columns))
+	for i, c := range p.Columns {
+		oids[i] = c.OID
+	}
+	return oids
+}
+
+// TextRenderer returns what renders the binary tuples of a binary pack as
+// text (nil for a text pack).
+func (p *Pack) TextRenderer() *bintext.Rows { return p.text }
 
 // Parse reads a body. The returned pack shares body's memory.
 func Parse(body []byte) (*Pack, error) {
@@ -76,26 +127,66 @@ func Parse(body []byte) (*Pack, error) {
 	if err := json.Unmarshal(body[:nl], &p.Header); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
+	p.Binary = p.Format == FormatBinary
 	switch {
 	case p.V != event.Version:
 		return nil, fmt.Errorf("%w: header version %d, this pgflo reads %d", ErrMalformed, p.V, event.Version)
-	case p.Format != Format:
-		return nil, fmt.Errorf("%w: header format %q, want %q", ErrMalformed, p.Format, Format)
+	case p.Format != Format && p.Format != FormatBinary:
+		return nil, fmt.Errorf("%w: header format %q, want %q or %q", ErrMalformed, p.Format, Format, FormatBinary)
 	case p.Schema == "" || p.Table == "" || len(p.Columns) == 0:
 		return nil, fmt.Errorf("%w: header lacks schema, table or columns", ErrMalformed)
-	case len(p.Rows) == 0 || p.Rows[len(p.Rows)-1] != '\n':
-		return nil, fmt.Errorf("%w: no rows, or the last row does not end with a newline", ErrMalformed)
+	case len(p.Rows) == 0:
+		return nil, fmt.Errorf("%w: no rows", ErrMalformed)
+	case !p.Binary && p.Rows[len(p.Rows)-1] != '\n':
+		return nil, fmt.Errorf("%w: the last row does not end with a newline", ErrMalformed)
 	}
 	lsn, err := pglogrepl.ParseLSN(p.LSN)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header lsn %q: %v", ErrMalformed, p.LSN, err)
 	}
 	p.LSNValue = lsn
-	p.N = bytes.Count(p.Rows, []byte{'\n'})
+	if !p.Binary {
+		p.N = bytes.Count(p.Rows, []byte{'\n'})
+		return p, nil
+	}
+	text, bad, ok := bintext.For(p.OIDs())
+	if !ok {
+		return nil, fmt.Errorf("%w: binary rows of column %s, whose type (OID %d) has no text rendering", ErrMalformed, p.Columns[bad].Name, p.Columns[bad].OID)
+	}
+	p.text = text
+	if p.N, err = bintext.Count(p.Rows, len(p.Columns)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
 	return p, nil
 }
 
-// Lines calls fn with each row's COPY text (without its newline).
+// tuples calls fn with each binary tuple of a binary pack.
+func (p *Pack) tuples(fn func(i int, tuple []byte) error) error {
+	rows := p.Rows
+	for i := 0; len(rows) > 0; i++ {
+		tuple, rest, err := bintext.NextTuple(rows, len(p.Columns))
+		if err != nil {
+			return fmt.Errorf("%w: row %d of %s.%s: %v", ErrMalformed, i, p.Schema, p.Table, err)
+		}
+		if err := fn(i, tuple); err != nil {
+			return err
+		}
+		rows = rest
+	}
+	return nil
+}
+
+// rows calls fn with each row: a COPY text line (without its newline) or a
+// binary tuple.
+func (p *Pack) rows(fn func(i int, row []byte) error) error {
+	if p.Binary {
+		return p.tuples(fn)
+	}
+	return p.Lines(fn)
+}
+
+// Lines calls fn with each row's COPY text (without its newline); for a
+// text pack only.
 func (p *Pack) Lines(fn func(i int, line []byte) error) error {
 	rows := p.Rows
 	for i := 0; len(rows) > 0; i++ {
@@ -111,13 +202,39 @@ func (p *Pack) Lines(fn func(i int, line []byte) error) error {
 // Values calls fn with each row's values (row is reused between calls).
 func (p *Pack) Values(fn func(i int, row event.Row) error) error {
 	var row event.Row
-	return p.Lines(func(i int, line []byte) error {
+	var scratch []byte
+	return p.rows(func(i int, line []byte) error {
 		var err error
-		if row, err = ParseLine(line, p.Columns, row); err != nil {
+		if p.Binary {
+			row, scratch, err = p.binaryValues(line, row, scratch)
+		} else {
+			row, err = ParseLine(line, p.Columns, row)
+		}
+		if err != nil {
 			return fmt.Errorf("%w: row %d of %s.%s: %v", ErrMalformed, i, p.Schema, p.Table, err)
 		}
 		return fn(i, row)
 	})
+}
+
+// binaryValues reads one binary tuple into row.
+func (p *Pack) binaryValues(tuple []byte, row event.Row, scratch []byte) (event.Row, []byte, error) {
+	row = row[:0]
+	err := bintext.EachField(tuple, func(col int, data []byte) error {
+		v := event.Value{Name: p.Columns[col].Name}
+		if data == nil {
+			v.Null = true
+		} else {
+			var err error
+			if scratch, err = p.text.AppendText(scratch[:0], col, data); err != nil {
+				return fmt.Errorf("column %s: %w", p.Columns[col].Name, err)
+			}
+			v.Text = string(scratch)
+		}
+		row = append(row, v)
+		return nil
+	})
+	return row, scratch, err
 }
 
 // Template is the event every row of the pack stands for, without its row.
@@ -135,6 +252,7 @@ type Expander struct {
 	prefix, suffix []byte   // the event before and after the "new" object
 	keys           [][]byte // `"name":` (with '{' or ',' before it) per column
 	scratch        []byte
+	text           *bintext.Rows // a binary pack's rendering
 }
 
 var newNull = []byte(`"new":null`)
@@ -148,6 +266,7 @@ func NewExpander(p *Pack) *Expander {
 		prefix: whole[:at+len(`"new":`)],
 		suffix: whole[at+len(newNull):],
 		keys:   make([][]byte, len(p.Columns)),
+		text:   p.text,
 	}
 	for i, c := range p.Columns {
 		sep := byte(',')
@@ -193,15 +312,47 @@ func (x *Expander) AppendEvent(buf, line []byte) ([]byte, error) {
 	return append(buf, x.suffix...), nil
 }
 
+// AppendTupleEvent appends the event of one binary tuple (of a binary
+// pack).
+func (x *Expander) AppendTupleEvent(buf, tuple []byte) ([]byte, error) {
+	buf = append(buf, x.prefix...)
+	err := bintext.EachField(tuple, func(col int, data []byte) error {
+		if col >= len(x.keys) {
+			return fmt.Errorf("binary row has more fields than the %d columns", len(x.keys))
+		}
+		buf = append(buf, x.keys[col]...)
+		if data == nil {
+			buf = append(buf, "null"...)
+			return nil
+		}
+		var err error
+		if x.scratch, err = x.text.AppendText(x.scratch[:0], col, data); err != nil {
+			return fmt.Errorf("column %s: %w", x.keys[col], err)
+		}
+		buf = event.AppendJSONString(buf, unsafeString(x.scratch))
+		return nil
+	})
+	if err != nil {
+		return buf, err
+	}
+	buf = append(buf, '}')
+	return append(buf, x.suffix...), nil
+}
+
 // Events returns the events of every row of the pack, carved from one
 // allocation.
 func (p *Pack) Events() ([][]byte, error) {
 	x := NewExpander(p)
 	buf := make([]byte, 0, p.N*(len(x.prefix)+len(x.suffix)+8*len(x.keys))+2*len(p.Rows))
 	ends := make([]int, 0, p.N)
-	err := p.Lines(func(i int, line []byte) error {
+	err := p.rows(func(i int, line []byte) error {
 		var err error
-		if buf, err = x.AppendEvent(buf, line); err != nil {
+		if p.Binary {
+			buf, err = x.AppendTupleEvent(buf, line)
+		} else {
+			buf, err = x.AppendEvent(buf, line)
+		}
+		if err != nil {
 			return fmt.Errorf("%w: row %d of %s.%s: %v", ErrMalformed, i, p.Schema, p.Table, err)
 		}
 		ends = append(ends, len(buf))

@@ -2,6 +2,7 @@ package copypack
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -137,4 +138,79 @@ func FuzzExpand(f *testing.F) {
 			t.Fatalf("%q:\n got %s\nwant %s", line, got, want)
 		}
 	})
+}
+
+// binaryTuple builds one binary COPY tuple of the test columns (id int8,
+// note text, tags text[] of one element or NULL).
+func binaryTuple(id int64, note *string, tag *string) []byte {
+	b := binary.BigEndian.AppendUint16(nil, 3)
+	b = binary.BigEndian.AppendUint32(b, 8)
+	b = binary.BigEndian.AppendUint64(b, uint64(id))
+	if note == nil {
+		b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+	} else {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(*note)))
+		b = append(b, *note...)
+	}
+	if tag == nil {
+		return binary.BigEndian.AppendUint32(b, 0xffffffff)
+	}
+	// ndim 1, no NULLs, element text, one element with lower bound 1.
+	arr := binary.BigEndian.AppendUint32(nil, 1)
+	arr = binary.BigEndian.AppendUint32(arr, 0)
+	arr = binary.BigEndian.AppendUint32(arr, 25)
+	arr = binary.BigEndian.AppendUint32(arr, 1)
+	arr = binary.BigEndian.AppendUint32(arr, 1)
+	arr = binary.BigEndian.AppendUint32(arr, uint32(len(*tag)))
+	arr = append(arr, *tag...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(arr)))
+	return append(b, arr...)
+}
+
+// A binary pack stands for exactly the events of the text pack of the same
+// rows; a broken tuple is ErrMalformed.
+func TestBinaryPackEventsMatchTextPack(t *testing.T) {
+	str := func(s string) *string { return &s }
+	body := AppendHeader(nil, NewBinaryHeader("public", "users", testColumns, 0x16B3748))
+	body = append(body, binaryTuple(1, str("hello"), str("a b"))...)
+	body = append(body, binaryTuple(-2, nil, nil)...)
+	body = append(body, binaryTuple(3, str("tab\there \\ \"q\" \n é"), str(""))...)
+	p, err := Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Binary || p.N != 3 {
+		t.Fatalf("parsed binary %v, %d rows", p.Binary, p.N)
+	}
+	got, err := p.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := mustParse(t, testBody("1\thello\t{\"a b\"}", "-2\t\\N\t\\N", "3\ttab\\there \\\\ \"q\" \\n é\t{\"\"}")).Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("row %d:\n got %s\nwant %s", i, got[i], want[i])
+		}
+	}
+	for name, rows := range map[string][]byte{
+		"truncated":   binaryTuple(1, str("hello"), nil)[:12],
+		"field count": append([]byte{0, 2}, binaryTuple(1, nil, nil)[2:]...),
+	} {
+		broken := append(AppendHeader(nil, NewBinaryHeader("public", "users", testColumns, 0x16B3748)), rows...)
+		if _, err := Parse(broken); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func mustParse(t *testing.T, body []byte) *Pack {
+	t.Helper()
+	p, err := Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

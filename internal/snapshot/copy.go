@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
@@ -33,6 +35,10 @@ type Config struct {
 	Logger           replication.Logger
 	// Copied, when set, is told of rows read (for metrics).
 	Copied func(schema, table string, rows int)
+	// Binary reads the rows of tables whose every column has a type
+	// internal/bintext renders with binary COPY into binary packs
+	// (copypack.FormatBinary), when the source allows (binaryCapable).
+	Binary bool
 }
 
 // Job is one copy: which snapshot, which chunks.
@@ -147,12 +153,13 @@ func copyWorker(ctx context.Context, cfg Config, job Job, sched *scheduler, out 
 		return fmt.Errorf("copy: import snapshot %s: %w", job.Snapshot, err)
 	}
 	once()
+	binary := cfg.Binary && binaryCapable(conn)
 	for {
 		p, ok := sched.next(ctx)
 		if !ok {
 			break
 		}
-		err := copyChunk(ctx, conn, job, p, out, progress)
+		err := copyChunk(ctx, conn, job, p, binary && copypack.BinaryReadable(p.table.Columns), out, progress)
 		sched.done(p)
 		if err != nil {
 			return err
@@ -165,8 +172,29 @@ func copyWorker(ctx context.Context, cfg Config, job Job, sched *scheduler, out 
 	return err
 }
 
-// copyChunk reads one chunk with COPY and queues its rows as events.
-func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, out *feed.Feed, progress *progress) error {
+// binaryCapable reports whether a source session's binary COPY output can
+// be rendered as the text its COPY would write: text values arrive in UTF8
+// (the session's client encoding) either way, but floats print shortest-exact
+// only from PostgreSQL 12 on (before, extra_float_digits 3 printed 17
+// digits), so older servers copy as text.
+func binaryCapable(conn *pgx.Conn) bool {
+	v, err := strconv.Atoi(conn.PgConn().ParameterStatus("server_version_num"))
+	if err != nil {
+		// server_version_num is reported from PostgreSQL 15 on; before,
+		// read it from server_version ("14.2", "12.17 (Debian …)").
+		major, _, _ := strings.Cut(conn.PgConn().ParameterStatus("server_version"), ".")
+		m, err := strconv.Atoi(major)
+		if err != nil {
+			return false
+		}
+		v = m * 10000
+	}
+	return v >= 120000
+}
+
+// copyChunk reads one chunk with COPY and queues its rows as events: as
+// COPY text, or as binary tuples when binary.
+func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, binary bool, out *feed.Feed, progress *progress) error {
 	cols := make([]string, len(p.table.Columns))
 	for i, c := range p.table.Columns {
 		cols[i] = pgx.Identifier{c.Name}.Sanitize()
@@ -176,11 +204,18 @@ func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, out
 		where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", p.chunk.EndPage)
 	}
 	sql := fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT", strings.Join(cols, ", "), p.chunk.Relation, where)
+	header := copypack.NewHeader(p.table.Schema, p.table.Name, p.table.Columns, job.LSN)
+	split := wholeLines
+	if binary {
+		sql += " WITH (FORMAT binary)"
+		header = copypack.NewBinaryHeader(p.table.Schema, p.table.Name, p.table.Columns, job.LSN)
+		split = wholeTuples(len(p.table.Columns))
+	}
 	w := &rowWriter{
 		ctx: ctx, out: out, table: p.table, progress: progress,
 		tx: ChunkTx(job.RunID, p.chunk.ID), lsnText: event.FormatLSN(job.LSN),
-		header: copypack.AppendHeader(nil, copypack.NewHeader(p.table.Schema, p.table.Name, p.table.Columns, job.LSN)),
-		unit:   &feed.Unit{},
+		header: copypack.AppendHeader(nil, header),
+		unit:   &feed.Unit{}, split: split, binary: binary,
 	}
 	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
 		if w.err != nil {
@@ -188,7 +223,7 @@ func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, out
 		}
 		return fmt.Errorf("copy chunk %d of %s.%s (%s pages %d..%s): %w", p.chunk.ID, p.table.Schema, p.table.Name, p.chunk.Relation, p.chunk.FirstPage, endText(p.chunk.EndPage), err)
 	}
-	if len(w.partial) > 0 {
+	if len(w.partial) > 0 || (binary && !w.ended) {
 		return fmt.Errorf("copy chunk %d of %s.%s: output ends inside a row", p.chunk.ID, p.table.Schema, p.table.Name)
 	}
 	w.cut()
@@ -217,9 +252,15 @@ const (
 	PackBytes = 512 << 10
 )
 
-// rowWriter receives COPY's output and packs complete lines, as they are,
+// rowWriter receives COPY's output and packs complete rows, as they are,
 // into copy packs (internal/copypack): one unit per pack.
 type rowWriter struct {
+	// split finds the whole rows at the start of COPY's output.
+	split splitter
+	// binary: the output is binary COPY's, which starts with a header
+	// (skipped) and ends with a trailer (ended).
+	binary, started, ended bool
+
 	ctx      context.Context
 	out      *feed.Feed
 	table    *TableInfo
@@ -243,39 +284,62 @@ type rowWriter struct {
 func (w *rowWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	if len(w.partial) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			w.partial = append(w.partial, p...)
-			return n, nil
-		}
-		w.partial = append(w.partial, p[:i+1]...)
-		if err := w.lines(w.partial, 1); err != nil {
-			return 0, err
-		}
-		w.partial = w.partial[:0]
-		p = p[i+1:]
+		// A row split over writes (COPY sends one message per row, so
+		// rarely): the rest of it is joined to its start.
+		w.partial = append(w.partial, p...)
+		p = w.partial
 	}
-	// Whole lines go into packs in runs: one copy per run, not per row.
-	for len(p) > 0 {
-		last := bytes.LastIndexByte(p, '\n')
-		if last < 0 {
-			break
-		}
-		room := min(PackRows-w.rows, 1<<30)
-		run, rows := wholeLines(p[:last+1], room, PackBytes-len(w.pack))
-		if err := w.lines(run, rows); err != nil {
-			return 0, err
-		}
-		p = p[len(run):]
+	rest, err := w.consume(p)
+	if err != nil {
+		w.err = err
+		return 0, err
 	}
-	w.partial = append(w.partial, p...)
+	w.partial = append(w.partial[:0], rest...)
 	return n, nil
 }
 
-// wholeLines returns the longest prefix of p (which ends with a newline)
-// holding at most maxRows lines and, unless that is less than one line,
-// at most maxBytes bytes.
-func wholeLines(p []byte, maxRows, maxBytes int) ([]byte, int) {
+// consume packs the whole rows at the start of p and returns the rest: the
+// start of a row.
+func (w *rowWriter) consume(p []byte) ([]byte, error) {
+	if w.binary && !w.started {
+		skip, ok, err := binaryHeaderLen(p)
+		if err != nil || !ok {
+			return p, err
+		}
+		w.started = true
+		p = p[skip:]
+	}
+	// Whole rows go into packs in runs: one copy per run, not per row.
+	for len(p) > 0 {
+		if w.binary && isTrailer(p) {
+			if len(p) > 2 || w.ended {
+				return nil, errors.New("binary COPY output goes on after its trailer")
+			}
+			w.ended = true
+			return nil, nil
+		}
+		run, rows, err := w.split(p, PackRows-w.rows, PackBytes-len(w.pack))
+		if err != nil {
+			return nil, err
+		}
+		if rows == 0 {
+			break
+		}
+		if err := w.lines(run, rows); err != nil {
+			return nil, err
+		}
+		p = p[len(run):]
+	}
+	return p, nil
+}
+
+// splitter returns the longest prefix of p holding whole rows, at most
+// maxRows of them and, unless that is less than one row, at most maxBytes
+// bytes, and how many rows it holds.
+type splitter func(p []byte, maxRows, maxBytes int) ([]byte, int, error)
+
+// wholeLines splits COPY text rows: lines ending in a newline.
+func wholeLines(p []byte, maxRows, maxBytes int) ([]byte, int, error) {
 	end, rows := 0, 0
 	for rows < maxRows {
 		i := bytes.IndexByte(p[end:], '\n')
@@ -285,11 +349,63 @@ func wholeLines(p []byte, maxRows, maxBytes int) ([]byte, int) {
 		end += i + 1
 		rows++
 	}
-	return p[:end], rows
+	return p[:end], rows, nil
 }
 
-// lines adds rows complete lines (each ending in a newline) to the pack,
-// and queues the pack once full.
+// binarySignature starts binary COPY output; flags and the length of a
+// header extension follow (PostgreSQL's COPY documentation, "Binary Format").
+const binarySignature = "PGCOPY\n\xff\r\n\x00"
+
+// binaryHeaderLen returns the length of the binary COPY header p starts
+// with; ok is false while p holds only part of it.
+func binaryHeaderLen(p []byte) (int, bool, error) {
+	const fixed = len(binarySignature) + 8
+	if len(p) < fixed {
+		return 0, false, nil
+	}
+	if string(p[:len(binarySignature)]) != binarySignature {
+		return 0, false, errors.New("binary COPY output does not start with its signature")
+	}
+	ext := int(binary.BigEndian.Uint32(p[len(binarySignature)+4:]))
+	if ext < 0 || ext > 1<<20 {
+		return 0, false, fmt.Errorf("binary COPY header extension of %d bytes", ext)
+	}
+	if len(p) < fixed+ext {
+		return 0, false, nil
+	}
+	return fixed + ext, true, nil
+}
+
+// isTrailer reports whether p starts with binary COPY's trailer: a field
+// count of -1.
+func isTrailer(p []byte) bool { return len(p) >= 2 && p[0] == 0xff && p[1] == 0xff }
+
+// wholeTuples splits binary COPY tuples of ncols fields (a 16-bit field
+// count, then each field's 32-bit length, -1 for NULL, and data). It stops
+// at the trailer.
+func wholeTuples(ncols int) splitter {
+	return func(p []byte, maxRows, maxBytes int) ([]byte, int, error) {
+		end, rows := 0, 0
+		for rows < maxRows && end < len(p) && !isTrailer(p[end:]) {
+			tuple, _, err := bintext.NextTuple(p[end:], ncols)
+			if errors.Is(err, bintext.ErrTruncated) {
+				break // the rest comes with the next write
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			if rows > 0 && end+len(tuple) > maxBytes {
+				break
+			}
+			end += len(tuple)
+			rows++
+		}
+		return p[:end], rows, nil
+	}
+}
+
+// lines adds a run of rows complete rows (COPY text lines or binary
+// tuples) to the pack, and queues the pack once full.
 func (w *rowWriter) lines(run []byte, rows int) error {
 	if w.rows == 0 {
 		w.pack = make([]byte, 0, min(PackBytes, max(64<<10, w.lastLen+w.lastLen/16)+len(run))+len(w.header))

@@ -1,0 +1,193 @@
+package bintext
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+)
+
+// arrayElems maps the array types rendered here to their element types
+// (pg_type.dat's array_type_oid), as internal/copybin's.
+var arrayElems = map[uint32]uint32{
+	1000: oidBool,
+	1001: oidBytea,
+	1005: oidInt2,
+	1007: oidInt4,
+	1016: oidInt8,
+	1009: oidText,
+	1014: oidBpchar,
+	1015: oidVarchar,
+	199:  oidJSON,
+	3807: oidJSONB,
+	1021: oidFloat4,
+	1022: oidFloat8,
+	1231: oidNumeric,
+	2951: oidUUID,
+	1182: oidDate,
+	1183: oidTime,
+	1115: oidTimestamp,
+	1185: oidTimestamptz,
+}
+
+// maxDims is the server's MAXDIM.
+const maxDims = 6
+
+var (
+	errArray    = errors.New("malformed array binary value")
+	errElemType = errors.New("array's element type is not the column's")
+)
+
+// appendArray writes what array_out writes for the binary array b (int32
+// dimensions, int32 has-nulls flag, element type OID, per dimension its
+// length and lower bound, then each element's int32 length, -1 for NULL,
+// and data, in row-major order): "[lb:ub]...=" when a lower bound is not
+// 1, nested braces per dimension, elements separated by ',', NULL for a
+// NULL element, and an element double-quoted, with '"' and '\' escaped,
+// when array_in would not read it back bare. On error, dst may have grown.
+func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
+	if len(b) < 12 {
+		return dst, errArray
+	}
+	ndim := int32(binary.BigEndian.Uint32(b))
+	flags := int32(binary.BigEndian.Uint32(b[4:]))
+	if ndim < 0 || ndim > maxDims || flags&^1 != 0 {
+		return dst, errArray
+	}
+	if binary.BigEndian.Uint32(b[8:]) != elemOID {
+		return dst, errElemType
+	}
+	if len(b) < 12+8*int(ndim) {
+		return dst, errArray
+	}
+	var dims, lbs [maxDims]int32
+	nitems := 1
+	decorated := false
+	for d := range int(ndim) {
+		dims[d] = int32(binary.BigEndian.Uint32(b[12+8*d:]))
+		lbs[d] = int32(binary.BigEndian.Uint32(b[16+8*d:]))
+		if dims[d] < 0 || int64(lbs[d])+int64(dims[d]) > math.MaxInt32 {
+			return dst, errArray // array_recv's ArrayGetNItems and ArrayCheckBounds
+		}
+		decorated = decorated || lbs[d] != 1
+		// Every element takes at least its length's four bytes, which
+		// bounds the product long before it could overflow.
+		if nitems *= int(dims[d]); nitems > len(b)/4 {
+			return dst, errArray
+		}
+	}
+	b = b[12+8*int(ndim):]
+	if ndim == 0 || nitems == 0 {
+		// array_recv makes any array without elements the empty array.
+		if len(b) != 0 {
+			return dst, errArray
+		}
+		return append(dst, '{', '}'), nil
+	}
+	if decorated {
+		for d := range int(ndim) {
+			dst = append(dst, '[')
+			dst = strconv.AppendInt(dst, int64(lbs[d]), 10)
+			dst = append(dst, ':')
+			dst = strconv.AppendInt(dst, int64(lbs[d])+int64(dims[d])-1, 10)
+			dst = append(dst, ']')
+		}
+		dst = append(dst, '=')
+	}
+	for range ndim {
+		dst = append(dst, '{')
+	}
+	var idx [maxDims]int32
+	for i := range nitems {
+		if len(b) < 4 {
+			return dst, errArray
+		}
+		n := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		switch {
+		case n == -1:
+			dst = append(dst, "NULL"...)
+		case n < 0 || int(n) > len(b):
+			return dst, errArray
+		default:
+			at := len(dst)
+			var err error
+			if dst, err = appendScalar(dst, elem, b[:n]); err != nil {
+				return dst, fmt.Errorf("array element %d: %w", i+1, err)
+			}
+			dst = quoteElement(dst, at)
+			b = b[n:]
+		}
+		// Close the dimensions this element ends, and open the ones the
+		// next begins.
+		d := int(ndim) - 1
+		for ; d >= 0; d-- {
+			if idx[d]++; idx[d] < dims[d] {
+				dst = append(dst, ',')
+				break
+			}
+			idx[d] = 0
+			dst = append(dst, '}')
+		}
+		for e := d + 1; d >= 0 && e < int(ndim); e++ {
+			dst = append(dst, '{')
+		}
+	}
+	if len(b) != 0 {
+		return dst, errArray
+	}
+	return dst, nil
+}
+
+// quoteElement double-quotes the element text dst[at:] where it lies, as
+// array_out does when the text is empty, is NULL in any case, or holds '"',
+// '\\', '{', '}', the delimiter ',' or array_isspace's white space; inside
+// the quotes '"' and '\\' get a backslash.
+func quoteElement(dst []byte, at int) []byte {
+	el := dst[at:]
+	need := len(el) == 0 || (len(el) == 4 && el[0]|0x20 == 'n' && el[1]|0x20 == 'u' && el[2]|0x20 == 'l' && el[3]|0x20 == 'l')
+	escapes := 0
+	for _, c := range el {
+		switch arrayChars[c] {
+		case arrayQuote:
+			need = true
+		case arrayEscape:
+			need = true
+			escapes++
+		}
+	}
+	if !need {
+		return dst
+	}
+	end := len(dst)
+	grow := 2 + escapes
+	dst = slices.Grow(dst, grow)[:end+grow]
+	w := end + grow - 1
+	dst[w] = '"'
+	w--
+	for i := end - 1; i >= at; i-- {
+		c := dst[i]
+		dst[w] = c
+		w--
+		if arrayChars[c] == arrayEscape {
+			dst[w] = '\\'
+			w--
+		}
+	}
+	dst[at] = '"'
+	return dst
+}
+
+// arrayChars classes the bytes array_out looks for in an element's text.
+const (
+	arrayQuote  = 1 // the element must be quoted
+	arrayEscape = 2 // and the byte escaped inside the quotes
+)
+
+var arrayChars = [256]byte{
+	'"': arrayEscape, '\\': arrayEscape,
+	'{': arrayQuote, '}': arrayQuote, ',': arrayQuote,
+	' ': arrayQuote, '\t': arrayQuote, '\n': arrayQuote, '\r': arrayQuote, '\v': arrayQuote, '\f': arrayQuote,
+}
