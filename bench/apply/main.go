@@ -41,6 +41,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/bench/internal/benchkit"
+	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -268,7 +269,7 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 		// No autovacuum on the targets either: it would start on a loaded
 		// target at a moment that differs between appliers (see settle).
-		if err := execAll(ctx, b.dsn(db), benchkit.MixedTable(table),
+		if err := execAll(ctx, b.dsn(db), typestest.MixedTable(table),
 			"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"); err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}
@@ -280,9 +281,9 @@ func (b *bench) prepare(ctx context.Context) error {
 	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(b.o.rows))
 	start := time.Now()
 	err := execAll(ctx, b.source,
-		benchkit.MixedTable(table),
+		typestest.MixedTable(table),
 		"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
-		benchkit.MixedFill(table, b.o.rows),
+		typestest.MixedFill(table, b.o.rows),
 		"VACUUM (ANALYZE, FREEZE) "+table,
 		"CREATE PUBLICATION "+publication+" FOR TABLE "+table,
 		"CHECKPOINT")

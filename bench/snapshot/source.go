@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/bench/internal/benchkit"
+	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -48,10 +49,10 @@ func prepareSource(ctx context.Context, pg *testenv.Postgres, o options) (source
 	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(o.rows))
 	start := time.Now()
 	steps := []struct{ what, sql string }{
-		{"create table", benchkit.MixedTable(table)},
+		{"create table", typestest.MixedTable(table)},
 		// Nothing may write to the table's pages while the readers run.
 		{"disable autovacuum", "ALTER TABLE " + table + " SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"},
-		{"fill table", benchkit.MixedFill(table, o.rows)},
+		{"fill table", typestest.MixedFill(table, o.rows)},
 		// Hint bits and the visibility map set now, not by the first reader.
 		{"vacuum analyze", "VACUUM (ANALYZE, FREEZE) " + table},
 		{"checkpoint", "CHECKPOINT"},

@@ -16,7 +16,6 @@ import (
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/bintext"
-	"github.com/pgflo/pgflo/internal/copybin"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -38,7 +37,6 @@ func copyPacks(t *testing.T, dsn, table string, size int, pos *int64) []*Change 
 // binary is set.
 func copyPacksAs(t *testing.T, dsn, table string, size int, pos *int64, binary bool) []*Change {
 	t.Helper()
-	ctx := context.Background()
 	var cols []event.Column
 	var list []string
 	for i, r := range testenv.QueryRows(t, dsn, `SELECT a.attname, ty.typname, ty.oid FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
@@ -47,40 +45,21 @@ func copyPacksAs(t *testing.T, dsn, table string, size int, pos *int64, binary b
 		cols = append(cols, event.Column{Name: r[0], Type: r[1], OID: uint32(oid), Key: i == 0})
 		list = append(list, pgx.Identifier{r[0]}.Sanitize())
 	}
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range event.TextFormSettings() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var out bytes.Buffer
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s ORDER BY 1) TO STDOUT", strings.Join(list, ", "), table)
+	query := fmt.Sprintf("SELECT %s FROM %s ORDER BY 1", strings.Join(list, ", "), table)
+	out := typestest.CopyOut(t, typestest.Connect(t, dsn), query, binary)
 	header := copypack.NewHeader("public", table, cols, snapshotLSN)
-	if binary {
-		sql += " WITH (FORMAT binary)"
-		header = copypack.NewBinaryHeader("public", table, cols, snapshotLSN)
-	}
-	if _, err := conn.PgConn().CopyTo(ctx, &out, sql); err != nil {
-		t.Fatal(err)
-	}
 	var rows [][]byte
 	if binary {
-		stream := out.Bytes()[len(copybin.Header) : out.Len()-len(copybin.Trailer)]
-		for len(stream) > 0 {
-			tuple, rest, err := bintext.NextTuple(stream, len(cols))
+		header = copypack.NewBinaryHeader("public", table, cols, snapshotLSN)
+		for len(out) > 0 {
+			tuple, rest, err := bintext.NextTuple(out, len(cols))
 			if err != nil {
 				t.Fatal(err)
 			}
-			rows, stream = append(rows, tuple), rest
+			rows, out = append(rows, tuple), rest
 		}
 	} else {
-		rows = bytes.SplitAfter(out.Bytes(), []byte{'\n'})
+		rows = bytes.SplitAfter(out, []byte{'\n'})
 		rows = rows[:len(rows)-1] // after the last newline
 	}
 	head := copypack.AppendHeader(nil, header)

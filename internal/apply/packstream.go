@@ -9,6 +9,7 @@ import (
 	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/copybin"
 	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/builtin"
 )
 
 // Snapshot rows go to the target's COPY in binary when every column's type
@@ -171,17 +172,12 @@ func (a *Applier) packCopyOf(t *Table, cols []int, p *copypack.Pack) packCopy {
 // as it is.
 func sameTypes(t *Table, cols []int, p *copypack.Pack) bool {
 	for j, c := range p.Columns {
-		if oid := t.Columns[cols[j]].TypeOID; oid != c.OID || oid >= firstNormalOID {
+		if oid := t.Columns[cols[j]].TypeOID; oid != c.OID || oid >= builtin.FirstNormal {
 			return false
 		}
 	}
 	return true
 }
-
-// firstNormalOID is where the OIDs of objects created in a database start
-// (PostgreSQL's FirstNormalObjectId): below it, a type is built in and is
-// the same type with the same binary form on every server.
-const firstNormalOID = 16384
 
 // binaryRows returns the binary conversion of snapshot text rows into
 // columns cols of t, nil when they go to COPY as text (copy_binary off, a

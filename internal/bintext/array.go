@@ -7,33 +7,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/pgflo/pgflo/internal/builtin"
 )
-
-// arrayElems maps the array types rendered here to their element types
-// (pg_type.dat's array_type_oid), as internal/copybin's.
-var arrayElems = map[uint32]uint32{
-	1000: oidBool,
-	1001: oidBytea,
-	1005: oidInt2,
-	1007: oidInt4,
-	1016: oidInt8,
-	1009: oidText,
-	1014: oidBpchar,
-	1015: oidVarchar,
-	199:  oidJSON,
-	3807: oidJSONB,
-	1021: oidFloat4,
-	1022: oidFloat8,
-	1231: oidNumeric,
-	2951: oidUUID,
-	1182: oidDate,
-	1183: oidTime,
-	1115: oidTimestamp,
-	1185: oidTimestamptz,
-}
-
-// maxDims is the server's MAXDIM.
-const maxDims = 6
 
 var (
 	errArray    = errors.New("malformed array binary value")
@@ -53,7 +29,7 @@ func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
 	}
 	ndim := int32(binary.BigEndian.Uint32(b))
 	flags := int32(binary.BigEndian.Uint32(b[4:]))
-	if ndim < 0 || ndim > maxDims || flags&^1 != 0 {
+	if ndim < 0 || ndim > builtin.MaxDims || flags&^1 != 0 {
 		return dst, errArray
 	}
 	if binary.BigEndian.Uint32(b[8:]) != elemOID {
@@ -62,7 +38,7 @@ func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
 	if len(b) < 12+8*int(ndim) {
 		return dst, errArray
 	}
-	var dims, lbs [maxDims]int32
+	var dims, lbs [builtin.MaxDims]int32
 	nitems := 1
 	decorated := false
 	for d := range int(ndim) {
@@ -99,7 +75,7 @@ func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
 	for range ndim {
 		dst = append(dst, '{')
 	}
-	var idx [maxDims]int32
+	var idx [builtin.MaxDims]int32
 	for i := range nitems {
 		if len(b) < 4 {
 			return dst, errArray

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
-	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -24,83 +24,11 @@ var pg *testenv.Postgres
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 
-// connect opens a session with the text form settings the replicator and
-// pg_flo_postgres pin.
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range event.TextFormSettings() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
-}
-
 func exec(t testing.TB, conn *pgx.Conn, sql string) {
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// tableColumn is one column of a table: its name and type OID.
-type tableColumn struct {
-	name string
-	oid  uint32
-}
-
-func columnsOf(t testing.TB, conn *pgx.Conn, table string) []tableColumn {
-	t.Helper()
-	rows, err := conn.Query(context.Background(), `SELECT attname, atttypid FROM pg_attribute
-		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableColumn, error) {
-		var c tableColumn
-		return c, r.Scan(&c.name, &c.oid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cols
-}
-
-// copyOut returns the COPY text of a query's rows.
-func copyOut(t testing.TB, conn *pgx.Conn, query string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if _, err := conn.PgConn().CopyTo(context.Background(), &buf, "COPY ("+query+") TO STDOUT"); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// copyOutBinary returns the binary tuples of a query's rows: the stream
-// without its header and trailer.
-func copyOutBinary(t testing.TB, conn *pgx.Conn, query string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if _, err := conn.PgConn().CopyTo(context.Background(), &buf, "COPY ("+query+") TO STDOUT WITH (FORMAT binary)"); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	const sig = "PGCOPY\n\xff\r\n\x00"
-	if len(b) < 19 || string(b[:11]) != sig {
-		t.Fatalf("binary COPY stream does not start with the signature")
-	}
-	b = b[19+binary.BigEndian.Uint32(b[15:]):] // flags, then the header extension's length and the extension
-	if !bytes.HasSuffix(b, []byte{0xff, 0xff}) {
-		t.Fatalf("binary COPY stream does not end with the trailer")
-	}
-	return b[:len(b)-2]
 }
 
 // short quotes at most 200 bytes of b, for a failure message.
@@ -149,18 +77,18 @@ func unescapeCopy(t testing.TB, field []byte) []byte {
 // for byte its text COPY, both whole (AppendCopyText) and value by value
 // (AppendText against the unescaped text field), and returns how many rows
 // it compared.
-func matchCopyText(t *testing.T, conn *pgx.Conn, query string, cols []tableColumn) int {
+func matchCopyText(t *testing.T, conn *pgx.Conn, query string, cols []typestest.Column) int {
 	t.Helper()
 	oids := make([]uint32, len(cols))
 	for i, c := range cols {
-		oids[i] = c.oid
+		oids[i] = c.OID
 	}
 	r, bad, ok := For(oids)
 	if !ok {
-		t.Fatalf("column %s (type %d) is not supported", cols[bad].name, cols[bad].oid)
+		t.Fatalf("column %s (type %d) is not supported", cols[bad].Name, cols[bad].OID)
 	}
-	tuples := copyOutBinary(t, conn, query)
-	want := copyOut(t, conn, query)
+	tuples := typestest.CopyOut(t, conn, query, true)
+	want := typestest.CopyOut(t, conn, query, false)
 	got, err := r.AppendCopyText([]byte("prefix"), tuples)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +108,7 @@ func matchCopyText(t *testing.T, conn *pgx.Conn, query string, cols []tableColum
 			wf := bytes.Split(bytes.TrimSuffix(wantLines[i], []byte("\n")), []byte("\t"))
 			for j := range min(len(gf), len(wf)) {
 				if !bytes.Equal(gf[j], wf[j]) {
-					t.Fatalf("row %d, column %s (type %d): rendered %s, COPY text %s", i+1, cols[j].name, cols[j].oid, short(gf[j]), short(wf[j]))
+					t.Fatalf("row %d, column %s (type %d): rendered %s, COPY text %s", i+1, cols[j].Name, cols[j].OID, short(gf[j]), short(wf[j]))
 				}
 			}
 			t.Fatalf("row %d: rendered %d fields, COPY text %d", i+1, len(gf), len(wf))
@@ -325,7 +253,7 @@ var specials = map[string][]string{
 // every scale, floats of every magnitude, timestamps from 4712 BC to 294275
 // AD), and the specials, render exactly as the server's COPY text.
 func TestGeneratedValuesMatchCopyText(t *testing.T) {
-	conn := connect(t, pg.NewDatabase(t))
+	conn := typestest.Connect(t, pg.NewDatabase(t))
 	exec(t, conn, generatedTable+";"+generatedFill)
 	maxRows := 0
 	for _, vals := range specials {
@@ -341,10 +269,10 @@ func TestGeneratedValuesMatchCopyText(t *testing.T) {
 		}
 		exec(t, conn, "INSERT INTO src ("+strings.Join(names, ", ")+") VALUES ("+strings.Join(vals, ", ")+")")
 	}
-	cols := columnsOf(t, conn, "src")
+	cols := typestest.Columns(t, conn, "src")
 	for _, c := range cols[1:] {
-		if _, ok := specials[c.name]; !ok {
-			t.Errorf("column %s has no specials", c.name)
+		if _, ok := specials[c.Name]; !ok {
+			t.Errorf("column %s has no specials", c.Name)
 		}
 	}
 	if n := matchCopyText(t, conn, "SELECT * FROM src ORDER BY id", cols); n != 20000+maxRows {
@@ -355,14 +283,14 @@ func TestGeneratedValuesMatchCopyText(t *testing.T) {
 // Every column of the all-types table whose type is supported renders as
 // the server's COPY text, row by row (edge values, NULLs, TOASTed values).
 func TestAllTypesTable(t *testing.T) {
-	conn := connect(t, pg.NewDatabase(t))
+	conn := typestest.Connect(t, pg.NewDatabase(t))
 	exec(t, conn, typestest.Types+";"+typestest.Table("src")+";"+typestest.Rows("src"))
-	var cols []tableColumn
+	var cols []typestest.Column
 	var names []string
-	for _, c := range columnsOf(t, conn, "src") {
-		if Supported(c.oid) {
+	for _, c := range typestest.Columns(t, conn, "src") {
+		if Supported(c.OID) {
 			cols = append(cols, c)
-			names = append(names, pgx.Identifier{c.name}.Sanitize())
+			names = append(names, pgx.Identifier{c.Name}.Sanitize())
 		}
 	}
 	if len(cols) < 30 {
@@ -387,7 +315,7 @@ func TestSupported(t *testing.T) {
 			t.Errorf("type %d supported", oid)
 		}
 	}
-	if r, bad, ok := For([]uint32{oidInt8, 1186, oidText}); ok || bad != 1 || r != nil {
+	if r, bad, ok := For([]uint32{builtin.Int8, 1186, builtin.Text}); ok || bad != 1 || r != nil {
 		t.Errorf("interval: ok %v, column %d; want column 1 unsupported", ok, bad)
 	}
 	if _, bad, ok := For(want); !ok || bad != -1 {
@@ -399,7 +327,7 @@ func TestSupported(t *testing.T) {
 // (among them the ties strconv would print shorter than the server, as
 // 1e23 and float4 6.22e9), render as the server's float8out and float4out.
 func TestFloatsMatchServer(t *testing.T) {
-	conn := connect(t, pg.NewDatabase(t))
+	conn := typestest.Connect(t, pg.NewDatabase(t))
 	exec(t, conn, "CREATE TABLE floats (id int8, f4 float4, f8 float8)")
 	rng := rand.New(rand.NewPCG(1, 2))
 	var rows [][]any
@@ -454,7 +382,7 @@ func TestFloatsMatchServer(t *testing.T) {
 	if _, err := conn.CopyFrom(context.Background(), pgx.Identifier{"floats"}, []string{"id", "f4", "f8"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
-	matchCopyText(t, conn, "SELECT * FROM floats ORDER BY id", columnsOf(t, conn, "floats"))
+	matchCopyText(t, conn, "SELECT * FROM floats ORDER BY id", typestest.Columns(t, conn, "floats"))
 	t.Logf("%d rows, %d ties", len(rows), ties)
 }
 
@@ -521,28 +449,28 @@ func TestHandMadeValues(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{oidBool, []byte{2}, "t"},
-		{oidNumeric, cat(be16(2), be16(1), be16(0), be16(0), be16(0), be16(12)), "12"}, // leading zero digit
-		{oidNumeric, cat(be16(0), be16(3), be16(0), be16(2)), "0.00"},                  // zero of weight 3
-		{oidNumeric, cat(be16(1), be16(-1), be16(numericNeg), be16(2), be16(50)), "0.00"},
-		{oidNumeric, cat(be16(1), be16(-1), be16(numericNeg), be16(3), be16(50)), "-0.005"},
-		{oidNumeric, cat(be16(1), be16(0), be16(0), be16(0), be16(9999)), "9999"},
-		{oidNumeric, cat(be16(1), be16(-2), be16(0), be16(8), be16(1)), "0.00000001"},
-		{oidNumeric, cat(be16(1), be16(-2), be16(0), be16(6), be16(1)), "0.000000"},
-		{oidNumeric, cat(be16(2), be16(1), be16(0), be16(1), be16(1), be16(2)), "10002.0"},
-		{oidNumeric, cat(be16(0), be16(0), be16(numericNaN), be16(0)), "NaN"},
-		{oidTimestamptz, be64(minTimestamp), "4714-11-24 00:00:00+00 BC"},
-		{oidTimestamp, be64(endTimestamp - 1), "294276-12-31 23:59:59.999999"},
-		{oidDate, be32(endDate - 1), "5874897-12-31"},
-		{oidDate, be32(minDate), "4714-11-24 BC"},
-		{oidTime, be64(usPerDay), "24:00:00"},
-		{oidText, []byte{}, ""},
-		{oidJSONB, []byte{1}, ""},
-		{1007, array(oidInt4, []int{0}, []int{1}), "{}"},
-		{1007, array(oidInt4, []int{2, 0}, []int{5, 5}), "{}"},
-		{1009, array(oidText, []int{3}, []int{1}, []byte(""), nil, []byte("nuLL")), `{"",NULL,"nuLL"}`},
-		{1009, array(oidText, []int{1}, []int{0}, []byte(`a"b\c`)), `[0:0]={"a\"b\\c"}`},
-		{1009, array(oidText, []int{2, 1}, []int{1, 1}, []byte("x"), []byte("y\vz")), "{{x},{\"y\vz\"}}"},
+		{builtin.Bool, []byte{2}, "t"},
+		{builtin.Numeric, cat(be16(2), be16(1), be16(0), be16(0), be16(0), be16(12)), "12"}, // leading zero digit
+		{builtin.Numeric, cat(be16(0), be16(3), be16(0), be16(2)), "0.00"},                  // zero of weight 3
+		{builtin.Numeric, cat(be16(1), be16(-1), be16(builtin.NumericNeg), be16(2), be16(50)), "0.00"},
+		{builtin.Numeric, cat(be16(1), be16(-1), be16(builtin.NumericNeg), be16(3), be16(50)), "-0.005"},
+		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0), be16(9999)), "9999"},
+		{builtin.Numeric, cat(be16(1), be16(-2), be16(0), be16(8), be16(1)), "0.00000001"},
+		{builtin.Numeric, cat(be16(1), be16(-2), be16(0), be16(6), be16(1)), "0.000000"},
+		{builtin.Numeric, cat(be16(2), be16(1), be16(0), be16(1), be16(1), be16(2)), "10002.0"},
+		{builtin.Numeric, cat(be16(0), be16(0), be16(builtin.NumericNaN), be16(0)), "NaN"},
+		{builtin.Timestamptz, be64(minTimestamp), "4714-11-24 00:00:00+00 BC"},
+		{builtin.Timestamp, be64(endTimestamp - 1), "294276-12-31 23:59:59.999999"},
+		{builtin.Date, be32(endDate - 1), "5874897-12-31"},
+		{builtin.Date, be32(minDate), "4714-11-24 BC"},
+		{builtin.Time, be64(usPerDay), "24:00:00"},
+		{builtin.Text, []byte{}, ""},
+		{builtin.JSONB, []byte{1}, ""},
+		{1007, array(builtin.Int4, []int{0}, []int{1}), "{}"},
+		{1007, array(builtin.Int4, []int{2, 0}, []int{5, 5}), "{}"},
+		{1009, array(builtin.Text, []int{3}, []int{1}, []byte(""), nil, []byte("nuLL")), `{"",NULL,"nuLL"}`},
+		{1009, array(builtin.Text, []int{1}, []int{0}, []byte(`a"b\c`)), `[0:0]={"a\"b\\c"}`},
+		{1009, array(builtin.Text, []int{2, 1}, []int{1, 1}, []byte("x"), []byte("y\vz")), "{{x},{\"y\vz\"}}"},
 	}
 	for _, c := range cases {
 		r, _, ok := For([]uint32{c.oid})
@@ -595,7 +523,7 @@ func TestEscapes(t *testing.T) {
 func TestErrors(t *testing.T) {
 	secret := []byte("SECRET")
 	ok := tuple(be32(1), secret)
-	cols := []uint32{oidInt4, oidText}
+	cols := []uint32{builtin.Int4, builtin.Text}
 	r, _, _ := For(cols)
 	rowErrors := map[string][]byte{
 		"truncated count":  cat(ok, []byte{0}),
@@ -647,51 +575,51 @@ func TestErrors(t *testing.T) {
 		oid  uint32
 		data []byte
 	}{
-		{oidBool, []byte{}},
-		{oidInt2, []byte{1, 2, 3}},
-		{oidInt8, secret},
-		{oidFloat4, secret},
-		{oidFloat8, secret},
-		{oidUUID, secret},
-		{oidJSONB, []byte{}},
-		{oidJSONB, cat([]byte{2}, secret)},
-		{oidNumeric, secret[:4]},
-		{oidNumeric, cat(be16(1), be16(0), be16(0), be16(0))},                                   // a digit missing
-		{oidNumeric, cat(be16(1), be16(0), be16(0), be16(0), be16(10000))},                      // digit out of range
-		{oidNumeric, cat(be16(1), be16(0), be16(0), be16(0), be16(-1))},                         // negative digit
-		{oidNumeric, cat(be16(0), be16(0), be16(0x1000), be16(0))},                              // bad sign
-		{oidNumeric, cat(be16(0), be16(0), be16(0), be16(0x4000))},                              // bad scale
-		{oidNumeric, cat(be16(-1), be16(0), be16(0), be16(0))},                                  // negative count
-		{oidDate, be32(endDate)},                                                                // out of range
-		{oidDate, be32(minDate - 1)},                                                            //
-		{oidTime, be64(usPerDay + 1)},                                                           //
-		{oidTime, be64(-1)},                                                                     //
-		{oidTimestamp, be64(endTimestamp)},                                                      //
-		{oidTimestamptz, be64(minTimestamp - 1)},                                                //
-		{oidDate, secret},                                                                       // sizes
-		{oidTime, secret},                                                                       //
-		{oidTimestamp, secret},                                                                  //
-		{1007, array(oidInt8, []int{1}, []int{1}, be32(1))},                                     // element type
-		{1007, array(oidInt4, []int{1}, []int{1}, be64(1))},                                     // element size
-		{1007, array(oidInt4, []int{2}, []int{1}, be32(1))},                                     // element missing
-		{1007, cat(array(oidInt4, []int{1}, []int{1}, be32(1)), []byte{0})},                     // bytes after
-		{1007, cat(array(oidInt4, nil, nil), []byte{0})},                                        // bytes after the empty array
-		{1007, array(oidInt4, []int{1, 1, 1, 1, 1, 1, 1}, []int{1, 1, 1, 1, 1, 1, 1}, be32(1))}, // 7 dimensions
-		{1007, array(oidInt4, []int{1 << 30, 1 << 30}, []int{1, 1}, be32(1))},                   // absurd size
-		{1007, array(oidInt4, []int{-1}, []int{1})},                                             // negative length
-		{1007, array(oidInt4, []int{2}, []int{2147483647}, be32(1), be32(2))},
-		{1007, array(oidInt4, []int{1}, []int{2147483647}, be32(1))},        // upper bound overflows
-		{1007, cat(be32(-1), be32(0), be32(oidInt4))},                       // negative dimensions
-		{1007, cat(be32(0), be32(2), be32(oidInt4))},                        // bad flags
-		{1007, cat(be32(1), be32(0), be32(oidInt4), be32(1))},               // truncated header
-		{1007, cat(be32(1), be32(0))},                                       //
-		{1007, cat(array(oidInt4, []int{1}, []int{1}), be32(-2))},           // negative element length
-		{1007, cat(array(oidInt4, []int{1}, []int{1}), be32(9), be32(1))},   // element beyond
-		{3807, array(oidJSONB, []int{1}, []int{1}, cat([]byte{2}, secret))}, // element's jsonb version
-		{1231, array(oidNumeric, []int{1}, []int{1}, secret)},               // bad element
+		{builtin.Bool, []byte{}},
+		{builtin.Int2, []byte{1, 2, 3}},
+		{builtin.Int8, secret},
+		{builtin.Float4, secret},
+		{builtin.Float8, secret},
+		{builtin.UUID, secret},
+		{builtin.JSONB, []byte{}},
+		{builtin.JSONB, cat([]byte{2}, secret)},
+		{builtin.Numeric, secret[:4]},
+		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0))}, // a digit missing
+		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0), be16(10000))},                      // digit out of range
+		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0), be16(-1))},                         // negative digit
+		{builtin.Numeric, cat(be16(0), be16(0), be16(0x1000), be16(0))},                              // bad sign
+		{builtin.Numeric, cat(be16(0), be16(0), be16(0), be16(0x4000))},                              // bad scale
+		{builtin.Numeric, cat(be16(-1), be16(0), be16(0), be16(0))},                                  // negative count
+		{builtin.Date, be32(endDate)},                                                                // out of range
+		{builtin.Date, be32(minDate - 1)},                                                            //
+		{builtin.Time, be64(usPerDay + 1)},                                                           //
+		{builtin.Time, be64(-1)},                                                                     //
+		{builtin.Timestamp, be64(endTimestamp)},                                                      //
+		{builtin.Timestamptz, be64(minTimestamp - 1)},                                                //
+		{builtin.Date, secret},                                                                       // sizes
+		{builtin.Time, secret},                                                                       //
+		{builtin.Timestamp, secret},                                                                  //
+		{1007, array(builtin.Int8, []int{1}, []int{1}, be32(1))},                                     // element type
+		{1007, array(builtin.Int4, []int{1}, []int{1}, be64(1))},                                     // element size
+		{1007, array(builtin.Int4, []int{2}, []int{1}, be32(1))},                                     // element missing
+		{1007, cat(array(builtin.Int4, []int{1}, []int{1}, be32(1)), []byte{0})},                     // bytes after
+		{1007, cat(array(builtin.Int4, nil, nil), []byte{0})},                                        // bytes after the empty array
+		{1007, array(builtin.Int4, []int{1, 1, 1, 1, 1, 1, 1}, []int{1, 1, 1, 1, 1, 1, 1}, be32(1))}, // 7 dimensions
+		{1007, array(builtin.Int4, []int{1 << 30, 1 << 30}, []int{1, 1}, be32(1))},                   // absurd size
+		{1007, array(builtin.Int4, []int{-1}, []int{1})},                                             // negative length
+		{1007, array(builtin.Int4, []int{2}, []int{2147483647}, be32(1), be32(2))},
+		{1007, array(builtin.Int4, []int{1}, []int{2147483647}, be32(1))},        // upper bound overflows
+		{1007, cat(be32(-1), be32(0), be32(builtin.Int4))},                       // negative dimensions
+		{1007, cat(be32(0), be32(2), be32(builtin.Int4))},                        // bad flags
+		{1007, cat(be32(1), be32(0), be32(builtin.Int4), be32(1))},               // truncated header
+		{1007, cat(be32(1), be32(0))},                                            //
+		{1007, cat(array(builtin.Int4, []int{1}, []int{1}), be32(-2))},           // negative element length
+		{1007, cat(array(builtin.Int4, []int{1}, []int{1}), be32(9), be32(1))},   // element beyond
+		{3807, array(builtin.JSONB, []int{1}, []int{1}, cat([]byte{2}, secret))}, // element's jsonb version
+		{1231, array(builtin.Numeric, []int{1}, []int{1}, secret)},               // bad element
 	}
 	for _, c := range valueErrors {
-		r, _, _ := For([]uint32{oidText, c.oid})
+		r, _, _ := For([]uint32{builtin.Text, c.oid})
 		out, err := r.AppendText([]byte("x"), 1, c.data)
 		var e *Error
 		if !errors.As(err, &e) || e.Row != -1 || e.Column != 1 || string(out) != "x" || strings.Contains(err.Error(), "SECRE") {
@@ -707,42 +635,19 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// The benchmarks' mixed table (bench/internal/benchkit): bigint, int,
-// text, numeric(16,4), timestamptz, bool, jsonb, uuid, bytea, text[].
-const mixedTable = `CREATE TABLE mixed (
-	id bigint PRIMARY KEY, n int NOT NULL, s text, amount numeric(16,4), ts timestamptz NOT NULL,
-	flag bool, doc jsonb, uid uuid, blob bytea, tags text[])`
-
-func mixedFill(rows int) string {
-	return fmt.Sprintf(`INSERT INTO mixed
-SELECT g,
-	(g::bigint * 7919 %% 2000003 - 1000000)::int,
-	CASE WHEN g %% 10 = 0 THEN NULL
-	     WHEN g %% 10 = 1 THEN E'tab\there, quote " and backslash \\ in row ' || g
-	     ELSE 'row ' || g || ' ' || md5(g::text) END,
-	round(g * 3.14159::numeric / 7, 4) * CASE WHEN g %% 2 = 0 THEN 1 ELSE -1 END,
-	timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 seconds',
-	CASE WHEN g %% 7 = 0 THEN NULL ELSE g %% 2 = 0 END,
-	jsonb_build_object('id', g, 'name', 'item ' || g, 'tags', jsonb_build_array('a', g %% 5), 'ok', g %% 3 = 0),
-	md5(g::text || 'u')::uuid,
-	decode(md5(g::text), 'hex'),
-	ARRAY['t' || g %% 10, CASE WHEN g %% 4 = 0 THEN NULL ELSE 'q"' || g END, 'x,y']
-FROM generate_series(1, %d) g`, rows)
-}
-
 // mixedRows returns the binary tuples of rows of the mixed table, the
 // columns' OIDs, and checks they render as the server's COPY text.
 func mixedRows(tb testing.TB, rows int) (tuples []byte, oids []uint32) {
 	tb.Helper()
-	conn := connect(tb, pg.NewDatabase(tb))
-	exec(tb, conn, mixedTable+";"+mixedFill(rows))
-	for _, c := range columnsOf(tb, conn, "mixed") {
-		oids = append(oids, c.oid)
+	conn := typestest.Connect(tb, pg.NewDatabase(tb))
+	exec(tb, conn, typestest.MixedTable("mixed")+";"+typestest.MixedFill("mixed", rows))
+	for _, c := range typestest.Columns(tb, conn, "mixed") {
+		oids = append(oids, c.OID)
 	}
 	const query = "SELECT * FROM mixed ORDER BY id"
-	tuples = copyOutBinary(tb, conn, query)
+	tuples = typestest.CopyOut(tb, conn, query, true)
 	r, _, _ := For(oids)
-	if got, err := r.AppendCopyText(nil, tuples); err != nil || !bytes.Equal(got, copyOut(tb, conn, query)) {
+	if got, err := r.AppendCopyText(nil, tuples); err != nil || !bytes.Equal(got, typestest.CopyOut(tb, conn, query, false)) {
 		tb.Fatalf("mixed rows do not render as COPY text (%v)", err)
 	}
 	return tuples, oids
@@ -796,13 +701,13 @@ func TestNoAllocations(t *testing.T) {
 // panics: as tuples of the generated table's columns, and as a value of
 // each of its types. Seeded with real tuples and their values.
 func FuzzAppendCopyText(f *testing.F) {
-	conn := connect(f, pg.NewDatabase(f))
+	conn := typestest.Connect(f, pg.NewDatabase(f))
 	exec(f, conn, generatedTable+";"+strings.Replace(generatedFill, "20000", "3", 1))
 	var oids []uint32
-	for _, c := range columnsOf(f, conn, "src") {
-		oids = append(oids, c.oid)
+	for _, c := range typestest.Columns(f, conn, "src") {
+		oids = append(oids, c.OID)
 	}
-	all := copyOutBinary(f, conn, "SELECT * FROM src ORDER BY id")
+	all := typestest.CopyOut(f, conn, "SELECT * FROM src ORDER BY id", true)
 	f.Add(all)
 	for rest := all; len(rest) > 0; {
 		var tup []byte

@@ -5,30 +5,8 @@ import (
 	"errors"
 	"math"
 	"strconv"
-)
 
-// Built-in type OIDs (pg_type.dat): stable across servers and versions. The
-// set is internal/copybin's, so what one direction converts the other
-// renders. Arrays are in array.go.
-const (
-	oidBool        = 16
-	oidBytea       = 17
-	oidInt8        = 20
-	oidInt2        = 21
-	oidInt4        = 23
-	oidText        = 25
-	oidJSON        = 114
-	oidFloat4      = 700
-	oidFloat8      = 701
-	oidBpchar      = 1042
-	oidVarchar     = 1043
-	oidDate        = 1082
-	oidTime        = 1083
-	oidTimestamp   = 1114
-	oidTimestamptz = 1184
-	oidNumeric     = 1700
-	oidUUID        = 2950
-	oidJSONB       = 3802
+	"github.com/pgflo/pgflo/internal/builtin"
 )
 
 // kind is how a value is rendered: a switch on it is cheaper per value
@@ -55,24 +33,24 @@ const (
 )
 
 var scalarKinds = map[uint32]kind{
-	oidBool:        kindBool,
-	oidBytea:       kindBytea,
-	oidInt2:        kindInt2,
-	oidInt4:        kindInt4,
-	oidInt8:        kindInt8,
-	oidText:        kindText,
-	oidBpchar:      kindText,
-	oidVarchar:     kindText,
-	oidJSON:        kindText,
-	oidJSONB:       kindJSONB,
-	oidFloat4:      kindFloat4,
-	oidFloat8:      kindFloat8,
-	oidNumeric:     kindNumeric,
-	oidUUID:        kindUUID,
-	oidDate:        kindDate,
-	oidTime:        kindTime,
-	oidTimestamp:   kindTimestamp,
-	oidTimestamptz: kindTimestamptz,
+	builtin.Bool:        kindBool,
+	builtin.Bytea:       kindBytea,
+	builtin.Int2:        kindInt2,
+	builtin.Int4:        kindInt4,
+	builtin.Int8:        kindInt8,
+	builtin.Text:        kindText,
+	builtin.Bpchar:      kindText,
+	builtin.Varchar:     kindText,
+	builtin.JSON:        kindText,
+	builtin.JSONB:       kindJSONB,
+	builtin.Float4:      kindFloat4,
+	builtin.Float8:      kindFloat8,
+	builtin.Numeric:     kindNumeric,
+	builtin.UUID:        kindUUID,
+	builtin.Date:        kindDate,
+	builtin.Time:        kindTime,
+	builtin.Timestamp:   kindTimestamp,
+	builtin.Timestamptz: kindTimestamptz,
 }
 
 // column is how one column's values are rendered.
@@ -89,7 +67,7 @@ func columnFor(oid uint32) (column, bool) {
 	if k, ok := scalarKinds[oid]; ok {
 		return column{kind: k}, true
 	}
-	if elemOID, ok := arrayElems[oid]; ok {
+	if elemOID, ok := builtin.ArrayElems[oid]; ok {
 		k := scalarKinds[elemOID]
 		return column{kind: kindArray, elem: k, elemOID: elemOID, escapes: k == kindText || k == kindJSONB || k == kindBytea}, true
 	}
@@ -231,19 +209,6 @@ func appendUUID(dst, b []byte) []byte {
 	return append(dst, u[:]...)
 }
 
-// numeric's binary form: int16 ndigits, int16 weight (the power of 10000 of
-// the first digit), uint16 sign, int16 display scale, then ndigits
-// base-10000 digits.
-const (
-	numericPos  = 0x0000
-	numericNeg  = 0x4000
-	numericNaN  = 0xC000
-	numericPInf = 0xD000
-	numericNInf = 0xF000
-	// numericMaxScale is the largest display scale (NUMERIC_DSCALE_MAX).
-	numericMaxScale = 0x3FFF
-)
-
 // appendNumeric writes what numeric_out writes (get_str_from_var): an
 // optional '-', the integer part without leading zeros ("0" if none), and
 // when the display scale is above 0 a '.' and exactly that many digits
@@ -256,17 +221,17 @@ func appendNumeric(dst, b []byte) ([]byte, error) {
 	weight := int(int16(binary.BigEndian.Uint16(b[2:])))
 	sign := binary.BigEndian.Uint16(b[4:])
 	dscale := int(int16(binary.BigEndian.Uint16(b[6:])))
-	if ndigits < 0 || len(b) != 8+2*ndigits || dscale < 0 || dscale > numericMaxScale {
+	if ndigits < 0 || len(b) != 8+2*ndigits || dscale < 0 || dscale > builtin.NumericMaxScale {
 		return dst, errNumeric
 	}
 	switch sign {
-	case numericNaN:
+	case builtin.NumericNaN:
 		return append(dst, "NaN"...), nil
-	case numericPInf:
+	case builtin.NumericPInf:
 		return append(dst, "Infinity"...), nil
-	case numericNInf:
+	case builtin.NumericNInf:
 		return append(dst, "-Infinity"...), nil
-	case numericPos, numericNeg:
+	case builtin.NumericPos, builtin.NumericNeg:
 	default:
 		return dst, errNumeric
 	}
@@ -294,7 +259,7 @@ func appendNumeric(dst, b []byte) ([]byte, error) {
 		return int(binary.BigEndian.Uint16(digits[2*d:]))
 	}
 	start := len(dst)
-	if sign == numericNeg {
+	if sign == builtin.NumericNeg {
 		dst = append(dst, '-')
 	}
 	d := 0
@@ -323,7 +288,7 @@ func appendNumeric(dst, b []byte) ([]byte, error) {
 	}
 	// A negative value whose shown digits are all zero (which the server
 	// never sends: it stores zero as positive) reads back as zero.
-	if sign == numericNeg && !hasNonZeroDigit(dst[start+1:]) {
+	if sign == builtin.NumericNeg && !hasNonZeroDigit(dst[start+1:]) {
 		copy(dst[start:], dst[start+1:])
 		dst = dst[:len(dst)-1]
 	}

@@ -2,36 +2,12 @@ package copybin
 
 import (
 	"encoding/binary"
+
+	"github.com/pgflo/pgflo/internal/builtin"
 )
 
-// arrayElems maps the array types converted here to their element types
-// (pg_type.dat's array_type_oid).
-var arrayElems = map[uint32]uint32{
-	1000: oidBool,
-	1001: oidBytea,
-	1005: oidInt2,
-	1007: oidInt4,
-	1016: oidInt8,
-	1009: oidText,
-	1014: oidBpchar,
-	1015: oidVarchar,
-	199:  oidJSON,
-	3807: oidJSONB,
-	1021: oidFloat4,
-	1022: oidFloat8,
-	1231: oidNumeric,
-	2951: oidUUID,
-	1182: oidDate,
-	1183: oidTime,
-	1115: oidTimestamp,
-	1185: oidTimestamptz,
-}
-
-// maxDims is the server's MAXDIM.
-const maxDims = 6
-
 // zeroHeader is room for the largest array header, filled in later.
-var zeroHeader [12 + 8*maxDims]byte
+var zeroHeader [12 + 8*builtin.MaxDims]byte
 
 // convertArray reads what array_out writes for elements of type elem: an
 // optional "[lower:upper]..." decoration (only when a lower bound is not
@@ -42,10 +18,10 @@ var zeroHeader [12 + 8*maxDims]byte
 // with their lengths.
 func convertArray(dst, b []byte, elem uint32, conv convert, s *scratch) ([]byte, error) {
 	p := arrayParser{b: b, conv: conv, s: s}
-	var lower [maxDims]int64
+	var lower [builtin.MaxDims]int64
 	decorated := 0
 	for p.i < len(b) && b[p.i] == '[' {
-		if decorated == maxDims {
+		if decorated == builtin.MaxDims {
 			return dst, errNotConvertible
 		}
 		lo, hi, ok := p.bounds()
@@ -65,7 +41,7 @@ func convertArray(dst, b []byte, elem uint32, conv convert, s *scratch) ([]byte,
 	for p.ndim < len(b)-p.i && b[p.i+p.ndim] == '{' {
 		p.ndim++
 	}
-	if p.ndim == 0 || p.ndim > maxDims || (decorated > 0 && decorated != p.ndim) {
+	if p.ndim == 0 || p.ndim > builtin.MaxDims || (decorated > 0 && decorated != p.ndim) {
 		return dst, errNotConvertible
 	}
 	at := len(dst)
@@ -106,7 +82,7 @@ type arrayParser struct {
 	b       []byte
 	i       int
 	ndim    int
-	lens    [maxDims]int64 // each dimension's length; -1 until known
+	lens    [builtin.MaxDims]int64 // each dimension's length; -1 until known
 	hasNull bool
 	conv    convert
 	dst     []byte

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/copypack"
 )
 
@@ -63,7 +64,7 @@ type Rows struct {
 func For(oids []uint32) (r *Rows, unsupported int, ok bool) {
 	r = &Rows{conv: make([]convert, len(oids)), bytea: make([]bool, len(oids))}
 	for i, oid := range oids {
-		r.bytea[i] = oid == oidBytea
+		r.bytea[i] = oid == builtin.Bytea
 		c, ok := converterFor(oid)
 		if !ok {
 			return nil, i, false

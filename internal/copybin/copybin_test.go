@@ -13,65 +13,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
-	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
 var pg *testenv.Postgres
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
-
-// connect opens a session with the text form settings the replicator and
-// pg_flo_postgres pin.
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range event.TextFormSettings() {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
-}
-
-// column is one column of a table: its name and type OID.
-type column struct {
-	name string
-	oid  uint32
-}
-
-func columnsOf(t *testing.T, conn *pgx.Conn, table string) []column {
-	t.Helper()
-	rows, err := conn.Query(context.Background(), `SELECT attname, atttypid FROM pg_attribute
-		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
-		var c column
-		return c, r.Scan(&c.name, &c.oid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cols
-}
-
-// copyOut returns the COPY text of a query's rows.
-func copyOut(t *testing.T, conn *pgx.Conn, query string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if _, err := conn.PgConn().CopyTo(context.Background(), &buf, "COPY ("+query+") TO STDOUT"); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // copyIn loads a binary stream into a table.
 func copyIn(t *testing.T, conn *pgx.Conn, table string, tuples []byte) {
@@ -87,7 +35,7 @@ func copyIn(t *testing.T, conn *pgx.Conn, table string, tuples []byte) {
 // exactly those beyond its range, and every other type is declined.
 func TestAllTypesRoundTrip(t *testing.T) {
 	dsn := pg.NewDatabase(t)
-	conn := connect(t, dsn)
+	conn := typestest.Connect(t, dsn)
 	ctx := context.Background()
 	if _, err := conn.Exec(ctx, typestest.Types+";"+typestest.Table("src")+";"+typestest.Rows("src")); err != nil {
 		t.Fatal(err)
@@ -95,20 +43,20 @@ func TestAllTypesRoundTrip(t *testing.T) {
 	wantDeclined := map[string]bool{"c_timestamp/4": true} // year 294276: beyond maxYear
 	declined := map[string]bool{}
 	converted := 0
-	for _, c := range columnsOf(t, conn, "src")[1:] {
-		conv, _, ok := For([]uint32{oidInt8, c.oid})
+	for _, c := range typestest.Columns(t, conn, "src")[1:] {
+		conv, _, ok := For([]uint32{builtin.Int8, c.OID})
 		if !ok {
 			continue
 		}
 		converted++
-		col := pgx.Identifier{c.name}.Sanitize()
-		dst := pgx.Identifier{"dst_" + c.name}.Sanitize()
+		col := pgx.Identifier{c.Name}.Sanitize()
+		dst := pgx.Identifier{"dst_" + c.Name}.Sanitize()
 		if _, err := conn.Exec(ctx, "CREATE TABLE "+dst+" AS SELECT id, "+col+" FROM src WITH NO DATA"); err != nil {
 			t.Fatal(err)
 		}
 		var tuples []byte
 		var ids []string
-		for _, line := range bytes.SplitAfter(copyOut(t, conn, "SELECT id, "+col+" FROM src ORDER BY id"), []byte("\n")) {
+		for _, line := range bytes.SplitAfter(typestest.CopyOut(t, conn, "SELECT id, "+col+" FROM src ORDER BY id", false), []byte("\n")) {
 			if len(line) == 0 {
 				continue
 			}
@@ -117,9 +65,9 @@ func TestAllTypesRoundTrip(t *testing.T) {
 			var ce *ConvertError
 			if err != nil {
 				if !errors.As(err, &ce) || !errors.Is(err, errNotConvertible) || ce.Column != 1 || !bytes.Equal(out, tuples) {
-					t.Fatalf("%s row %s: error %v (%#v), output changed %v", c.name, id, err, ce, !bytes.Equal(out, tuples))
+					t.Fatalf("%s row %s: error %v (%#v), output changed %v", c.Name, id, err, ce, !bytes.Equal(out, tuples))
 				}
-				declined[c.name+"/"+id] = true
+				declined[c.Name+"/"+id] = true
 				continue
 			}
 			tuples = out
@@ -130,7 +78,7 @@ func TestAllTypesRoundTrip(t *testing.T) {
 		want := testenv.QueryRows(t, dsn, "SELECT id, "+col+"::text FROM src WHERE "+in+" ORDER BY id")
 		got := testenv.QueryRows(t, dsn, "SELECT id, "+col+"::text FROM "+dst+" ORDER BY id")
 		if !slices.EqualFunc(want, got, slices.Equal) {
-			t.Errorf("%s: source %q, converted %q", c.name, want, got)
+			t.Errorf("%s: source %q, converted %q", c.Name, want, got)
 		}
 	}
 	if converted < 25 {
@@ -153,7 +101,7 @@ func TestAllTypesRoundTrip(t *testing.T) {
 // BC to 294275 AD), round-trip exactly as a table.
 func TestGeneratedValuesRoundTrip(t *testing.T) {
 	dsn := pg.NewDatabase(t)
-	conn := connect(t, dsn)
+	conn := typestest.Connect(t, dsn)
 	ctx := context.Background()
 	const table = `CREATE TABLE %s (id int8, b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
 		n numeric, np numeric(12,3), t text, vc varchar(40), c char(8), j json, jb jsonb, u uuid, by bytea,
@@ -181,14 +129,14 @@ func TestGeneratedValuesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var oids []uint32
-	for _, c := range columnsOf(t, conn, "src") {
-		oids = append(oids, c.oid)
+	for _, c := range typestest.Columns(t, conn, "src") {
+		oids = append(oids, c.OID)
 	}
 	conv, bad, ok := For(oids)
 	if !ok {
 		t.Fatalf("column %d has no conversion", bad)
 	}
-	tuples, err := conv.Append(nil, copyOut(t, conn, "SELECT * FROM src"))
+	tuples, err := conv.Append(nil, typestest.CopyOut(t, conn, "SELECT * FROM src", false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,21 +154,21 @@ func TestGeneratedValuesRoundTrip(t *testing.T) {
 // form is declined, never read differently from the server's text input.
 func TestDeclinesOtherForms(t *testing.T) {
 	cases := map[uint32][]string{
-		oidBool:        {"true", "1", "T", ""},
-		oidInt2:        {"32768", "-32769", "+1", " 1", "1.0", ""},
-		oidInt4:        {"2147483648", "1e3", "0x10"},
-		oidInt8:        {"9223372036854775808", "-9223372036854775809", "99999999999999999999"},
-		oidFloat4:      {"1e39", "1e-50", "inf", "nan", "0x1p-2", "1_0", " 1", "1.", ".5", "1e"},
-		oidFloat8:      {"1e309", "1e-400", "Inf", "infinity", "1,5"},
-		oidNumeric:     {"1e5", "1.", ".5", "nan", "inf", " 1", "1 ", "+1", "--1", ""},
-		oidUUID:        {"{5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10}", "5f0c3e7e8a3f4c539d7e0c5a1f5f2b10", "5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b1g"},
-		oidBytea:       {"abc", `\x0`, `\xzz`, `\000`},
-		oidDate:        {"2024-02-30", "2023-02-29", "2024-13-01", "24-01-01", "2024-01-01 00:00:00", "0000-01-01", "4714-01-01 BC", "294276-01-01", "Infinity", "epoch", "01/02/2024"},
-		oidTime:        {"24:00:01", "23:60:00", "23:59:60", "1:00:00", "12:00", "12:00:00.1234567", "12:00:00+00", "12:00:00."},
-		oidTimestamp:   {"2024-01-01 00:00:00+00", "2024-01-01T00:00:00", "2024-01-01", "2024-01-01 24:00:00", "2024-01-01 00:00:00 bc"},
-		oidTimestamptz: {"2024-01-01 00:00:00", "2024-01-01 00:00:00+16", "2024-01-01 00:00:00+00:60", "2024-01-01 00:00:00+00:00:00:00", "2024-01-01 00:00:00 UTC", "2024-01-01 00:00:00Z"},
-		1007:           {"{1, 2}", "{1,2", "{{1},{1,2}}", "{{}}", "[1:2]={1}", "[2:1]={}", "[1:1]={{1}}", "{1,,2}", "{}x", "1", "{\"1}", "{1}{2}", "{{{{{{{1}}}}}}}", "[0:0]={}"},
-		1009:           {"{a b}", "{ a}", `{a\"}`, `{"a}`, "{a,}"},
+		builtin.Bool:        {"true", "1", "T", ""},
+		builtin.Int2:        {"32768", "-32769", "+1", " 1", "1.0", ""},
+		builtin.Int4:        {"2147483648", "1e3", "0x10"},
+		builtin.Int8:        {"9223372036854775808", "-9223372036854775809", "99999999999999999999"},
+		builtin.Float4:      {"1e39", "1e-50", "inf", "nan", "0x1p-2", "1_0", " 1", "1.", ".5", "1e"},
+		builtin.Float8:      {"1e309", "1e-400", "Inf", "infinity", "1,5"},
+		builtin.Numeric:     {"1e5", "1.", ".5", "nan", "inf", " 1", "1 ", "+1", "--1", ""},
+		builtin.UUID:        {"{5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10}", "5f0c3e7e8a3f4c539d7e0c5a1f5f2b10", "5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b1g"},
+		builtin.Bytea:       {"abc", `\x0`, `\xzz`, `\000`},
+		builtin.Date:        {"2024-02-30", "2023-02-29", "2024-13-01", "24-01-01", "2024-01-01 00:00:00", "0000-01-01", "4714-01-01 BC", "294276-01-01", "Infinity", "epoch", "01/02/2024"},
+		builtin.Time:        {"24:00:01", "23:60:00", "23:59:60", "1:00:00", "12:00", "12:00:00.1234567", "12:00:00+00", "12:00:00."},
+		builtin.Timestamp:   {"2024-01-01 00:00:00+00", "2024-01-01T00:00:00", "2024-01-01", "2024-01-01 24:00:00", "2024-01-01 00:00:00 bc"},
+		builtin.Timestamptz: {"2024-01-01 00:00:00", "2024-01-01 00:00:00+16", "2024-01-01 00:00:00+00:60", "2024-01-01 00:00:00+00:00:00:00", "2024-01-01 00:00:00 UTC", "2024-01-01 00:00:00Z"},
+		1007:                {"{1, 2}", "{1,2", "{{1},{1,2}}", "{{}}", "[1:2]={1}", "[2:1]={}", "[1:1]={{1}}", "{1,,2}", "{}x", "1", "{\"1}", "{1}{2}", "{{{{{{{1}}}}}}}", "[0:0]={}"},
+		1009:                {"{a b}", "{ a}", `{a\"}`, `{"a}`, "{a,}"},
 	}
 	for oid, texts := range cases {
 		conv, _ := converterFor(oid)
@@ -230,7 +178,7 @@ func TestDeclinesOtherForms(t *testing.T) {
 			}
 		}
 	}
-	if _, bad, ok := For([]uint32{oidInt8, 1186, oidText}); ok || bad != 1 {
+	if _, bad, ok := For([]uint32{builtin.Int8, 1186, builtin.Text}); ok || bad != 1 {
 		t.Errorf("interval: ok %v, column %d; want column 1 declined", ok, bad)
 	}
 }
@@ -238,7 +186,7 @@ func TestDeclinesOtherForms(t *testing.T) {
 // Rows convert field by field: NULLs, escapes, and a wrong number of fields
 // named by row and column.
 func TestAppendRows(t *testing.T) {
-	conv, _, _ := For([]uint32{oidInt4, oidText})
+	conv, _, _ := For([]uint32{builtin.Int4, builtin.Text})
 	got, err := conv.Append([]byte("x"), []byte("1\t\\N\n-2\ta\\tb\\\\\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +208,7 @@ func TestAppendRows(t *testing.T) {
 func BenchmarkAppendMixedRow(b *testing.B) {
 	// The benchmarks' mixed table: int8, int4, text, numeric, timestamptz,
 	// bool, jsonb, uuid, bytea, text[].
-	conv, _, _ := For([]uint32{oidInt8, oidInt4, oidText, oidNumeric, oidTimestamptz, oidBool, oidJSONB, oidUUID, oidBytea, 1009})
+	conv, _, _ := For([]uint32{builtin.Int8, builtin.Int4, builtin.Text, builtin.Numeric, builtin.Timestamptz, builtin.Bool, builtin.JSONB, builtin.UUID, builtin.Bytea, 1009})
 	line := []byte("12345\t-773456\trow 12345 827ccb0eea8a706c4c34a16891f84e7b\t-5604.6534\t2024-01-06 05:26:07.5+00\tf\t" +
 		`{"id": 12345, "ok": false, "name": "item 12345", "tags": ["a", 0]}` + "\t3f2a2c7e-5c1a-1bb0-83fd-e9c6d6e6d3a1\t\\\\x827ccb0eea8a706c4c34a16891f84e7b\t{t5,\"q\\\\\"12345\",\"x,y\"}\n")
 	lines := bytes.Repeat(line, 100)
@@ -278,7 +226,7 @@ func BenchmarkAppendMixedRow(b *testing.B) {
 // Any text either converts into well-formed tuples (each field's length
 // within the output) or is declined with dst untouched; nothing panics.
 func FuzzAppendRows(f *testing.F) {
-	oids := []uint32{oidInt8, oidNumeric, oidTimestamptz, oidDate, oidTime, oidFloat8, oidUUID, oidBytea, 1009, 1007, 1231, 1185}
+	oids := []uint32{builtin.Int8, builtin.Numeric, builtin.Timestamptz, builtin.Date, builtin.Time, builtin.Float8, builtin.UUID, builtin.Bytea, 1009, 1007, 1231, 1185}
 	f.Add([]byte("1\t-12.5\t2024-01-01 00:00:00+00\t2024-01-01\t24:00:00\t1e-5\t5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10\t\\\\x00ff\t{a,\"b\\\\\"c\",NULL}\t[0:1][1:2]={{1,2},{3,NULL}}\t{1.5,NaN}\t{infinity}\n"))
 	f.Add([]byte("\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n"))
 	f.Add([]byte("0\t0.0001\t0001-01-01 00:00:00+15:59:59 BC\t4713-01-01 BC\t00:00:00.000001\tNaN\t00000000-0000-0000-0000-000000000000\t\\\\x\t{}\t{{{1}}}\t{}\t{}\n"))

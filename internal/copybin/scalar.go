@@ -5,30 +5,8 @@ import (
 	"math"
 	"strconv"
 	"unsafe"
-)
 
-// Built-in type OIDs (pg_type.dat): stable across servers and versions, so
-// a target's column type can be matched by OID alone. Arrays are in
-// array.go.
-const (
-	oidBool        = 16
-	oidBytea       = 17
-	oidInt8        = 20
-	oidInt2        = 21
-	oidInt4        = 23
-	oidText        = 25
-	oidJSON        = 114
-	oidFloat4      = 700
-	oidFloat8      = 701
-	oidBpchar      = 1042
-	oidVarchar     = 1043
-	oidDate        = 1082
-	oidTime        = 1083
-	oidTimestamp   = 1114
-	oidTimestamptz = 1184
-	oidNumeric     = 1700
-	oidUUID        = 2950
-	oidJSONB       = 3802
+	"github.com/pgflo/pgflo/internal/builtin"
 )
 
 // scalars are the conversions of the types that are not arrays. Left out on
@@ -38,24 +16,24 @@ const (
 // timetz, network, geometric, ranges: rarely what a snapshot's volume is
 // made of).
 var scalars = map[uint32]convert{
-	oidBool:        convertBool,
-	oidBytea:       convertBytea,
-	oidInt2:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 16) },
-	oidInt4:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 32) },
-	oidInt8:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 64) },
-	oidText:        convertText,
-	oidBpchar:      convertText,
-	oidVarchar:     convertText,
-	oidJSON:        convertText,
-	oidJSONB:       convertJSONB,
-	oidFloat4:      func(dst, b []byte, _ *scratch) ([]byte, error) { return convertFloat(dst, b, 32) },
-	oidFloat8:      func(dst, b []byte, _ *scratch) ([]byte, error) { return convertFloat(dst, b, 64) },
-	oidNumeric:     convertNumeric,
-	oidUUID:        convertUUID,
-	oidDate:        convertDate,
-	oidTime:        convertTime,
-	oidTimestamp:   func(dst, b []byte, _ *scratch) ([]byte, error) { return convertTimestamp(dst, b, false) },
-	oidTimestamptz: func(dst, b []byte, _ *scratch) ([]byte, error) { return convertTimestamp(dst, b, true) },
+	builtin.Bool:        convertBool,
+	builtin.Bytea:       convertBytea,
+	builtin.Int2:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 16) },
+	builtin.Int4:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 32) },
+	builtin.Int8:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 64) },
+	builtin.Text:        convertText,
+	builtin.Bpchar:      convertText,
+	builtin.Varchar:     convertText,
+	builtin.JSON:        convertText,
+	builtin.JSONB:       convertJSONB,
+	builtin.Float4:      func(dst, b []byte, _ *scratch) ([]byte, error) { return convertFloat(dst, b, 32) },
+	builtin.Float8:      func(dst, b []byte, _ *scratch) ([]byte, error) { return convertFloat(dst, b, 64) },
+	builtin.Numeric:     convertNumeric,
+	builtin.UUID:        convertUUID,
+	builtin.Date:        convertDate,
+	builtin.Time:        convertTime,
+	builtin.Timestamp:   func(dst, b []byte, _ *scratch) ([]byte, error) { return convertTimestamp(dst, b, false) },
+	builtin.Timestamptz: func(dst, b []byte, _ *scratch) ([]byte, error) { return convertTimestamp(dst, b, true) },
 }
 
 // converterFor returns the conversion of a column of type oid.
@@ -63,7 +41,7 @@ func converterFor(oid uint32) (convert, bool) {
 	if c, ok := scalars[oid]; ok {
 		return c, true
 	}
-	if elem, ok := arrayElems[oid]; ok {
+	if elem, ok := builtin.ArrayElems[oid]; ok {
 		c := scalars[elem]
 		return func(dst, b []byte, s *scratch) ([]byte, error) { return convertArray(dst, b, elem, c, s) }, true
 	}
@@ -262,33 +240,21 @@ func decimalSyntax(b []byte) (nonZero, ok bool) {
 	return nonZero, i == len(b)
 }
 
-// numeric's binary form: base-10000 digits with a weight (the power of
-// 10000 of the first), a sign word and the display scale.
-const (
-	numericPos  = 0x0000
-	numericNeg  = 0x4000
-	numericNaN  = 0xC000
-	numericPInf = 0xD000
-	numericNInf = 0xF000
-	// numericMaxScale is the largest display scale (NUMERIC_DSCALE_MAX).
-	numericMaxScale = 0x3FFF
-)
-
 // convertNumeric reads what numeric_out writes: NaN, Infinity, -Infinity,
 // or [-]digits[.digits] (never an exponent). The server applies the
 // column's precision and scale as its text input does.
 func convertNumeric(dst, b []byte, _ *scratch) ([]byte, error) {
 	switch string(b) {
 	case "NaN":
-		return appendNumericHeader(dst, 0, 0, numericNaN, 0), nil
+		return appendNumericHeader(dst, 0, 0, builtin.NumericNaN, 0), nil
 	case "Infinity":
-		return appendNumericHeader(dst, 0, 0, numericPInf, 0), nil
+		return appendNumericHeader(dst, 0, 0, builtin.NumericPInf, 0), nil
 	case "-Infinity":
-		return appendNumericHeader(dst, 0, 0, numericNInf, 0), nil
+		return appendNumericHeader(dst, 0, 0, builtin.NumericNInf, 0), nil
 	}
-	sign := uint16(numericPos)
+	sign := uint16(builtin.NumericPos)
 	if len(b) > 0 && b[0] == '-' {
-		sign = numericNeg
+		sign = builtin.NumericNeg
 		b = b[1:]
 	}
 	intPart, frac := b, []byte(nil)
@@ -301,7 +267,7 @@ func convertNumeric(dst, b []byte, _ *scratch) ([]byte, error) {
 			break
 		}
 	}
-	if len(intPart) == 0 || !allDigits(intPart) || !allDigits(frac) || len(frac) > numericMaxScale {
+	if len(intPart) == 0 || !allDigits(intPart) || !allDigits(frac) || len(frac) > builtin.NumericMaxScale {
 		return dst, errNotConvertible
 	}
 	for len(intPart) > 1 && intPart[0] == '0' {
