@@ -27,6 +27,7 @@ const (
 	workerFieldDurable        = "durable"
 	workerFieldFilterSubjects = "filter_subjects"
 	workerFieldBatchSize      = "batch_size"
+	workerFieldSnapshotBatch  = "snapshot_batch_rows"
 	workerFieldFetchWait      = "fetch_wait"
 	workerFieldAckWait        = "ack_wait"
 	workerFieldMaxAckPending  = "max_ack_pending"
@@ -38,6 +39,8 @@ const (
 const (
 	workerBatchSize     = 1000
 	workerBatchSizeKeep = 16384
+	// workerSnapshotBatch is snapshot_batch_rows' default: 64 packs.
+	workerSnapshotBatch = 65536
 )
 
 // Values of snapshot_packs.
@@ -124,6 +127,10 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 			service.NewIntField(workerFieldBatchSize).
 				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 16384 with `snapshot_packs: keep`, where a batch of snapshot rows is sixteen packs that `pg_flo_postgres` writes over several connections at once, and a backlog is applied in fewer, larger transactions.").
 				Optional(),
+			service.NewIntField(workerFieldSnapshotBatch).
+				Description("With `snapshot_packs: keep`: most snapshot rows (of copy packs) in one batch; change events still count against `batch_size`, and a batch holding both is full when its events and rows together reach their limits (each in proportion). `pg_flo_postgres` writes a batch's packs over its `copy_connections` at once and commits them together, so larger batches of snapshot rows mean fewer pauses between them: an initial sync is faster, while a backlog of changes keeps its smaller batches.").
+				Default(workerSnapshotBatch).
+				Advanced(),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
 				Default("50ms").
@@ -190,6 +197,9 @@ type workerConfig struct {
 	durable        string
 	filterSubjects []string
 	batchSize      int
+	// snapshotBatch is the most rows of copy packs in a batch (batch_size
+	// with snapshot_packs: expand, which makes them events).
+	snapshotBatch  int
 	fetchWait      time.Duration
 	ackWait        time.Duration
 	maxAckPending  int
@@ -207,6 +217,7 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	if conf.Contains(workerFieldBatchSize) {
 		c.batchSize = r.Int(workerFieldBatchSize)
 	}
+	c.snapshotBatch = r.Int(workerFieldSnapshotBatch)
 	c.fetchWait = r.Duration(workerFieldFetchWait)
 	c.ackWait = r.Duration(workerFieldAckWait)
 	c.maxAckPending = r.Int(workerFieldMaxAckPending)
@@ -246,6 +257,9 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	if c.batchSize < 1 {
 		return c, fmt.Errorf("field %s: must be positive, got %d", workerFieldBatchSize, c.batchSize)
 	}
+	if c.snapshotBatch < 1 {
+		return c, fmt.Errorf("field %s: must be positive, got %d", workerFieldSnapshotBatch, c.snapshotBatch)
+	}
 	if c.fetchWait < 0 {
 		return c, fmt.Errorf("field %s: must not be negative, got %v", workerFieldFetchWait, c.fetchWait)
 	}
@@ -271,6 +285,9 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 		c.keepPacks = true
 	default:
 		return c, fmt.Errorf("field %s: unknown value %q (%s or %s)", workerFieldSnapshotPacks, packs, workerPacksExpand, workerPacksKeep)
+	}
+	if !c.keepPacks {
+		c.snapshotBatch = c.batchSize // the rows become events
 	}
 	conn, err := natsconf.ParseConn(conf)
 	if err != nil {
@@ -556,7 +573,7 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		msgs := w.carry
 		w.carry = nil
 		w.mu.Unlock()
-		if ahead != nil || workerEvents(msgs) < w.conf.batchSize {
+		if ahead != nil || !w.conf.full(msgs) {
 			var fetched []jetstream.Msg
 			var err error
 			if ahead != nil {
@@ -580,7 +597,7 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 			}
 			msgs = append(msgs, fetched...)
 		}
-		msgs, carry := workerSplit(msgs, w.conf.batchSize)
+		msgs, carry := w.conf.split(msgs)
 		b := &workerBatch{msgs: msgs, carry: carry, stop: make(chan struct{})}
 		w.mu.Lock()
 		if w.closed {
@@ -594,7 +611,7 @@ func (w *workerInput) readBatch(ctx context.Context) (service.MessageBatch, serv
 		w.inflight, w.carry = b, carry
 		w.mu.Unlock()
 		go w.keepInProgress(b)
-		if workerEvents(carry) < w.conf.batchSize {
+		if !w.conf.full(carry) {
 			w.startPrefetch(cons, carry)
 		}
 		return w.toMessages(msgs), w.ackFunc(b), nil
@@ -617,6 +634,16 @@ func (w *workerInput) startPrefetch(cons jetstream.Consumer, carry []jetstream.M
 	go func() {
 		defer close(done)
 		msgs, err := w.fetch(ctx, cons, carry)
+		// Unpack the copy packs now, while the batch before is written:
+		// their decompression would otherwise be a pause between two
+		// batches' COPYs on the target.
+		for i, m := range msgs {
+			if jsproto.IsCopyPack(m.Headers()) {
+				pm := &unpackedMsg{Msg: m}
+				pm.batch, pm.err = w.copyPackMessages(m, streamSeqText(m))
+				msgs[i] = pm
+			}
+		}
 		ch <- workerFetched{msgs, err}
 		// Until taken, they are pending like the batch: keep them alive.
 		w.keepAlive(ctx.Done(), msgs)
@@ -654,22 +681,39 @@ func (w *workerInput) takePrefetch(ctx context.Context) (ahead *workerFetched, o
 	return &r, true
 }
 
-// workerEvents counts the events of msgs.
-func workerEvents(msgs []jetstream.Msg) int {
-	n := 0
-	for _, m := range msgs {
-		n += jsproto.EventCount(m.Headers())
+// A batch is full when its change events reach batch_size or the rows of
+// its copy packs snapshot_batch_rows, or both together in proportion: each
+// message costs its events times snapshot_batch_rows, or its rows times
+// batch_size, against a batch of batch_size times snapshot_batch_rows.
+
+// cost is what a message (by its headers) takes of a batch.
+func (c *workerConfig) cost(h nats.Header) int64 {
+	n := int64(jsproto.EventCount(h))
+	if jsproto.IsCopyPack(h) {
+		return n * int64(c.batchSize)
 	}
-	return n
+	return n * int64(c.snapshotBatch)
 }
 
-// workerSplit cuts msgs after as many messages as fit in maxEvents events,
-// at least one: a packed message is never split.
-func workerSplit(msgs []jetstream.Msg, maxEvents int) (batch, rest []jetstream.Msg) {
-	events := 0
+// room is how much msgs leave of a batch (negative when they exceed it).
+func (c *workerConfig) room(msgs []jetstream.Msg) int64 {
+	left := int64(c.batchSize) * int64(c.snapshotBatch)
+	for _, m := range msgs {
+		left -= c.cost(m.Headers())
+	}
+	return left
+}
+
+// full reports whether msgs fill a batch.
+func (c *workerConfig) full(msgs []jetstream.Msg) bool { return c.room(msgs) <= 0 }
+
+// split cuts msgs after as many messages as fit in a batch, at least one: a
+// packed message is never split.
+func (c *workerConfig) split(msgs []jetstream.Msg) (batch, rest []jetstream.Msg) {
+	left := int64(c.batchSize) * int64(c.snapshotBatch)
 	for i, m := range msgs {
-		events += jsproto.EventCount(m.Headers())
-		if events > maxEvents && i > 0 {
+		left -= c.cost(m.Headers())
+		if left < 0 && i > 0 {
 			return msgs[:i], msgs[i:]
 		}
 	}
@@ -817,18 +861,19 @@ func (w *workerInput) fetch(ctx context.Context, cons jetstream.Consumer, have [
 	}
 	deadline := time.Now().Add(w.conf.fetchWait)
 	for {
-		remaining := w.conf.batchSize - workerEvents(have) - workerEvents(msgs)
+		all := slices.Concat(have, msgs)
+		remaining := w.conf.room(all)
 		if remaining <= 0 {
 			return msgs, nil
 		}
-		// Ask for as many messages as events are missing, fewer after a
-		// pack (a snapshot or a large transaction likely continues in
-		// packs); what exceeds the batch is carried to the next one.
-		perMsg := 1
-		if all := slices.Concat(have, msgs); len(all) > 0 {
-			perMsg = jsproto.EventCount(all[len(all)-1].Headers())
+		// Ask for as many messages as fill the batch if they cost what the
+		// last one did (a snapshot or a large transaction likely goes on
+		// in packs); what exceeds the batch is carried to the next one.
+		perMsg := int64(w.conf.snapshotBatch) // an event
+		if len(all) > 0 {
+			perMsg = w.conf.cost(all[len(all)-1].Headers())
 		}
-		want := max(remaining/perMsg, 1)
+		want := int(max(remaining/perMsg, 1))
 		res, err := cons.Fetch(want,
 			jetstream.FetchMaxWait(max(time.Until(deadline), time.Millisecond)),
 			jetstream.FetchMaxBytes(workerGatherMaxBytes))
@@ -873,6 +918,14 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 			streamSeq = meta.Sequence.Stream
 		}
 		seqText := strconv.FormatUint(streamSeq, 10)
+		if pm, ok := m.(*unpackedMsg); ok {
+			rows, err := pm.batch, pm.err
+			if err != nil {
+				rows = service.MessageBatch{w.malformed(pm.Msg, streamSeq, seqText, err)}
+			}
+			batch = append(batch, rows...)
+			continue
+		}
 		if jsproto.IsCopyPack(m.Headers()) {
 			rows, err := w.copyPackMessages(m, seqText)
 			if err != nil {
@@ -913,6 +966,24 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 		}
 	}
 	return batch
+}
+
+// unpackedMsg is a copy pack message unpacked ahead (startPrefetch): the
+// messages it stands for, or why it could not be unpacked. It is the
+// JetStream message for everything else (acks, metadata).
+type unpackedMsg struct {
+	jetstream.Msg
+	batch service.MessageBatch
+	err   error
+}
+
+// streamSeqText is the decimal stream sequence of m (0 when unknown).
+func streamSeqText(m jetstream.Msg) string {
+	var seq uint64
+	if meta, err := m.Metadata(); err == nil {
+		seq = meta.Sequence.Stream
+	}
+	return strconv.FormatUint(seq, 10)
 }
 
 // malformed returns the message standing for a JetStream message that could

@@ -782,13 +782,14 @@ func TestWorkerKeepsCopyPacks(t *testing.T) {
 	}
 }
 
-// TestWorkerCopyPackBatches: batch_size counts a pack's rows, a pack is
-// never split, and a nacked pack comes again whole before anything newer.
+// TestWorkerCopyPackBatches: batch_size counts a pack's rows (with packs
+// kept, snapshot_batch_rows does), a pack is never split, and a nacked pack
+// comes again whole before anything newer.
 func TestWorkerCopyPackBatches(t *testing.T) {
-	for _, mode := range []string{"expand", "keep"} {
+	for mode, config := range map[string]string{"expand": "", "keep": "snapshot_batch_rows: 2\n"} {
 		t.Run(mode, func(t *testing.T) {
 			ns, _, _ := workerPackStream(t)
-			in, raw := workerTestInput(t, ns.URL(), "batch_size: 2\nsnapshot_packs: "+mode)
+			in, raw := workerTestInput(t, ns.URL(), config+"batch_size: 2\nsnapshot_packs: "+mode)
 			read := func(what string, wantMsgs, wantRows int) service.AckFunc {
 				t.Helper()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -826,6 +827,30 @@ func TestWorkerCopyPackBatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWorkerSnapshotBatchRows: with packs kept, a batch holds up to
+// snapshot_batch_rows rows of packs, change events counting against
+// batch_size in proportion.
+func TestWorkerSnapshotBatchRows(t *testing.T) {
+	ns, _, _ := workerPackStream(t)
+	// The event takes half the batch (1 of 2 events), packs A and B 5 of
+	// 16 rows: all three fit.
+	in, _ := workerTestInput(t, ns.URL(), "batch_size: 2\nsnapshot_batch_rows: 16\nsnapshot_packs: keep")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	batch, ack, err := in.ReadBatch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, m := range batch {
+		rows += max(packmsg.Rows(m), 1)
+	}
+	if len(batch) != 3 || rows != 6 {
+		t.Fatalf("%d messages holding %d rows, want the event and both packs (3 holding 6)", len(batch), rows)
+	}
+	workerAck(t, ack)
 }
 
 // TestWorkerFlagsMalformedCopyPacks: a copy pack that cannot be read is one

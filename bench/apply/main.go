@@ -74,6 +74,9 @@ type options struct {
 	timeout   time.Duration
 	profile   string
 	profileS  int
+	// inputFields and outputFields are more fields of pg_flo_replicator and
+	// pg_flo_postgres, for trying options: "copy_connections: 3, ...".
+	inputFields, outputFields string
 }
 
 func main() {
@@ -87,6 +90,8 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory")
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
+	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"snapshot_binary: false\")")
+	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, copy_binary: false\")")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+

@@ -90,12 +90,12 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
     tables: [%s]
     mode: copy_and_stream
     nats_url: %q
-`, b.source, p.group, table, b.natsURL)
+%s`, b.source, p.group, table, b.natsURL, indentFields(b.o.inputFields))
 	sink := fmt.Sprintf(`output:
   pg_flo_postgres:
     dsn: %q
     group: %s
-`, b.dsn(p.target), p.group)
+%s`, b.dsn(p.target), p.group, indentFields(b.o.outputFields))
 	rep = filepath.Join(b.work, p.group+"-replicator.yaml")
 	if !p.viaNATS {
 		return rep, "", os.WriteFile(rep, []byte(b.httpSection(replicatorPort)+logging+source+sink), 0o600)
@@ -274,4 +274,16 @@ func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
 		p.cpu.addPgflo("`pgflo nats`", b.nats.CPU()-natsBefore)
 	}
 	return b.stop(p)
+}
+
+// indentFields turns "a: 1, b: 2" (--output-fields, --input-fields) into
+// YAML lines of a component's fields.
+func indentFields(fields string) string {
+	var out strings.Builder
+	for f := range strings.SplitSeq(fields, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out.WriteString("    " + f + "\n")
+		}
+	}
+	return out.String()
 }

@@ -101,12 +101,18 @@ func (r *report) format() string {
 	if o.batchSize > 0 {
 		batch = fmt.Sprintf("worker batch_size %d", o.batchSize)
 	}
+	if o.inputFields != "" {
+		batch += "; pg_flo_replicator with " + o.inputFields
+	}
+	if o.outputFields != "" {
+		batch += "; pg_flo_postgres with " + o.outputFields
+	}
 	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
 		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets; both clusters are checkpointed before each copier of (a), so none pays for the WAL of the one before; after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
 		"connections opened before the clock starts. The source and the targets are in two clusters, so a slot decodes the source's changes only (in one cluster, each slot also "+
 		"decoded and skipped the WAL of every target's load and apply before the backlog: a second more for the applier measured first). The native subscription's slot is created first, "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with 4 copy workers; "+
-		"pg_flo_postgres writing snapshot packs with binary COPY over its 2 copy connections, COPY for runs of inserts and upserts otherwise, large statements split over its 2 apply connections) and is timed from the start of its replicator process (`pgflo nats` already running, "+
+		"the replicator reading the table with binary COPY, pg_flo_postgres writing its rows with binary COPY over its 2 copy connections, COPY for runs of inserts and upserts otherwise, large statements split over its 2 apply connections) and is timed from the start of its replicator process (`pgflo nats` already running, "+
 		"the worker started as soon as the stream exists), so process start-up, slot creation and snapshot export are included; (a) ends when the target's progress "+
 		"table counts every snapshot row applied (committed). For (b) each UPDATE changes another row (`id = k * 7919 %% rows + 1`), so no change merges with another; "+
 		"the backlog ends with a marker UPDATE, and each applier is timed until the marker is on its target (every applier applies in commit order). "+
