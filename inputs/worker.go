@@ -199,12 +199,12 @@ type workerConfig struct {
 	batchSize      int
 	// snapshotBatch is the most rows of copy packs in a batch (batch_size
 	// with snapshot_packs: expand, which makes them events).
-	snapshotBatch  int
-	fetchWait      time.Duration
-	ackWait        time.Duration
-	maxAckPending  int
-	deliverNew     bool
-	keepPacks      bool // snapshot_packs: keep
+	snapshotBatch int
+	fetchWait     time.Duration
+	ackWait       time.Duration
+	maxAckPending int
+	deliverNew    bool
+	keepPacks     bool // snapshot_packs: keep
 }
 
 func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {

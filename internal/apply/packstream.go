@@ -7,9 +7,9 @@ import (
 	"sync"
 
 	"github.com/pgflo/pgflo/internal/bintext"
+	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/copybin"
 	"github.com/pgflo/pgflo/internal/copypack"
-	"github.com/pgflo/pgflo/internal/builtin"
 )
 
 // Snapshot rows go to the target's COPY in binary when every column's type
