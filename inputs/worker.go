@@ -152,7 +152,7 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Advanced(),
 			service.NewStringAnnotatedEnumField(workerFieldSnapshotPacks, map[string]string{
 				workerPacksExpand: "One message per snapshot row, holding its change event (an INSERT with `\"snapshot\": true`) and the usual metadata: for any output or processor, which all see one change event per message.",
-				workerPacksKeep:   "One message per pack, its body the pack's rows in COPY text after a header line, with `pg_flo_pack_rows` set to the number of rows and `pg_flo_tx_pos` to the first row's position. Only for pipelines whose processors and output understand packs: `pg_flo_postgres` (which copies the rows unchanged) and pgflo's processors (which expand them). A stock processor or output would see the pack as one opaque message.",
+				workerPacksKeep:   "One message per pack, its body the pack's rows as COPY wrote them (text, or binary for tables of built-in types) after a header line, with `pg_flo_pack_rows` set to the number of rows and `pg_flo_tx_pos` to the first row's position. Only for pipelines whose processors and output understand packs: `pg_flo_postgres` (which copies the rows unchanged) and pgflo's processors (which expand them). A stock processor or output would see the pack as one opaque message.",
 			}).
 				Description("What becomes of a message holding packed snapshot rows (`Pgflo-Format: copy`). `batch_size` counts a pack's rows either way. Use `keep` in front of `pg_flo_postgres`.").
 				Default(workerPacksExpand),
