@@ -74,9 +74,10 @@ type options struct {
 	timeout   time.Duration
 	profile   string
 	profileS  int
-	// inputFields and outputFields are more fields of pg_flo_replicator and
-	// pg_flo_postgres, for trying options: "copy_connections: 3, ...".
-	inputFields, outputFields string
+	// inputFields, outputFields and workerFields are more fields of
+	// pg_flo_replicator, pg_flo_postgres and pg_flo_worker, for trying
+	// options: "copy_connections: 3, ...".
+	inputFields, outputFields, workerFields string
 }
 
 func main() {
@@ -92,6 +93,7 @@ func main() {
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
 	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"snapshot_binary: false\")")
 	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, copy_binary: false\")")
+	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of the pg_flo_worker, comma-separated (\"snapshot_batch_rows: 131072\")")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+

@@ -117,7 +117,7 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
     url: %q
     group: %s
     snapshot_packs: keep
-%s`, b.natsURL, p.group, batch)+sink), 0o600)
+%s%s`, b.natsURL, p.group, batch, indentFields(b.o.workerFields))+sink), 0o600)
 }
 
 // start starts the pipeline's processes; the worker as soon as the

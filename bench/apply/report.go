@@ -107,6 +107,9 @@ func (r *report) format() string {
 	if o.outputFields != "" {
 		batch += "; pg_flo_postgres with " + o.outputFields
 	}
+	if o.workerFields != "" {
+		batch += "; pg_flo_worker with " + o.workerFields
+	}
 	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
 		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets; both clusters are checkpointed before each copier of (a), so none pays for the WAL of the one before; after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
 		"connections opened before the clock starts. The source and the targets are in two clusters, so a slot decodes the source's changes only (in one cluster, each slot also "+
