@@ -178,18 +178,11 @@ func copyWorker(ctx context.Context, cfg Config, job Job, sched *scheduler, out 
 // only from PostgreSQL 12 on (before, extra_float_digits 3 printed 17
 // digits), so older servers copy as text.
 func binaryCapable(conn *pgx.Conn) bool {
-	v, err := strconv.Atoi(conn.PgConn().ParameterStatus("server_version_num"))
-	if err != nil {
-		// server_version_num is reported from PostgreSQL 15 on; before,
-		// read it from server_version ("14.2", "12.17 (Debian …)").
-		major, _, _ := strings.Cut(conn.PgConn().ParameterStatus("server_version"), ".")
-		m, err := strconv.Atoi(major)
-		if err != nil {
-			return false
-		}
-		v = m * 10000
-	}
-	return v >= 120000
+	// server_version ("15.4", "12.17 (Debian 12.17-1)") is what the server
+	// reports at connect; server_version_num would take a query.
+	major, _, _ := strings.Cut(conn.PgConn().ParameterStatus("server_version"), ".")
+	v, err := strconv.Atoi(major)
+	return err == nil && v >= 12
 }
 
 // copyChunk reads one chunk with COPY and queues its rows as events: as
