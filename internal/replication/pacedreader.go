@@ -25,7 +25,7 @@ import (
 // much is queued, and it is lowered to one byte again before the next read,
 // which can then block as usual.
 const (
-	readPause     = time.Millisecond
+	readPause     = 4 * time.Millisecond
 	readSmall     = 32 << 10
 	readBufferLen = 256 << 10
 )
@@ -76,6 +76,7 @@ func (p *pacedReader) setLowat(bytes int) {
 // pacedFrontend builds a connection's frontend over a pacedReader. w is the
 // connection (pgconn hands its net.Conn, TLS or not, as the writer).
 func pacedFrontend(r io.Reader, w io.Writer) *pgproto3.Frontend {
+	tuneReceiveBuffer(w) // rcvbuf.go
 	return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, lowat: socketLowat(w)}, readBufferLen), w)
 }
 
