@@ -43,30 +43,7 @@ func TestPacedReaderKeepsTheStream(t *testing.T) {
 // raised, and a lone message sent after the burst is still read at once —
 // the mark is back at one byte before any read that can block.
 func TestPacedReaderLowWaterMark(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server := <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 
 	lowat := socketLowat(client)
 	if lowat == nil {
@@ -107,4 +84,35 @@ func TestPacedReaderLowWaterMark(t *testing.T) {
 	if n != len(msg) {
 		t.Fatalf("read %d bytes, want %d", n, len(msg))
 	}
+}
+
+// loopbackPair returns both ends of a TCP connection over loopback, closed
+// when the test ends.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server
 }

@@ -31,26 +31,7 @@ func TestTunedSocketStreams(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the receive buffer is sized on Linux only")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server := <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 
 	rtt, set := tuneReceiveBuffer(client)
 	if !set {
