@@ -634,15 +634,12 @@ func (w *workerInput) startPrefetch(cons jetstream.Consumer, carry []jetstream.M
 	go func() {
 		defer close(done)
 		msgs, err := w.fetch(ctx, cons, carry)
-		// Unpack the copy packs now, while the batch before is written:
-		// their decompression would otherwise be a pause between two
-		// batches' COPYs on the target.
+		// Unpack the messages now, while the batch before is written:
+		// decompressing copy packs and building a message per event would
+		// otherwise be a pause between two batches on the target.
+		mb := messageBuilder{w: w}
 		for i, m := range msgs {
-			if jsproto.IsCopyPack(m.Headers()) {
-				pm := &unpackedMsg{Msg: m}
-				pm.batch, pm.err = w.copyPackMessages(m, streamSeqText(m))
-				msgs[i] = pm
-			}
+			msgs[i] = mb.unpack(m)
 		}
 		ch <- workerFetched{msgs, err}
 		// Until taken, they are pending like the batch: keep them alive.
@@ -908,93 +905,97 @@ func workerDrainFetch(res jetstream.MessageBatch) ([]jetstream.Msg, error) {
 // toMessages unpacks the JetStream messages into one Benthos message per
 // event with its routing metadata; a copy pack becomes one message per row,
 // or one for the pack with snapshot_packs: keep. Malformed input is flagged,
-// never dropped.
+// never dropped. Messages unpacked ahead (startPrefetch) are taken as they
+// are.
 func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 	batch := make(service.MessageBatch, 0, len(msgs))
-	var seqBox, txBox, opBox, schemaBox, tableBox boxed
+	mb := messageBuilder{w: w}
 	for _, m := range msgs {
-		var streamSeq uint64
-		if meta, err := m.Metadata(); err == nil {
-			streamSeq = meta.Sequence.Stream
+		um, ok := m.(*unpackedMsg)
+		if !ok {
+			um = mb.unpack(m)
 		}
-		seqText := strconv.FormatUint(streamSeq, 10)
-		if pm, ok := m.(*unpackedMsg); ok {
-			rows, err := pm.batch, pm.err
-			if err != nil {
-				rows = service.MessageBatch{w.malformed(pm.Msg, streamSeq, seqText, err)}
-			}
-			batch = append(batch, rows...)
-			continue
+		for _, err := range um.errs {
+			w.log.Errorf("%v", err)
 		}
-		if jsproto.IsCopyPack(m.Headers()) {
-			rows, err := w.copyPackMessages(m, seqText)
-			if err != nil {
-				rows = service.MessageBatch{w.malformed(m, streamSeq, seqText, err)}
-			}
-			batch = append(batch, rows...)
-			continue
-		}
-		events, err := jsproto.Unpack(m.Data(), m.Headers())
-		if err != nil {
-			batch = append(batch, w.malformed(m, streamSeq, seqText, err))
-			continue
-		}
-		tx, first, last, hasID := jsproto.ParseMsgID(m.Headers().Get(jetstream.MsgIDHeader))
-		// Positions are known per event only when the pack's range is dense.
-		hasPos := hasID && last-first+1 == uint64(len(events))
-		for i, body := range events {
-			bm := service.NewMessage(body)
-			seqBox.set(bm, WorkerMetaStreamSeq, seqText)
-			if hasID {
-				txBox.set(bm, event.MetaTx, tx)
-			}
-			if hasPos {
-				bm.MetaSet(event.MetaTxPos, strconv.FormatUint(first+uint64(i), 10))
-			}
-			head, err := event.Peek(body)
-			if err != nil {
-				err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s), event %d of %d: %w", w.conf.stream, streamSeq, m.Subject(), i, len(events), err)
-				w.log.Errorf("%v", err)
-				bm.SetError(err)
-			} else {
-				opBox.set(bm, event.MetaOp, string(head.Op))
-				schemaBox.set(bm, event.MetaSchema, head.Schema)
-				tableBox.set(bm, event.MetaTable, head.Table)
-				bm.MetaSet(event.MetaLSN, head.LSN)
-			}
-			batch = append(batch, bm)
-		}
+		batch = append(batch, um.batch...)
 	}
 	return batch
 }
 
-// unpackedMsg is a copy pack message unpacked ahead (startPrefetch): the
-// messages it stands for, or why it could not be unpacked. It is the
+// unpackedMsg is a JetStream message unpacked (by toMessages, or ahead by
+// startPrefetch): the Benthos messages it stands for, and the errors of
+// what was malformed in it, logged when it is handed out. It is the
 // JetStream message for everything else (acks, metadata).
 type unpackedMsg struct {
 	jetstream.Msg
 	batch service.MessageBatch
-	err   error
+	errs  []error
 }
 
-// streamSeqText is the decimal stream sequence of m (0 when unknown).
-func streamSeqText(m jetstream.Msg) string {
-	var seq uint64
+// messageBuilder unpacks the messages of a batch, sharing the boxed
+// metadata values between them.
+type messageBuilder struct {
+	w                                         *workerInput
+	seqBox, txBox, opBox, schemaBox, tableBox boxed
+}
+
+func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
+	w := mb.w
+	um := &unpackedMsg{Msg: m}
+	var streamSeq uint64
 	if meta, err := m.Metadata(); err == nil {
-		seq = meta.Sequence.Stream
+		streamSeq = meta.Sequence.Stream
 	}
-	return strconv.FormatUint(seq, 10)
-}
-
-// malformed returns the message standing for a JetStream message that could
-// not be unpacked: its body as stored, flagged with err, which is logged.
-func (w *workerInput) malformed(m jetstream.Msg, streamSeq uint64, seqText string, err error) *service.Message {
-	bm := service.NewMessage(m.Data())
-	bm.MetaSet(WorkerMetaStreamSeq, seqText)
-	err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.conf.stream, streamSeq, m.Subject(), err)
-	w.log.Errorf("%v", err)
-	bm.SetError(err)
-	return bm
+	seqText := strconv.FormatUint(streamSeq, 10)
+	malformed := func(err error) {
+		bm := service.NewMessage(m.Data())
+		bm.MetaSet(WorkerMetaStreamSeq, seqText)
+		err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.conf.stream, streamSeq, m.Subject(), err)
+		bm.SetError(err)
+		um.batch, um.errs = service.MessageBatch{bm}, append(um.errs, err)
+	}
+	if jsproto.IsCopyPack(m.Headers()) {
+		rows, err := w.copyPackMessages(m, seqText)
+		if err != nil {
+			malformed(err)
+		} else {
+			um.batch = rows
+		}
+		return um
+	}
+	events, err := jsproto.Unpack(m.Data(), m.Headers())
+	if err != nil {
+		malformed(err)
+		return um
+	}
+	tx, first, last, hasID := jsproto.ParseMsgID(m.Headers().Get(jetstream.MsgIDHeader))
+	// Positions are known per event only when the pack's range is dense.
+	hasPos := hasID && last-first+1 == uint64(len(events))
+	um.batch = make(service.MessageBatch, 0, len(events))
+	for i, body := range events {
+		bm := service.NewMessage(body)
+		mb.seqBox.set(bm, WorkerMetaStreamSeq, seqText)
+		if hasID {
+			mb.txBox.set(bm, event.MetaTx, tx)
+		}
+		if hasPos {
+			bm.MetaSet(event.MetaTxPos, strconv.FormatUint(first+uint64(i), 10))
+		}
+		head, err := event.Peek(body)
+		if err != nil {
+			err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s), event %d of %d: %w", w.conf.stream, streamSeq, m.Subject(), i, len(events), err)
+			bm.SetError(err)
+			um.errs = append(um.errs, err)
+		} else {
+			mb.opBox.set(bm, event.MetaOp, string(head.Op))
+			mb.schemaBox.set(bm, event.MetaSchema, head.Schema)
+			mb.tableBox.set(bm, event.MetaTable, head.Table)
+			bm.MetaSet(event.MetaLSN, head.LSN)
+		}
+		um.batch = append(um.batch, bm)
+	}
+	return um
 }
 
 // copyPackMessages returns the messages of a copy pack: the pack as one
