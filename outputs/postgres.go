@@ -34,6 +34,7 @@ const (
 	pgFieldCopyMinRows        = "copy_min_rows"
 	pgFieldCopyConnections    = "copy_connections"
 	pgFieldCopyBinary         = "copy_binary"
+	pgFieldBinaryParameters   = "binary_parameters"
 	pgFieldApplyConnections   = "apply_connections"
 	pgFieldRetries            = "retries"
 	pgFieldBatching           = "batching"
@@ -60,10 +61,13 @@ tables keep their order when the tables have foreign keys. When a set statement 
 again change by change in the source's order, which both gets past constraints that only hold in that order and
 names the change at fault.
 
-Values are sent as text and cast by the server to each column's type: numeric, NaN and infinities, int8 beyond
-2^53, timestamps with infinity and BC, intervals, bytea, arrays (NULL elements, several dimensions, lower bounds),
-ranges, enums, domains, composites — every type round-trips exactly. Events after `+"`pg_flo_decode`"+` (typed values)
-are encoded back to that text form.
+Values are sent as text and cast by the server to each column's type — or, for bool, integers, floats, numeric,
+uuid, bytea, dates, times and timestamps, as binary arrays of the column's type converted from that text by pgflo
+(`+"`binary_parameters`"+`), which the server reads without parsing: numeric, NaN and infinities, int8 beyond 2^53,
+timestamps with infinity and BC, intervals, bytea, arrays (NULL elements, several dimensions, lower bounds),
+ranges, enums, domains, composites — every type round-trips exactly. A set statement's rows go in key order, so the
+target reads its index and table pages in order. Events after `+"`pg_flo_decode`"+` (typed values) are encoded back
+to that text form.
 
 ### Snapshot packs
 
@@ -147,6 +151,10 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Advanced(),
 			service.NewBoolField(pgFieldCopyBinary).
 				Description("Write snapshot rows to COPY in binary format when every column of the table has one of the types pgflo converts (bool, int2/4/8, float4/8, numeric, text, varchar, char(n), json, jsonb, uuid, bytea, date, time, timestamp, timestamptz, and arrays of these): the packs' COPY text is read back into binary by pgflo, sparing the target's server process the types' text input functions, which bound an initial sync (a third of the target's COPY time on the benchmarks' mixed table). The conversion reads exactly the text the source's output functions write and declines anything else; a declined value sends the table's snapshot rows as text from then on (logged), so the target always reads what its text input would have. false always sends text.").
+				Default(true).
+				Advanced(),
+			service.NewBoolField(pgFieldBinaryParameters).
+				Description("Send the values of set statements (upserts, updates, deletes by key) in columns of the types bool, int2/4/8, float4/8, numeric, uuid, bytea, date, time, timestamp and timestamptz as binary arrays of the column's type, converted from the events' text by pgflo: the target's server then reads them with the types' binary receive functions instead of parsing their text, which cut the target's CPU of the benchmarks' catch-up by a fifth. The conversion is the one `copy_binary` uses: it reads exactly the text the source's output functions write and declines anything else, and a column with a declined value goes as text in that statement, so the target always stores what its text input would have read. Other types (text, json, arrays, enums, domains, …) always go as text and are cast by the server. false sends every value as text.").
 				Default(true).
 				Advanced(),
 			service.NewIntField(pgFieldApplyConnections).
@@ -235,6 +243,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	copyMin := r.Int(pgFieldCopyMinRows)
 	copyConns := r.Int(pgFieldCopyConnections)
 	copyBinary := r.Bool(pgFieldCopyBinary)
+	binaryParams := r.Bool(pgFieldBinaryParameters)
 	applyConns := r.Int(pgFieldApplyConnections)
 	retries := r.Int(pgFieldRetries)
 	if err := r.Err(); err != nil {
@@ -289,7 +298,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
-		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, CopyBinary: copyBinary, ApplyConnections: applyConns, Retries: retries,
+		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, CopyBinary: copyBinary, BinaryParameters: binaryParams, ApplyConnections: applyConns, Retries: retries,
 		ApplicationName: "pgflo pg_flo_postgres " + group, Logger: o.log,
 	}
 	if syncSchema {

@@ -255,7 +255,7 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 	sqls := make([]string, parts)
 	args := make([][]any, parts)
 	for i, part := range split {
-		sqls[i], args[i] = statement(part)
+		sqls[i], args[i] = statement(part, a.cfg.BinaryParameters)
 	}
 	errs := make([]error, parts)
 	tags := make([]pgconn.CommandTag, parts)

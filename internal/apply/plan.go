@@ -129,43 +129,71 @@ type planner struct {
 
 // plan returns the steps applying changes in order.
 func (p *planner) plan(changes []*Change) ([]*step, error) {
-	p.steps = nil
-	p.runs = nil
-	for i := 0; i < len(changes); i++ {
-		ch := changes[i]
-		if ch.Op == event.Truncate {
-			p.flush()
-			// One TRUNCATE statement on the source gives an event per table,
-			// all with the same LSN: truncate them together, as foreign keys
-			// between them require.
-			s := &step{kind: stepTruncate}
-			j := i
-			for ; j < len(changes) && changes[j].Op == event.Truncate && changes[j].LSN == ch.LSN && (j == i || !p.serial); j++ {
-				if err := p.addTruncate(s, changes[j]); err != nil {
-					return nil, err
-				}
-			}
-			i = j - 1
-			p.steps = append(p.steps, s)
-			continue
-		}
-		if ch.Op == event.DDL {
-			return nil, fmt.Errorf("internal error: DDL event %d reached the planner", ch.Index)
-		}
-		t, err := p.lookup(ch)
-		if err != nil {
+	p.begin()
+	for _, ch := range changes {
+		if err := p.next(ch); err != nil {
 			return nil, err
 		}
-		run := p.runFor(t)
-		if err := p.add(run, ch); err != nil {
-			return nil, changeError(ch, t, err)
-		}
-		if p.serial {
-			p.flush()
-		}
 	}
+	return p.end(), nil
+}
+
+// begin starts a plan; next adds its changes one by one, in order, as they
+// are decoded (planning the batch while the rest of it is decoded), and end
+// returns its steps.
+func (p *planner) begin() {
+	p.steps = nil
+	p.runs = nil
+}
+
+func (p *planner) next(ch *Change) error {
+	if ch.Op == event.Truncate {
+		// One TRUNCATE statement on the source gives an event per table,
+		// all with the same LSN: truncate them together, as foreign keys
+		// between them require.
+		if last := p.lastTruncate(); last != nil && !p.serial && last.changes[0].LSN == ch.LSN {
+			return p.addTruncate(last, ch)
+		}
+		p.flush()
+		s := &step{kind: stepTruncate}
+		if err := p.addTruncate(s, ch); err != nil {
+			return err
+		}
+		p.steps = append(p.steps, s)
+		return nil
+	}
+	if ch.Op == event.DDL {
+		return fmt.Errorf("internal error: DDL event %d reached the planner", ch.Index)
+	}
+	t, err := p.lookup(ch)
+	if err != nil {
+		return err
+	}
+	run := p.runFor(t)
+	if err := p.add(run, ch); err != nil {
+		return changeError(ch, t, err)
+	}
+	if p.serial {
+		p.flush()
+	}
+	return nil
+}
+
+// lastTruncate returns the plan's last step when it is a truncate and no
+// change came after it.
+func (p *planner) lastTruncate() *step {
+	if len(p.runs) > 0 || len(p.steps) == 0 {
+		return nil
+	}
+	if last := p.steps[len(p.steps)-1]; last.kind == stepTruncate {
+		return last
+	}
+	return nil
+}
+
+func (p *planner) end() []*step {
 	p.flush()
-	return p.steps, nil
+	return p.steps
 }
 
 func (p *planner) addTruncate(s *step, ch *Change) error {
@@ -273,7 +301,13 @@ func (p *planner) runSteps(r *tableRun) []*step {
 		out = append(out, del)
 	}
 	out = append(out, fullOrder...)
-	return append(out, partialOrder...)
+	out = append(out, partialOrder...)
+	for _, s := range out {
+		if s.kind != stepCopy {
+			sortByKey(s)
+		}
+	}
+	return out
 }
 
 // missing reports whether the entry lacks a value the events of its table

@@ -1,27 +1,37 @@
 package apply
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// The statements below take every value as text and cast it to the
-// column's type, so the server's own input functions parse PostgreSQL's text
-// form: nothing is converted on the way and every type round-trips exactly.
-// Set statements take one text[] parameter per column and read the rows with
-// unnest; identifiers are always quoted.
+// The statements below take values as text and cast them to the column's
+// type, so the server's own input functions parse PostgreSQL's text form:
+// every type round-trips exactly. Set statements take one array parameter
+// per column and read the rows with unnest: a text[], or an array of the
+// column's own type for the types converted here (see typedParams); the
+// cast to the column's type is then a no-op. Identifiers are always quoted.
 
-// unnestFrom writes `unnest($1::text[], …) AS v(c0, …)` for n columns,
-// parameters numbered from first.
-func unnestFrom(b *strings.Builder, n, first int) {
+// unnestFrom writes `unnest($1::text[], …) AS v(c0, …)` for the values of
+// columns cols, parameters numbered from 1: typed[i] makes the i-th an
+// array of its column's type.
+func unnestFrom(b *strings.Builder, t *Table, cols []int, typed []bool) {
+	n := len(cols)
 	b.WriteString("unnest(")
-	for i := 0; i < n; i++ {
+	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(first + i))
-		b.WriteString("::text[]")
+		b.WriteString(strconv.Itoa(1 + i))
+		b.WriteString("::")
+		if typed[i] {
+			b.WriteString(t.Columns[c].CastType)
+			b.WriteString("[]")
+		} else {
+			b.WriteString("text[]")
+		}
 	}
 	b.WriteString(") AS v(")
 	for i := 0; i < n; i++ {
@@ -81,7 +91,7 @@ func keyMatch(b *strings.Builder, t *Table, keyAt []int) {
 // upsertSQL inserts rows of cols; on a key conflict the row's other columns
 // are overwritten (the event's row wins). A table without key gets a plain
 // INSERT.
-func upsertSQL(t *Table, cols []int) string {
+func upsertSQL(t *Table, cols []int, typed []bool) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
 	b.WriteString(t.ident)
@@ -99,7 +109,7 @@ func upsertSQL(t *Table, cols []int) string {
 		castValue(&b, i, &t.Columns[c])
 	}
 	b.WriteString(" FROM ")
-	unnestFrom(&b, len(cols), 1)
+	unnestFrom(&b, t, cols, typed)
 	if !t.HasKey() {
 		return b.String()
 	}
@@ -137,9 +147,10 @@ func isKey(t *Table, c int) bool {
 }
 
 // updateSQL updates the rows found by the key (parameters 1..len(Key): the
-// old key) setting cols (the following parameters). Used for rows whose
-// unchanged TOAST values are not known, which must not be inserted.
-func updateSQL(t *Table, cols []int) string {
+// old key) setting cols (the following parameters; typed as for
+// unnestFrom). Used for rows whose unchanged TOAST values are not known,
+// which must not be inserted.
+func updateSQL(t *Table, cols []int, typed []bool) string {
 	var b strings.Builder
 	b.WriteString("UPDATE ")
 	b.WriteString(t.ident)
@@ -154,19 +165,20 @@ func updateSQL(t *Table, cols []int) string {
 		castValue(&b, n+i, &t.Columns[c])
 	}
 	b.WriteString(" FROM ")
-	unnestFrom(&b, n+len(cols), 1)
+	unnestFrom(&b, t, append(slices.Clip(t.Key), cols...), typed)
 	b.WriteString(" WHERE ")
 	keyMatch(&b, t, seq(n))
 	return b.String()
 }
 
-// deleteSQL deletes the rows whose key is in the parameters.
-func deleteSQL(t *Table) string {
+// deleteSQL deletes the rows whose key is in the parameters (typed as for
+// unnestFrom).
+func deleteSQL(t *Table, typed []bool) string {
 	var b strings.Builder
 	b.WriteString("DELETE FROM ")
 	b.WriteString(t.ident)
 	b.WriteString(" AS t USING ")
-	unnestFrom(&b, len(t.Key), 1)
+	unnestFrom(&b, t, t.Key, typed)
 	b.WriteString(" WHERE ")
 	keyMatch(&b, t, seq(len(t.Key)))
 	return b.String()
