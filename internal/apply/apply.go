@@ -909,6 +909,8 @@ func typedKind(kind string, typed []bool) string {
 // definition (pgx then prepares it once per connection).
 func (t *Table) sql(kind string, cols []int, build func() string) string {
 	k := shapeKey(kind, cols)
+	t.statementsMu.Lock()
+	defer t.statementsMu.Unlock()
 	if s, ok := t.statements[k]; ok {
 		return s
 	}

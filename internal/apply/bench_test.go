@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -115,5 +116,34 @@ func BenchmarkApply(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "changes/s")
 		})
+	}
+}
+
+// BenchmarkPlanUpdates plans a catch-up batch: 16,000 UPDATEs of distinct
+// rows of the mixed table (old row: the key), as one set statement.
+func BenchmarkPlanUpdates(b *testing.B) {
+	names := []string{"id", "n", "s", "amount", "ts", "flag", "doc", "uid", "blob", "tags"}
+	oids := []uint32{builtin.Int8, builtin.Int4, builtin.Text, builtin.Numeric, builtin.Timestamptz, builtin.Bool, builtin.JSONB, builtin.UUID, builtin.Bytea, 1009}
+	t := &Table{byName: map[string]int{}, Key: []int{0}}
+	for i, n := range names {
+		t.Columns = append(t.Columns, Column{Name: n, TypeOID: oids[i], CastType: "x"})
+		t.byName[n] = i
+	}
+	var changes []*Change
+	for k := 0; k < 16000; k++ {
+		id := strconv.Itoa(k*7919%1000000 + 1)
+		var row event.Row
+		for _, n := range names {
+			row = append(row, event.Value{Name: n, Text: n + id})
+		}
+		row[0].Text = id
+		changes = append(changes, &Change{Event: event.Event{Op: event.Update, New: row, Old: event.Row{{Name: "id", Text: id}}}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p := &planner{lookup: func(*Change) (*Table, error) { return t, nil }}
+		if _, err := p.plan(changes); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,8 +45,10 @@ type Table struct {
 	// inserts then need OVERRIDING SYSTEM VALUE to write the source's value.
 	alwaysIdentity bool
 	ident          string
-	// statements caches the SQL built for this definition of the table.
-	statements map[string]string
+	// statements caches the SQL built for this definition of the table;
+	// the parts of a split statement are built at once (see execSplit).
+	statementsMu sync.Mutex
+	statements   map[string]string
 	// binary caches the binary conversion of snapshot rows by column list
 	// (nil: some column's type has none); textCopy is set once a value
 	// could not be converted, and snapshot rows then go to COPY as text.

@@ -250,13 +250,9 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 		}
 		conns[i] = c
 	}
-	// Statements are built here: the table's statement cache is not
-	// safe for concurrent use.
-	sqls := make([]string, parts)
-	args := make([][]any, parts)
-	for i, part := range split {
-		sqls[i], args[i] = statement(part, a.cfg.BinaryParameters)
-	}
+	// Each part's statement is built on the goroutine that sends it, all at
+	// once: converting the values of a catch-up's statement takes a few
+	// milliseconds the target would otherwise wait.
 	errs := make([]error, parts)
 	tags := make([]pgconn.CommandTag, parts)
 	var wg sync.WaitGroup
@@ -269,8 +265,9 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 			defer wg.Done()
 			// A batch of one statement runs in an implicit transaction
 			// that commits before the results are all read.
+			sql, args := statement(split[i], a.cfg.BinaryParameters)
 			batch := &pgx.Batch{}
-			batch.Queue(sqls[i], args[i]...)
+			batch.Queue(sql, args...)
 			br := conns[i].SendBatch(ctx, batch)
 			var err error
 			tags[i], err = br.Exec()
@@ -278,7 +275,8 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 		}()
 	}
 	if len(split[0].rows) > 0 {
-		tags[0], errs[0] = b.tx.Exec(ctx, sqls[0], args[0]...)
+		sql, args := statement(split[0], a.cfg.BinaryParameters)
+		tags[0], errs[0] = b.tx.Exec(ctx, sql, args...)
 	}
 	wg.Wait()
 	sideErr := errors.Join(errs[1:]...)

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pgflo/pgflo/internal/copypack"
@@ -265,6 +266,8 @@ func (p *planner) runSteps(r *tableRun) []*step {
 	var out []*step
 	copyOK := r.inserts && p.copyMin > 0 && len(r.order) >= p.copyMin && !p.serial && (p.noCopy == nil || !p.noCopy(t))
 	var fullOrder, partialOrder []*step
+	var last *step // the step of the entry before, and its entry's shape
+	var lastHas []bool
 	for _, k := range r.order {
 		e := r.entries[k]
 		switch {
@@ -277,7 +280,6 @@ func (p *planner) runSteps(r *tableRun) []*step {
 			del.rows = append(del.rows, e)
 			del.changes = append(del.changes, e.change)
 		default:
-			shape := shapeOf(e.has)
 			complete := e.inserts || !missing(e, t)
 			groups, order := full, &fullOrder
 			kind := stepUpsert
@@ -287,10 +289,19 @@ func (p *planner) runSteps(r *tableRun) []*step {
 			if !complete {
 				groups, order, kind = partial, &partialOrder, stepUpdate
 			}
+			if last != nil && last.kind == kind && slices.Equal(lastHas, e.has) {
+				// The shape of the entry before, as most are: no lookup.
+				last.rows = append(last.rows, e)
+				last.changes = append(last.changes, e.change)
+				continue
+			}
+			shape := shapeOf(e.has)
 			s := groups[shape]
+			last, lastHas = s, e.has
 			if s == nil {
 				s = &step{kind: kind, table: t, cols: presentColumns(e.has, t, kind == stepUpdate)}
 				groups[shape] = s
+				last = s
 				*order = append(*order, s)
 			}
 			s.rows = append(s.rows, e)
@@ -383,7 +394,14 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 		oldKey := newKey
 		var oldVals []event.Value
 		var oldHas []bool
-		if ch.Old != nil {
+		switch {
+		case ch.Old == nil:
+		case len(ch.UnchangedToast) == 0:
+			// Only the old key is needed.
+			if oldKey, err = p.slab.keyOfRow(t, ch.Old, "old"); err != nil {
+				return err
+			}
+		default:
 			if oldVals, oldHas, err = p.slab.rowValues(t, ch.Old); err != nil {
 				return err
 			}
@@ -428,11 +446,7 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 		if ch.Old == nil {
 			return fmt.Errorf("DELETE without old row")
 		}
-		oldVals, oldHas, err := p.slab.rowValues(t, ch.Old)
-		if err != nil {
-			return err
-		}
-		key, err := p.slab.keyOf(t, oldVals, oldHas, "old")
+		key, err := p.slab.keyOfRow(t, ch.Old, "old")
 		if err != nil {
 			return err
 		}
@@ -588,31 +602,82 @@ func rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
 func (s *planSlab) rowValues(t *Table, row event.Row) ([]event.Value, []bool, error) {
 	vals, has := s.values(len(t.Columns))
 	for pos, v := range row {
-		// Events usually list the columns in the table's order.
-		i, ok := pos, pos < len(t.Columns) && t.Columns[pos].Name == v.Name
-		if !ok {
-			i, ok = t.Column(v.Name)
-		}
-		if !ok {
-			return nil, nil, fmt.Errorf("column %q of the event does not exist in target table %s (add it on the target, or rename or drop it with pg_flo_route)", v.Name, t.Name)
-		}
-		if t.Columns[i].Generated {
-			return nil, nil, fmt.Errorf("column %q of target table %s is a generated column and cannot be written", v.Name, t.Name)
+		i, err := writableColumn(t, pos, v.Name)
+		if err != nil {
+			return nil, nil, err
 		}
 		vals[i], has[i] = v, true
 	}
 	return vals, has, nil
 }
 
+// writableColumn returns the target column of the pos-th value of an
+// event's row, named name.
+func writableColumn(t *Table, pos int, name string) (int, error) {
+	// Events usually list the columns in the table's order.
+	i, ok := pos, pos < len(t.Columns) && t.Columns[pos].Name == name
+	if !ok {
+		i, ok = t.Column(name)
+	}
+	if !ok {
+		return 0, fmt.Errorf("column %q of the event does not exist in target table %s (add it on the target, or rename or drop it with pg_flo_route)", name, t.Name)
+	}
+	if t.Columns[i].Generated {
+		return 0, fmt.Errorf("column %q of target table %s is a generated column and cannot be written", name, t.Name)
+	}
+	return i, nil
+}
+
+// keyOfRow returns the key values of an event's row, checked as rowValues
+// and keyOf check it, without placing the other values: an old row is
+// usually read for its key alone.
+func (s *planSlab) keyOfRow(t *Table, row event.Row, which string) ([]event.Value, error) {
+	var found [8]bool // which key columns the row has; wider keys take the general path
+	if len(t.Key) > len(found) {
+		vals, has, err := s.rowValues(t, row)
+		if err != nil {
+			return nil, err
+		}
+		return s.keyOf(t, vals, has, which)
+	}
+	key := s.valuesOnly(len(t.Key))
+	for pos, v := range row {
+		i, err := writableColumn(t, pos, v.Name)
+		if err != nil {
+			return nil, err
+		}
+		for j, k := range t.Key {
+			if k == i {
+				key[j], found[j] = v, true
+			}
+		}
+	}
+	for j := range t.Key {
+		if err := checkKeyValue(t, j, found[j], key[j], which); err != nil {
+			return nil, err
+		}
+	}
+	return key, nil
+}
+
+// checkKeyValue checks the j-th key value of a row: present (has), not NULL.
+func checkKeyValue(t *Table, j int, has bool, v event.Value, which string) error {
+	k := t.Key[j]
+	if !has {
+		return fmt.Errorf("the event's %s row lacks column %q of the target's %s (%s), so the row cannot be identified", which, t.Columns[k].Name, t.KeyName, t.keyColumnNames())
+	}
+	if v.Null {
+		return fmt.Errorf("the event's %s row has NULL in column %q of the target's %s", which, t.Columns[k].Name, t.KeyName)
+	}
+	return nil
+}
+
 // keyOf returns the key values of a row.
 func (s *planSlab) keyOf(t *Table, vals []event.Value, has []bool, which string) ([]event.Value, error) {
 	key := s.valuesOnly(len(t.Key))
 	for i, k := range t.Key {
-		if !has[k] {
-			return nil, fmt.Errorf("the event's %s row lacks column %q of the target's %s (%s), so the row cannot be identified", which, t.Columns[k].Name, t.KeyName, t.keyColumnNames())
-		}
-		if vals[k].Null {
-			return nil, fmt.Errorf("the event's %s row has NULL in column %q of the target's %s", which, t.Columns[k].Name, t.KeyName)
+		if err := checkKeyValue(t, i, has[k], vals[k], which); err != nil {
+			return nil, err
 		}
 		key[i] = vals[k]
 	}
