@@ -466,7 +466,7 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel bool)
 // planChunk is how many changes are planned together: merging and key
 // order happen within a chunk, and a larger statement, its rows in key
 // order, costs the target less a row (16,384 against 1,024 changes a
-// chunk: a fifth less of the target's CPU in the benchmarks' catch-up, its
+// chunk: 10–20 % less of the target's CPU in the benchmarks' catch-up, its
 // rows spread over a million-row table). A chunk is planned while it is
 // decoded, and the next while the server executes it. (A variable for
 // tests.)
