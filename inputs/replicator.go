@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,6 +124,10 @@ when stock processors or outputs read this input directly: every snapshot row is
 status update), ‹pg_flo_events_total› by ‹table› and ‹op›, and for snapshots ‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
 ‹table›; progress (rows, chunks done/total, rows/s, ETA) is logged per table every ‹progress_interval›.`
 
+// defaultCopyWorkers is max_copy_workers' default on a machine of cpus
+// cores: one chunk a core, at least 2 and at most 4.
+func defaultCopyWorkers(cpus int) int { return min(max(cpus, 2), 4) }
+
 func replicatorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
@@ -163,8 +168,8 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("Capture DDL on the published tables (pg_flo's --track-ddl) as DDL events, in commit order with the data: an event trigger (named per group, so groups don't clobber each other) writes each command into the WAL with `pg_logical_emit_message`, and the slot delivers it inside its transaction. Needs a superuser (event triggers are superuser-only). `DROP TABLE` is not captured.").
 				Default(false),
 			service.NewIntField(repFieldMaxCopyWorkers).
-				Description("The most chunks copied at once over all tables (each is one connection to the source). Keep it near the source's and this machine's cores.").
-				Default(4),
+				Description("The most chunks copied at once over all tables (each is one connection to the source). 0 takes this machine's cores, at least 2 and at most 4: pgflo receives and packs every chunk it copies, and more chunks at once than its cores only take turns with the rest of the pipeline (on 2 cores shared with both databases, 2 chunks at once brought the initial sync into a target 1.07–1.09× native's time against 1.00× with 4). Set it near the source's cores when pgflo's host has cores to spare.").
+				Default(0),
 			service.NewIntField(repFieldMaxCopyWorkersTable).
 				Description("The most chunks of one table copied at once (pg_flo's --max-copy-workers-per-table).").
 				Default(4),
@@ -301,6 +306,9 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	}
 	if mode != source.ModeStream && in.natsURL == "" {
 		return nil, fmt.Errorf("field %s: mode %s records finished snapshot chunks in the group's JetStream state bucket: set %s", repFieldNATSURL, mode, repFieldNATSURL)
+	}
+	if copyCfg.Workers == 0 {
+		copyCfg.Workers = defaultCopyWorkers(runtime.NumCPU())
 	}
 	for name, v := range map[string]int{repFieldMaxCopyWorkers: copyCfg.Workers, repFieldMaxCopyWorkersTable: copyCfg.PerTable, repFieldCopyChunkPages: chunkPages, repFieldMaxBatchEvents: in.maxBatch, repFieldQueueEvents: queueEvents} {
 		if v < 1 {

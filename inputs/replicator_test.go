@@ -163,7 +163,7 @@ func TestReplicatorConfigErrors(t *testing.T) {
 		{`dsn: postgres://x@localhost/db`, "group"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy", "field nats_url: mode copy"},
 		{"dsn: postgres://x@localhost/db\ngroup: Upper", `field slot: "pg_flo_Upper_publication" is not a valid replication slot name`},
-		{"dsn: postgres://x@localhost/db\ngroup: g\nmax_copy_workers: 0", "field max_copy_workers"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nmax_copy_workers: -1", "field max_copy_workers"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\ntables: [a.b.c]", "field tables[0]"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\nstatus_interval: 1ms", "field status_interval"},
 	} {
@@ -501,4 +501,13 @@ func TestReplicatorRedeliversRejectedBatch(t *testing.T) {
 		t.Fatalf("after the ack: %s", body(next))
 	}
 	_ = ack(context.Background(), nil)
+}
+
+// max_copy_workers: 0 copies a chunk per core of this machine, 2 to 4.
+func TestDefaultCopyWorkers(t *testing.T) {
+	for cpus, want := range map[int]int{1: 2, 2: 2, 3: 3, 4: 4, 64: 4} {
+		if got := defaultCopyWorkers(cpus); got != want {
+			t.Errorf("%d cores: %d copy workers, want %d", cpus, got, want)
+		}
+	}
 }
