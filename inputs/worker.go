@@ -911,10 +911,7 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 	batch := make(service.MessageBatch, 0, len(msgs))
 	mb := messageBuilder{w: w}
 	for _, m := range msgs {
-		um, ok := m.(*unpackedMsg)
-		if !ok {
-			um = mb.unpack(m)
-		}
+		um := mb.unpack(m)
 		for _, err := range um.errs {
 			w.log.Errorf("%v", err)
 		}
@@ -940,7 +937,11 @@ type messageBuilder struct {
 	seqBox, txBox, opBox, schemaBox, tableBox boxed
 }
 
+// unpack returns m unpacked (m itself when it was already).
 func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
+	if um, ok := m.(*unpackedMsg); ok {
+		return um
+	}
 	w := mb.w
 	um := &unpackedMsg{Msg: m}
 	var streamSeq uint64
