@@ -21,6 +21,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -89,11 +90,14 @@ type Config struct {
 // Applier applies batches of changes to the target over one connection. It
 // is not safe for concurrent use.
 type Applier struct {
-	cfg    Config
-	pcfg   *pgx.ConnConfig // the session's settings, for side connections
-	conn   *pgx.Conn
-	side   []*pgx.Conn // copy connections beside conn, opened when needed
-	tables map[TableName]*Table
+	cfg  Config
+	pcfg *pgx.ConnConfig // the session's settings, for side connections
+	conn *pgx.Conn
+	side []*pgx.Conn // copy connections beside conn, opened when needed
+	// tables caches the target tables' definitions; the planning goroutine
+	// reads it while the executor loads tables into it.
+	tablesMu sync.Mutex
+	tables   map[TableName]*Table
 	// noCopyBatches counts, per table, batches left in which COPY is not
 	// tried after one hit a conflict.
 	noCopyBatches map[TableName]int
@@ -302,13 +306,17 @@ func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) 
 // ApplyFeed is Apply for a batch still being decoded (see Feed). A decoding
 // failure is returned as it is, once nothing of the batch was committed.
 func (a *Applier) ApplyFeed(ctx context.Context, f *Feed) (Result, error) {
-	serial, parallel := false, a.cfg.ApplyConnections > 1
+	serial, parallel, early := false, a.cfg.ApplyConnections > 1, true
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		res, err := a.applyOnce(ctx, f, serial, parallel)
+		res, err := a.applyOnce(ctx, f, serial, parallel, early)
 		if err == nil {
 			res.Serial = serial
 			return res, nil
+		}
+		if errors.Is(err, errReplan) {
+			early = false
+			continue
 		}
 		a.invalidate()
 		var decodeErr *feedError
@@ -363,7 +371,17 @@ func (c *Config) TargetSchema(schema string) string {
 // invalidate forgets the target's table definitions: after a failure (a
 // rolled-back DDL, a table changed behind our back) they are read again.
 func (a *Applier) invalidate() {
+	a.tablesMu.Lock()
+	defer a.tablesMu.Unlock()
 	clear(a.tables)
+}
+
+// cachedTable returns the target table's definition if it was read.
+func (a *Applier) cachedTable(name TableName) (*Table, bool) {
+	a.tablesMu.Lock()
+	defer a.tablesMu.Unlock()
+	t, ok := a.tables[name]
+	return t, ok
 }
 
 // batchTx is the state of applying a batch: the open transaction, the
@@ -412,32 +430,48 @@ func (b *batchTx) rollback() {
 	}
 }
 
-func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel bool) (res Result, err error) {
+// applyOnce applies the feed in one transaction. With early, a batch that
+// does not start with inserts is planned while the transaction begins (two
+// round trips, each a wait for the server when the cores are busy): the
+// planner cannot know yet what the progress table says is applied, so the
+// executor checks it, and a batch delivered again (errReplan) is planned
+// again once the position is known.
+func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel, early bool) (res Result, err error) {
+	var pl *planning
+	if first := f.wait(0); early && (serial || a.cfg.CopyMinRows == 0 || first == nil || first.Op != event.Insert) {
+		pl = a.startPlanning(f, 0, serial, nil)
+	}
 	b, err := a.begin(ctx)
 	if err != nil {
+		if pl != nil {
+			pl.end()
+		}
 		return res, err
 	}
 	b.parallel = parallel && !serial
 	defer func() { b.rollback() }()
-	// Leading runs of inserts (a snapshot: packs, or events) are written
-	// with COPY as they are decoded, run after run, until a change that is
-	// not for COPY; the planner applies the rest.
-	streamed := 0
 	var copied []*Change
-	for !serial && a.cfg.CopyMinRows > 0 {
-		n, done, skipped, err := a.streamInserts(ctx, b, f, streamed)
-		if err != nil {
-			return res, err
+	if pl == nil {
+		// Leading runs of inserts (a snapshot: packs, or events) are
+		// written with COPY as they are decoded, run after run, until a
+		// change that is not for COPY; the planner applies the rest.
+		streamed := 0
+		for !serial && a.cfg.CopyMinRows > 0 {
+			n, done, skipped, err := a.streamInserts(ctx, b, f, streamed)
+			if err != nil {
+				return res, err
+			}
+			if n == 0 {
+				break
+			}
+			streamed += n
+			res.Skipped += skipped
+			copied = append(copied, done...)
 		}
-		if n == 0 {
-			break
-		}
-		streamed += n
-		res.Skipped += skipped
-		copied = append(copied, done...)
+		pl = a.startPlanning(f, streamed, serial, &b.at)
 	}
 	b.done = copied
-	applied, skipped, err := a.applyRest(ctx, b, f, streamed, serial)
+	applied, skipped, err := a.applyRest(ctx, b, pl)
 	if err != nil {
 		return res, err
 	}
@@ -494,31 +528,69 @@ type tableResult struct {
 // errStopped ends the planning goroutine when the executor gave up.
 var errStopped = errors.New("apply stopped")
 
-// applyRest applies the feed's changes from index from on, in b: a
-// goroutine plans chunk after chunk as they are decoded while this one
-// executes them in order. It returns how many changes were applied and how
-// many skipped as already applied.
-func (a *Applier) applyRest(ctx context.Context, b *batchTx, f *Feed, from int, serial bool) (applied, skipped int, err error) {
-	items := make(chan planItem, 1)
-	stop := make(chan struct{})
+// errReplan: a batch planned before the group's position was known holds
+// changes the progress table says are applied (a batch delivered again).
+var errReplan = errors.New("batch holds changes already applied: planned again")
+
+// planning is a planning goroutine (planChunks) and what it hands over.
+type planning struct {
+	items chan planItem
+	stop  chan struct{}
+	// unchecked: the planner did not know the group's position; the
+	// executor checks that no change is applied already.
+	unchecked bool
+}
+
+// startPlanning starts planning the feed's changes from index from on,
+// leaving out those the progress table says are applied (at); a nil at is
+// not known yet (see applyOnce).
+func (a *Applier) startPlanning(f *Feed, from int, serial bool, at *Position) *planning {
+	pl := &planning{items: make(chan planItem, 1), stop: make(chan struct{}), unchecked: at == nil}
 	noCopy := map[TableName]bool{}
 	for name := range a.noCopyBatches {
 		noCopy[name] = true
 	}
-	go a.planChunks(f, from, serial, b.at, noCopy, items, stop)
-	defer func() {
-		// Let the planner end: it may still be waiting for an answer.
-		close(stop)
-		for it := range items {
-			if it.table != nil {
-				it.table <- tableResult{err: errStopped}
-			}
-			if it.replay != nil {
-				it.replay <- errStopped
-			}
+	go a.planChunks(f, from, serial, at, noCopy, pl.items, pl.stop)
+	return pl
+}
+
+// end stops the planner and waits for it: it may still be waiting for an
+// answer.
+func (pl *planning) end() {
+	close(pl.stop)
+	for it := range pl.items {
+		if it.table != nil {
+			it.table <- tableResult{err: errStopped}
 		}
-	}()
-	for it := range items {
+		if it.replay != nil {
+			it.replay <- errStopped
+		}
+	}
+}
+
+// anyApplied reports whether the progress table says one of changes is
+// applied.
+func (a *Applier) anyApplied(changes []*Change, at Position) bool {
+	for _, ch := range changes {
+		if a.applied(ch, at) {
+			return true
+		}
+	}
+	return false
+}
+
+// applyRest executes in b what the planner hands over, chunk after chunk in
+// order, while it plans the next as it is decoded. It returns how many
+// changes were applied and how many skipped as already applied.
+func (a *Applier) applyRest(ctx context.Context, b *batchTx, pl *planning) (applied, skipped int, err error) {
+	defer pl.end()
+	for it := range pl.items {
+		if pl.unchecked && (a.anyApplied(it.changes, b.at) || (it.ddl != nil && a.applied(it.ddl, b.at))) {
+			if it.replay != nil {
+				it.replay <- errReplan
+			}
+			return applied, skipped, errReplan
+		}
 		switch {
 		case it.err != nil:
 			return applied, skipped, it.err
@@ -556,7 +628,7 @@ func (a *Applier) applyRest(ctx context.Context, b *batchTx, f *Feed, from int, 
 // hands the steps to the executor; it stops at a DDL event until the
 // executor replayed it (the next changes have the new table shape). It
 // never uses the connection: tables are resolved by the executor.
-func (a *Applier) planChunks(f *Feed, from int, serial bool, at Position, noCopy map[TableName]bool, items chan<- planItem, stop <-chan struct{}) {
+func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCopy map[TableName]bool, items chan<- planItem, stop <-chan struct{}) {
 	defer close(items)
 	send := func(it planItem) bool {
 		select {
@@ -570,6 +642,10 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at Position, noCopy
 	p := &planner{
 		lookup: func(ch *Change) (*Table, error) {
 			if t, ok := tables[ch.Target]; ok {
+				return t, nil
+			}
+			if t, ok := a.cachedTable(ch.Target); ok {
+				tables[ch.Target] = t
 				return t, nil
 			}
 			answer := make(chan tableResult, 1)
@@ -620,7 +696,7 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at Position, noCopy
 				chunk = append(chunk, rows...)
 				continue
 			}
-			if a.applied(ch, at) {
+			if at != nil && a.applied(ch, *at) {
 				skipped++
 				continue
 			}
@@ -723,7 +799,7 @@ func (a *Applier) writeProgress(ctx context.Context, b *batchTx) error {
 // table returns the target table of a change, reading it from the catalog
 // (and creating it, with schema sync) the first time.
 func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
-	if t, ok := a.tables[ch.Target]; ok {
+	if t, ok := a.cachedTable(ch.Target); ok {
 		return t, nil
 	}
 	key := a.cfg.KeyColumns[ch.Target.Schema+"."+ch.Target.Name]
@@ -746,7 +822,9 @@ func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
 			"and each UPDATE and DELETE changes one row found by the old values the event carries (REPLICA IDENTITY FULL on the source); "+
 			"give it a key (or key_columns) for upserts and fast, set-based updates", t.Name)
 	}
+	a.tablesMu.Lock()
 	a.tables[ch.Target] = t
+	a.tablesMu.Unlock()
 	return t, nil
 }
 

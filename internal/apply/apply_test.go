@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -238,6 +239,35 @@ func TestProgressSkipsAppliedChanges(t *testing.T) {
 	snap.Snapshot, snap.CommitLSN, snap.LSN, snap.Pos = true, 0x10, 0x10, 0
 	if res := apply(t, b, snap); res.Applied != 1 {
 		t.Fatalf("snapshot row: %+v", res)
+	}
+}
+
+// A batch that does not start with inserts is planned while its
+// transaction begins, before the group's position is read: delivered again,
+// it must still be skipped for what it applied, DDL included.
+func TestProgressSkipsAppliedUpdatesPlannedEarly(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	apply(t, a, s.tx(ins("users", "1", "a", "1"), ins("users", "2", "b", "1"))...)
+	// n counts the times an UPDATE ran: applied twice, it would show.
+	testenv.Exec(t, dsn, `CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN NEW.n := OLD.n + 1; RETURN NEW; END $$`)
+	testenv.Exec(t, dsn, "CREATE TRIGGER bump BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION bump()")
+	tx1 := s.tx(upd("users", "1", "x", "0"), upd("users", "2", "y", "0"))
+	tx2 := s.tx(ddlChange("users", "ALTER TABLE users ADD COLUMN age int", "ALTER TABLE"), del("users", "2"))
+	tx3 := s.tx(upd("users", "1", "z", "0"))
+	apply(t, a, tx1...)
+	if res := apply(t, a, tx1...); res.Skipped != 2 || res.Applied != 0 {
+		t.Fatalf("replayed batch of updates: %+v", res)
+	}
+	apply(t, a, tx2...)
+	if res := apply(t, a, slices.Concat(tx1, tx2, tx3)...); res.Skipped != 4 || res.Applied != 1 {
+		t.Fatalf("replayed batch with DDL: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT id, email, n, age FROM users ORDER BY id"); got != "1|z|3|<NULL>" {
+		t.Fatalf("target:\n%s", got)
 	}
 }
 
