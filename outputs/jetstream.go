@@ -504,6 +504,9 @@ func jsHeaderBytes(p jsproto.Pack, stream string) int {
 // subject.
 func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
 	items := make([]jsproto.Item, len(batch))
+	// A batch's events mostly come in runs of one table: its subject is
+	// built once a run.
+	var lastSchema, lastTable, lastSubject string
 	for i, msg := range batch {
 		body, err := msg.AsBytes()
 		if err != nil {
@@ -536,7 +539,11 @@ func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
 			}
 			schema, table = head.Schema, head.Table
 		}
-		it.Subject = jsproto.TableSubject(o.conf.subjectPrefix, schema, table)
+		if i == 0 || schema != lastSchema || table != lastTable {
+			lastSchema, lastTable = schema, table
+			lastSubject = jsproto.TableSubject(o.conf.subjectPrefix, schema, table)
+		}
+		it.Subject = lastSubject
 		items[i] = it
 	}
 	return items, nil
