@@ -53,7 +53,7 @@ bench-snapshot: build
 	$(GO) run ./bench/snapshot --bin $(BIN) --out bench/results/snapshot.md
 
 # pg_flo_postgres: initial sync and backlog catch-up next to COPY pipes and
-# native logical replication.
+# native logical replication, three runs and their medians (about 3.5 min).
 bench-apply: build
 	$(GO) run ./bench/apply --bin $(BIN) --out bench/results/apply.md
 

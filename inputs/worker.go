@@ -39,8 +39,9 @@ const (
 const (
 	workerBatchSize     = 1000
 	workerBatchSizeKeep = 16384
-	// workerSnapshotBatch is snapshot_batch_rows' default: 64 packs.
-	workerSnapshotBatch = 65536
+	// workerSnapshotBatch is snapshot_batch_rows' default: 128 packs (a
+	// fetch's byte bound, workerGatherMaxBytes, caps a batch of wide rows).
+	workerSnapshotBatch = 131072
 )
 
 // Values of snapshot_packs.

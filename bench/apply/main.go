@@ -27,7 +27,7 @@
 // and the peak RSS of every pgflo process; at the end every target is
 // compared with the source (md5 of all rows).
 //
-//	go run ./bench/apply --bin ./pgflo [--rows 1000000] [--updates 200000] [--tx 1000] [--out bench/results/apply.md]
+//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--out bench/results/apply.md]
 package main
 
 import (
@@ -69,6 +69,7 @@ type options struct {
 	updates   int
 	tx        int
 	batchSize int
+	runs      int
 	out       string
 	keep      bool
 	timeout   time.Duration
@@ -86,6 +87,7 @@ func main() {
 	flag.IntVar(&o.rows, "rows", 1000000, "rows in the table to sync")
 	flag.IntVar(&o.updates, "updates", 200000, "single-row UPDATEs of the backlog")
 	flag.IntVar(&o.tx, "tx", 1000, "UPDATEs per source transaction")
+	flag.IntVar(&o.runs, "runs", 3, "measure this many times, each in fresh clusters, and print the medians")
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
 	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/apply.md")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
@@ -112,6 +114,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--updates must be between 1 and --rows (each UPDATE changes another row), got %d", o.updates)
 	case o.tx < 1:
 		return fmt.Errorf("--tx must be at least 1, got %d", o.tx)
+	case o.runs < 1:
+		return fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	case o.batchSize < 0:
 		return fmt.Errorf("--batch-size must not be negative, got %d", o.batchSize)
 	case o.timeout <= 0:
@@ -151,10 +155,45 @@ func (b *bench) dsn(db string) string {
 	return b.tpg.DSN(db)
 }
 
-func run(ctx context.Context, o options) (err error) {
+// run measures o.runs times, each time in fresh clusters, and prints every
+// run's report and the medians: one run on two shared cores scatters by
+// ±10 %, for native logical replication as for pgflo.
+func run(ctx context.Context, o options) error {
+	var reports []*report
+	var text strings.Builder
+	for i := 1; i <= o.runs; i++ {
+		if o.runs > 1 {
+			benchkit.Say("run %d of %d", i, o.runs)
+		}
+		r, err := runOnce(ctx, o)
+		if err != nil {
+			return err
+		}
+		r.run = i
+		reports = append(reports, r)
+		part := r.format()
+		fmt.Print(part)
+		text.WriteString(part)
+	}
+	if o.runs > 1 {
+		part := summary(reports)
+		fmt.Print(part)
+		text.WriteString(part)
+	}
+	if o.out != "" {
+		if err := benchkit.WriteReport(o.out, text.String()); err != nil {
+			return err
+		}
+		benchkit.Say("wrote %s", o.out)
+	}
+	return nil
+}
+
+// runOnce is one run: fresh clusters, (a), (b) and the check of every target.
+func runOnce(ctx context.Context, o options) (_ *report, err error) {
 	work, removeWork, err := benchkit.WorkDir("pgflo-bench-apply-", o.keep)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer removeWork()
 	// Two clusters: in one, every slot would also decode (and skip) the
@@ -163,21 +202,21 @@ func run(ctx context.Context, o options) (err error) {
 	benchkit.Say("starting two throwaway PostgreSQL clusters (wal_level=logical, fsync off): the source's and the targets'")
 	pg, stopPG, err := benchkit.StartPostgres(o.keep, " (source)")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopPG()
 	tpg, stopTargets, err := benchkit.StartPostgres(o.keep, " (targets)")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopTargets()
 	b := &bench{o: o, work: work, pg: pg, tpg: tpg}
 	if err := b.prepare(ctx); err != nil {
-		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
+		return nil, fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
 	}
 	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if stopErr := natsProc.Stop(); stopErr != nil {
@@ -190,24 +229,24 @@ func run(ctx context.Context, o options) (err error) {
 	r.o = o
 	benchkit.Say("(a) initial sync of %s rows", benchkit.Thousands(o.rows))
 	if err := b.checkpoint(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if r.copy1, err = b.copyPipe(ctx, targetCopy, 1); err != nil {
-		return err
+		return nil, err
 	}
 	benchkit.Say("    COPY pipe: %.2fs", r.copy1.Seconds)
 	if err := b.checkpoint(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if r.copy4, err = b.copyPipe(ctx, targetCopy4, 4); err != nil {
-		return err
+		return nil, err
 	}
 	benchkit.Say("    COPY pipe in 4 ranges: %.2fs", r.copy4.Seconds)
 	if err := b.checkpoint(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if r.nativeSync, err = b.nativeInitialSync(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	benchkit.Say("    native CREATE SUBSCRIPTION: %.2fs", r.nativeSync.Seconds)
 	pipelines := []*pipeline{
@@ -216,29 +255,34 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	for _, p := range pipelines {
 		if err := b.checkpoint(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		if err := b.pgfloInitialSync(ctx, p); err != nil {
-			return err
+			return nil, err
 		}
 		benchkit.Say("    %s: %.2fs", p.name, p.sync.Seconds)
 	}
 
 	if err := b.settle(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {
-		return err
+		return nil, err
 	}
 	benchkit.Say("(b) backlog: %s single-row UPDATEs in transactions of %s, pgflo stopped and the subscription disabled",
 		benchkit.Thousands(o.updates), benchkit.Thousands(o.tx))
 	if r.writeTime, err = b.workload(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if r.nativeCatchUp, err = b.nativeCatchUp(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	benchkit.Say("    native subscription enabled: %.2fs", r.nativeCatchUp.Seconds)
 	for _, p := range pipelines {
+		// The applier before left the target's buffer pool full of its dirty
+		// pages; without a checkpoint this one would write them out.
+		if err := b.checkpoint(ctx); err != nil {
+			return nil, err
+		}
 		if err := b.pgfloCatchUp(ctx, p); err != nil {
-			return err
+			return nil, err
 		}
 		benchkit.Say("    %s: %.2fs", p.name, p.catchUp.Seconds)
 	}
@@ -246,18 +290,10 @@ func run(ctx context.Context, o options) (err error) {
 
 	benchkit.Say("checking every target against the source (md5 of all rows)")
 	if r.checked, err = b.verify(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {
-		return err
+		return nil, err
 	}
 	r.pgVersion, r.fillTime = b.pgVer, b.fillTime
-	text := r.format()
-	fmt.Print(text)
-	if o.out != "" {
-		if err := benchkit.WriteReport(o.out, text); err != nil {
-			return err
-		}
-		benchkit.Say("wrote %s", o.out)
-	}
-	return nil
+	return &r, nil
 }
 
 // prepare creates the source database with the filled table and the
@@ -298,10 +334,10 @@ func (b *bench) prepare(ctx context.Context) error {
 	return err
 }
 
-// checkpoint flushes both clusters before a copier of (a) starts: every
-// load writes a table's worth of WAL and dirty buffers, and a checkpoint
-// falling due in the middle of the next one (max_wal_size) would make that
-// copier pay for the one before.
+// checkpoint flushes both clusters before a copier of (a) or an applier of
+// (b) starts: every load writes a table's worth of WAL and dirty buffers,
+// and a checkpoint falling due in the middle of the next one (max_wal_size),
+// or the dirty buffers it must evict, would make it pay for the one before.
 func (b *bench) checkpoint(ctx context.Context) error {
 	for _, dsn := range []string{b.pg.AdminDSN(), b.tpg.AdminDSN()} {
 		if err := execAll(ctx, dsn, "CHECKPOINT"); err != nil {

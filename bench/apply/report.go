@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 
 // report is what a run measured.
 type report struct {
-	o                   options
+	o options
+	// run is this run's number, counted from 1.
+	run                 int
 	pgVersion           string
 	fillTime, writeTime time.Duration
 	copy1, copy4        benchkit.Measurement
@@ -26,7 +29,11 @@ type report struct {
 func (r *report) format() string {
 	var b strings.Builder
 	o := r.o
-	fmt.Fprintf(&b, "## pgflo apply benchmark (pg_flo_postgres)\n\n")
+	fmt.Fprintf(&b, "## pgflo apply benchmark (pg_flo_postgres)")
+	if o.runs > 1 {
+		fmt.Fprintf(&b, ", run %d of %d", r.run, o.runs)
+	}
+	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "PostgreSQL %s (source and targets in two clusters on this machine, fsync off), %d CPUs, %s/%s, %s; load average %s at the end.\n\n",
 		r.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAvg())
 
@@ -78,16 +85,12 @@ func (r *report) format() string {
 	b.WriteString(".\n")
 
 	b.WriteString("\nMax RSS:")
-	largest := int64(0)
 	for _, p := range r.pipelines {
 		fmt.Fprintf(&b, " %s: replicator %s", p.short, benchkit.MB(p.rss["replicator"]))
 		if p.viaNATS {
 			fmt.Fprintf(&b, ", worker %s", benchkit.MB(p.rss["worker"]))
 		}
 		b.WriteString(";")
-		for _, v := range p.rss {
-			largest = max(largest, v)
-		}
 	}
 	b.WriteString(" (`pgflo nats` not counted).\n\n")
 
@@ -95,6 +98,7 @@ func (r *report) format() string {
 		fmt.Fprintf(&b, "- (a) %s: %.2f× native initial sync — %s\n", p.short, p.sync.Rate(o.rows)/r.nativeSync.Rate(o.rows), verdict(p.sync.Seconds <= r.nativeSync.Seconds))
 		fmt.Fprintf(&b, "- (b) %s: %.2f× native catch-up — %s\n", p.short, p.catchUp.Rate(o.updates)/r.nativeCatchUp.Rate(o.updates), verdict(p.catchUp.Seconds <= r.nativeCatchUp.Seconds))
 	}
+	largest := r.largestRSS()
 	fmt.Fprintf(&b, "- RSS under 300 MB per process: largest %s — %s\n\n", benchkit.MB(largest), verdict(largest < 300<<20))
 
 	batch := "the worker's default batch_size"
@@ -111,7 +115,7 @@ func (r *report) format() string {
 		batch += "; pg_flo_worker with " + o.workerFields
 	}
 	fmt.Fprintf(&b, "Notes: the table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]) is filled, vacuumed (freeze) and checkpointed on the source "+
-		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets; both clusters are checkpointed before each copier of (a), so none pays for the WAL of the one before; after (a) every target is vacuumed and analyzed, so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
+		"(%.1fs); every target starts with the same empty table (primary key included; autovacuum off on source and targets; both clusters are checkpointed before each copier of (a), so none pays for the WAL of the one before; after (a) every target is vacuumed and analyzed, and both clusters are checkpointed before each applier of (b), so (b) starts alike for all). The COPY pipes stream text COPY from the source into the target through pgx, "+
 		"connections opened before the clock starts. The source and the targets are in two clusters, so a slot decodes the source's changes only (in one cluster, each slot also "+
 		"decoded and skipped the WAL of every target's load and apply before the backlog: a second more for the applier measured first). The native subscription's slot is created first, "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with max_copy_workers' default, this machine's cores; "+
@@ -121,6 +125,73 @@ func (r *report) format() string {
 		"the backlog ends with a marker UPDATE, and each applier is timed until the marker is on its target (every applier applies in commit order). "+
 		"Afterwards %d targets were compared with the source (md5 of every row): equal.\n", r.fillTime.Seconds(), batch, r.checked)
 	return b.String()
+}
+
+// largestRSS is the peak RSS of the run's largest pgflo process.
+func (r *report) largestRSS() int64 {
+	var largest int64
+	for _, p := range r.pipelines {
+		for _, v := range p.rss {
+			largest = max(largest, v)
+		}
+	}
+	return largest
+}
+
+// summary is the table of every run's ratios and their medians, which the
+// targets are judged on.
+func summary(runs []*report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Medians of %d runs\n\n", len(runs))
+	b.WriteString("| ratio |")
+	for _, r := range runs {
+		fmt.Fprintf(&b, " run %d |", r.run)
+	}
+	b.WriteString(" median | target |\n|---|")
+	for range runs {
+		b.WriteString("---:|")
+	}
+	b.WriteString("---:|---|\n")
+	row := func(name string, ratio func(r *report) float64) {
+		var all []float64
+		fmt.Fprintf(&b, "| %s |", name)
+		for _, r := range runs {
+			v := ratio(r)
+			all = append(all, v)
+			fmt.Fprintf(&b, " %.2f× |", v)
+		}
+		m := median(all)
+		fmt.Fprintf(&b, " %.2f× | ≥ 1.0× — %s |\n", m, verdict(m >= 1))
+	}
+	for i, p := range runs[0].pipelines {
+		row("(a) "+p.short+" ÷ native initial sync", func(r *report) float64 {
+			return r.nativeSync.Seconds / r.pipelines[i].sync.Seconds
+		})
+		row("(b) "+p.short+" ÷ native catch-up", func(r *report) float64 {
+			return r.nativeCatchUp.Seconds / r.pipelines[i].catchUp.Seconds
+		})
+	}
+	var largest int64
+	b.WriteString("\nLargest RSS of a pgflo process:")
+	for _, r := range runs {
+		fmt.Fprintf(&b, " %s", benchkit.MB(r.largestRSS()))
+		largest = max(largest, r.largestRSS())
+	}
+	fmt.Fprintf(&b, " — under 300 MB in every run: %s.\n\n", verdict(largest < 300<<20))
+	b.WriteString("Each run starts fresh clusters and measures every copier and applier once; a ratio is native's time over pgflo's in the same run. " +
+		"The targets are judged on the medians: on two shared cores one run's times scatter by about ±10 % for native logical replication and pgflo alike.\n")
+	return b.String()
+}
+
+// median of a non-empty list (the mean of the middle two for an even count).
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func verdict(ok bool) string {

@@ -132,6 +132,36 @@ type Event struct {
 	// it while Columns is still that very list (a producer of many events
 	// of one table encodes its columns once, see EncodeColumns).
 	Encoded *EncodedColumns `json:"-"`
+	// EncodedCommitTime, when set, holds the JSON of a commit time:
+	// AppendJSON copies it while CommitTime is still that instant (the
+	// events of a transaction share it, see EncodeTime).
+	EncodedCommitTime *EncodedTime `json:"-"`
+}
+
+// EncodedTime is a commit time with its JSON string.
+type EncodedTime struct {
+	t    time.Time
+	json []byte
+}
+
+// EncodeTime encodes t once, for Event.EncodedCommitTime.
+func EncodeTime(t time.Time) *EncodedTime {
+	return &EncodedTime{t: t, json: appendTime(nil, t)}
+}
+
+// of returns the JSON of t if it is the encoded instant.
+func (c *EncodedTime) of(t time.Time) ([]byte, bool) {
+	if c == nil || !c.t.Equal(t) {
+		return nil, false
+	}
+	return c.json, true
+}
+
+// appendTime appends t as a JSON string, in UTC with microseconds.
+func appendTime(buf []byte, t time.Time) []byte {
+	buf = append(buf, '"')
+	buf = t.UTC().AppendFormat(buf, "2006-01-02T15:04:05.000000Z07:00")
+	return append(buf, '"')
 }
 
 // EncodedColumns is a column list with its JSON array.
@@ -180,10 +210,10 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `,"commit_time":`...)
 	if e.CommitTime.IsZero() {
 		buf = append(buf, `null`...)
+	} else if t, ok := e.EncodedCommitTime.of(e.CommitTime); ok {
+		buf = append(buf, t...)
 	} else {
-		buf = append(buf, '"')
-		buf = e.CommitTime.UTC().AppendFormat(buf, "2006-01-02T15:04:05.000000Z07:00")
-		buf = append(buf, '"')
+		buf = appendTime(buf, e.CommitTime)
 	}
 	buf = append(buf, `,"snapshot":`...)
 	buf = strconv.AppendBool(buf, e.Snapshot)

@@ -482,3 +482,23 @@ func TestEncodedColumns(t *testing.T) {
 		t.Fatalf("replaced columns not written: %s", got)
 	}
 }
+
+// TestEncodedCommitTime: a pre-encoded commit time gives the same JSON, in
+// any time zone, and is ignored once the event's commit time is another.
+func TestEncodedCommitTime(t *testing.T) {
+	at := time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.FixedZone("x", 3600))
+	ev := Event{V: Version, Op: Insert, Schema: "public", Table: "t", CommitTime: at,
+		New: Row{{Name: "id", Text: "1"}}}
+	plain := string(ev.AppendJSON(nil))
+	if !strings.Contains(plain, `"commit_time":"2026-11-27T11:00:00.123456Z"`) {
+		t.Fatalf("commit time not in UTC with microseconds: %s", plain)
+	}
+	ev.EncodedCommitTime = EncodeTime(at.UTC())
+	if got := string(ev.AppendJSON(nil)); got != plain {
+		t.Fatalf("with the encoded commit time:\n%s\nwant:\n%s", got, plain)
+	}
+	ev.CommitTime = at.Add(time.Second)
+	if got := string(ev.AppendJSON(nil)); !strings.Contains(got, `"commit_time":"2026-11-27T11:00:01.123456Z"`) {
+		t.Fatalf("another commit time not written: %s", got)
+	}
+}

@@ -48,7 +48,9 @@ type Decoder struct {
 	xid        uint32
 	commitLSN  pglogrepl.LSN
 	commitTime time.Time
-	pos        int
+	// commitTimeJSON is commitTime encoded once for the transaction's events.
+	commitTimeJSON *event.EncodedTime
+	pos            int
 }
 
 // NewDecoder returns a decoder that names column types from typeNames (OID →
@@ -115,6 +117,10 @@ func (d *Decoder) Decode(walStart pglogrepl.LSN, data []byte) (Result, error) {
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
 		d.inTx, d.xid, d.commitLSN, d.commitTime, d.pos = true, m.Xid, m.FinalLSN, m.CommitTime, 0
+		d.commitTimeJSON = nil
+		if !m.CommitTime.IsZero() {
+			d.commitTimeJSON = event.EncodeTime(m.CommitTime)
+		}
 		return Result{Begin: true}, nil
 	case *pglogrepl.CommitMessage:
 		d.inTx, d.pos = false, 0
@@ -316,7 +322,7 @@ func (d *Decoder) fillEvent(ev *event.Event, op event.Op, rel *relation, walStar
 	*ev = event.Event{
 		V: event.Version, Op: op, Schema: rel.schema, Table: rel.table,
 		LSN: walStart, CommitLSN: d.commitLSN, Xid: d.xid, CommitTime: d.commitTime,
-		Columns: rel.columns, Encoded: rel.encoded,
+		Columns: rel.columns, Encoded: rel.encoded, EncodedCommitTime: d.commitTimeJSON,
 	}
 	d.pos++
 }
