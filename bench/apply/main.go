@@ -91,7 +91,7 @@ func main() {
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
 	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/apply.md")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
-	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory")
+	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory; with --runs above 1 each run overwrites the one before")
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
 	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"snapshot_binary: false\")")
 	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, copy_binary: false\")")
