@@ -128,7 +128,7 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Default("limits").
 				Advanced(),
 			service.NewStringAnnotatedEnumField(jsFieldStreamDiscard, map[string]string{
-				"new": "A full stream rejects new messages: publishing fails and is retried, so the replicator waits and the replication slot keeps the WAL until the worker has caught up. Nothing is lost.",
+				"new": "A full stream takes no new messages: a batch is published once the stream has room for all of it, so the replicator waits and the replication slot keeps the WAL until the worker has caught up. Nothing is lost.",
 				"old": "A full stream deletes its oldest messages, even ones no worker has read: data loss.",
 			}).
 				Description("What a full stream does (see `stream_max_bytes`), used when the stream is created.").
@@ -294,7 +294,10 @@ type jsOutput struct {
 	nc           *nats.Conn
 	js           jetstream.JetStream
 	packMaxBytes int // conf.packMaxBytes clamped to the server's max payload
-	closed       bool
+	// bounded: the stream has a byte limit and refuses new messages when
+	// full (see waitForRoom).
+	bounded bool
+	closed  bool
 	// bodies holds the memory of the packed bodies published before.
 	bodies jsproto.BodyPool
 }
@@ -369,6 +372,7 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
 	have := s.CachedInfo().Config
+	o.bounded = have.Discard == jetstream.DiscardNew && have.MaxBytes > 0
 	sample := jsproto.TableSubject(o.conf.subjectPrefix, "public", "t")
 	covered := false
 	for _, subj := range have.Subjects {
@@ -414,7 +418,7 @@ func (o *jsOutput) clampPackSize() {
 // acknowledged every message, or with the first error.
 func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	o.mu.Lock()
-	nc, js, packMaxBytes := o.nc, o.js, o.packMaxBytes
+	nc, js, packMaxBytes, bounded := o.nc, o.js, o.packMaxBytes, o.bounded
 	o.mu.Unlock()
 	if nc == nil || !nc.IsConnected() {
 		return service.ErrNotConnected
@@ -439,9 +443,21 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		}
 	}
 
+	msgs := make([]*nats.Msg, len(packs))
+	for i, p := range packs {
+		msgs[i] = p.MsgFrom(&o.bodies)
+	}
+	if bounded {
+		if err := o.waitForRoom(ctx, js, packs, msgs); err != nil {
+			for _, m := range msgs {
+				o.bodies.Put(m)
+			}
+			return err
+		}
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(packs))
 	var publishErr error
-	for _, p := range packs {
+	for i, p := range packs {
 		opts := []jetstream.PublishOpt{
 			jetstream.WithExpectStream(o.conf.stream),
 			jetstream.WithStallWait(o.conf.publishTimeout),
@@ -449,12 +465,15 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		if p.MsgID != "" {
 			opts = append(opts, jetstream.WithMsgID(p.MsgID))
 		}
-		f, err := js.PublishMsgAsync(p.MsgFrom(&o.bodies), opts...)
+		f, err := js.PublishMsgAsync(msgs[i], opts...)
 		if err != nil {
 			publishErr = fmt.Errorf("publish to %s: %w", p.Subject, err)
 			break
 		}
 		futures = append(futures, f)
+	}
+	for _, m := range msgs[len(futures):] {
+		o.bodies.Put(m) // never published
 	}
 
 	// Wait for every future, even after an error, so that no acknowledgement
@@ -492,6 +511,55 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		o.log.Debugf("Stored %d messages; %d were duplicates already in stream %s", stored, dups, o.conf.stream)
 	}
 	return nil
+}
+
+// waitForRoom returns once the stream has room for every message of the
+// batch. A stream with a byte limit that refuses new messages when full
+// (stream_discard: new) would otherwise refuse some of a batch's messages and
+// store later ones as the worker frees room; sent again, the refused ones
+// would be stored after changes that followed them, and pg_flo_postgres
+// would skip them as applied already (their position is behind its own) —
+// changes lost. Only this output publishes to the group's stream, so the
+// room it found is still there when it publishes. A batch larger than the
+// whole stream is published once the stream is empty.
+func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, packs []jsproto.Pack, msgs []*nats.Msg) error {
+	var need uint64
+	for i, m := range msgs {
+		need += storedSize(m, jsHeaderBytes(packs[i], o.conf.stream))
+	}
+	wait, since := time.Millisecond, time.Now()
+	logged := false
+	for {
+		s, err := js.Stream(ctx, o.conf.stream)
+		if err != nil {
+			return fmt.Errorf("look up stream %s: %w", o.conf.stream, err)
+		}
+		info := s.CachedInfo()
+		if info.Config.MaxBytes <= 0 || info.Config.Discard != jetstream.DiscardNew ||
+			info.State.Bytes+need <= uint64(info.Config.MaxBytes) || info.State.Msgs == 0 {
+			if logged {
+				o.log.Infof("Stream %s has room again after %v", o.conf.stream, time.Since(since).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if !logged && time.Since(since) > 10*time.Second {
+			o.log.Infof("Stream %s is full (%d of %d bytes): waiting for the worker to consume before publishing %d bytes", o.conf.stream, info.State.Bytes, info.Config.MaxBytes, need)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// storedSize bounds the bytes the server's file store counts for m (record
+// length, sequence, time, subject, headers, body and hash), its headers
+// bounded by headerBytes.
+func storedSize(m *nats.Msg, headerBytes int) uint64 {
+	return uint64(22+len(m.Subject)+4+headerBytes+len(m.Data)+8) + 64 // 64: slack for headers
 }
 
 // jsHeaderBytes bounds the size of the headers a pack is published with.

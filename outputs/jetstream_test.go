@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -367,5 +368,64 @@ pg_flo_jetstream:
 `)
 	if err == nil || !strings.Contains(err.Error(), "group") {
 		t.Fatalf("output without group: %v, want an error naming group", err)
+	}
+}
+
+// A bounded stream that refuses new messages when full (stream_discard:
+// new) never stores part of a batch: the output waits until the whole batch
+// fits, so the changes of a batch are stored in their order — a change
+// refused and sent again would land after later ones, and pg_flo_postgres
+// would take it for one applied already.
+func TestJetStreamOutputWaitsForRoomInABoundedStream(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	js := nats.JetStream(t)
+	ctx := context.Background()
+	const maxBytes = 16 << 10
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1.>"}, MaxBytes: maxBytes, Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\npack: false\n", nats.URL()))
+	events := func(tx string, first, n int) service.MessageBatch {
+		var b service.MessageBatch
+		for i := range n {
+			b = append(b, jsTestEvent("users", tx, i, first+i))
+		}
+		return b
+	}
+	// Most of the stream filled, then a batch that does not fit.
+	if err := out.WriteBatch(ctx, events("0/100", 1, 30)); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Bytes < maxBytes/2 {
+		t.Fatalf("stream holds %d bytes (%v): fill it more", info.State.Bytes, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- out.WriteBatch(ctx, events("0/200", 101, 30)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the batch was written into a full stream (error %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// The worker consumes: room again.
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the batch was not written once the stream had room")
+	}
+	var ids []string
+	for _, m := range jsReadStream(t, js) {
+		ids = append(ids, m.IDs...)
+	}
+	if len(ids) != 30 || ids[0] != "101" || ids[29] != "130" || !sort.SliceIsSorted(ids, func(i, j int) bool { return ids[i] < ids[j] }) {
+		t.Fatalf("stream holds %v, want ids 101..130 in order", ids)
 	}
 }
