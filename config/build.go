@@ -88,9 +88,9 @@ func Replicator(s Settings) (Built, error) {
 		"mode":                       mode,
 		"max_copy_workers_per_table": max(s.Int("max-copy-workers-per-table"), 1),
 		"track_ddl":                  s.Bool("track-ddl"),
-	}
-	if mode != "stream" {
-		input["nats_url"] = s.String("nats-url")
+		// Every mode keeps the group's ownership lease there (and the
+		// copy modes their snapshot record).
+		"nats_url": s.String("nats-url"),
 	}
 	doc := map[string]any{
 		"input":  map[string]any{"pg_flo_replicator": input},

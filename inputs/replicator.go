@@ -51,6 +51,7 @@ const (
 	repFieldQueueEvents         = "queue_events"
 	repFieldSnapshotPacks       = "snapshot_packs"
 	repFieldSnapshotBinary      = "snapshot_binary"
+	repFieldOwnerLease          = "owner_lease"
 )
 
 const replicatorDescription = `
@@ -90,6 +91,20 @@ least once; rows of redone chunks, and changes between the two snapshots, may ar
 (upsert by key, as ‹pg_flo_postgres› does) converges to the source. Tables without a replica-identity key can
 get duplicate rows in that case.
 
+### One owner per group
+
+With ‹nats_url› set, one replicator of a group copies and streams at a time: the owner holds a lease in the group's
+key-value bucket (key ‹owner›: its id, host, pid and since when) and renews it every third of ‹owner_lease›. Another
+replicator of the same group — a rolling deploy's new one, a standby — waits: it logs once, at INFO, who owns the
+group, reports ‹pg_flo_replicator_owner› 0 and is not ready (‹/ready› answers 503, the input is not connected). It
+takes over when the owner stops (a clean stop releases the lease at once) or once the lease went unrenewed for
+‹owner_lease› (the owner was killed, hung, or cut off from NATS), and then resumes as after a crash: an unfinished
+snapshot by chunk, then streaming from the slot. An owner that cannot renew its lease for two thirds of
+‹owner_lease›, or that finds the snapshot record written by another replicator, stops producing at once — nothing
+it still holds is delivered — and waits as a standby. Without ‹nats_url› (mode ‹stream› only) PostgreSQL's own rule
+applies: one connection streams from a slot, and a second replicator fails to start streaming until the first
+stops.
+
 ### Delivery guarantee
 
 The slot's confirmed flush position moves only to the end of the last transaction whose events, and all events
@@ -121,7 +136,7 @@ when stock processors or outputs read this input directly: every snapshot row is
 ### Metrics
 
 ‹pg_flo_replication_lag_bytes› (the server's WAL end minus the slot's confirmed position, updated with every
-status update), ‹pg_flo_events_total› by ‹table› and ‹op›, and for snapshots ‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
+status update), ‹pg_flo_replicator_owner› (1 while this replicator owns its group, 0 while it stands by), ‹pg_flo_events_total› by ‹table› and ‹op›, and for snapshots ‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
 ‹table›; progress (rows, chunks done/total, rows/s, ETA) is logged per table every ‹progress_interval›.`
 
 // defaultCopyWorkers is max_copy_workers' default on a machine of cpus
@@ -161,7 +176,7 @@ func replicatorSpec() *service.ConfigSpec {
 				Optional().
 				Advanced(),
 			service.NewStringField(repFieldNATSURL).
-				Description("NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks. Required by the copy modes; credentials can go in the URL (`nats://user:password@host:4222`).").
+				Description("NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group). Required by the copy modes, recommended for `stream`; credentials can go in the URL (`nats://user:password@host:4222`).").
 				Example("nats://127.0.0.1:4222").
 				Optional(),
 			service.NewBoolField(repFieldTrackDDL).
@@ -196,6 +211,10 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("Read the snapshot rows of a table with binary COPY when every column has a built-in type pgflo renders as text itself (bool, integers, floats, numeric, text, varchar, char, json, jsonb, uuid, bytea, date, time, timestamp, timestamptz and arrays of these) and the source is PostgreSQL 12 or later. Binary output spares the source's server the types' text output functions; the packs then carry binary rows, which `pg_flo_postgres` hands to a target column of the same type as they are, and which become exactly the events text rows would (same values, same text) wherever events are needed. Set false to read every table as COPY text.").
 				Default(true).
 				Advanced(),
+			service.NewDurationField(repFieldOwnerLease).
+				Description("How long the group's ownership lease lasts without renewal (see One owner per group): a standby takes over this long after the owner stopped renewing it — killed, hung or cut off from NATS — and the owner, renewing every third of it, stops producing once two thirds passed without a renewal. A cleanly stopped owner hands over at once. Shorter fails over sooner; longer rides out longer NATS hiccups without a hand-over. At least 1s.").
+				Default("10s").
+				Advanced(),
 			service.NewIntField(repFieldQueueEvents).
 				Description("How many events may wait for the pipeline. It bounds the input's memory; when the queue is full, reading from the slot and copying pause (the source keeps the WAL).").
 				Default(32768).
@@ -222,13 +241,16 @@ func init() {
 }
 
 type replicatorInput struct {
-	conf     source.Config
-	group    string
-	natsURL  string
-	maxBatch int
-	packs    bool // emit snapshot packs as they are (else expand them)
-	log      *service.Logger
+	conf       source.Config
+	group      string
+	natsURL    string
+	ownerLease time.Duration
+	holder     state.Holder // this process, as its lease says
+	maxBatch   int
+	packs      bool // emit snapshot packs as they are (else expand them)
+	log        *service.Logger
 
+	owner       *service.MetricGauge // pg_flo_replicator_owner
 	lagBytes    *service.MetricGauge
 	eventsTotal *service.MetricCounter
 	rowsTotal   *service.MetricCounter
@@ -240,6 +262,10 @@ type replicatorInput struct {
 	mu      sync.Mutex
 	current *source.Source
 	nc      *nats.Conn
+	store   *state.Store
+	// lease is the group's ownership lease while this replicator holds it;
+	// it outlives a source that failed and is started again.
+	lease *state.Lease
 	// inFlight holds a token while a batch is unacknowledged: one batch at a
 	// time keeps redelivery of a rejected batch in order.
 	inFlight chan struct{}
@@ -286,6 +312,7 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	in.maxBatch = r.Int(repFieldMaxBatchEvents)
 	queueEvents := r.Int(repFieldQueueEvents)
 	in.packs = r.Bool(repFieldSnapshotPacks)
+	in.ownerLease = r.Duration(repFieldOwnerLease)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
@@ -315,12 +342,17 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 			return nil, fmt.Errorf("field %s: must be at least 1", name)
 		}
 	}
+	if in.ownerLease < time.Second {
+		return nil, fmt.Errorf("field %s: %v is too short (at least 1s)", repFieldOwnerLease, in.ownerLease)
+	}
+	in.holder = state.NewHolder()
 	if statusInterval < 100*time.Millisecond {
 		return nil, fmt.Errorf("field %s: %v is too short (at least 100ms)", repFieldStatusInterval, statusInterval)
 	}
 
 	metrics := mgr.Metrics()
 	in.lagBytes = metrics.NewGauge("pg_flo_replication_lag_bytes")
+	in.owner = metrics.NewGauge("pg_flo_replicator_owner")
 	in.eventsTotal = metrics.NewCounter("pg_flo_events_total", "table", "op")
 	in.rowsTotal = metrics.NewCounter("pg_flo_snapshot_rows_total", "table")
 	in.chunksDone = metrics.NewGauge("pg_flo_snapshot_chunks_done", "table")
@@ -351,35 +383,103 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	return in, nil
 }
 
+// Connect starts the source. Benthos calls it from one goroutine at a time;
+// in.mu is not held while a standby waits for the lease, so Close is never
+// kept waiting.
 func (in *replicatorInput) Connect(ctx context.Context) error {
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.current != nil {
+	connected := in.current != nil
+	in.mu.Unlock()
+	if connected {
 		return nil
 	}
 	conf := in.conf
 	if in.natsURL != "" {
-		if in.nc == nil {
-			nc, err := jsproto.Connect(jsproto.ConnConfig{URL: in.natsURL, Name: "pgflo replicator " + in.group + " state"})
-			if err != nil {
-				return fmt.Errorf("field %s: %w", repFieldNATSURL, err)
-			}
-			in.nc = nc
-		}
-		js, err := jetstream.New(in.nc)
+		store, err := in.openState(ctx)
 		if err != nil {
-			return fmt.Errorf("field %s: %w", repFieldNATSURL, err)
-		}
-		if conf.State, err = state.Open(ctx, js, in.group); err != nil {
 			return err
 		}
+		if conf.Owner, err = in.own(ctx, store); err != nil {
+			return err
+		}
+		conf.State = store
 	}
 	src, err := source.Start(ctx, conf)
 	if err != nil {
 		return err
 	}
+	if conf.Owner == nil {
+		// Without a lease, streaming from the slot is what owning is:
+		// PostgreSQL lets one connection do it.
+		in.owner.Set(1)
+	}
+	in.mu.Lock()
 	in.current = src
+	in.mu.Unlock()
 	return nil
+}
+
+// openState connects to NATS and opens the group's state bucket, once.
+func (in *replicatorInput) openState(ctx context.Context) (*state.Store, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.nc == nil {
+		nc, err := jsproto.Connect(jsproto.ConnConfig{URL: in.natsURL, Name: "pgflo replicator " + in.group + " state"})
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", repFieldNATSURL, err)
+		}
+		in.nc = nc
+	}
+	if in.store != nil {
+		return in.store, nil
+	}
+	js, err := jetstream.New(in.nc)
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", repFieldNATSURL, err)
+	}
+	store, err := state.Open(ctx, js, in.group)
+	if err != nil {
+		return nil, err
+	}
+	in.store = store
+	return store, nil
+}
+
+// own makes this replicator the group's owner, waiting as a standby while
+// another one holds the lease. A lease still held from before a reconnect
+// is kept.
+func (in *replicatorInput) own(ctx context.Context, store *state.Store) (*state.Lease, error) {
+	in.mu.Lock()
+	held := in.lease
+	in.mu.Unlock()
+	if held != nil && held.Err() == nil {
+		return held, nil
+	}
+	in.owner.Set(0)
+	var waited bool
+	lease, err := store.AcquireLease(ctx, state.LeaseConfig{
+		TTL: in.ownerLease, Holder: in.holder, Logger: in.log,
+		Standby: func(owner state.Holder) {
+			waited = true
+			in.log.Infof("Standing by: replication group %s is owned by replicator %s; taking over when it stops, or once its lease goes unrenewed for %v", in.group, owner, in.ownerLease)
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("acquire the ownership lease of group %s: %w", in.group, err)
+	}
+	in.mu.Lock()
+	in.lease = lease
+	in.mu.Unlock()
+	in.owner.Set(1)
+	if waited {
+		in.log.Infof("Took over replication group %s as replicator %s", in.group, lease.Holder().ID)
+	} else {
+		in.log.Infof("Replicator %s owns replication group %s (lease %v)", lease.Holder().ID, in.group, in.ownerLease)
+	}
+	return lease, nil
 }
 
 func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
@@ -448,6 +548,10 @@ func (in *replicatorInput) next(ctx context.Context, src *source.Source) (*feed.
 		return nil, ctx.Err()
 	}
 	in.rejected, in.rejectedOf = nil, nil
+	if err := src.Fenced(); err != nil {
+		// The group is another replicator's now: nothing more goes out.
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -459,7 +563,12 @@ func (in *replicatorInput) readErr(ctx context.Context, src *source.Source, err 
 		in.log.Infof("Snapshot copied: the input ends (mode copy)")
 		return service.ErrEndOfInput
 	}
-	in.log.Errorf("Replication failed, reconnecting: %v", err)
+	if errors.Is(err, state.ErrLeaseLost) || errors.Is(err, state.ErrConflict) {
+		in.log.Errorf("Stopped producing: %v; standing by", err)
+		in.dropLease()
+	} else {
+		in.log.Errorf("Replication failed, reconnecting: %v", err)
+	}
 	in.mu.Lock()
 	if in.current == src {
 		in.current = nil
@@ -513,14 +622,37 @@ func toMessages(b *feed.Batch, packs bool) (service.MessageBatch, error) {
 	return batch, nil
 }
 
+// dropLease gives up the lease (deleting it if it is still held, so that
+// another replicator of the group does not wait for it to expire).
+func (in *replicatorInput) dropLease() {
+	in.mu.Lock()
+	lease := in.lease
+	in.lease = nil
+	in.mu.Unlock()
+	in.owner.Set(0)
+	if lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := lease.Release(ctx); err != nil {
+			in.log.Warnf("%v", err)
+		}
+	}
+}
+
 func (in *replicatorInput) Close(ctx context.Context) error {
 	in.mu.Lock()
-	src, nc := in.current, in.nc
-	in.current, in.nc = nil, nil
+	src, nc, lease := in.current, in.nc, in.lease
+	in.current, in.nc, in.store, in.lease = nil, nil, nil, nil
 	in.mu.Unlock()
 	var err error
 	if src != nil {
 		err = src.Close(ctx)
+	}
+	// Released after the source stopped: a standby takes over at once.
+	if lease != nil {
+		if relErr := lease.Release(ctx); relErr != nil {
+			in.log.Warnf("%v", relErr)
+		}
 	}
 	if nc != nil {
 		nc.Close()

@@ -83,3 +83,60 @@ func TestReplicatorMetrics(t *testing.T) {
 		return inserts == 3000 && updates == 10 && ok && lag == 0
 	})
 }
+
+// A second replicator of a group stands by: its /ready answers 503 and
+// pg_flo_replicator_owner is 0 while the first owns the group; once the
+// first stops it takes over, and both turn.
+func TestStandbyReplicatorIsNotReady(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+	p := newPipeline(t, dsn, "standby")
+	p.replicatorExtra = "    nats_url: " + p.nats.URL()
+	var bases []string
+	for range 2 {
+		port, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bases = append(bases, fmt.Sprintf("http://127.0.0.1:%d", port))
+	}
+	p.replicatorHTTP = strings.TrimPrefix(bases[0], "http://")
+	p.startReplicator()
+	p.replicatorHTTP = strings.TrimPrefix(bases[1], "http://")
+	standby := testenv.StartProcess(t, "replicator-b", p.bin, "run", p.replicatorConfig())
+
+	ready := func(base string) int {
+		resp, err := http.Get(base + "/ready")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	owner := func(base string) float64 {
+		v, ok := metricValue(scrape(t, base+"/metrics"), `pg_flo_replicator_owner(\{.*\})?`)
+		if !ok {
+			return -1
+		}
+		return v
+	}
+	testenv.Eventually(t, 30*time.Second, "the second replicator standing by", func() bool {
+		return strings.Contains(standby.Log(), "Standing by") && owner(bases[1]) == 0
+	})
+	if code := ready(bases[1]); code != http.StatusServiceUnavailable {
+		t.Fatalf("standby's /ready answered %d", code)
+	}
+	if code, v := ready(bases[0]), owner(bases[0]); code != http.StatusOK || v != 1 {
+		t.Fatalf("owner's /ready %d, pg_flo_replicator_owner %v", code, v)
+	}
+	if err := p.replicator.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the standby owning the group and ready", func() bool {
+		return ready(bases[1]) == http.StatusOK && owner(bases[1]) == 1
+	})
+	// It streams: a change reaches the stream.
+	testenv.Exec(t, dsn, "INSERT INTO items VALUES (1, 'after the hand-over')")
+	p.startWorker("")
+	testenv.Eventually(t, 30*time.Second, "the change delivered", func() bool { return len(p.events()) == 1 })
+}

@@ -513,6 +513,7 @@ type planItem struct {
 	steps   []*step
 	changes []*Change // what steps apply
 	skipped int       // changes of the chunk already applied
+	late    int       // of those, snapshot rows older than applied changes
 	err     error
 	ddl     *Change
 	resolve *Change
@@ -614,6 +615,9 @@ func (a *Applier) applyRest(ctx context.Context, b *batchTx, pl *planning) (appl
 			applied++
 		default:
 			skipped += it.skipped
+			if it.late > 0 {
+				a.log.Warnf("Skipped %d snapshot rows taken before changes group %s already applied (it is at %s): rows of an older copy, such as one by a replicator that no longer owns the group; the newer changes stay", it.late, a.cfg.Group, b.at)
+			}
 			if err := a.execSteps(ctx, b, it.steps); err != nil {
 				return applied, skipped, err
 			}
@@ -663,10 +667,16 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 		copyMin: a.cfg.CopyMinRows,
 		noCopy:  func(t *Table) bool { return noCopy[t.Name] },
 	}
+	// streamed is the position after the streamed changes planned so far:
+	// a snapshot row after one of them in the batch is late as well.
+	var streamed Position
+	if at != nil {
+		streamed = *at
+	}
 	for i := from; ; {
 		var chunk []*Change
 		var ddlChange *Change
-		skipped := 0
+		skipped, late := 0, 0
 		// Each change is planned as soon as it is decoded: the decoder and
 		// the planner work on the batch together.
 		p.begin()
@@ -680,9 +690,13 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 			if ch.Target.Name == "" {
 				ch.Target = a.Target(ch.Schema, ch.Table)
 			}
+			if ch.Snapshot && a.applied(ch, streamed) {
+				skipped += ch.Rows()
+				late += ch.Rows()
+				continue
+			}
 			if ch.Pack != nil {
-				// A pack here is applied as the INSERTs of its rows
-				// (snapshot rows: never skipped).
+				// A pack here is applied as the INSERTs of its rows.
 				rows, expandErr := ch.expand()
 				if expandErr != nil {
 					send(planItem{err: &feedError{expandErr}})
@@ -700,6 +714,9 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 				skipped++
 				continue
 			}
+			if !ch.Snapshot {
+				streamed = advance(streamed, []*Change{ch})
+			}
 			if ch.Op == event.DDL {
 				ddlChange = ch
 				break
@@ -715,7 +732,7 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 			return
 		}
 		if len(chunk) > 0 || skipped > 0 {
-			if !send(planItem{steps: p.end(), changes: chunk, skipped: skipped}) {
+			if !send(planItem{steps: p.end(), changes: chunk, skipped: skipped, late: late}) {
 				return
 			}
 		}
@@ -734,12 +751,22 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 }
 
 // applied reports whether the progress table says the change is applied:
-// it comes before the recorded position. Snapshot rows (all at one LSN) and
-// changes without a stream position are never skipped: applying them again
-// converges (upserts by key).
+// it comes before the recorded position. Changes without a stream position
+// are never skipped: applying them again converges (upserts by key).
+//
+// A snapshot row (all of a copy's rows carry its snapshot's LSN) is skipped
+// once the group applied a streamed change committed after that LSN. In a
+// group's stream a copy's rows come before every change streamed after its
+// snapshot, so such a row is late: a batch delivered again after the
+// changes that followed it were applied, or the copy of a replicator that
+// lost the group to another, whose own copy and stream carry the newer
+// state. Applied, it would overwrite newer rows, or bring back deleted ones.
 func (a *Applier) applied(ch *Change, at Position) bool {
-	if ch.Snapshot || ch.CommitLSN == 0 || a.progressIdent == "" {
+	if ch.CommitLSN == 0 || a.progressIdent == "" {
 		return false
+	}
+	if ch.Snapshot {
+		return ch.CommitLSN < at.CommitLSN
 	}
 	if ch.CommitLSN < at.CommitLSN {
 		return true

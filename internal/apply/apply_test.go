@@ -234,9 +234,10 @@ func TestProgressSkipsAppliedChanges(t *testing.T) {
 	if got := rows(t, dsn, "SELECT commit_lsn, tx_pos, events FROM pgflo.progress WHERE group_name = 'g'"); got != event.FormatLSN(s.lsn)+"|1|5" {
 		t.Fatalf("progress row: %s", got)
 	}
-	// Snapshot rows carry no stream position: never skipped.
+	// Snapshot rows carry their snapshot's LSN, not a stream position: one
+	// of a snapshot after the recorded position is applied, however often.
 	snap := ins("log", "6", "f", "6")
-	snap.Snapshot, snap.CommitLSN, snap.LSN, snap.Pos = true, 0x10, 0x10, 0
+	snap.Snapshot, snap.CommitLSN, snap.LSN, snap.Pos = true, s.lsn+0x10, s.lsn+0x10, 0
 	if res := apply(t, b, snap); res.Applied != 1 {
 		t.Fatalf("snapshot row: %+v", res)
 	}

@@ -147,7 +147,8 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 		if target.Name == "" {
 			target = a.Target(ch.Schema, ch.Table)
 		}
-		return target == first.Target && ch.Pack.Binary == first.Pack.Binary && sameColumns(ch.Pack.Columns, first.Pack.Columns)
+		return target == first.Target && ch.Pack.Binary == first.Pack.Binary && sameColumns(ch.Pack.Columns, first.Pack.Columns) &&
+			!a.applied(ch, b.at)
 	}
 	rows := 0
 	for i := from; rows < a.cfg.CopyMinRows; i++ {

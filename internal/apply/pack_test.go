@@ -230,15 +230,23 @@ func TestPacksDeliveredAgainAreUpserted(t *testing.T) {
 	}
 }
 
+// usersSourceAndTarget makes a source database whose users table holds 400
+// rows (bio as the SQL expression of i given) and a target database with
+// the table empty.
+func usersSourceAndTarget(t *testing.T, bio string) (src, dst string) {
+	t.Helper()
+	const table = "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)"
+	src, dst = pg.NewDatabase(t), pg.NewDatabase(t)
+	testenv.Exec(t, src, table+"; INSERT INTO users SELECT i, 'e' || i, i, "+bio+" FROM generate_series(1, 400) i")
+	testenv.Exec(t, dst, table)
+	return src, dst
+}
+
 // Changes after packs in the batch apply after the packs' rows, in the same
 // transaction: UPDATEs and DELETEs of the packs' keys, more INSERTs; packs
 // after other changes are applied through the planner, in order.
 func TestPacksThenChangesOfTheirRows(t *testing.T) {
-	src := pg.NewDatabase(t)
-	testenv.Exec(t, src, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text); "+
-		"INSERT INTO users SELECT i, 'e' || i, i, CASE WHEN i % 3 = 0 THEN NULL ELSE E'bio\\n' || i END FROM generate_series(1, 400) i")
-	dst := pg.NewDatabase(t)
-	testenv.Exec(t, dst, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	src, dst := usersSourceAndTarget(t, "CASE WHEN i % 3 = 0 THEN NULL ELSE E'bio\\n' || i END")
 	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
 	var pos int64
 	packs := copyPacks(t, src, "users", 150, &pos)
@@ -267,9 +275,11 @@ func TestPacksThenChangesOfTheirRows(t *testing.T) {
 	b, _ := connectApplier(t, dst2, func(c *Config) { c.CopyMinRows = 64 })
 	pos = 0
 	packs = copyPacks(t, src, "users", 150, &pos)
+	// (first committed before the packs' snapshot was taken: else the
+	// packs would be late, see TestLateSnapshotRowsNeverOverwriteNewerChanges.)
 	first := s.tx(ins("users", "1", "before", "0"))
 	last := s.tx(upd("users", "2", "after", "2"), del("users", "3"))
-	for _, c := range append(first, last...) {
+	for _, c := range last {
 		c.CommitLSN += snapshotLSN
 		c.LSN += snapshotLSN
 	}
@@ -280,6 +290,67 @@ func TestPacksThenChangesOfTheirRows(t *testing.T) {
 	}
 	if got := rows(t, dst2, "SELECT count(*), string_agg(id || ':' || email, '|' ORDER BY id) FILTER (WHERE id <= 3) FROM users"); got != "399|1:e1|2:after" {
 		t.Fatalf("target: %s", got)
+	}
+}
+
+// Snapshot rows that arrive after the group applied changes streamed after
+// their snapshot — a batch delivered again, or the copy of a replicator that
+// lost its group to another — never overwrite those changes nor bring back
+// deleted rows: packs at the head of a batch, packs and snapshot events
+// after streamed changes in the same batch, and snapshot events are all
+// skipped, and the user is told. Rows of a newer snapshot still apply.
+func TestLateSnapshotRowsNeverOverwriteNewerChanges(t *testing.T) {
+	src, dst := usersSourceAndTarget(t, "NULL")
+	a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
+	var pos int64
+	packs := copyPacks(t, src, "users", 100, &pos)
+	if res := apply(t, a, numbered(packs)...); res.PackRows != 400 {
+		t.Fatalf("the copy: %+v", res)
+	}
+	s := stream{lsn: snapshotLSN}
+	newer := s.tx(upd("users", "1", "streamed", "-1"), del("users", "2"), del("users", "350"))
+	apply(t, a, newer...)
+	const want = "398|1:streamed:-1|3:e3:3"
+	target := func() string {
+		return rows(t, dst, "SELECT count(*), string_agg(id || ':' || email || ':' || n, '|' ORDER BY id) FILTER (WHERE id IN (1, 2, 3, 350)) FROM users")
+	}
+
+	// The copy's packs again, alone: skipped whole.
+	if res := apply(t, a, numbered(packs)...); res.Applied != 0 || res.Skipped != 400 {
+		t.Fatalf("late packs: %+v", res)
+	}
+	if got := target(); got != want {
+		t.Fatalf("after late packs: %s, want %s", got, want)
+	}
+	if len(log.warns) != 1 || !strings.Contains(log.warns[0], "Skipped 400 snapshot rows") {
+		t.Fatalf("warnings %q", log.warns)
+	}
+	// Streamed changes, then late packs and a late snapshot event, in one
+	// batch: the batch's own changes make them late too.
+	more := s.tx(upd("users", "3", "again", "-3"))
+	late := ins("users", "1", "stale", "1")
+	late.Snapshot, late.CommitLSN, late.LSN, late.Pos = true, snapshotLSN, snapshotLSN, 0
+	batch := numbered(slices.Concat(more, packs[:1], []*Change{late}))
+	b, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
+	if res := apply(t, b, batch...); res.Applied != 1 || res.Skipped != 101 {
+		t.Fatalf("streamed then late: %+v", res)
+	}
+	if got := target(); got != "398|1:streamed:-1|3:again:-3" {
+		t.Fatalf("after a batch of streamed then late rows: %s", got)
+	}
+	// A snapshot event alone, late: skipped.
+	late.Index = 0
+	if res := apply(t, b, late); res.Applied != 0 || res.Skipped != 1 {
+		t.Fatalf("late snapshot event: %+v", res)
+	}
+	// A newer snapshot (a new slot's copy) applies.
+	fresh := ins("users", "2", "fresh", "2")
+	fresh.Snapshot, fresh.CommitLSN, fresh.LSN, fresh.Pos = true, s.lsn+0x1000, s.lsn+0x1000, 0
+	if res := apply(t, b, fresh); res.Applied != 1 {
+		t.Fatalf("newer snapshot row: %+v", res)
+	}
+	if got := rows(t, dst, "SELECT email FROM users WHERE id = 2"); got != "fresh" {
+		t.Fatalf("newer snapshot row on the target: %q", got)
 	}
 }
 

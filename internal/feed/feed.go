@@ -48,6 +48,9 @@ type Unit struct {
 	// Chunk is set on a snapshot chunk's last unit: the chunk is copied
 	// once the unit is acknowledged.
 	Chunk *ChunkRef
+	// Snapshot marks the units of a snapshot copy. A batch never holds
+	// both these and streamed units (see queue.pop).
+	Snapshot bool
 }
 
 // Count is the number of events the unit stands for (a pack counts its rows).
@@ -65,7 +68,8 @@ type ChunkRef struct {
 	ID            int
 }
 
-// Batch is what Next returns: whole units, in queue order.
+// Batch is what Next returns: whole units, in queue order, all of a
+// snapshot copy or all streamed.
 type Batch struct {
 	Events []Encoded
 	// Checkpoint is the highest EndLSN of the batch's units (0 when the

@@ -77,7 +77,15 @@ func (q *queue) pop(ctx context.Context, maxEvents int) ([]*Unit, error) {
 			n, events := 0, 0
 			for n < len(q.units) {
 				c := q.units[n].Count()
-				if n > 0 && events+c > maxEvents {
+				// A copy's rows and streamed changes go in separate
+				// batches: the reader delivers one batch at a time and
+				// acknowledges it once stored downstream, so every row
+				// of a copy is stored before a change streamed after its
+				// snapshot is sent, however a batch's messages are
+				// stored out of order (a full JetStream stream rejects
+				// some, and they are sent again). pg_flo_postgres relies
+				// on that order to tell a late snapshot row.
+				if n > 0 && (events+c > maxEvents || q.units[n].Snapshot != q.units[0].Snapshot) {
 					break
 				}
 				events += c

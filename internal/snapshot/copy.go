@@ -208,7 +208,7 @@ func copyChunk(ctx context.Context, conn *pgx.Conn, job Job, p pendingChunk, bin
 		ctx: ctx, out: out, table: p.table, progress: progress,
 		tx: ChunkTx(job.RunID, p.chunk.ID), lsnText: event.FormatLSN(job.LSN),
 		header: copypack.AppendHeader(nil, header),
-		unit:   &feed.Unit{}, split: split, binary: binary,
+		unit:   &feed.Unit{Snapshot: true}, split: split, binary: binary,
 	}
 	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
 		if w.err != nil {
@@ -416,7 +416,7 @@ func (w *rowWriter) lines(run []byte, rows int) error {
 		return err
 	}
 	w.progress.copied(w.table, w.unit.Count())
-	w.unit = &feed.Unit{}
+	w.unit = &feed.Unit{Snapshot: true}
 	return nil
 }
 

@@ -54,7 +54,7 @@ func TestRowWriterPacksRowsSplitOverWrites(t *testing.T) {
 			t.Run(fmt.Sprintf("binary_%v_pieces_%d", binaryFormat, maxPiece), func(t *testing.T) {
 				stream, want := copyOutput(5000, binaryFormat)
 				out := feed.New(1 << 30)
-				w := &rowWriter{ctx: context.Background(), out: out, table: testTable, progress: newProgress(Config{}), unit: &feed.Unit{}, split: wholeLines, binary: binaryFormat}
+				w := &rowWriter{ctx: context.Background(), out: out, table: testTable, progress: newProgress(Config{}), unit: &feed.Unit{Snapshot: true}, split: wholeLines, binary: binaryFormat}
 				header := copypack.NewHeader("public", "items", testTable.Columns, 0x10)
 				if binaryFormat {
 					header = copypack.NewBinaryHeader("public", "items", testTable.Columns, 0x10)
@@ -111,7 +111,7 @@ func TestRowWriterRejectsBrokenBinaryOutput(t *testing.T) {
 		"no signature":  append([]byte("PGCOPY\n\xff\r\n\x01"), stream[11:]...),
 		"field count":   append(bytes.Clone(stream[:19]), 0, 3, 0, 0, 0, 0),
 	} {
-		w := &rowWriter{ctx: context.Background(), out: feed.New(1 << 20), table: testTable, progress: newProgress(Config{}), unit: &feed.Unit{}, split: wholeTuples(2), binary: true}
+		w := &rowWriter{ctx: context.Background(), out: feed.New(1 << 20), table: testTable, progress: newProgress(Config{}), unit: &feed.Unit{Snapshot: true}, split: wholeTuples(2), binary: true}
 		w.progress.plan(testTable, 1, 0)
 		if _, err := w.Write(bad); err == nil {
 			t.Errorf("%s: no error", name)

@@ -45,7 +45,10 @@ type Config struct {
 	// ChunkPages is the size of a snapshot chunk in pages.
 	ChunkPages int64
 	// State keeps snapshot progress; required by the copy modes.
-	State  *state.Store
+	State *state.Store
+	// Owner, when set, is the group's ownership lease: once it is lost the
+	// source stops producing at once (see fence).
+	Owner  *state.Lease
 	Logger replication.Logger
 	// ChunkDone, when set, is told of every acknowledged chunk, and
 	// ChunksPlanned of each table's chunk count (for metrics).
@@ -63,6 +66,9 @@ type Source struct {
 	mu     sync.Mutex
 	stream *replication.Stream
 	snap   *state.Snapshot
+	// fenced is why the source stopped producing for good (the group is
+	// no longer this replicator's); nil while it produces.
+	fenced error
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -83,6 +89,17 @@ func Start(ctx context.Context, cfg Config) (*Source, error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s := &Source{cfg: cfg, feed: feed.New(cfg.QueueEvents), cancel: cancel}
+	if cfg.Owner != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			select {
+			case <-cfg.Owner.Lost():
+				s.fence(cfg.Owner.Err())
+			case <-bg.Done():
+			}
+		}()
+	}
 	switch cfg.Mode {
 	case ModeStream:
 		err = s.startStream(ctx, prep)
@@ -142,14 +159,14 @@ func (s *Source) attachStream(ctx context.Context, conn *pgconn.PgConn, start pg
 // after the last chunk was acknowledged but before that was recorded.
 func (s *Source) finishIfDone(ctx context.Context) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.snap == nil || s.snap.Complete || s.snap.Remaining() > 0 {
+		s.mu.Unlock()
 		return
 	}
 	s.snap.Complete = true
-	if err := s.cfg.State.SaveSnapshot(ctx, s.snap); err != nil {
-		s.cfg.Logger.Warnf("recording the finished snapshot: %v", err)
-	}
+	err := s.cfg.State.SaveSnapshot(ctx, s.snap)
+	s.mu.Unlock()
+	_ = s.recorded(err)
 }
 
 // startCopyAndStream decides between a first copy, a resumed copy and plain
@@ -338,6 +355,9 @@ func (s *Source) background(bg context.Context, job snapshot.Job, next func() er
 		defer s.wg.Done()
 		err := snapshot.Copy(bg, s.cfg.Copy, job, s.feed)
 		if err == nil {
+			err = s.fencedErr()
+		}
+		if err == nil {
 			s.finishIfDone(bg)
 			err = next()
 		}
@@ -361,8 +381,52 @@ func countDone(snap *state.Snapshot) int {
 }
 
 // Next returns the next batch; ErrCopyDone once a copy-mode source is done.
+// Once the source is fenced it returns why, and what is still queued is
+// never delivered.
 func (s *Source) Next(ctx context.Context, maxEvents int) (*feed.Batch, error) {
-	return s.feed.Next(ctx, maxEvents)
+	if err := s.fencedErr(); err != nil {
+		return nil, err
+	}
+	b, err := s.feed.Next(ctx, maxEvents)
+	if err != nil {
+		return nil, err
+	}
+	// Checked again after the wait: a batch is handed out only while the
+	// lease is held (Err also notices a lease that went unrenewed while
+	// this process was stopped or starved).
+	if err := s.fencedErr(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// fence stops the source for good because the group is no longer this
+// replicator's: the copy workers are cancelled, and Next returns err from
+// now on, dropping whatever was queued — none of it may be published after
+// another replicator took over.
+func (s *Source) fence(err error) {
+	s.mu.Lock()
+	if s.fenced == nil {
+		s.fenced = err
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.feed.Fail(err)
+}
+
+// Fenced returns why the source stopped for good (see fence), or nil: a
+// batch read before but delivered again later is checked with it.
+func (s *Source) Fenced() error { return s.fencedErr() }
+
+func (s *Source) fencedErr() error {
+	if s.cfg.Owner != nil {
+		if err := s.cfg.Owner.Err(); err != nil {
+			s.fence(err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fenced
 }
 
 // Ack records that b was delivered: the slot may be confirmed to its
@@ -378,7 +442,6 @@ func (s *Source) Ack(ctx context.Context, b *feed.Batch) error {
 		return nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, c := range b.Chunks {
 		if t := snap.Table(c.Schema, c.Table); t != nil && !t.IsDone(c.ID) {
 			t.Done = append(t.Done, c.ID)
@@ -391,11 +454,25 @@ func (s *Source) Ack(ctx context.Context, b *feed.Batch) error {
 		snap.Complete = true
 		s.cfg.Logger.Infof("snapshot complete: every chunk is acknowledged")
 	}
-	if err := s.cfg.State.SaveSnapshot(ctx, snap); err != nil {
-		// The chunks are delivered; not recording them only means a
-		// restart copies them again.
-		s.cfg.Logger.Warnf("recording finished snapshot chunks: %v", err)
+	err := s.cfg.State.SaveSnapshot(ctx, snap)
+	s.mu.Unlock()
+	return s.recorded(err)
+}
+
+// recorded handles the outcome of writing the snapshot record. A conflict
+// means another replicator recorded chunks since: it copies this group now,
+// and this one must not publish another row. Any other failure only means a
+// restart copies the chunks again (they are delivered).
+func (s *Source) recorded(err error) error {
+	if err == nil {
+		return nil
 	}
+	err = fmt.Errorf("recording finished snapshot chunks: %w", err)
+	if errors.Is(err, state.ErrConflict) {
+		s.fence(err)
+		return err
+	}
+	s.cfg.Logger.Warnf("%v", err)
 	return nil
 }
 

@@ -1,7 +1,8 @@
 // Package state keeps a replication group's durable state in the group's
-// JetStream key-value bucket (pg_flo_state_<group>, pg_flo's name): today the
+// JetStream key-value bucket (pg_flo_state_<group>, pg_flo's name): the
 // progress of the initial snapshot, so an interrupted copy resumes by chunk
-// instead of starting over.
+// instead of starting over, and the lease that makes one replicator the
+// group's owner (lease.go).
 package state
 
 import (
@@ -149,8 +150,11 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap *Snapshot) error {
 	} else {
 		rev, err = s.kv.Update(ctx, SnapshotKey, value, s.revision)
 	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("write snapshot state: %w (%v)", ErrConflict, err)
+	}
 	if err != nil {
-		return fmt.Errorf("write snapshot state (another replicator of this group running?): %w", err)
+		return fmt.Errorf("write snapshot state: %w", err)
 	}
 	s.revision = rev
 	return nil
