@@ -148,11 +148,21 @@ func waitAllInserted(t *testing.T, p *pipeline, n int, timeout time.Duration) {
 }
 
 // Killing (SIGKILL) the replicator, the worker, or restarting NATS while
-// changes flow loses nothing.
+// changes flow loses nothing — also with the group's ownership lease
+// (nats_url), which the killed replicator leaves behind for its successor to
+// wait out, and which the owner keeps across the NATS restart.
 func TestRestartsLoseNothing(t *testing.T) {
+	t.Run("without group state", func(t *testing.T) { restartsLoseNothing(t, false) })
+	t.Run("with the group's lease", func(t *testing.T) { restartsLoseNothing(t, true) })
+}
+
+func restartsLoseNothing(t *testing.T, lease bool) {
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
 	p := newPipeline(t, dsn, "restarts")
+	if lease {
+		p.replicatorExtra = "    nats_url: " + p.nats.URL()
+	}
 	p.startReplicator()
 	p.startWorker("")
 
@@ -195,6 +205,9 @@ func TestRestartsLoseNothing(t *testing.T) {
 	phase("NATS restart", func() {
 		p.nats.Restart(t)
 	})
+	if log := p.replicator.Log(); lease && !strings.Contains(log, "Took over replication group restarts") {
+		t.Fatalf("the replicator started after the kill did not wait out its predecessor's lease:\n%s", infoLines(log))
+	}
 }
 
 // An output that fails for a while gets every change once it recovers: the
