@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -101,9 +102,9 @@ takes over when the owner stops (a clean stop releases the lease at once) or onc
 ‹owner_lease› (the owner was killed, hung, or cut off from NATS), and then resumes as after a crash: an unfinished
 snapshot by chunk, then streaming from the slot. An owner that cannot renew its lease for two thirds of
 ‹owner_lease›, or that finds the snapshot record written by another replicator, stops producing at once — nothing
-it still holds is delivered — and waits as a standby. Without ‹nats_url› (mode ‹stream› only) PostgreSQL's own rule
-applies: one connection streams from a slot, and a second replicator fails to start streaming until the first
-stops.
+it still holds is delivered — and waits as a standby. Without ‹nats_url› (mode ‹stream› only) the slot decides, as
+PostgreSQL lets one connection stream from it: a second replicator stands by the same way and streams once the
+slot is free.
 
 ### Delivery guarantee
 
@@ -404,7 +405,7 @@ func (in *replicatorInput) Connect(ctx context.Context) error {
 		}
 		conf.State = store
 	}
-	src, err := source.Start(ctx, conf)
+	src, err := in.startSource(ctx, conf)
 	if err != nil {
 		return err
 	}
@@ -417,6 +418,37 @@ func (in *replicatorInput) Connect(ctx context.Context) error {
 	in.current = src
 	in.mu.Unlock()
 	return nil
+}
+
+// sqlstateObjectInUse is PostgreSQL's object_in_use: the replication slot is
+// active for another connection.
+const sqlstateObjectInUse = "55006"
+
+// startSource starts the source. Without a lease (no nats_url), a slot
+// another connection streams from means another replicator of the group
+// runs: this one stands by, quietly, until the slot is free.
+func (in *replicatorInput) startSource(ctx context.Context, conf source.Config) (*source.Source, error) {
+	announced := false
+	for {
+		src, err := source.Start(ctx, conf)
+		var pgErr *pgconn.PgError
+		if err == nil || conf.Owner != nil || !errors.As(err, &pgErr) || pgErr.Code != sqlstateObjectInUse {
+			if err == nil && announced {
+				in.log.Infof("Took over replication slot %s", conf.Source.Slot)
+			}
+			return src, err
+		}
+		if !announced {
+			in.owner.Set(0)
+			in.log.Infof("Standing by: %s — another replicator of group %s streams from it; streaming once it stops (set %s for an ownership lease)", pgErr.Message, in.group, repFieldNATSURL)
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // openState connects to NATS and opens the group's state bucket, once.

@@ -86,12 +86,20 @@ func TestReplicatorMetrics(t *testing.T) {
 
 // A second replicator of a group stands by: its /ready answers 503 and
 // pg_flo_replicator_owner is 0 while the first owns the group; once the
-// first stops it takes over, and both turn.
+// first stops it takes over, and both turn. With nats_url the group's lease
+// decides; without, the slot PostgreSQL lets one connection stream from.
 func TestStandbyReplicatorIsNotReady(t *testing.T) {
+	t.Run("lease", func(t *testing.T) { standbyIsNotReady(t, true) })
+	t.Run("slot only", func(t *testing.T) { standbyIsNotReady(t, false) })
+}
+
+func standbyIsNotReady(t *testing.T, lease bool) {
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
 	p := newPipeline(t, dsn, "standby")
-	p.replicatorExtra = "    nats_url: " + p.nats.URL()
+	if lease {
+		p.replicatorExtra = "    nats_url: " + p.nats.URL()
+	}
 	var bases []string
 	for range 2 {
 		port, err := testenv.FreePort()
@@ -123,6 +131,9 @@ func TestStandbyReplicatorIsNotReady(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the second replicator standing by", func() bool {
 		return strings.Contains(standby.Log(), "Standing by") && owner(bases[1]) == 0
 	})
+	if n := strings.Count(standby.Log(), "Standing by"); n != 1 || strings.Contains(standby.Log(), "level=error") {
+		t.Fatalf("the standby said %d times that it stands by, or logged errors:\n%s", n, infoLines(standby.Log()))
+	}
 	if code := ready(bases[1]); code != http.StatusServiceUnavailable {
 		t.Fatalf("standby's /ready answered %d", code)
 	}
