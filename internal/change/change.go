@@ -131,7 +131,7 @@ func (e *Event) Text(f Field, col event.Column) (text string, ok bool, err error
 func (e *Event) Value(text string, col event.Column) ([]byte, error) {
 	buf := make([]byte, 0, len(text)+len(text)/8+8)
 	if !e.Typed {
-		return pgcodec.AppendJSONString(buf, text), nil
+		return event.AppendJSONString(buf, text), nil
 	}
 	return pgcodec.AppendTyped(buf, text, col)
 }
@@ -195,11 +195,11 @@ func (e *Event) Decode() error {
 // internal/event writes them (so event.Peek reads it fast), "typed" last.
 func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `{"v":1,"op":`...)
-	buf = pgcodec.AppendJSONString(buf, string(e.Op))
+	buf = event.AppendJSONString(buf, string(e.Op))
 	buf = append(buf, `,"schema":`...)
-	buf = pgcodec.AppendJSONString(buf, e.Schema)
+	buf = event.AppendJSONString(buf, e.Schema)
 	buf = append(buf, `,"table":`...)
-	buf = pgcodec.AppendJSONString(buf, e.Table)
+	buf = event.AppendJSONString(buf, e.Table)
 	for _, m := range e.raw {
 		buf = append(buf, ',')
 		buf = append(buf, m...)
@@ -234,7 +234,7 @@ func (r Row) appendJSON(buf []byte) []byte {
 		if n := len(f.nameJSON); n >= 2 && string(f.nameJSON[1:n-1]) == f.Name {
 			buf = append(buf, f.nameJSON...)
 		} else {
-			buf = pgcodec.AppendJSONString(buf, f.Name)
+			buf = event.AppendJSONString(buf, f.Name)
 		}
 		buf = append(buf, ':')
 		buf = append(buf, f.Value...)

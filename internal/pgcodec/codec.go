@@ -380,7 +380,7 @@ func AppendTyped(buf []byte, text string, col event.Column) ([]byte, error) {
 	t := lookup(col)
 	switch t.kind {
 	case kindText:
-		return AppendJSONString(buf, text), nil
+		return event.AppendJSONString(buf, text), nil
 	case kindInt:
 		if isInteger(text) && isJSONNumber(text) {
 			return append(buf, text...), nil

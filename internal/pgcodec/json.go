@@ -188,7 +188,7 @@ func sortedKeys(m map[string]any, cmp func(a, b string) int) []string {
 // AppendJSON appends typed value v (what Decode returns, or its parse) as
 // JSON: json.Number verbatim, json.RawMessage embedded (compacted only when
 // it holds a line break, so an event stays one line), object members
-// sorted by key, strings escaped like AppendJSONString.
+// sorted by key, strings escaped like event.AppendJSONString.
 func AppendJSON(buf []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
@@ -196,7 +196,7 @@ func AppendJSON(buf []byte, v any) []byte {
 	case bool:
 		return strconv.AppendBool(buf, x)
 	case string:
-		return AppendJSONString(buf, x)
+		return event.AppendJSONString(buf, x)
 	case json.Number:
 		return append(buf, x...)
 	case json.RawMessage:
@@ -217,7 +217,7 @@ func AppendJSON(buf []byte, v any) []byte {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = AppendJSONString(buf, k)
+			buf = event.AppendJSONString(buf, k)
 			buf = append(buf, ':')
 			buf = AppendJSON(buf, x[k])
 		}
@@ -238,14 +238,7 @@ func appendRawJSON(buf []byte, raw []byte) []byte {
 	}
 	var out bytes.Buffer
 	if err := json.Compact(&out, raw); err != nil {
-		return AppendJSONString(buf, string(raw))
+		return event.AppendJSONString(buf, string(raw))
 	}
 	return append(buf, out.Bytes()...)
-}
-
-// AppendJSONString appends s as a JSON string, escaped as encoding/json
-// escapes it (<, >, &, U+2028, U+2029 too; invalid UTF-8 as U+FFFD), the
-// same escaping as the change event's text values.
-func AppendJSONString(buf []byte, s string) []byte {
-	return event.AppendJSONString(buf, s)
 }

@@ -55,12 +55,6 @@ type Stream struct {
 	closed sync.Once
 }
 
-// ConfirmedFlush returns the LSN the stream has told PostgreSQL it may forget
-// up to, or will at its next status update.
-func (s *Stream) ConfirmedFlush() pglogrepl.LSN {
-	return pglogrepl.LSN(s.acked.Load())
-}
-
 // Slot is a replication slot just created.
 type Slot struct {
 	ConsistentPoint pglogrepl.LSN
