@@ -94,12 +94,8 @@ func TestStandbyReplicatorIsNotReady(t *testing.T) {
 }
 
 func standbyIsNotReady(t *testing.T, lease bool) {
-	dsn := pg.NewDatabase(t)
-	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
-	p := newPipeline(t, dsn, "standby")
-	if lease {
-		p.replicatorExtra = "    nats_url: " + p.nats.URL()
-	}
+	p := itemsPipeline(t, "standby", lease)
+	dsn := p.dsn
 	var bases []string
 	for range 2 {
 		port, err := testenv.FreePort()

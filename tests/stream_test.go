@@ -157,12 +157,8 @@ func TestRestartsLoseNothing(t *testing.T) {
 }
 
 func restartsLoseNothing(t *testing.T, lease bool) {
-	dsn := pg.NewDatabase(t)
-	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
-	p := newPipeline(t, dsn, "restarts")
-	if lease {
-		p.replicatorExtra = "    nats_url: " + p.nats.URL()
-	}
+	p := itemsPipeline(t, "restarts", lease)
+	dsn := p.dsn
 	p.startReplicator()
 	p.startWorker("")
 
