@@ -29,16 +29,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/logging"
 	"github.com/pgflo/pgflo/internal/pgdsn"
 )
-
-// Logger is where the applier reports what the user should know.
-// *service.Logger satisfies it.
-type Logger interface {
-	Debugf(format string, args ...any)
-	Infof(format string, args ...any)
-	Warnf(format string, args ...any)
-}
 
 // TableCreator creates a missing target table for a change (schema sync):
 // on the applier's connection, inside the batch's transaction.
@@ -84,7 +77,7 @@ type Config struct {
 	CreateTable TableCreator
 	// ApplicationName is the session's application_name.
 	ApplicationName string
-	Logger          Logger
+	Logger          logging.Logger
 }
 
 // Applier applies batches of changes to the target over one connection. It
@@ -107,7 +100,7 @@ type Applier struct {
 	splitSeed maphash.Seed
 	// created counts the tables schema sync created.
 	created int
-	log     Logger
+	log     logging.Logger
 }
 
 // Result tells what a batch did.
@@ -164,7 +157,7 @@ func Connect(ctx context.Context, cfg Config) (*Applier, error) {
 		splitSeed: maphash.MakeSeed(),
 	}
 	if a.log == nil {
-		a.log = nopLogger{}
+		a.log = logging.Nop{}
 	}
 	if err := a.setup(ctx); err != nil {
 		_ = conn.Close(context.Background())
@@ -284,12 +277,6 @@ func (a *Applier) Close(ctx context.Context) error {
 	}
 	return a.conn.Close(ctx)
 }
-
-type nopLogger struct{}
-
-func (nopLogger) Debugf(string, ...any) {}
-func (nopLogger) Infof(string, ...any)  {}
-func (nopLogger) Warnf(string, ...any)  {}
 
 // Apply applies the changes in one target transaction (more than one when
 // a DDL statement must run outside a transaction) and returns once it

@@ -16,7 +16,7 @@ import (
 // UnitEvents is the most events one unit holds. Units are cut at multiples
 // of it within a transaction, so the positions where a transaction is split
 // are the same on every replay: JetStream de-duplication ids, derived from
-// positions, then stay stable (see internal/jsproto's PackWindow).
+// positions, then stay stable (internal/jsproto's PackWindow is this).
 const UnitEvents = 1024
 
 // Encoded is one change event, encoded, with the fields Benthos metadata

@@ -12,14 +12,16 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/feed"
 )
 
 // PackWindow is the position window that packs never straddle: events at
 // positions p and q of one transaction can share a packed message only if
-// p/PackWindow == q/PackWindow. pg_flo_replicator cuts its batches at
-// multiples of PackWindow, so a replayed transaction is packed into exactly
-// the same messages, with the same de-duplication ids, as the first time.
-const PackWindow = 1024
+// p/PackWindow == q/PackWindow. It is the replicator's unit: pg_flo_replicator
+// cuts its batches at multiples of it, so a replayed transaction is packed
+// into exactly the same messages, with the same de-duplication ids, as the
+// first time.
+const PackWindow = feed.UnitEvents
 
 // HeaderEvents is the header that marks a packed message; its value is the
 // decimal number of events in the body. A message without it holds exactly

@@ -15,14 +15,8 @@ import (
 
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/logging"
 )
-
-// Logger is the little logging the engine does; Benthos' logger satisfies it.
-type Logger interface {
-	Infof(format string, args ...any)
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
 
 // StreamConfig tunes the stream.
 type StreamConfig struct {
@@ -38,7 +32,7 @@ type StreamConfig struct {
 	// the server's WAL end (as last reported) and the confirmed position:
 	// their difference is the replication lag in bytes.
 	OnStatus func(serverWALEnd, confirmed pglogrepl.LSN)
-	Logger   Logger
+	Logger   logging.Logger
 }
 
 // Stream reads a slot and turns it into batches of encoded events.
@@ -66,7 +60,7 @@ type Slot struct {
 
 // CreateSlot creates a pgoutput slot on the replication connection conn,
 // exporting its snapshot when export is set.
-func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bool, log Logger) (Slot, error) {
+func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bool, log logging.Logger) (Slot, error) {
 	action := "NOEXPORT_SNAPSHOT"
 	if export {
 		action = "EXPORT_SNAPSHOT"

@@ -25,6 +25,7 @@ import (
 	"github.com/pgflo/pgflo/internal/apply"
 	"github.com/pgflo/pgflo/internal/ddl"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/logging"
 	"github.com/pgflo/pgflo/internal/pgdsn"
 )
 
@@ -46,24 +47,18 @@ type Request struct {
 	MapSchema func(string) string
 }
 
-// Logger reports what was created and what was left out.
-type Logger interface {
-	Infof(format string, args ...any)
-	Warnf(format string, args ...any)
-}
-
 // Syncer reads definitions from the source. Its connection is opened on
 // first use and kept.
 type Syncer struct {
 	dsn string
-	log Logger
+	log logging.Logger
 
 	mu   sync.Mutex
 	conn *pgx.Conn
 }
 
 // New returns a Syncer reading the source at dsn.
-func New(dsn string, log Logger) *Syncer { return &Syncer{dsn: dsn, log: log} }
+func New(dsn string, log logging.Logger) *Syncer { return &Syncer{dsn: dsn, log: log} }
 
 // Close closes the source connection.
 func (s *Syncer) Close(ctx context.Context) error {
@@ -132,7 +127,7 @@ func (s *Syncer) Create(ctx context.Context, target *pgx.Conn, req Request) erro
 type builder struct {
 	src, dst *pgx.Conn
 	req      Request
-	log      Logger
+	log      logging.Logger
 	pre      []string // types, schemas, sequences
 	post     []string // constraints, indexes, sequence ownership
 	made     map[uint32]bool

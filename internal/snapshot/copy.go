@@ -20,6 +20,7 @@ import (
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/logging"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/state"
 )
@@ -32,7 +33,7 @@ type Config struct {
 	Workers, PerTable int
 	// ProgressInterval is how often progress is logged per table.
 	ProgressInterval time.Duration
-	Logger           replication.Logger
+	Logger           logging.Logger
 	// Copied, when set, is told of rows read (for metrics).
 	Copied func(schema, table string, rows int)
 	// Binary reads the rows of tables whose every column has a type

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgflo/pgflo/internal/feed"
+	"github.com/pgflo/pgflo/internal/logging"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/snapshot"
 	"github.com/pgflo/pgflo/internal/state"
@@ -49,7 +50,7 @@ type Config struct {
 	// Owner, when set, is the group's ownership lease: once it is lost the
 	// source stops producing at once (see fence).
 	Owner  *state.Lease
-	Logger replication.Logger
+	Logger logging.Logger
 	// ChunkDone, when set, is told of every acknowledged chunk, and
 	// ChunksPlanned of each table's chunk count (for metrics).
 	ChunkDone     func(schema, table string)

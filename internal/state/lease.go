@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgflo/pgflo/internal/logging"
 )
 
 // LeaseKey is the bucket key of the group's ownership lease: the one
@@ -61,9 +63,7 @@ type LeaseConfig struct {
 	// Standby, when set, is called once for every owner the caller waits
 	// for.
 	Standby func(owner Holder)
-	Logger  interface {
-		Debugf(format string, args ...any)
-	}
+	Logger  logging.Logger
 }
 
 // Lease is a held ownership lease. Expiry is judged on each side's own
