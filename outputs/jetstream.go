@@ -297,7 +297,12 @@ type jsOutput struct {
 	// bounded: the stream has a byte limit and refuses new messages when
 	// full (see waitForRoom).
 	bounded bool
-	closed  bool
+	// room is how many bytes the bounded stream was last seen to have free,
+	// less what was published since: the room can only have grown (the
+	// worker frees it; nobody else publishes), so batches that fit in it
+	// are published without asking the server again.
+	room   uint64
+	closed bool
 	// bodies holds the memory of the packed bodies published before.
 	bodies jsproto.BodyPool
 }
@@ -501,6 +506,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		o.bodies.Put(f.Msg())
 	}
 	if err := errors.Join(publishErr, ackErr); err != nil {
+		o.room = 0 // ask the server next time
 		if !nc.IsConnected() {
 			o.log.Warnf("Publishing failed while disconnected from NATS: %v", err)
 			return service.ErrNotConnected
@@ -527,6 +533,10 @@ func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, pack
 	for i, m := range msgs {
 		need += storedSize(m, jsHeaderBytes(packs[i], o.conf.stream))
 	}
+	if need <= o.room {
+		o.room -= need
+		return nil
+	}
 	wait, since := time.Millisecond, time.Now()
 	logged := false
 	for {
@@ -535,8 +545,11 @@ func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, pack
 			return fmt.Errorf("look up stream %s: %w", o.conf.stream, err)
 		}
 		info := s.CachedInfo()
-		if info.Config.MaxBytes <= 0 || info.Config.Discard != jetstream.DiscardNew ||
-			info.State.Bytes+need <= uint64(info.Config.MaxBytes) || info.State.Msgs == 0 {
+		if info.Config.MaxBytes <= 0 || info.Config.Discard != jetstream.DiscardNew {
+			return nil
+		}
+		if free := uint64(info.Config.MaxBytes) - min(info.State.Bytes, uint64(info.Config.MaxBytes)); need <= free || info.State.Msgs == 0 {
+			o.room = free - min(need, free)
 			if logged {
 				o.log.Infof("Stream %s has room again after %v", o.conf.stream, time.Since(since).Round(time.Millisecond))
 			}
