@@ -23,3 +23,9 @@ func (b *boxed) set(m *service.Message, key, value string) {
 		m.MetaSetMut(key, b.get(value))
 	}
 }
+
+// Values of snapshot_packs, the same for both inputs.
+const (
+	packsKeep   = "keep"
+	packsExpand = "expand"
+)

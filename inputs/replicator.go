@@ -51,7 +51,6 @@ const (
 	repFieldMaxBatchEvents      = "max_batch_events"
 	repFieldQueueEvents         = "queue_events"
 	repFieldSnapshotPacks       = "snapshot_packs"
-	repFieldSnapshotBinary      = "snapshot_binary"
 	repFieldOwnerLease          = "owner_lease"
 )
 
@@ -126,12 +125,12 @@ names what is missing before it creates anything.
 
 ### Snapshot packs
 
-With ‹snapshot_packs› (the default), snapshot rows leave the input as packs: one message holds up to 1024 rows of
+With ‹snapshot_packs: keep› (the default), snapshot rows leave the input as packs: one message holds up to 1024 rows of
 a table exactly as COPY's text format wrote them, after a header line describing the table (docs/jetstream.md).
 That is a quarter of the bytes of the rows' change events and no per-row work. ‹pg_flo_jetstream› publishes a pack
 as one message, ‹pg_flo_postgres› writes it with COPY, and ‹pg_flo_decode›, ‹pg_flo_rules›, ‹pg_flo_route› and
 ‹pg_flo_worker› (by default) expand it into the rows' events. A pack message carries the metadata of its rows plus
-‹pg_flo_pack_rows› (the number of rows; ‹pg_flo_tx_pos› is the first row's position). Set ‹snapshot_packs: false›
+‹pg_flo_pack_rows› (the number of rows; ‹pg_flo_tx_pos› is the first row's position). Set ‹snapshot_packs: expand›
 when stock processors or outputs read this input directly: every snapshot row is then its own event message.
 
 ### Metrics
@@ -184,7 +183,7 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("Capture DDL on the published tables (pg_flo's --track-ddl) as DDL events, in commit order with the data: an event trigger (named per group, so groups don't clobber each other) writes each command into the WAL with `pg_logical_emit_message`, and the slot delivers it inside its transaction. Needs a superuser (event triggers are superuser-only). `DROP TABLE` is not captured.").
 				Default(false),
 			service.NewIntField(repFieldMaxCopyWorkers).
-				Description("The most chunks copied at once over all tables (each is one connection to the source). 0 takes this machine's cores, at least 2 and at most 4: pgflo receives and packs every chunk it copies, and more chunks at once than its cores only take turns with the rest of the pipeline (on 2 cores shared with both databases, 2 chunks at once brought the initial sync into a target 1.07–1.09× native's time against 1.00× with 4). Set it near the source's cores when pgflo's host has cores to spare.").
+				Description("The most chunks copied at once over all tables (each is one connection to the source). 0 takes this machine's cores, at least 2 and at most 4: pgflo receives and packs every chunk it copies, and more chunks at once than its cores only take turns with the rest of the pipeline. Set it near the source's cores when pgflo's host has cores to spare.").
 				Default(0),
 			service.NewIntField(repFieldMaxCopyWorkersTable).
 				Description("The most chunks of one table copied at once (pg_flo's --max-copy-workers-per-table).").
@@ -205,13 +204,12 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("The most events in one batch (a single transaction piece of up to 1024 events is never split further; a pack of snapshot rows counts its rows). Large batches let `pg_flo_postgres` in the same process write many snapshot packs at once and apply a backlog in few transactions.").
 				Default(16384).
 				Advanced(),
-			service.NewBoolField(repFieldSnapshotPacks).
-				Description("Emit snapshot rows packed (see Snapshot packs): for `pg_flo_jetstream`, `pg_flo_postgres` and pgflo's processors. Set false to get one event message per snapshot row, e.g. for a stock output right after this input.").
-				Default(true),
-			service.NewBoolField(repFieldSnapshotBinary).
-				Description("Read the snapshot rows of a table with binary COPY when every column has a built-in type pgflo renders as text itself (bool, integers, floats, numeric, text, varchar, char, json, jsonb, uuid, bytea, date, time, timestamp, timestamptz and arrays of these) and the source is PostgreSQL 12 or later. Binary output spares the source's server the types' text output functions; the packs then carry binary rows, which `pg_flo_postgres` hands to a target column of the same type as they are, and which become exactly the events text rows would (same values, same text) wherever events are needed. Set false to read every table as COPY text.").
-				Default(true).
-				Advanced(),
+			service.NewStringAnnotatedEnumField(repFieldSnapshotPacks, map[string]string{
+				packsKeep:   "Snapshot rows leave the input as packs (see Snapshot packs): for `pg_flo_jetstream`, `pg_flo_postgres` and pgflo's processors.",
+				packsExpand: "Every snapshot row is its own event message, e.g. for a stock output right after this input.",
+			}).
+				Description("How snapshot rows leave the input, as `pg_flo_worker`'s field of the same name.").
+				Default(packsKeep),
 			service.NewDurationField(repFieldOwnerLease).
 				Description("How long the group's ownership lease lasts without renewal (see One owner per group): a standby takes over this long after the owner stopped renewing it — killed, hung or cut off from NATS — and the owner, renewing every third of it, stops producing once two thirds passed without a renewal. A cleanly stopped owner hands over at once. Shorter fails over sooner; longer rides out longer NATS hiccups without a hand-over. At least 1s.").
 				Default("10s").
@@ -221,7 +219,10 @@ func replicatorSpec() *service.ConfigSpec {
 				Default(32768).
 				Advanced(),
 		).
-		LintRule(`root = if this.group.or("").trim() == "" { ["field group is required and must not be empty"] }`)
+		LintRule(`root = [
+  if this.group.or("").trim() == "" { "field group is required and must not be empty" },
+  if ["true", "false"].contains(this.snapshot_packs.or("").string()) { "field snapshot_packs: true and false were replaced by keep and expand" },
+` + confread.LintChecks(confread.Removed{Field: "snapshot_binary", Instead: "snapshot rows are read with binary COPY wherever every column's type allows it; delete the field"}) + `].filter(e -> e != null)`)
 }
 
 func init() {
@@ -305,14 +306,13 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	copyCfg := snapshot.Config{
 		DSN: src.DSN, Workers: r.Int(repFieldMaxCopyWorkers), PerTable: r.Int(repFieldMaxCopyWorkersTable),
 		ProgressInterval: r.Duration(repFieldProgressInterval), Logger: in.log,
-		Binary: r.Bool(repFieldSnapshotBinary),
 	}
 	chunkPages := r.Int(repFieldCopyChunkPages)
 	trackDDL := r.Bool(repFieldTrackDDL)
 	statusInterval := r.Duration(repFieldStatusInterval)
 	in.maxBatch = r.Int(repFieldMaxBatchEvents)
 	queueEvents := r.Int(repFieldQueueEvents)
-	in.packs = r.Bool(repFieldSnapshotPacks)
+	in.packs = r.String(repFieldSnapshotPacks) == packsKeep
 	in.ownerLease = r.Duration(repFieldOwnerLease)
 	if err := r.Err(); err != nil {
 		return nil, err

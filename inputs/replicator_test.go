@@ -28,11 +28,14 @@ func newTestReplicator(t *testing.T, yaml string) (*replicatorInput, error) {
 	return newReplicatorInput(conf, service.MockResources())
 }
 
-func connectReplicator(t *testing.T, yaml string) (*replicatorInput, error) {
+func connectReplicator(t *testing.T, yaml string, adjust ...func(*replicatorInput)) (*replicatorInput, error) {
 	t.Helper()
 	in, err := newTestReplicator(t, yaml)
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	for _, f := range adjust {
+		f(in)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -293,8 +296,8 @@ func TestReplicatorCapturesDDL(t *testing.T) {
 	}
 }
 
-// A copy emits snapshot rows as packs (snapshot_packs, the default) or, with
-// snapshot_packs off, as one event message per row; expanded, the packs are
+// A copy emits snapshot rows as packs (snapshot_packs: keep, the default) or,
+// with snapshot_packs: expand, as one event message per row; expanded, the packs are
 // byte for byte those events, with the same metadata.
 func TestReplicatorSnapshotPacks(t *testing.T) {
 	dsn := sharedPostgres(t).NewDatabase(t)
@@ -302,8 +305,8 @@ func TestReplicatorSnapshotPacks(t *testing.T) {
 	testenv.Exec(t, dsn, `CREATE TABLE items (id int PRIMARY KEY, note text, tags text[]);
 		INSERT INTO items SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'tab	and \ and "q" ' || i END, ARRAY['a', i::text]
 		FROM generate_series(1, 2500) i`)
-	packed := readSnapshot(t, dsn, nats.URL(), "packs_on", "tables: [items]\nsnapshot_packs: true\n")
-	plain := readSnapshot(t, dsn, nats.URL(), "packs_off", "tables: [items]\nsnapshot_packs: false\n")
+	packed := readSnapshot(t, dsn, nats.URL(), "packs_on", "tables: [items]\nsnapshot_packs: keep\n")
+	plain := readSnapshot(t, dsn, nats.URL(), "packs_off", "tables: [items]\nsnapshot_packs: expand\n")
 	if len(packed.formats) == 0 || len(plain.formats) != 0 {
 		t.Fatalf("pack messages: %d with snapshot_packs, %d without", len(packed.formats), len(plain.formats))
 	}
@@ -317,7 +320,7 @@ func TestReplicatorSnapshotPacks(t *testing.T) {
 }
 
 // Tables whose every column has a type bintext renders are read with binary
-// COPY (snapshot_binary, the default), the others as text; either way the
+// COPY, the others as text; either way the
 // events are byte for byte those of a copy read as text, every value of the
 // all-types table included.
 func TestReplicatorBinarySnapshotPacks(t *testing.T) {
@@ -349,14 +352,14 @@ func TestReplicatorBinarySnapshotPacks(t *testing.T) {
 			a_int4, a_int8, a_text, a_numeric, a_float8, a_bool, a_bytea, a_timestamptz, a_date, a_uuid, a_jsonb, a_json,
 			a_char, a_int4_2d, a_text_2d FROM alltypes;
 		ALTER TABLE allbin ADD PRIMARY KEY (id)`)
-	tables := "tables: [mixed, alltypes, allbin]\nsnapshot_packs: true\n"
+	tables := "tables: [mixed, alltypes, allbin]\n"
 	binary := readSnapshot(t, dsn, nats.URL(), "bin_on", tables)
-	text := readSnapshot(t, dsn, nats.URL(), "bin_off", tables+"snapshot_binary: false\n")
+	text := readSnapshot(t, dsn, nats.URL(), "bin_off", tables, func(in *replicatorInput) { in.conf.Copy.TextOnly = true })
 	if binary.formats[copypack.FormatBinary] == 0 || binary.formats[copypack.Format] == 0 {
 		t.Errorf("pack formats %v: mixed is read in binary, the all-types table as text", binary.formats)
 	}
 	if text.formats[copypack.FormatBinary] != 0 {
-		t.Errorf("pack formats %v with snapshot_binary false", text.formats)
+		t.Errorf("pack formats %v read as text only", text.formats)
 	}
 	if len(binary.rows) != len(text.rows) || len(binary.rows) < 3012 {
 		t.Fatalf("rows: %d binary, %d text", len(binary.rows), len(text.rows))
@@ -373,9 +376,9 @@ type snapshotRead struct {
 
 // readSnapshot runs a copy of group (config: more of the replicator's
 // fields) to its end.
-func readSnapshot(t *testing.T, dsn, natsURL, group, config string) snapshotRead {
+func readSnapshot(t *testing.T, dsn, natsURL, group, config string, adjust ...func(*replicatorInput)) snapshotRead {
 	t.Helper()
-	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\nmode: copy\nnats_url: %q\n%s", dsn, group, natsURL, config))
+	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\nmode: copy\nnats_url: %q\n%s", dsn, group, natsURL, config), adjust...)
 	if err != nil {
 		t.Fatal(err)
 	}

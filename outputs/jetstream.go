@@ -25,7 +25,6 @@ const (
 	jsFieldSubjectPrefix   = "subject_prefix"
 	jsFieldPack            = "pack"
 	jsFieldPackMaxBytes    = "pack_max_bytes"
-	jsFieldPackMaxEvents   = "pack_max_events"
 	jsFieldStreamMaxAge    = "stream_max_age"
 	jsFieldStreamMaxBytes  = "stream_max_bytes"
 	jsFieldStreamRetention = "stream_retention"
@@ -64,7 +63,7 @@ error saying how to fix it.
 With `+"`pack`"+` on, consecutive events of one transaction and table are packed into one JetStream message
 (newline-separated JSON, header `+"`Pgflo-Events: <count>`"+`), which multiplies throughput for snapshots and
 large transactions. A pack never crosses a multiple of 1024 positions in its transaction and stays below
-`+"`pack_max_bytes`"+` and `+"`pack_max_events`"+`. A single event is published as a plain message (no header),
+`+"`pack_max_bytes`"+`. A single event is published as a plain message (no header),
 so non-pgflo consumers can read one-event messages. `+"`pg_flo_worker`"+` unpacks both.
 
 ### Guarantees
@@ -106,10 +105,6 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Description("Largest body of a packed message, in bytes. Lowered automatically to the server's `max_payload` minus room for headers.").
 				Default(jsproto.DefaultPackMaxBytes).
 				Advanced(),
-			service.NewIntField(jsFieldPackMaxEvents).
-				Description("Most events in a packed message.").
-				Default(jsproto.DefaultPackMaxEvents).
-				Advanced(),
 			service.NewDurationField(jsFieldStreamMaxAge).
 				Description("Maximum age of messages in the stream, used when the stream is created. `0s` keeps messages until they are removed otherwise. pg_flo used 24h, which silently deletes the changes a worker has not read when it is down longer than that; pgflo keeps them by default, and the replication slot keeps WAL only until the replicator has published it.").
 				Default("0s").
@@ -148,6 +143,8 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Advanced(),
 		).
 		Fields(natsconf.AuthFields()...).
+		LintRule(`root = [
+`+confread.LintChecks(confread.Removed{Field: "pack_max_events", Instead: "a pack holds at most 1024 events, the unit pgflo's de-duplication ids are counted in; bound packs with pack_max_bytes"})+`].filter(e -> e != null)`).
 		Example("Replicator", "Stream a table's changes into the group's JetStream stream.", `
 input:
   pg_flo_replicator:
@@ -184,7 +181,6 @@ type jsOutputConfig struct {
 	subjectPrefix  string
 	pack           bool
 	packMaxBytes   int
-	packMaxEvents  int
 	streamConfig   jetstream.StreamConfig
 	publishTimeout time.Duration
 }
@@ -197,7 +193,6 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	c.subjectPrefix = r.String(jsFieldSubjectPrefix)
 	c.pack = r.Bool(jsFieldPack)
 	c.packMaxBytes = r.Int(jsFieldPackMaxBytes)
-	c.packMaxEvents = r.Int(jsFieldPackMaxEvents)
 	maxAge := r.Duration(jsFieldStreamMaxAge)
 	maxBytes := r.Int(jsFieldStreamMaxBytes)
 	retention := r.String(jsFieldStreamRetention)
@@ -224,9 +219,6 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	}
 	if c.packMaxBytes < 1 {
 		return c, fmt.Errorf("field %s: must be positive, got %d", jsFieldPackMaxBytes, c.packMaxBytes)
-	}
-	if c.packMaxEvents < 1 {
-		return c, fmt.Errorf("field %s: must be positive, got %d", jsFieldPackMaxEvents, c.packMaxEvents)
 	}
 	if maxAge < 0 {
 		return c, fmt.Errorf("field %s: must not be negative, got %v", jsFieldStreamMaxAge, maxAge)
@@ -435,7 +427,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	}
 	lim := jsproto.Limits{MaxBytes: packMaxBytes, MaxEvents: 1}
 	if o.conf.pack {
-		lim.MaxEvents = o.conf.packMaxEvents
+		lim.MaxEvents = jsproto.PackWindow
 	}
 	packs := jsproto.Build(items, lim)
 

@@ -340,7 +340,6 @@ func TestJetStreamOutputConfigErrors(t *testing.T) {
 		{"bad group", "group: a.b\n", "field group: invalid group name"},
 		{"bad stream", "group: g\nstream: a.b\n", "field stream"},
 		{"bad prefix", "group: g\nsubject_prefix: a.*\n", "field subject_prefix"},
-		{"pack max events", "group: g\npack_max_events: 0\n", "field pack_max_events"},
 		{"stream max bytes", "group: g\nstream_max_bytes: 0\n", "field stream_max_bytes"},
 		{"retention", "group: g\nstream_retention: forever\n", "stream_retention"},
 		{"window longer than age", "group: g\nstream_max_age: 1m\nduplicate_window: 2m\n", "field duplicate_window"},

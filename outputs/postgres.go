@@ -146,7 +146,7 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Default(64).
 				Advanced(),
 			service.NewIntField(pgFieldCopyConnections).
-				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync, one server process per connection; more connections than the target has cores to spare cost more than they bring (COPY sessions contend on extending the table: on a 2-core host 4 connections took 15 % more of the target's CPU than 2 and finished later). 1 writes every pack in the batch's transaction.").
+				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync, one server process per connection; more connections than the target has cores to spare cost more than they bring, as COPY sessions into one table contend on extending it. 1 writes every pack in the batch's transaction.").
 				Default(2).
 				Advanced(),
 			service.NewBoolField(pgFieldCopyBinary).

@@ -66,6 +66,34 @@ output:
     group: g
     strem: x
 `, "strem"},
+		// Removed fields are named with what to write instead.
+		{"removed snapshot_binary", `
+input:
+  pg_flo_replicator:
+    dsn: postgres://u@localhost/db
+    group: g
+    snapshot_binary: false
+output:
+  drop: {}
+`, "field snapshot_binary was removed: snapshot rows are read with binary COPY"},
+		{"snapshot_packs as a bool", `
+input:
+  pg_flo_replicator:
+    dsn: postgres://u@localhost/db
+    group: g
+    snapshot_packs: false
+output:
+  drop: {}
+`, "true and false were replaced by keep and expand"},
+		{"removed pack_max_events", `
+input:
+  generate: { mapping: 'root = {}', count: 1 }
+output:
+  pg_flo_jetstream:
+    url: nats://127.0.0.1:4222
+    group: g
+    pack_max_events: 5
+`, "field pack_max_events was removed"},
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yaml")
 		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {

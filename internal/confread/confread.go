@@ -9,6 +9,7 @@ package confread
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -74,4 +75,24 @@ func read[T any](r *Reader, name string, field func(path ...string) (T, error)) 
 		return zero
 	}
 	return v
+}
+
+// Removed is a documented field a component no longer has, with what a user
+// writes instead. Removed fields are reported by the component's lint rule
+// for one release, so `pgflo lint` names the replacement instead of only
+// calling the field unknown.
+type Removed struct {
+	Field   string
+	Instead string
+}
+
+// LintChecks returns the Bloblang array items of a lint rule that report each
+// removed field present in a config, for a rule of the form
+// `root = [ …items… ].filter(e -> e != null)`.
+func LintChecks(removed ...Removed) string {
+	var b strings.Builder
+	for _, r := range removed {
+		fmt.Fprintf(&b, "  if this.exists(%q) { %q },\n", r.Field, "field "+r.Field+" was removed: "+r.Instead)
+	}
+	return b.String()
 }

@@ -42,11 +42,8 @@ const HeaderFormat = "Pgflo-Format"
 // EncodingS2 is the HeaderEncoding value of an S2-compressed body.
 const EncodingS2 = "s2"
 
-// Default packing limits of pg_flo_jetstream.
-const (
-	DefaultPackMaxBytes  = 1 << 20
-	DefaultPackMaxEvents = PackWindow
-)
+// DefaultPackMaxBytes is pg_flo_jetstream's default bound on a pack's body.
+const DefaultPackMaxBytes = 1 << 20
 
 // ErrMalformedPack is returned (wrapped) by Unpack for a message whose body
 // does not hold what its HeaderEvents header declares.

@@ -2,7 +2,7 @@
 // rows (internal/copypack) instead of one change event: recognising them and
 // expanding them into one event message per row, for every component that
 // needs events (pg_flo_worker by default, pg_flo_replicator with
-// snapshot_packs off, pgflo's processors).
+// snapshot_packs: expand, pgflo's processors).
 package packmsg
 
 import (

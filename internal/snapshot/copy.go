@@ -36,10 +36,11 @@ type Config struct {
 	Logger           logging.Logger
 	// Copied, when set, is told of rows read (for metrics).
 	Copied func(schema, table string, rows int)
-	// Binary reads the rows of tables whose every column has a type
-	// internal/bintext renders with binary COPY into binary packs
-	// (copypack.FormatBinary), when the source allows (binaryCapable).
-	Binary bool
+	// Tables whose every column has a type pgflo renders itself are read
+	// with binary COPY into binary packs (copypack.FormatBinary), when the
+	// source allows (binaryCapable); TextOnly reads every table as COPY text,
+	// so tests can compare the two forms.
+	TextOnly bool
 }
 
 // Job is one copy: which snapshot, which chunks.
@@ -154,7 +155,7 @@ func copyWorker(ctx context.Context, cfg Config, job Job, sched *scheduler, out 
 		return fmt.Errorf("copy: import snapshot %s: %w", job.Snapshot, err)
 	}
 	once()
-	binary := cfg.Binary && binaryCapable(conn)
+	binary := !cfg.TextOnly && binaryCapable(conn)
 	for {
 		p, ok := sched.next(ctx)
 		if !ok {
