@@ -9,6 +9,13 @@
 // transaction, records the last applied position of the group, so a batch
 // delivered again is not applied twice.
 //
+// The files follow one batch (ApplyBatch, applyOnce): batch.go holds it as
+// it is decoded, copy.go writes its leading runs of inserts with COPY,
+// plan.go plans the rest into steps, execute.go runs them, progress.go
+// records the position reached with the commit. catalog.go (target tables),
+// sql.go and column.go (statements and their parameters), packstream.go
+// (snapshot rows for COPY), ddl.go and errors.go serve those steps.
+//
 // It does not import Benthos: outputs/postgres.go adapts it.
 package apply
 
@@ -52,7 +59,7 @@ type Config struct {
 	// with COPY; 0 never uses COPY.
 	CopyMinRows int
 	// CopyConnections is how many connections write a batch's leading run
-	// of copy packs at once (see parallel.go); 1 or less writes them in the
+	// of copy packs at once (see copyShares); 1 or less writes them in the
 	// batch's transaction only.
 	CopyConnections int
 	// CopyBinary writes snapshot rows to COPY in binary format where every
@@ -62,7 +69,7 @@ type Config struct {
 	// types in typedParams as arrays of their type (see column.go).
 	BinaryParameters bool
 	// ApplyConnections is how many connections apply a large set statement
-	// at once, its rows split by key (see parallel.go); 1 or less applies
+	// at once, its rows split by key (see execSplit); 1 or less applies
 	// everything in the batch's transaction only.
 	ApplyConnections int
 	// Retries is how often a batch is retried after a serialization
@@ -160,6 +167,8 @@ func redactErr(err error, password string) string {
 	return pgdsn.RedactIn(err.Error(), password)
 }
 
+// setup sets the session up: foreign keys off (disable_foreign_keys), the
+// search_path DDL replay restores, the progress table.
 func (a *Applier) setup(ctx context.Context) error {
 	if a.cfg.DisableForeignKeys {
 		if _, err := a.conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
@@ -169,54 +178,7 @@ func (a *Applier) setup(ctx context.Context) error {
 	if err := a.conn.QueryRow(ctx, "SELECT current_setting('search_path')").Scan(&a.searchPath); err != nil {
 		return fmt.Errorf("read search_path of the target: %w", err)
 	}
-	if a.cfg.Progress.Name == "" {
-		return nil
-	}
-	a.progressIdent = a.cfg.Progress.String()
-	create := []string{
-		"CREATE SCHEMA IF NOT EXISTS " + pgx.Identifier{a.cfg.Progress.Schema}.Sanitize(),
-		"CREATE TABLE IF NOT EXISTS " + a.progressIdent + ` (
-			group_name text PRIMARY KEY,
-			commit_lsn pg_lsn NOT NULL,
-			tx_pos bigint NOT NULL,
-			events bigint NOT NULL DEFAULT 0,
-			snapshot_rows bigint NOT NULL DEFAULT 0,
-			batches bigint NOT NULL DEFAULT 0,
-			pending_commit_lsn pg_lsn,
-			pending_tx_pos bigint,
-			updated_at timestamptz NOT NULL DEFAULT now())`,
-		"INSERT INTO " + a.progressIdent + " (group_name, commit_lsn, tx_pos) VALUES ($1, '0/0', -1) ON CONFLICT (group_name) DO NOTHING",
-	}
-	for attempt := 0; ; attempt++ {
-		var err error
-		for i, sql := range create {
-			if i == 2 {
-				_, err = a.conn.Exec(ctx, sql, a.cfg.Group)
-			} else {
-				_, err = a.conn.Exec(ctx, sql)
-			}
-			if err != nil {
-				break
-			}
-		}
-		// Two appliers creating the table at once: one loses with a
-		// unique violation on the catalog; the second attempt sees the table.
-		if err != nil && sqlState(err) == "23505" && attempt == 0 {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("create progress table %s on the target: %w", a.progressIdent, err)
-		}
-		break
-	}
-	pos, err := a.Progress(ctx)
-	if err != nil {
-		return err
-	}
-	if pos.CommitLSN != 0 {
-		a.log.Infof("Group %s has applied the target up to commit %s (position %d in it); changes up to there are skipped", a.cfg.Group, event.FormatLSN(pos.CommitLSN), pos.Pos)
-	}
-	return nil
+	return a.setupProgress(ctx)
 }
 
 // Close closes the connection.
@@ -228,44 +190,40 @@ func (a *Applier) Close(ctx context.Context) error {
 	return a.conn.Close(ctx)
 }
 
-// Apply applies the changes in one target transaction (more than one when
-// a DDL statement must run outside a transaction) and returns once it
-// committed. A transient failure (serialization failure, deadlock, lock
-// timeout) is retried; a lost connection returns an error wrapping
-// ErrConnection; a change the target refuses returns a *ChangeError naming
-// it. When the set statements fail, the batch is applied again change by
-// change, which both finds the change at fault and gets past constraints
-// that only hold in the source's order (a unique column two rows swap).
-func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) {
-	return a.ApplyFeed(ctx, FeedOf(changes))
-}
-
-// ApplyFeed is Apply for a batch still being decoded (see Feed). A decoding
-// failure is returned as it is, once nothing of the batch was committed.
-func (a *Applier) ApplyFeed(ctx context.Context, f *Feed) (Result, error) {
-	serial, parallel, early := false, a.cfg.ApplyConnections > 1, true
+// ApplyBatch applies a batch, possibly still being decoded (see Batch), in
+// one target transaction (more than one when a DDL statement must run
+// outside a transaction) and returns once it committed. A transient failure
+// (serialization failure, deadlock, lock timeout) is retried; a lost
+// connection returns an error wrapping ErrConnection; a change the target
+// refuses returns a *ChangeError naming it; a decoding failure is returned
+// as it is, once nothing of the batch was committed. When the set
+// statements fail, the batch is applied again change by change, which both
+// finds the change at fault and gets past constraints that only hold in the
+// source's order (a unique column two rows swap).
+func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) {
+	mode := applyMode{parallel: a.cfg.ApplyConnections > 1, early: true}
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		res, err := a.applyOnce(ctx, f, serial, parallel, early)
+		res, err := a.applyOnce(ctx, batch, mode)
 		if err == nil {
-			res.Serial = serial
+			res.Serial = mode.serial
 			return res, nil
 		}
 		if errors.Is(err, errReplan) {
-			early = false
+			mode.early = false
 			continue
 		}
 		a.invalidate()
-		var decodeErr *feedError
+		var decodeErr *decodeError
 		var sideErr *sideError
 		switch {
 		case errors.As(err, &decodeErr):
 			return res, decodeErr.err
-		case errors.As(err, &sideErr) && parallel && ctx.Err() == nil:
+		case errors.As(err, &sideErr) && mode.parallel && ctx.Err() == nil:
 			// Whatever went wrong beside the batch's transaction, the batch
 			// is applied again on its connection alone.
-			a.log.Debugf("Applying a batch of %d changes over %d connections failed (%v); applying it on one", f.total, a.cfg.ApplyConnections, err)
-			parallel = false
+			a.log.Debugf("Applying a batch of %d changes over %d connections failed (%v); applying it on one", batch.total, a.cfg.ApplyConnections, err)
+			mode.parallel = false
 		case a.conn.IsClosed() || connectionLost(err):
 			_ = a.conn.Close(context.Background())
 			if errors.Is(err, ErrConnection) {
@@ -275,32 +233,52 @@ func (a *Applier) ApplyFeed(ctx context.Context, f *Feed) (Result, error) {
 		case ctx.Err() != nil:
 			return res, err
 		case retryable(err) && attempt < a.cfg.Retries:
-			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", f.total, backoff, err)
+			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", batch.total, backoff, err)
 			select {
 			case <-ctx.Done():
 				return res, ctx.Err()
 			case <-time.After(backoff + rand.N(backoff/2)):
 			}
 			backoff = min(backoff*2, 5*time.Second)
-		case !serial && !retryable(err):
-			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", f.total, err)
-			serial = true
+		case !mode.serial && !retryable(err):
+			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", batch.total, err)
+			mode.serial = true
 		default:
 			return res, err
 		}
 	}
 }
 
-// applyOnce applies the feed in one transaction. With early, a batch that
-// does not start with inserts is planned while the transaction begins (two
-// round trips, each a wait for the server when the cores are busy): the
-// planner cannot know yet what the progress table says is applied, so the
-// executor checks it, and a batch delivered again (errReplan) is planned
-// again once the position is known.
-func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel, early bool) (res Result, err error) {
+// applyMode is how ApplyBatch tries a batch; a failed try changes it for
+// the next.
+type applyMode struct {
+	// serial applies the batch change by change, in the source's order: no
+	// merging, no COPY (after the set statements failed).
+	serial bool
+	// parallel lets large set statements be split over side connections
+	// (Config.ApplyConnections; off after a side connection failed).
+	parallel bool
+	// early plans a batch that does not start with inserts while its
+	// transaction begins (off once that planned changes already applied:
+	// see applyOnce).
+	early bool
+}
+
+// applyOnce applies the batch in one transaction: the leading runs of
+// inserts stream into COPY as they are decoded (copy.go), the planner turns
+// the rest into steps chunk by chunk (plan.go), the executor runs them
+// (execute.go), and the commit records the position reached (progress.go).
+//
+// With mode.early, a batch that does not start with inserts is planned
+// while the transaction begins (two round trips, each a wait for the server
+// when the cores are busy): the planner cannot know yet what the progress
+// table says is applied, so the executor checks it, and a batch delivered
+// again (errReplan) is planned again once the position is known.
+func (a *Applier) applyOnce(ctx context.Context, batch *Batch, mode applyMode) (res Result, err error) {
+	serial := mode.serial
 	var pl *planning
-	if first := f.wait(0); early && (serial || a.cfg.CopyMinRows == 0 || first == nil || first.Op != event.Insert) {
-		pl = a.startPlanning(f, 0, serial, nil)
+	if first := batch.wait(0); mode.early && (serial || a.cfg.CopyMinRows == 0 || first == nil || first.Op != event.Insert) {
+		pl = a.startPlanning(batch, 0, serial, nil)
 	}
 	b, err := a.begin(ctx)
 	if err != nil {
@@ -309,7 +287,7 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel, earl
 		}
 		return res, err
 	}
-	b.parallel = parallel && !serial
+	b.parallel = mode.parallel && !serial
 	defer func() { b.rollback() }()
 	var copied []*Change
 	if pl == nil {
@@ -318,7 +296,7 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel, earl
 		// change that is not for COPY; the planner applies the rest.
 		streamed := 0
 		for !serial && a.cfg.CopyMinRows > 0 {
-			n, done, skipped, err := a.streamInserts(ctx, b, f, streamed)
+			n, done, skipped, err := a.streamInserts(ctx, b, batch, streamed)
 			if err != nil {
 				return res, err
 			}
@@ -329,14 +307,14 @@ func (a *Applier) applyOnce(ctx context.Context, f *Feed, serial, parallel, earl
 			res.Skipped += skipped
 			copied = append(copied, done...)
 		}
-		pl = a.startPlanning(f, streamed, serial, &b.at)
+		pl = a.startPlanning(batch, streamed, serial, &b.at)
 	}
 	b.done = copied
 	applied, skipped, err := a.applyRest(ctx, b, pl)
 	if err != nil {
 		return res, err
 	}
-	changes, err := f.all()
+	changes, err := batch.all()
 	if err != nil {
 		return res, err
 	}

@@ -7,11 +7,11 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 )
 
-// Feed is a batch of changes handed to ApplyFeed while it is still being
+// Batch is a batch of changes handed to ApplyBatch while it is still being
 // decoded: the applier starts the transaction, and streams a leading run of
-// INSERTs into COPY, while the rest of the batch is decoded. A Feed is
+// INSERTs into COPY, while the rest of the batch is decoded. A Batch is
 // filled by one goroutine (Add, Fail) and read by the applier.
-type Feed struct {
+type Batch struct {
 	mu      sync.Mutex
 	cond    sync.Cond
 	changes []*Change
@@ -19,65 +19,57 @@ type Feed struct {
 	err     error
 }
 
-// NewFeed returns a feed of total changes.
-func NewFeed(total int) *Feed {
-	f := &Feed{total: total, changes: make([]*Change, 0, total)}
-	f.cond.L = &f.mu
-	return f
-}
-
-// FeedOf returns a complete feed of changes.
-func FeedOf(changes []*Change) *Feed {
-	f := NewFeed(len(changes))
-	f.changes = append(f.changes, changes...)
-	return f
+// NewBatch returns an empty batch of total changes, to be filled with Add.
+func NewBatch(total int) *Batch {
+	b := &Batch{total: total, changes: make([]*Change, 0, total)}
+	b.cond.L = &b.mu
+	return b
 }
 
 // Add hands over the next change.
-func (f *Feed) Add(ch *Change) {
-	f.mu.Lock()
-	f.changes = append(f.changes, ch)
-	f.mu.Unlock()
-	f.cond.Broadcast()
+func (b *Batch) Add(ch *Change) {
+	b.mu.Lock()
+	b.changes = append(b.changes, ch)
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
-// Fail ends the feed: the batch cannot be decoded.
-func (f *Feed) Fail(err error) {
-	f.mu.Lock()
-	f.err = &feedError{err}
-	f.mu.Unlock()
-	f.cond.Broadcast()
+// Fail ends the batch: it cannot be decoded.
+func (b *Batch) Fail(err error) {
+	b.mu.Lock()
+	b.err = &decodeError{err}
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
-// feedError is a batch's decoding failure: no retry helps.
-type feedError struct{ err error }
+// decodeError is a batch's decoding failure: no retry helps.
+type decodeError struct{ err error }
 
-func (e *feedError) Error() string { return e.err.Error() }
-
-func (e *feedError) Unwrap() error { return e.err }
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
 
 // wait returns change i once decoded; nil past the end or after a failure
 // (which all reports).
-func (f *Feed) wait(i int) *Change {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i >= len(f.changes) && f.err == nil && len(f.changes) < f.total {
-		f.cond.Wait()
+func (b *Batch) wait(i int) *Change {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i >= len(b.changes) && b.err == nil && len(b.changes) < b.total {
+		b.cond.Wait()
 	}
-	if i < len(f.changes) {
-		return f.changes[i]
+	if i < len(b.changes) {
+		return b.changes[i]
 	}
 	return nil
 }
 
 // all waits for every change.
-func (f *Feed) all() ([]*Change, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for f.err == nil && len(f.changes) < f.total {
-		f.cond.Wait()
+func (b *Batch) all() ([]*Change, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.err == nil && len(b.changes) < b.total {
+		b.cond.Wait()
 	}
-	return f.changes, f.err
+	return b.changes, b.err
 }
 
 // Change is one change event to apply, with where it stands in the stream.

@@ -93,7 +93,7 @@ type Table struct {
 	ForeignKeys bool
 	// OtherUnique is set when a unique index or exclusion constraint other
 	// than the key's exists: rows of different keys can then conflict, so
-	// their changes are not split over connections (see parallel.go).
+	// their changes are not split over connections (see Applier.parts).
 	OtherUnique bool
 	// alwaysIdentity is set when a column is GENERATED ALWAYS AS IDENTITY:
 	// inserts then need OVERRIDING SYSTEM VALUE to write the source's value.

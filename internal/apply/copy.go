@@ -13,16 +13,29 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 )
 
+// A batch's first step in its transaction: its leading runs of inserts
+// (INSERT events, or copy packs of snapshot rows) are written with COPY as
+// they are decoded, run after run (applyOnce calls streamInserts until a
+// change is not for COPY); the planner takes the rest of the batch.
+//
+// Copy packs (internal/copypack) carry snapshot rows as the source's
+// COPY ... TO STDOUT wrote them, in the text form both sessions share
+// (event.TextFormSettings). A leading run of packs of one table goes to the
+// target's COPY FROM STDIN as it is: no row is parsed or encoded again. Where
+// that cannot be done (serial mode, a COPY conflict, packs after other
+// changes, a column the target lacks), a pack is expanded into the INSERTs
+// of its rows, and the planner applies them as any others.
+
 // streamInserts writes the run of INSERTs of one table starting at the
-// feed's index from, as they are decoded, and returns how many changes of
-// the feed it took (n), the changes (rows) it wrote (done) and how many it
+// batch's index from, as they are decoded, and returns how many changes of
+// the batch it took (n), the changes (rows) it wrote (done) and how many it
 // left out as already applied by the progress table (skipped). A run of
 // INSERT events (all with the same columns) is written with one COPY; for a
 // table with a key the COPY runs under a savepoint, and when a row already
 // exists it is rolled back and 0 returned: the changes then go through the
 // planner (upserts). Copy packs are written by streamPacks.
-func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from int) (n int, done []*Change, skipped int, err error) {
-	first := f.wait(from)
+func (a *Applier) streamInserts(ctx context.Context, b *batchTx, batch *Batch, from int) (n int, done []*Change, skipped int, err error) {
+	first := batch.wait(from)
 	if first == nil || first.Op != event.Insert {
 		return 0, nil, 0, nil
 	}
@@ -38,7 +51,7 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from i
 		return 0, nil, 0, err
 	}
 	if first.Pack != nil {
-		n, done, err := a.streamPacks(ctx, b, f, from, first, t)
+		n, done, err := a.streamPacks(ctx, b, batch, from, first, t)
 		return n, done, 0, err
 	}
 	if a.noCopyBatches[t.Name] > 0 {
@@ -73,7 +86,7 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from i
 	// Worth a COPY only when the run is long (and a stray INSERT before
 	// other changes stays with them).
 	for i := 1; i < a.cfg.CopyMinRows; i++ {
-		if !same(f.wait(from + i)) {
+		if !same(batch.wait(from + i)) {
 			return 0, nil, 0, nil
 		}
 	}
@@ -83,7 +96,7 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from i
 		defer close(finished)
 		buf := make([]byte, 0, 64<<10)
 		for i := from; ; i++ {
-			ch := f.wait(i)
+			ch := batch.wait(i)
 			if !same(ch) {
 				break
 			}
@@ -121,23 +134,15 @@ func (a *Applier) streamInserts(ctx context.Context, b *batchTx, f *Feed, from i
 	return n, done, n - len(done), nil
 }
 
-// Copy packs (internal/copypack) carry snapshot rows as the source's
-// COPY ... TO STDOUT wrote them, in the text form both sessions share
-// (event.TextFormSettings). A leading run of packs of one table goes to the
-// target's COPY FROM STDIN as it is: no row is parsed or encoded again. Where
-// that cannot be done (serial mode, a COPY conflict, packs after other
-// changes, a column the target lacks), a pack is expanded into the INSERTs
-// of its rows, and the planner applies them as any others.
-
-// streamPacks writes the run of packs of table t starting at the feed's
+// streamPacks writes the run of packs of table t starting at the batch's
 // index from (first) with one COPY of their rows as they are, as they are
-// decoded, and returns how many changes of the feed it took and the changes
+// decoded, and returns how many changes of the batch it took and the changes
 // it wrote. When the run is not for COPY (its columns do not map onto t's,
 // it holds fewer than copy_min_rows rows, COPY into t is off after a
 // conflict) or COPY hit an existing row (and was rolled back), it upserts
 // the first pack's rows instead and takes that pack only: the next call goes
 // on with the next one.
-func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int, first *Change, t *Table) (int, []*Change, error) {
+func (a *Applier) streamPacks(ctx context.Context, b *batchTx, batch *Batch, from int, first *Change, t *Table) (int, []*Change, error) {
 	cols, ok := packColumns(t, first.Pack.Columns)
 	if !ok || a.noCopyBatches[t.Name] > 0 {
 		return a.upsertPack(ctx, b, first)
@@ -156,7 +161,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 	}
 	rows := 0
 	for i := from; rows < a.cfg.CopyMinRows; i++ {
-		ch := f.wait(i)
+		ch := batch.wait(i)
 		if !same(ch) {
 			return a.upsertPack(ctx, b, first)
 		}
@@ -165,7 +170,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 	how := a.packCopyOf(t, cols, first.Pack)
 	if a.cfg.CopyConnections > 1 {
 		// Writing in shares needs the run whole; decoding packs is quick.
-		if run := collectRun(f, from, maxParallelPacks, same); len(run) > 1 {
+		if run := collectRun(batch, from, maxParallelPacks, same); len(run) > 1 {
 			retry, err := a.copyShares(ctx, b, t, cols, how, run, a.cfg.CopyConnections)
 			if err != nil {
 				return 0, nil, err
@@ -188,7 +193,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 			return len(run), done, nil
 		}
 	}
-	r := &packStream{next: feedPacks(f, from, same), how: how}
+	r := &packStream{next: batchPacks(batch, from, same), how: how}
 	ok, err := a.copyFrom(ctx, b.tx, t, cols, how.binary, r)
 	run, declined := r.taken()
 	if err != nil {
@@ -200,7 +205,7 @@ func (a *Applier) streamPacks(ctx context.Context, b *batchTx, f *Feed, from int
 	if declined != nil {
 		a.declinedBinary(t, cols, declined)
 		if len(run) == 0 {
-			return a.streamPacks(ctx, b, f, from, first, t) // as text now
+			return a.streamPacks(ctx, b, batch, from, first, t) // as text now
 		}
 	}
 	setTarget(run, first.Target)
@@ -258,7 +263,7 @@ func setTarget(run []*Change, target TableName) {
 func (a *Applier) upsertPack(ctx context.Context, b *batchTx, ch *Change) (int, []*Change, error) {
 	rows, err := ch.expand()
 	if err != nil {
-		return 0, nil, &feedError{err}
+		return 0, nil, &decodeError{err}
 	}
 	p := &planner{
 		lookup:  func(c *Change) (*Table, error) { return a.table(ctx, c) },
@@ -288,12 +293,12 @@ func (a *Applier) upsertPack(ctx context.Context, b *batchTx, ch *Change) (int, 
 // maxParallelPacks bounds the run of packs written in shares at once.
 const maxParallelPacks = 64
 
-// collectRun waits for the run of packs that same accepts from the feed's
+// collectRun waits for the run of packs that same accepts from the batch's
 // index from on, up to max packs.
-func collectRun(f *Feed, from, max int, same func(*Change) bool) []*Change {
+func collectRun(batch *Batch, from, max int, same func(*Change) bool) []*Change {
 	var run []*Change
 	for i := from; len(run) < max; i++ {
-		ch := f.wait(i)
+		ch := batch.wait(i)
 		if !same(ch) {
 			break
 		}

@@ -16,13 +16,17 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 )
 
+// A batch's third step: the executor runs the steps the planner hands
+// over, in the batch's transaction (set statements in pipelines, COPY), the
+// large ones split over side connections.
+
 // applyRest executes in b what the planner hands over, chunk after chunk in
 // order, while it plans the next as it is decoded. It returns how many
 // changes were applied and how many skipped as already applied.
 func (a *Applier) applyRest(ctx context.Context, b *batchTx, pl *planning) (applied, skipped int, err error) {
 	defer pl.end()
 	for it := range pl.items {
-		if pl.unchecked && (a.anyApplied(it.changes, b.at) || (it.ddl != nil && a.applied(it.ddl, b.at))) {
+		if pl.at == nil && (a.anyApplied(it.changes, b.at) || (it.ddl != nil && a.applied(it.ddl, b.at))) {
 			if it.replay != nil {
 				it.replay <- errReplan
 			}
@@ -277,15 +281,6 @@ func appendCopyRow(buf []byte, vals []event.Value, at []int) []byte {
 	return append(buf, '\n')
 }
 
-// copyStatement returns the COPY statement loading rows of cols of t, in
-// text or binary format.
-func copyStatement(t *Table, cols []int, binary bool) string {
-	if binary {
-		return t.sql("cb", cols, func() string { return copySQL(t, cols) + " WITH (FORMAT binary)" })
-	}
-	return t.sql("c", cols, func() string { return copySQL(t, cols) })
-}
-
 // copyFrom loads rows (COPY text, or binary) into cols of t. For a table
 // with key it runs under a savepoint, and reports false when a row already
 // existed: the COPY is rolled back, the caller upserts the rows instead, and
@@ -315,8 +310,17 @@ func (a *Applier) copyFrom(ctx context.Context, tx pgx.Tx, t *Table, cols []int,
 	return err == nil, err
 }
 
-// Large set statements of the stream are split the same way
-// (Config.ApplyConnections): the target's session applying a batch is what
+// copyStatement returns the COPY statement loading rows of cols of t, in
+// text or binary format.
+func copyStatement(t *Table, cols []int, binary bool) string {
+	if binary {
+		return t.sql("cb", cols, func() string { return copySQL(t, cols) + " WITH (FORMAT binary)" })
+	}
+	return t.sql("c", cols, func() string { return copySQL(t, cols) })
+}
+
+// Large set statements of the stream are split over side connections as
+// copy packs are (see copyShares; Config.ApplyConnections): the target's session applying a batch is what
 // bounds a catch-up, and it works on one core. A step's rows are split by a
 // hash of their key, so every change of a key, in this batch and the next,
 // goes through the same connection in order; the batch's transaction takes
@@ -343,7 +347,6 @@ var sideLockTimeout = "5s"
 type sideError struct{ err error }
 
 func (e *sideError) Error() string { return e.err.Error() }
-
 func (e *sideError) Unwrap() error { return e.err }
 
 // parts returns how many connections apply step s: 1 unless it is a large

@@ -9,6 +9,10 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 )
 
+// A batch's second step: a planning goroutine turns the changes after the
+// leading COPY runs into steps (set statements, COPY, truncates), chunk by
+// chunk as they are decoded, and hands them to the executor (execute.go).
+
 // planChunk is how many changes are planned together: merging and key
 // order happen within a chunk, and a larger statement, its rows in key
 // order, costs the target less a row (16,384 against 1,024 changes a
@@ -18,18 +22,37 @@ import (
 // tests.)
 var planChunk = 16384
 
-// planning is a planning goroutine (planChunks) and what it hands over.
+// planning is a planning goroutine (planChunks): what it plans, and the
+// items it hands the executor (applyRest).
 type planning struct {
-	items chan planItem
-	stop  chan struct{}
-	// unchecked: the planner did not know the group's position; the
-	// executor checks that no change is applied already.
-	unchecked bool
+	batch *Batch
+	// from is the batch's index of the first change to plan (the ones
+	// before went to COPY).
+	from   int
+	serial bool // see planner.serial
+	// at is the group's recorded position: changes before it are left out.
+	// nil when it is not known yet (see applyOnce): the executor then checks
+	// that no change is applied already.
+	at *Position
+	// noCopy lists the tables COPY is not tried on in this batch (see
+	// Applier.noCopyBatches).
+	noCopy map[TableName]bool
+	items  chan planItem
+	stop   chan struct{}
 }
 
 // planItem is what the planning goroutine hands the executor: the steps of
 // a chunk, or a DDL event to replay, or a change whose target table it
-// needs (the catalog is read on the executor's connection).
+// needs.
+//
+// The last two are requests the planner waits on (table, replay): the
+// target's table definitions are read, created by schema sync, and changed
+// by DDL on the executor's connection, inside the batch's transaction, so
+// only the executor can answer, and the planner cannot plan a change
+// without its table's key and columns, nor the changes after a DDL event
+// before it ran. Planning ahead without the answers would mean planning
+// again, and planning on the executor's goroutine would lose the overlap of
+// planning one chunk while the server executes the previous one.
 type planItem struct {
 	steps   []*step
 	changes []*Change // what steps apply
@@ -54,16 +77,16 @@ var errStopped = errors.New("apply stopped")
 // changes the progress table says are applied (a batch delivered again).
 var errReplan = errors.New("batch holds changes already applied: planned again")
 
-// startPlanning starts planning the feed's changes from index from on,
+// startPlanning starts planning the batch's changes from index from on,
 // leaving out those the progress table says are applied (at); a nil at is
 // not known yet (see applyOnce).
-func (a *Applier) startPlanning(f *Feed, from int, serial bool, at *Position) *planning {
-	pl := &planning{items: make(chan planItem, 1), stop: make(chan struct{}), unchecked: at == nil}
-	noCopy := map[TableName]bool{}
+func (a *Applier) startPlanning(batch *Batch, from int, serial bool, at *Position) *planning {
+	pl := &planning{batch: batch, from: from, serial: serial, at: at, noCopy: map[TableName]bool{},
+		items: make(chan planItem, 1), stop: make(chan struct{})}
 	for name := range a.noCopyBatches {
-		noCopy[name] = true
+		pl.noCopy[name] = true
 	}
-	go a.planChunks(f, from, serial, at, noCopy, pl.items, pl.stop)
+	go a.planChunks(pl)
 	return pl
 }
 
@@ -81,17 +104,17 @@ func (pl *planning) end() {
 	}
 }
 
-// planChunks plans the feed's changes from index from on, in chunks, and
+// planChunks plans the batch's changes from index from on, in chunks, and
 // hands the steps to the executor; it stops at a DDL event until the
 // executor replayed it (the next changes have the new table shape). It
 // never uses the connection: tables are resolved by the executor.
-func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCopy map[TableName]bool, items chan<- planItem, stop <-chan struct{}) {
-	defer close(items)
+func (a *Applier) planChunks(pl *planning) {
+	defer close(pl.items)
 	send := func(it planItem) bool {
 		select {
-		case items <- it:
+		case pl.items <- it:
 			return true
-		case <-stop:
+		case <-pl.stop:
 			return false
 		}
 	}
@@ -115,18 +138,18 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 			}
 			return r.t, r.err
 		},
-		serial:  serial,
+		serial:  pl.serial,
 		reorder: a.cfg.DisableForeignKeys,
 		copyMin: a.cfg.CopyMinRows,
-		noCopy:  func(t *Table) bool { return noCopy[t.Name] },
+		noCopy:  func(t *Table) bool { return pl.noCopy[t.Name] },
 	}
 	// streamed is the position after the streamed changes planned so far:
 	// a snapshot row after one of them in the batch is late as well.
 	var streamed Position
-	if at != nil {
-		streamed = *at
+	if pl.at != nil {
+		streamed = *pl.at
 	}
-	for i := from; ; {
+	for i := pl.from; ; {
 		var chunk []*Change
 		var ddlChange *Change
 		skipped, late := 0, 0
@@ -135,7 +158,7 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 		p.begin()
 		var err error
 		for len(chunk) < planChunk && err == nil {
-			ch := f.wait(i)
+			ch := pl.batch.wait(i)
 			if ch == nil {
 				break
 			}
@@ -152,7 +175,7 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 				// A pack here is applied as the INSERTs of its rows.
 				rows, expandErr := ch.expand()
 				if expandErr != nil {
-					send(planItem{err: &feedError{expandErr}})
+					send(planItem{err: &decodeError{expandErr}})
 					return
 				}
 				for _, row := range rows {
@@ -163,7 +186,7 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 				chunk = append(chunk, rows...)
 				continue
 			}
-			if at != nil && a.applied(ch, *at) {
+			if pl.at != nil && a.applied(ch, *pl.at) {
 				skipped++
 				continue
 			}
@@ -197,7 +220,7 @@ func (a *Applier) planChunks(f *Feed, from int, serial bool, at *Position, noCop
 			clear(tables) // new table shapes
 			continue
 		}
-		if f.wait(i) == nil {
+		if pl.batch.wait(i) == nil {
 			return
 		}
 	}

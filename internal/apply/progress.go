@@ -11,6 +11,11 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 )
 
+// A batch's last step: its transaction records, in the progress table, the
+// position its changes reached, and commits; the position read when the
+// transaction began tells which changes of a batch delivered again are
+// applied already.
+
 // Position is a place in the change stream: a transaction's commit LSN
 // and the position of a change in it (-1: none of it).
 type Position struct {
@@ -151,6 +156,59 @@ func (a *Applier) writeProgress(ctx context.Context, b *batchTx) error {
 		return fmt.Errorf("update progress table %s: %w", a.progressIdent, err)
 	}
 	b.at, b.done = to, nil
+	return nil
+}
+
+// setupProgress makes sure the progress table and the group's row exist,
+// unless the progress table is disabled.
+func (a *Applier) setupProgress(ctx context.Context) error {
+	if a.cfg.Progress.Name == "" {
+		return nil
+	}
+	a.progressIdent = a.cfg.Progress.String()
+	create := []string{
+		"CREATE SCHEMA IF NOT EXISTS " + pgx.Identifier{a.cfg.Progress.Schema}.Sanitize(),
+		"CREATE TABLE IF NOT EXISTS " + a.progressIdent + ` (
+			group_name text PRIMARY KEY,
+			commit_lsn pg_lsn NOT NULL,
+			tx_pos bigint NOT NULL,
+			events bigint NOT NULL DEFAULT 0,
+			snapshot_rows bigint NOT NULL DEFAULT 0,
+			batches bigint NOT NULL DEFAULT 0,
+			pending_commit_lsn pg_lsn,
+			pending_tx_pos bigint,
+			updated_at timestamptz NOT NULL DEFAULT now())`,
+		"INSERT INTO " + a.progressIdent + " (group_name, commit_lsn, tx_pos) VALUES ($1, '0/0', -1) ON CONFLICT (group_name) DO NOTHING",
+	}
+	for attempt := 0; ; attempt++ {
+		var err error
+		for i, sql := range create {
+			if i == 2 {
+				_, err = a.conn.Exec(ctx, sql, a.cfg.Group)
+			} else {
+				_, err = a.conn.Exec(ctx, sql)
+			}
+			if err != nil {
+				break
+			}
+		}
+		// Two appliers creating the table at once: one loses with a
+		// unique violation on the catalog; the second attempt sees the table.
+		if err != nil && sqlState(err) == "23505" && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create progress table %s on the target: %w", a.progressIdent, err)
+		}
+		break
+	}
+	pos, err := a.Progress(ctx)
+	if err != nil {
+		return err
+	}
+	if pos.CommitLSN != 0 {
+		a.log.Infof("Group %s has applied the target up to commit %s (position %d in it); changes up to there are skipped", a.cfg.Group, event.FormatLSN(pos.CommitLSN), pos.Pos)
+	}
 	return nil
 }
 
