@@ -227,9 +227,6 @@ type pgOutput struct {
 	applier *apply.Applier
 	decoder apply.Decoder
 	closed  bool
-	// packRows counts the rows of snapshot packs written with COPY as they
-	// came (the fast path).
-	packRows int64
 }
 
 func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput, service.BatchPolicy, error) {
@@ -366,45 +363,51 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 }
 
 // WriteBatch applies the batch in one transaction and returns once it
-// committed. The batch is decoded on another goroutine while the applier
-// works, so a snapshot's rows stream into COPY as they are decoded.
+// committed.
 func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	_, err := o.applyBatch(ctx, batch)
+	return err
+}
+
+// applyBatch is WriteBatch, returning what the batch did. The batch is
+// decoded on another goroutine while the applier works, so a snapshot's rows
+// stream into COPY as they are decoded.
+func (o *pgOutput) applyBatch(ctx context.Context, batch service.MessageBatch) (apply.Result, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.applier == nil {
-		return service.ErrNotConnected
+		return apply.Result{}, service.ErrNotConnected
 	}
 	started := time.Now()
-	feed := apply.NewFeed(len(batch))
+	changes := apply.NewBatch(len(batch))
 	stop := make(chan struct{})
 	decoded := make(chan struct{})
 	go func() {
 		defer close(decoded)
-		o.decode(batch, feed, stop)
+		o.decode(batch, changes, stop)
 	}()
-	res, err := o.applier.ApplyFeed(ctx, feed)
+	res, err := o.applier.ApplyBatch(ctx, changes)
 	close(stop)
 	<-decoded // the decoder's cache is the next batch's
 	if errors.Is(err, apply.ErrConnection) {
 		o.log.Warnf("Lost the connection to the target; reconnecting: %v", err)
 		_ = o.applier.Close(context.Background())
 		o.applier = nil
-		return service.ErrNotConnected
+		return res, service.ErrNotConnected
 	}
 	if err != nil {
-		return err
+		return res, err
 	}
 	o.applyTime.Timing(time.Since(started).Nanoseconds())
-	o.packRows += int64(res.PackRows)
 	if res.Serial {
 		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", res.Applied+res.Skipped)
 	}
-	return nil
+	return res, nil
 }
 
-// decode decodes the batch's events, and where they go, into feed, until
-// stop is closed.
-func (o *pgOutput) decode(batch service.MessageBatch, feed *apply.Feed, stop <-chan struct{}) {
+// decode decodes the batch's events, and where they go, into changes,
+// until stop is closed.
+func (o *pgOutput) decode(batch service.MessageBatch, changes *apply.Batch, stop <-chan struct{}) {
 	chs := make([]apply.Change, len(batch))
 	for i, msg := range batch {
 		select {
@@ -414,10 +417,10 @@ func (o *pgOutput) decode(batch service.MessageBatch, feed *apply.Feed, stop <-c
 		}
 		ch := &chs[i]
 		if err := o.decodeMessage(i, msg, ch); err != nil {
-			feed.Fail(err)
+			changes.Fail(err)
 			return
 		}
-		feed.Add(ch)
+		changes.Add(ch)
 	}
 }
 

@@ -22,6 +22,18 @@ import (
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
+// BatchOf returns a batch of changes already decoded.
+func BatchOf(changes []*Change) *Batch {
+	b := NewBatch(len(changes))
+	b.changes = append(b.changes, changes...)
+	return b
+}
+
+// Apply applies changes already decoded (see ApplyBatch).
+func (a *Applier) Apply(ctx context.Context, changes []*Change) (Result, error) {
+	return a.ApplyBatch(ctx, BatchOf(changes))
+}
+
 var pg *testenv.Postgres
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
@@ -849,7 +861,7 @@ func TestStreamedInserts(t *testing.T) {
 		t.Fatalf("target: %s", got)
 	}
 
-	f := NewFeed(5)
+	f := NewBatch(5)
 	go func() {
 		more := s.tx(ins("users", "20", "x", "1"), ins("users", "21", "x", "1"), ins("users", "22", "x", "1"), ins("users", "23", "x", "1"))
 		for _, ch := range more {
@@ -858,7 +870,7 @@ func TestStreamedInserts(t *testing.T) {
 		}
 		f.Fail(errors.New("message 4 is not an event"))
 	}()
-	if _, err := a.ApplyFeed(context.Background(), f); err == nil || err.Error() != "message 4 is not an event" {
+	if _, err := a.ApplyBatch(context.Background(), f); err == nil || err.Error() != "message 4 is not an event" {
 		t.Fatalf("error %v", err)
 	}
 	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM users WHERE id >= 20"); n != 0 {

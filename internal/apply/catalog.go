@@ -20,6 +20,60 @@ type TableName struct {
 // String quotes the name for SQL and messages.
 func (n TableName) String() string { return pgx.Identifier{n.Schema, n.Name}.Sanitize() }
 
+// Target returns the target table of a source schema and table: the
+// schema through the schema mapping.
+func (a *Applier) Target(schema, table string) TableName {
+	return TableName{Schema: a.cfg.TargetSchema(schema), Name: table}
+}
+
+// table returns the target table of a change, reading it from the catalog
+// (and creating it, with schema sync) the first time.
+func (a *Applier) table(ctx context.Context, ch *Change) (*Table, error) {
+	if t, ok := a.cachedTable(ch.Target); ok {
+		return t, nil
+	}
+	key := a.cfg.KeyColumns[ch.Target.Schema+"."+ch.Target.Name]
+	t, err := loadTable(ctx, a.conn, ch.Target, key)
+	if errors.Is(err, ErrTableNotFound) && a.cfg.CreateTable != nil {
+		if err := a.cfg.CreateTable(ctx, a.conn, ch); err != nil {
+			return nil, changeError(ch, nil, fmt.Errorf("sync_schema: %w", err))
+		}
+		a.created++
+		t, err = loadTable(ctx, a.conn, ch.Target, key)
+	}
+	if errors.Is(err, ErrTableNotFound) {
+		return nil, changeError(ch, nil, fmt.Errorf("%w: create it, or enable sync_schema", err))
+	}
+	if err != nil {
+		return nil, changeError(ch, nil, err)
+	}
+	if !t.HasKey() {
+		a.log.Warnf("Target table %s has no primary key or NOT NULL unique index: its INSERTs are applied as plain inserts, "+
+			"and each UPDATE and DELETE changes one row found by the old values the event carries (REPLICA IDENTITY FULL on the source); "+
+			"give it a key (or key_columns) for upserts and fast, set-based updates", t.Name)
+	}
+	a.tablesMu.Lock()
+	a.tables[ch.Target] = t
+	a.tablesMu.Unlock()
+	return t, nil
+}
+
+// cachedTable returns the target table's definition if it was read.
+func (a *Applier) cachedTable(name TableName) (*Table, bool) {
+	a.tablesMu.Lock()
+	defer a.tablesMu.Unlock()
+	t, ok := a.tables[name]
+	return t, ok
+}
+
+// invalidate forgets the target's table definitions: after a failure (a
+// rolled-back DDL, a table changed behind our back) they are read again.
+func (a *Applier) invalidate() {
+	a.tablesMu.Lock()
+	defer a.tablesMu.Unlock()
+	clear(a.tables)
+}
+
 // Table is what the applier knows about one target table: its columns and
 // the key it applies changes by.
 type Table struct {
@@ -39,7 +93,7 @@ type Table struct {
 	ForeignKeys bool
 	// OtherUnique is set when a unique index or exclusion constraint other
 	// than the key's exists: rows of different keys can then conflict, so
-	// their changes are not split over connections (see parallel.go).
+	// their changes are not split over connections (see Applier.parts).
 	OtherUnique bool
 	// alwaysIdentity is set when a column is GENERATED ALWAYS AS IDENTITY:
 	// inserts then need OVERRIDING SYSTEM VALUE to write the source's value.

@@ -140,23 +140,3 @@ func (a *Applier) execDDL(ctx context.Context, stmt, searchPath string, local bo
 	}
 	return set(a.searchPath)
 }
-
-// markPending records in the progress row, in a transaction of its own,
-// that the DDL at position at is about to run outside a transaction (a
-// position with CommitLSN 0 clears the mark).
-func (a *Applier) markPending(ctx context.Context, at Position) error {
-	if a.progressIdent == "" {
-		return nil
-	}
-	var lsn *string
-	if at.CommitLSN != 0 {
-		text := event.FormatLSN(at.CommitLSN)
-		lsn = &text
-	}
-	_, err := a.conn.Exec(ctx, "UPDATE "+a.progressIdent+" SET pending_commit_lsn = $2::text::pg_lsn, pending_tx_pos = $3 WHERE group_name = $1",
-		a.cfg.Group, lsn, at.Pos)
-	if err != nil {
-		return fmt.Errorf("progress table %s: %w", a.progressIdent, err)
-	}
-	return nil
-}

@@ -413,8 +413,8 @@ func TestPacksStreamWhileDecoded(t *testing.T) {
 	src, packs := packSource(t)
 	dst := packTarget(t)
 	a, _ := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 64 })
-	feed := func(fail bool) *Feed {
-		f := NewFeed(len(packs) + 1)
+	feed := func(fail bool) *Batch {
+		f := NewBatch(len(packs) + 1)
 		go func() {
 			for _, p := range packs {
 				f.Add(p)
@@ -432,13 +432,13 @@ func TestPacksStreamWhileDecoded(t *testing.T) {
 		}()
 		return f
 	}
-	if _, err := a.ApplyFeed(context.Background(), feed(true)); err == nil || err.Error() != "message 12 is not an event" {
+	if _, err := a.ApplyBatch(context.Background(), feed(true)); err == nil || err.Error() != "message 12 is not an event" {
 		t.Fatalf("error %v", err)
 	}
 	if n := testenv.QueryInt(t, dst, "SELECT (SELECT count(*) FROM mixed) + (SELECT count(*) FROM types) + (SELECT count(*) FROM log)"); n != 0 {
 		t.Fatalf("%d rows of a failed batch were committed", n)
 	}
-	res, err := a.ApplyFeed(context.Background(), feed(false))
+	res, err := a.ApplyBatch(context.Background(), feed(false))
 	if err != nil || res.PackRows != 1000 || res.Applied != 1006 {
 		t.Fatalf("result %+v, error %v", res, err)
 	}

@@ -126,12 +126,12 @@ func (r *packStream) taken() ([]*Change, error) {
 	return r.run, r.declined
 }
 
-// feedPacks returns the packs of the feed from index from on while same
+// batchPacks returns the packs of the batch from index from on while same
 // accepts them.
-func feedPacks(f *Feed, from int, same func(*Change) bool) func() *Change {
+func batchPacks(batch *Batch, from int, same func(*Change) bool) func() *Change {
 	next := from
 	return func() *Change {
-		ch := f.wait(next)
+		ch := batch.wait(next)
 		if !same(ch) {
 			return nil
 		}

@@ -64,13 +64,22 @@ func changes(evs []event.Event, mod func(*apply.Change)) []*apply.Change {
 	return out
 }
 
+// batchOf hands changes to the applier as a batch decoded in full.
+func batchOf(changes []*apply.Change) *apply.Batch {
+	b := apply.NewBatch(len(changes))
+	for _, ch := range changes {
+		b.Add(ch)
+	}
+	return b
+}
+
 func TestCreatesAllTypesTable(t *testing.T) {
 	src, dst := pg.NewDatabase(t), pg.NewDatabase(t)
 	testenv.Exec(t, src, typestest.Types)
 	testenv.Exec(t, src, typestest.Table("types"))
 	testenv.Exec(t, src, typestest.Rows("types"))
 	a, _ := applier(t, src, dst, nil)
-	if _, err := a.Apply(context.Background(), changes(typestest.InsertEvents(t, src, "public", "types"), nil)); err != nil {
+	if _, err := a.ApplyBatch(context.Background(), batchOf(changes(typestest.InsertEvents(t, src, "public", "types"), nil))); err != nil {
 		t.Fatal(err)
 	}
 	want := testenv.QueryRows(t, src, typestest.Digest("types"))[0][0]
@@ -122,7 +131,7 @@ func TestCreatesRoutedTableWithConstraints(t *testing.T) {
 			}
 		}
 	})
-	if _, err := a.Apply(context.Background(), batch); err != nil {
+	if _, err := a.ApplyBatch(context.Background(), batchOf(batch)); err != nil {
 		t.Fatal(err)
 	}
 	if len(log.warns) > 0 {
@@ -163,7 +172,7 @@ func TestMissingSourceTable(t *testing.T) {
 	src, dst := pg.NewDatabase(t), pg.NewDatabase(t)
 	a, _ := applier(t, src, dst, nil)
 	ev := event.Event{V: 1, Op: event.Insert, Schema: "public", Table: "nope", Columns: []event.Column{{Name: "id"}}, New: event.Row{{Name: "id", Text: "1"}}}
-	_, err := a.Apply(context.Background(), changes([]event.Event{ev}, nil))
+	_, err := a.ApplyBatch(context.Background(), batchOf(changes([]event.Event{ev}, nil)))
 	if err == nil || !strings.Contains(err.Error(), `sync_schema: table "public"."nope" does not exist on the source`) {
 		t.Fatalf("error %v", err)
 	}
