@@ -136,9 +136,8 @@ func workerRunPipeline(t *testing.T, url, settings string, consume func(ids []in
 }
 
 // workerTestInput builds a pg_flo_worker (group g1 at url, with settings) as
-// Benthos does and connects it. It returns the
-// wrapped input and the raw one for inspection.
-func workerTestInput(t *testing.T, url, settings string) (service.BatchInput, *workerInput) {
+// Benthos does and connects it.
+func workerTestInput(t *testing.T, url, settings string) service.BatchInput {
 	t.Helper()
 	conf, err := workerSpec().ParseYAML(workerYAML("", url, settings), nil)
 	if err != nil {
@@ -148,14 +147,32 @@ func workerTestInput(t *testing.T, url, settings string) (service.BatchInput, *w
 	if err != nil {
 		t.Fatalf("new input: %v", err)
 	}
-	in := service.BatchInput(raw)
+	in := service.BatchInput(raw) // as Benthos sees it
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := in.Connect(ctx); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = in.Close(context.Background()) })
-	return in, raw
+	return in
+}
+
+// workerAckState fails the test unless group g1's consumer has no pending
+// deliveries and its ack floor is stream sequence floor.
+func workerAckState(t *testing.T, ns *testenv.NATS, floor uint64) {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := ns.JetStream(t).Consumer(ctx, jsproto.StreamName("g1"), jsproto.ConsumerName("g1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.AckFloor.Stream != floor {
+		t.Fatalf("after the acks: %d pending, ack floor %d; want 0 and %d", info.NumAckPending, info.AckFloor.Stream, floor)
+	}
 }
 
 // workerIDs returns the row ids of a batch's events.
@@ -201,45 +218,12 @@ func workerReadNothing(t *testing.T, in service.BatchInput, d time.Duration) {
 	}
 }
 
-// workerExpect reads one batch and fails the test unless its events have the
-// ids want, in order; what names the batch in the failure message.
-func workerExpect(t *testing.T, in service.BatchInput, what string, want ...int) service.AckFunc {
-	t.Helper()
-	ids, ack, _ := workerRead(t, in)
-	if !reflect.DeepEqual(ids, want) {
-		t.Fatalf("%s: read %v, want %v", what, ids, want)
-	}
-	return ack
-}
-
 // workerAck acknowledges a batch as delivered.
 func workerAck(t *testing.T, ack service.AckFunc) {
 	t.Helper()
 	if err := ack(context.Background(), nil); err != nil {
 		t.Fatalf("ack: %v", err)
 	}
-}
-
-// workerFirstBatch writes the ids 1..n to group g1, one event per message,
-// opens a worker reading batches of two (with settings) and reads the first
-// batch, [1 2], without acknowledging it.
-func workerFirstBatch(t *testing.T, n int, settings string) (url string, in service.BatchInput, raw *workerInput, ack service.AckFunc) {
-	t.Helper()
-	url = testenv.StartNATS(t).URL()
-	workerStartWriter(t, url, "pack: false")(workerTestEvents(1, n))
-	in, raw = workerTestInput(t, url, workerBatchOfTwo+"\n"+settings)
-	return url, in, raw, workerExpect(t, in, "first batch", 1, 2)
-}
-
-// workerBatchOfTwo is the setting of workerFirstBatch's worker.
-const workerBatchOfTwo = "batch_size: 2"
-
-func workerSeq(from, to int) []int {
-	var s []int
-	for i := from; i <= to; i++ {
-		s = append(s, i)
-	}
-	return s
 }
 
 func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
@@ -253,7 +237,7 @@ func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
 		workerTestEvent("users", "0/200", 1, 5),
 	})
 
-	in, _ := workerTestInput(t, url, "")
+	in := workerTestInput(t, url, "")
 	ids, ack, batch := workerRead(t, in)
 	if want := []int{1, 2, 3, 4, 5}; !reflect.DeepEqual(ids, want) {
 		t.Fatalf("read ids %v, want %v", ids, want)
@@ -290,113 +274,6 @@ func TestWorkerReadsWhatTheOutputWrote(t *testing.T) {
 	workerReadNothing(t, in, 300*time.Millisecond)
 }
 
-func TestWorkerNackRedeliversSameBatchFirst(t *testing.T) {
-	_, in, _, ack := workerFirstBatch(t, 6, "")
-	// While a batch is pending nothing newer is read.
-	workerReadNothing(t, in, 300*time.Millisecond)
-
-	// The output fails: the same events come again, in order, before 3.
-	for range 3 {
-		if err := ack(context.Background(), errors.New("target down")); err != nil {
-			t.Fatalf("nack: %v", err)
-		}
-		ack = workerExpect(t, in, "after a nack, the same batch again", 1, 2)
-	}
-	workerAck(t, ack)
-	workerAck(t, workerExpect(t, in, "after the ack", 3, 4))
-}
-
-func TestWorkerDurableAcrossReopen(t *testing.T) {
-	// Read without acking, then close: the batch comes again.
-	url, in, _, _ := workerFirstBatch(t, 6, "")
-	if err := in.Close(context.Background()); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	if err := in.Close(context.Background()); err != nil {
-		t.Fatalf("second close: %v", err)
-	}
-
-	in, _ = workerTestInput(t, url, workerBatchOfTwo)
-	workerAck(t, workerExpect(t, in, "after reopening, the unacked batch", 1, 2))
-	if err := in.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-
-	// Acked messages are not delivered again.
-	in, _ = workerTestInput(t, url, workerBatchOfTwo)
-	workerAck(t, workerExpect(t, in, "after acking and reopening", 3, 4))
-}
-
-// TestWorkerBatchSizeCountsEvents: batch_size bounds events, as pg_flo's
-// --batch-size did; packed messages are not split.
-func TestWorkerBatchSizeCountsEvents(t *testing.T) {
-	url := testenv.StartNATS(t).URL()
-	write := workerStartWriter(t, url, "pack_max_events: 5")
-	var tx service.MessageBatch
-	for i := range 15 {
-		tx = append(tx, workerTestEvent("users", "0/100", i, i+1))
-	}
-	write(tx) // three packs of five
-	write(workerTestEvents(16, 3))
-
-	for _, tt := range []struct {
-		durable, batchSize string
-		want               [][]int
-	}{
-		{"a", "7", [][]int{workerSeq(1, 5), workerSeq(6, 10), workerSeq(11, 17), workerSeq(18, 18)}},
-		{"b", "10", [][]int{workerSeq(1, 10), workerSeq(11, 18)}},
-		{"c", "3", [][]int{workerSeq(1, 5), workerSeq(6, 10), workerSeq(11, 15), workerSeq(16, 18)}},
-	} {
-		in, _ := workerTestInput(t, url, fmt.Sprintf("durable: %s\nbatch_size: %s", tt.durable, tt.batchSize))
-		var got [][]int
-		for range tt.want {
-			ids, ack, _ := workerRead(t, in)
-			got = append(got, ids)
-			workerAck(t, ack)
-		}
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("batch_size %s: batches %v, want %v", tt.batchSize, got, tt.want)
-		}
-	}
-}
-
-// TestWorkerCrashKeepsOrder: a worker dies with a batch unacknowledged and
-// without handing it back. JetStream alone would deliver newer messages to
-// the next worker and the old batch only after ack_wait (10m); the consumer
-// reset brings it first, at once.
-func TestWorkerCrashKeepsOrder(t *testing.T) {
-	url, _, raw, _ := workerFirstBatch(t, 6, "")
-	raw.mu.Lock()
-	raw.nc.Close() // the process dies: no Nak, no drain
-	raw.mu.Unlock()
-
-	in, _ := workerTestInput(t, url, workerBatchOfTwo)
-	start := time.Now()
-	ack := workerExpect(t, in, "after the crash, first", 1, 2)
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("redelivery took %v", d)
-	}
-	workerAck(t, ack)
-	workerAck(t, workerExpect(t, in, "then", 3, 4))
-}
-
-// TestWorkerKeepsPendingBatchInProgress: a batch pending longer than
-// ack_wait (the output retrying) is not redelivered by JetStream, nor is
-// the next batch, fetched meanwhile.
-func TestWorkerKeepsPendingBatchInProgress(t *testing.T) {
-	_, in, raw, ack := workerFirstBatch(t, 4, "ack_wait: 1s")
-	time.Sleep(2500 * time.Millisecond)
-	info, err := raw.cons.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumRedelivered != 0 || info.NumAckPending != 4 {
-		t.Fatalf("after 2.5 ack waits: %d redelivered, %d pending; want 0 and 4 (the batch and the next)", info.NumRedelivered, info.NumAckPending)
-	}
-	workerAck(t, ack)
-	workerAck(t, workerExpect(t, in, "then", 3, 4))
-}
-
 func TestWorkerFlagsMalformedMessages(t *testing.T) {
 	ns := testenv.StartNATS(t)
 	// The stream as the output creates it, then messages no pgflo output writes.
@@ -417,7 +294,7 @@ func TestWorkerFlagsMalformedMessages(t *testing.T) {
 		}
 	}
 
-	in, _ := workerTestInput(t, ns.URL(), "")
+	in := workerTestInput(t, ns.URL(), "")
 	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	batch, ack, err := in.ReadBatch(readCtx)
@@ -444,56 +321,6 @@ func TestWorkerFlagsMalformedMessages(t *testing.T) {
 		t.Errorf("plain event from another producer has table %q", table)
 	}
 	_ = ack(ctx, nil)
-}
-
-func TestWorkerUpdatesPgFloConsumer(t *testing.T) {
-	ns := testenv.StartNATS(t)
-	ctx := context.Background()
-	s, err := ns.JetStream(t).CreateStream(ctx, jetstream.StreamConfig{Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1", "pgflo.g1.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The consumer as pg_flo creates it.
-	if _, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: "pgflo_g1_consumer", FilterSubject: "pgflo.g1", AckPolicy: jetstream.AckExplicitPolicy,
-		MaxDeliver: 1, AckWait: 25 * time.Minute,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	workerTestInput(t, ns.URL(), "")
-	c, err := s.Consumer(ctx, "pgflo_g1_consumer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := c.CachedInfo().Config
-	if cfg.MaxDeliver != -1 || cfg.FilterSubject != "pgflo.g1.>" || cfg.AckWait != 10*time.Minute || cfg.MaxAckPending != 2*1000 {
-		t.Fatalf("consumer after connect: %+v", cfg)
-	}
-}
-
-func TestWorkerDeliverNew(t *testing.T) {
-	url := testenv.StartNATS(t).URL()
-	write := workerStartWriter(t, url, "")
-	write(workerTestEvents(1, 3))
-	in, _ := workerTestInput(t, url, "deliver: new")
-	write(workerTestEvents(4, 2))
-	workerAck(t, workerExpect(t, in, "only what came after the consumer", 4, 5))
-}
-
-func TestWorkerMissingStream(t *testing.T) {
-	conf, err := workerSpec().ParseYAML(workerYAML("", testenv.StartNATS(t).URL(), ""), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := newWorkerInput(conf, service.MockResources())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close(context.Background())
-	err = in.Connect(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "stream pgflo_g1_stream not found") {
-		t.Fatalf("connect = %v, want a stream not found error", err)
-	}
 }
 
 // TestWorkerBenthosStream runs the worker from YAML in a Benthos stream,
@@ -529,7 +356,11 @@ func TestWorkerBenthosStream(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if !reflect.DeepEqual(got, workerSeq(1, 100)) {
+	want := make([]int, 100)
+	for i := range want {
+		want[i] = i + 1
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("received %v, want 1..100 in order", got)
 	}
 }
@@ -691,7 +522,7 @@ func workerMetaOf(m *service.Message) workerMeta {
 // message holding its change event, with the metadata of an unpacked event.
 func TestWorkerExpandsCopyPacks(t *testing.T) {
 	ns, packA, packB := workerPackStream(t)
-	in, raw := workerTestInput(t, ns.URL(), "")
+	in := workerTestInput(t, ns.URL(), "")
 	ids, ack, batch := workerRead(t, in)
 	if want := []int{1, 10, 11, 12, 20, 21}; !reflect.DeepEqual(ids, want) {
 		t.Fatalf("read ids %v, want %v", ids, want)
@@ -721,13 +552,7 @@ func TestWorkerExpandsCopyPacks(t *testing.T) {
 	}
 	workerAck(t, ack)
 	workerReadNothing(t, in, 300*time.Millisecond)
-	info, err := raw.cons.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumAckPending != 0 || info.AckFloor.Stream != 3 {
-		t.Fatalf("after the ack: %d pending, ack floor %d; want 0 and 3", info.NumAckPending, info.AckFloor.Stream)
-	}
+	workerAckState(t, ns, 3)
 }
 
 // TestWorkerKeepsCopyPacks: with snapshot_packs: keep a copy pack is one
@@ -735,7 +560,7 @@ func TestWorkerExpandsCopyPacks(t *testing.T) {
 // what the worker's default mode reads.
 func TestWorkerKeepsCopyPacks(t *testing.T) {
 	ns, packA, packB := workerPackStream(t)
-	in, _ := workerTestInput(t, ns.URL(), "durable: keep\nsnapshot_packs: keep")
+	in := workerTestInput(t, ns.URL(), "durable: keep\nsnapshot_packs: keep")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kept, ack, err := in.ReadBatch(ctx)
@@ -766,7 +591,7 @@ func TestWorkerKeepsCopyPacks(t *testing.T) {
 	}
 	workerAck(t, ack)
 
-	expanded, _ := workerTestInput(t, ns.URL(), "durable: expand")
+	expanded := workerTestInput(t, ns.URL(), "durable: expand")
 	_, ack, want := workerRead(t, expanded)
 	workerAck(t, ack)
 	got := packmsg.Expand(kept)
@@ -789,7 +614,7 @@ func TestWorkerCopyPackBatches(t *testing.T) {
 	for mode, config := range map[string]string{"expand": "", "keep": "snapshot_batch_rows: 2\n"} {
 		t.Run(mode, func(t *testing.T) {
 			ns, _, _ := workerPackStream(t)
-			in, raw := workerTestInput(t, ns.URL(), config+"batch_size: 2\nsnapshot_packs: "+mode)
+			in := workerTestInput(t, ns.URL(), config+"batch_size: 2\nsnapshot_packs: "+mode)
 			read := func(what string, wantMsgs, wantRows int) service.AckFunc {
 				t.Helper()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -818,39 +643,9 @@ func TestWorkerCopyPackBatches(t *testing.T) {
 			workerAck(t, read("pack A again after the nack", 1, 3))
 			workerAck(t, read("pack B", 1, 2))
 			workerReadNothing(t, in, 300*time.Millisecond)
-			info, err := raw.cons.Info(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumAckPending != 0 || info.AckFloor.Stream != 3 {
-				t.Fatalf("after the acks: %d pending, ack floor %d; want 0 and 3", info.NumAckPending, info.AckFloor.Stream)
-			}
+			workerAckState(t, ns, 3)
 		})
 	}
-}
-
-// TestWorkerSnapshotBatchRows: with packs kept, a batch holds up to
-// snapshot_batch_rows rows of packs, change events counting against
-// batch_size in proportion.
-func TestWorkerSnapshotBatchRows(t *testing.T) {
-	ns, _, _ := workerPackStream(t)
-	// The event takes half the batch (1 of 2 events), packs A and B 5 of
-	// 16 rows: all three fit.
-	in, _ := workerTestInput(t, ns.URL(), "batch_size: 2\nsnapshot_batch_rows: 16\nsnapshot_packs: keep")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	batch, ack, err := in.ReadBatch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := 0
-	for _, m := range batch {
-		rows += max(packmsg.Rows(m), 1)
-	}
-	if len(batch) != 3 || rows != 6 {
-		t.Fatalf("%d messages holding %d rows, want the event and both packs (3 holding 6)", len(batch), rows)
-	}
-	workerAck(t, ack)
 }
 
 // TestWorkerFlagsMalformedCopyPacks: a copy pack that cannot be read is one
@@ -897,7 +692,7 @@ func TestWorkerFlagsMalformedCopyPacks(t *testing.T) {
 			"sequence 3 (subject pgflo.g1.public.users): malformed packed message: body is not valid s2", "", ""}},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
-			in, _ := workerTestInput(t, ns.URL(), "durable: "+tt.mode+"\nsnapshot_packs: "+tt.mode)
+			in := workerTestInput(t, ns.URL(), "durable: "+tt.mode+"\nsnapshot_packs: "+tt.mode)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			batch, ack, err := in.ReadBatch(ctx)
@@ -945,8 +740,8 @@ func TestWorkerBatchSizeDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", c.settings, err)
 		}
-		if got.batchSize != c.batch || got.maxAckPending != c.ackPending {
-			t.Errorf("%q: batch_size %d, max_ack_pending %d; want %d, %d", c.settings, got.batchSize, got.maxAckPending, c.batch, c.ackPending)
+		if got.BatchSize != c.batch || got.MaxAckPending != c.ackPending {
+			t.Errorf("%q: batch_size %d, max_ack_pending %d; want %d, %d", c.settings, got.BatchSize, got.MaxAckPending, c.batch, c.ackPending)
 		}
 	}
 }
