@@ -26,7 +26,6 @@ const (
 	workerFieldDurable        = "durable"
 	workerFieldFilterSubjects = "filter_subjects"
 	workerFieldBatchSize      = "batch_size"
-	workerFieldSnapshotBatch  = "snapshot_batch_rows"
 	workerFieldFetchWait      = "fetch_wait"
 	workerFieldAckWait        = "ack_wait"
 	workerFieldMaxAckPending  = "max_ack_pending"
@@ -38,15 +37,13 @@ const (
 const (
 	workerBatchSize     = 1000
 	workerBatchSizeKeep = 16384
-	// workerSnapshotBatch is snapshot_batch_rows' default: 128 packs (a
-	// fetch's byte bound caps a batch of wide rows).
+	// workerSnapshotBatch bounds the snapshot rows of a batch with
+	// snapshot_packs: keep: 128 packs (a fetch's byte bound caps a batch of
+	// wide rows). pg_flo_postgres writes a batch's packs over its
+	// copy_connections at once and commits them together, so larger batches
+	// of snapshot rows mean fewer pauses in an initial sync, while a backlog
+	// of changes keeps batch_size's smaller batches.
 	workerSnapshotBatch = 131072
-)
-
-// Values of snapshot_packs.
-const (
-	workerPacksExpand = "expand"
-	workerPacksKeep   = "keep"
 )
 
 // WorkerMetaStreamSeq is the metadata key holding the JetStream stream
@@ -117,12 +114,8 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Example([]string{"pgflo.users.public.users", "pgflo.users.public.orders"}).
 				Advanced(),
 			service.NewIntField(workerFieldBatchSize).
-				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 16384 with `snapshot_packs: keep`, where a batch of snapshot rows is sixteen packs that `pg_flo_postgres` writes over several connections at once, and a backlog is applied in fewer, larger transactions.").
+				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 16384 with `snapshot_packs: keep`, where a backlog is applied in fewer, larger transactions. With `snapshot_packs: keep` snapshot rows count apart: a batch holds up to 131,072 of them (128 packs, which `pg_flo_postgres` writes over several connections at once), and a batch holding both events and rows is full when they together reach their limits, each in proportion.").
 				Optional(),
-			service.NewIntField(workerFieldSnapshotBatch).
-				Description("With `snapshot_packs: keep`: most snapshot rows (of copy packs) in one batch; change events still count against `batch_size`, and a batch holding both is full when its events and rows together reach their limits (each in proportion). `pg_flo_postgres` writes a batch's packs over its `copy_connections` at once and commits them together, so larger batches of snapshot rows mean fewer pauses between them: an initial sync is faster, while a backlog of changes keeps its smaller batches.").
-				Default(workerSnapshotBatch).
-				Advanced(),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
 				Default("50ms").
@@ -143,13 +136,15 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Default("all").
 				Advanced(),
 			service.NewStringAnnotatedEnumField(workerFieldSnapshotPacks, map[string]string{
-				workerPacksExpand: "One message per snapshot row, holding its change event (an INSERT with `\"snapshot\": true`) and the usual metadata: for any output or processor, which all see one change event per message.",
-				workerPacksKeep:   "One message per pack, its body the pack's rows as COPY wrote them (text, or binary for tables of built-in types) after a header line, with `pg_flo_pack_rows` set to the number of rows and `pg_flo_tx_pos` to the first row's position. Only for pipelines whose processors and output understand packs: `pg_flo_postgres` (which copies the rows unchanged) and pgflo's processors (which expand them). A stock processor or output would see the pack as one opaque message.",
+				packsExpand: "One message per snapshot row, holding its change event (an INSERT with `\"snapshot\": true`) and the usual metadata: for any output or processor, which all see one change event per message.",
+				packsKeep:   "One message per pack, its body the pack's rows as COPY wrote them (text, or binary for tables of built-in types) after a header line, with `pg_flo_pack_rows` set to the number of rows and `pg_flo_tx_pos` to the first row's position. Only for pipelines whose processors and output understand packs: `pg_flo_postgres` (which copies the rows unchanged) and pgflo's processors (which expand them). A stock processor or output would see the pack as one opaque message.",
 			}).
 				Description("What becomes of a message holding packed snapshot rows (`Pgflo-Format: copy`). `batch_size` counts a pack's rows either way. Use `keep` in front of `pg_flo_postgres`.").
-				Default(workerPacksExpand),
+				Default(packsExpand),
 		).
 		Fields(natsconf.AuthFields()...).
+		LintRule(`root = [
+`+confread.LintChecks(confread.Removed{Field: "snapshot_batch_rows", Instead: "with snapshot_packs: keep a batch holds up to 131072 snapshot rows; delete the field"})+`].filter(e -> e != null)`).
 		Example("Worker to PostgreSQL", "Apply a group's changes to a target database.", `
 input:
   pg_flo_worker:
@@ -199,7 +194,7 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	if conf.Contains(workerFieldBatchSize) {
 		c.BatchSize = r.Int(workerFieldBatchSize)
 	}
-	c.SnapshotBatch = r.Int(workerFieldSnapshotBatch)
+	c.SnapshotBatch = workerSnapshotBatch
 	c.FetchWait = r.Duration(workerFieldFetchWait)
 	c.AckWait = r.Duration(workerFieldAckWait)
 	c.MaxAckPending = r.Int(workerFieldMaxAckPending)
@@ -232,15 +227,12 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	}
 	if !conf.Contains(workerFieldBatchSize) {
 		c.BatchSize = workerBatchSize
-		if packs == workerPacksKeep {
+		if packs == packsKeep {
 			c.BatchSize = workerBatchSizeKeep
 		}
 	}
 	if c.BatchSize < 1 {
 		return c, fmt.Errorf("field %s: must be positive, got %d", workerFieldBatchSize, c.BatchSize)
-	}
-	if c.SnapshotBatch < 1 {
-		return c, fmt.Errorf("field %s: must be positive, got %d", workerFieldSnapshotBatch, c.SnapshotBatch)
 	}
 	if c.FetchWait < 0 {
 		return c, fmt.Errorf("field %s: must not be negative, got %v", workerFieldFetchWait, c.FetchWait)
@@ -262,11 +254,11 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 		return c, fmt.Errorf("field %s: unknown policy %q (all or new)", workerFieldDeliver, deliver)
 	}
 	switch packs {
-	case workerPacksExpand:
-	case workerPacksKeep:
+	case packsExpand:
+	case packsKeep:
 		c.keepPacks = true
 	default:
-		return c, fmt.Errorf("field %s: unknown value %q (%s or %s)", workerFieldSnapshotPacks, packs, workerPacksExpand, workerPacksKeep)
+		return c, fmt.Errorf("field %s: unknown value %q (%s or %s)", workerFieldSnapshotPacks, packs, packsExpand, packsKeep)
 	}
 	if !c.keepPacks {
 		c.SnapshotBatch = c.BatchSize // the rows become events
@@ -294,7 +286,12 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 	if err != nil {
 		return nil, err
 	}
-	w := &workerInput{stream: c.Stream, keepPacks: c.keepPacks, log: mgr.Logger()}
+	return newWorker(c, mgr.Logger()), nil
+}
+
+// newWorker builds the input of a parsed configuration.
+func newWorker(c workerConfig, log *service.Logger) *workerInput {
+	w := &workerInput{stream: c.Stream, keepPacks: c.keepPacks, log: log}
 	c.Logger = w.log
 	// Unpack the messages fetched ahead while the batch before is written:
 	// decompressing copy packs and building a message per event would
@@ -306,7 +303,7 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 		}
 	}
 	w.consumer = consumer.New(c.Config)
-	return w, nil
+	return w
 }
 
 // Connect connects the consumer; Benthos calls it again after ReadBatch

@@ -137,17 +137,20 @@ func workerRunPipeline(t *testing.T, url, settings string, consume func(ids []in
 
 // workerTestInput builds a pg_flo_worker (group g1 at url, with settings) as
 // Benthos does and connects it.
-func workerTestInput(t *testing.T, url, settings string) service.BatchInput {
+func workerTestInput(t *testing.T, url, settings string, adjust ...func(*workerConfig)) service.BatchInput {
 	t.Helper()
 	conf, err := workerSpec().ParseYAML(workerYAML("", url, settings), nil)
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
-	raw, err := newWorkerInput(conf, service.MockResources())
+	c, err := workerParseConfig(conf)
 	if err != nil {
 		t.Fatalf("new input: %v", err)
 	}
-	in := service.BatchInput(raw) // as Benthos sees it
+	for _, f := range adjust {
+		f(&c)
+	}
+	in := service.BatchInput(newWorker(c, service.MockResources().Logger())) // as Benthos sees it
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := in.Connect(ctx); err != nil {
@@ -608,13 +611,17 @@ func TestWorkerKeepsCopyPacks(t *testing.T) {
 }
 
 // TestWorkerCopyPackBatches: batch_size counts a pack's rows (with packs
-// kept, snapshot_batch_rows does), a pack is never split, and a nacked pack
-// comes again whole before anything newer.
+// kept, the bound on snapshot rows does), a pack is never split, and a nacked
+// pack comes again whole before anything newer.
 func TestWorkerCopyPackBatches(t *testing.T) {
-	for mode, config := range map[string]string{"expand": "", "keep": "snapshot_batch_rows: 2\n"} {
+	for _, mode := range []string{packsExpand, packsKeep} {
 		t.Run(mode, func(t *testing.T) {
 			ns, _, _ := workerPackStream(t)
-			in := workerTestInput(t, ns.URL(), config+"batch_size: 2\nsnapshot_packs: "+mode)
+			in := workerTestInput(t, ns.URL(), "batch_size: 2\nsnapshot_packs: "+mode, func(c *workerConfig) {
+				if c.keepPacks {
+					c.SnapshotBatch = 2
+				}
+			})
 			read := func(what string, wantMsgs, wantRows int) service.AckFunc {
 				t.Helper()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -33,8 +33,6 @@ const (
 	pgFieldProgressTable      = "progress_table"
 	pgFieldCopyMinRows        = "copy_min_rows"
 	pgFieldCopyConnections    = "copy_connections"
-	pgFieldCopyBinary         = "copy_binary"
-	pgFieldBinaryParameters   = "binary_parameters"
 	pgFieldApplyConnections   = "apply_connections"
 	pgFieldRetries            = "retries"
 	pgFieldBatching           = "batching"
@@ -62,8 +60,7 @@ again change by change in the source's order, which both gets past constraints t
 names the change at fault.
 
 Values are sent as text and cast by the server to each column's type — or, for bool, integers, floats, numeric,
-uuid, bytea, dates, times and timestamps, as binary arrays of the column's type converted from that text by pgflo
-(`+"`binary_parameters`"+`), which the server reads without parsing: numeric, NaN and infinities, int8 beyond 2^53,
+uuid, bytea, dates, times and timestamps, as binary arrays of the column's type converted from that text by pgflo, which the server reads without parsing: numeric, NaN and infinities, int8 beyond 2^53,
 timestamps with infinity and BC, intervals, bytea, arrays (NULL elements, several dimensions, lower bounds),
 ranges, enums, domains, composites — every type round-trips exactly. A set statement's rows go in key order, so the
 target reads its index and table pages in order. Events after `+"`pg_flo_decode`"+` (typed values) are encoded back
@@ -73,8 +70,8 @@ to that text form.
 
 Snapshot packs from `+"`pg_flo_replicator`"+` (its default) / `+"`pg_flo_worker`"+` with `+"`snapshot_packs: keep`"+` are written with COPY:
 a batch that starts with packs streams each table's run of them into `+"`COPY … FROM STDIN`"+` over `+"`copy_connections`"+`,
-in COPY's binary format when every column has a type pgflo converts (`+"`copy_binary`"+`: the rows' COPY text is read
-back into binary here, which spares the target's server the types' text input), else as the source's COPY wrote
+in COPY's binary format when every column has a type pgflo converts (the rows' COPY text is read back into
+binary here, which spares the target's server the types' text input), else as the source's COPY wrote
 them. Where that does not apply (packs after other changes in a batch,
 a COPY that hit an existing row — a snapshot chunk applied again —, a column the target lacks, the change-by-change
 fallback, `+"`copy_min_rows: 0`"+`), a pack's rows are applied as their INSERT events would be: upserts by key.
@@ -149,14 +146,6 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Description("How many connections write a batch's leading run of snapshot packs at once. The first share goes into the batch's transaction; each other share is written and committed on a connection of its own just before the batch commits (snapshot rows are idempotent and not tracked by the progress table, so a redelivered batch upserts them over what is there). The target's COPY is what bounds an initial sync, one server process per connection; more connections than the target has cores to spare cost more than they bring, as COPY sessions into one table contend on extending it. 1 writes every pack in the batch's transaction.").
 				Default(2).
 				Advanced(),
-			service.NewBoolField(pgFieldCopyBinary).
-				Description("Write snapshot rows to COPY in binary format when every column of the table has one of the types pgflo converts (bool, int2/4/8, float4/8, numeric, text, varchar, char(n), json, jsonb, uuid, bytea, date, time, timestamp, timestamptz, and arrays of these): the packs' COPY text is read back into binary by pgflo, sparing the target's server process the types' text input functions, which bound an initial sync (a third of the target's COPY time on the benchmarks' mixed table). The conversion reads exactly the text the source's output functions write and declines anything else; a declined value sends the table's snapshot rows as text from then on (logged), so the target always reads what its text input would have. false always sends text.").
-				Default(true).
-				Advanced(),
-			service.NewBoolField(pgFieldBinaryParameters).
-				Description("Send the values of set statements (upserts, updates, deletes by key) in columns of the types bool, int2/4/8, float4/8, numeric, uuid, bytea, date, time, timestamp and timestamptz as binary arrays of the column's type, converted from the events' text by pgflo: the target's server then reads them with the types' binary receive functions instead of parsing their text, which cut the target's CPU of the benchmarks' catch-up by 10–20 %. The conversion is the one `copy_binary` uses: it reads exactly the text the source's output functions write and declines anything else, and a column with a declined value goes as text in that statement, so the target always stores what its text input would have read. Other types (text, json, arrays, enums, domains, …) always go as text and are cast by the server. false sends every value as text.").
-				Default(true).
-				Advanced(),
 			service.NewIntField(pgFieldApplyConnections).
 				Description("How many connections apply a large set statement of the stream at once (a catch-up: thousands of changes of one table in a batch), its rows split by a hash of their key so every change of a key goes through one connection in order. The batch's transaction takes one part; each other part commits on a connection of its own before the next statement (every statement is idempotent for its rows, so a redelivered batch converges). Only tables with a key, no other unique index or exclusion constraint and no foreign key (unless `disable_foreign_keys`) are split, and only statements of at least 256 rows a connection. 1 applies everything in the batch's transaction, like PostgreSQL's single apply worker.").
 				Default(2).
@@ -171,7 +160,10 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 		LintRule(`root = [
   if this.group.or("").trim() == "" { "field group is required and must not be empty" },
   if this.sync_schema.or(false) && this.source_dsn.or("").trim() == "" { "field source_dsn is required with sync_schema: true" },
-].filter(e -> e != null)`).
+`+confread.LintChecks(
+			confread.Removed{Field: "copy_binary", Instead: "snapshot rows go to COPY in binary wherever every column's type allows it; delete the field"},
+			confread.Removed{Field: "binary_parameters", Instead: "values of the types pgflo converts are always sent in binary; delete the field"},
+		)+`].filter(e -> e != null)`).
 		Example("Worker to PostgreSQL", "Apply a group's changes to a target database, creating missing tables from the source.", `
 input:
   pg_flo_worker:
@@ -239,8 +231,6 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	progress := r.String(pgFieldProgressTable)
 	copyMin := r.Int(pgFieldCopyMinRows)
 	copyConns := r.Int(pgFieldCopyConnections)
-	copyBinary := r.Bool(pgFieldCopyBinary)
-	binaryParams := r.Bool(pgFieldBinaryParameters)
 	applyConns := r.Int(pgFieldApplyConnections)
 	retries := r.Int(pgFieldRetries)
 	if err := r.Err(); err != nil {
@@ -295,7 +285,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
-		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, CopyBinary: copyBinary, BinaryParameters: binaryParams, ApplyConnections: applyConns, Retries: retries,
+		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
 		ApplicationName: "pgflo pg_flo_postgres " + group, Logger: o.log,
 	}
 	if syncSchema {

@@ -94,6 +94,25 @@ output:
     group: g
     pack_max_events: 5
 `, "field pack_max_events was removed"},
+		{"removed snapshot_batch_rows", `
+input:
+  pg_flo_worker:
+    url: nats://127.0.0.1:4222
+    group: g
+    snapshot_batch_rows: 1000
+output:
+  drop: {}
+`, "field snapshot_batch_rows was removed"},
+		{"removed copy_binary", `
+input:
+  generate: { mapping: 'root = {}', count: 1 }
+output:
+  pg_flo_postgres:
+    dsn: postgres://u@localhost/db
+    group: g
+    copy_binary: false
+    binary_parameters: false
+`, "field binary_parameters was removed"},
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yaml")
 		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {

@@ -93,9 +93,9 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory; with --runs above 1 each run overwrites the one before")
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
-	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"snapshot_binary: false\")")
-	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, copy_binary: false\")")
-	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of the pg_flo_worker, comma-separated (\"snapshot_batch_rows: 131072\")")
+	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"max_copy_workers: 4\")")
+	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, apply_connections: 1\")")
+	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of the pg_flo_worker, comma-separated (\"fetch_wait: 10ms\")")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+

@@ -62,12 +62,13 @@ type Config struct {
 	// of copy packs at once (see copyShares); 1 or less writes them in the
 	// batch's transaction only.
 	CopyConnections int
-	// CopyBinary writes snapshot rows to COPY in binary format where every
-	// column's type has a conversion (see packstream.go).
-	CopyBinary bool
-	// BinaryParameters sends the values of set statements' columns of the
-	// types in typedParams as arrays of their type (see column.go).
-	BinaryParameters bool
+	// Snapshot rows go to COPY in binary format where every column's type
+	// has a conversion (see packstream.go), and set statements send the
+	// values of columns of the types in typedParams as arrays of their type
+	// (see column.go). TextCopy and TextParameters send text instead, so
+	// tests can compare the two forms.
+	TextCopy       bool
+	TextParameters bool
 	// ApplyConnections is how many connections apply a large set statement
 	// at once, its rows split by key (see execSplit); 1 or less applies
 	// everything in the batch's transaction only.

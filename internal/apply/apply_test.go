@@ -62,7 +62,7 @@ func (l *testLogger) Warnf(f string, a ...any) {
 func connectApplier(t *testing.T, dsn string, mod func(*Config)) (*Applier, *testLogger) {
 	t.Helper()
 	log := &testLogger{t: t}
-	cfg := Config{DSN: dsn, Group: "g", Progress: TableName{Schema: "pgflo", Name: "progress"}, CopyMinRows: 4, CopyBinary: true, BinaryParameters: true, Retries: 3, Logger: log}
+	cfg := Config{DSN: dsn, Group: "g", Progress: TableName{Schema: "pgflo", Name: "progress"}, CopyMinRows: 4, Retries: 3, Logger: log}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -35,7 +35,7 @@ func benchRow(id int) event.Row {
 // BenchmarkApply applies batches of 2,000 changes to a table of 100,000
 // rows: snapshot inserts (COPY), the same rows in copy packs of 250 (COPY
 // of the packs' rows) and single-row updates (upserts). Packs go to COPY in
-// binary (copy_binary, the default), and as text for "pack-text". (Batches
+// binary (the default), and as text for "pack-text". (Batches
 // of exactly 1,000 rows hit a quirk of PostgreSQL 15: binary COPYs of 1,000
 // rows cost the server more than text ones, those of 500 or 2,000 less.)
 func BenchmarkApply(b *testing.B) {
@@ -44,7 +44,7 @@ func BenchmarkApply(b *testing.B) {
 			kind, text := strings.CutSuffix(name, "-text")
 			dsn := pg.NewDatabase(b)
 			testenv.Exec(b, dsn, benchTable)
-			a, err := Connect(context.Background(), Config{DSN: dsn, Group: "b", Progress: TableName{Schema: "pgflo", Name: "progress"}, CopyMinRows: 64, CopyBinary: !text})
+			a, err := Connect(context.Background(), Config{DSN: dsn, Group: "b", Progress: TableName{Schema: "pgflo", Name: "progress"}, CopyMinRows: 64, TextCopy: text})
 			if err != nil {
 				b.Fatal(err)
 			}

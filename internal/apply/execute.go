@@ -123,7 +123,7 @@ func (a *Applier) execSteps(ctx context.Context, b *batchTx, steps []*step) erro
 			}
 			continue
 		}
-		sql, args := statement(s, a.cfg.BinaryParameters)
+		sql, args := statement(s, !a.cfg.TextParameters)
 		batch.Queue(sql, args...)
 		queued = append(queued, s)
 	}
@@ -394,7 +394,7 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 			defer wg.Done()
 			// A batch of one statement runs in an implicit transaction
 			// that commits before the results are all read.
-			sql, args := statement(split[i], a.cfg.BinaryParameters)
+			sql, args := statement(split[i], !a.cfg.TextParameters)
 			batch := &pgx.Batch{}
 			batch.Queue(sql, args...)
 			br := conns[i].SendBatch(ctx, batch)
@@ -404,7 +404,7 @@ func (a *Applier) execSplit(ctx context.Context, b *batchTx, s *step, parts int)
 		}()
 	}
 	if len(split[0].rows) > 0 {
-		sql, args := statement(split[0], a.cfg.BinaryParameters)
+		sql, args := statement(split[0], !a.cfg.TextParameters)
 		tags[0], errs[0] = b.tx.Exec(ctx, sql, args...)
 	}
 	wg.Wait()

@@ -568,7 +568,7 @@ func TestPacksIntoATableCreatedInTheBatch(t *testing.T) {
 
 // Packs of a table whose every column type has a binary conversion (the
 // mixed table) go to COPY in binary, serially and in shares; with
-// copy_binary off, or for a table with other types, as text. The target
+// TextCopy, or for a table with other types, as text. The target
 // ends equal to the source either way.
 func TestPacksCopiedInBinary(t *testing.T) {
 	src, packs := packSource(t)
@@ -579,7 +579,7 @@ func TestPacksCopiedInBinary(t *testing.T) {
 	}{{"serial", 1, true}, {"shares", 3, true}, {"text", 1, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := packTarget(t)
-			a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 1; c.CopyConnections = tc.conns; c.CopyBinary = tc.binary })
+			a, log := connectApplier(t, dst, func(c *Config) { c.CopyMinRows = 1; c.CopyConnections = tc.conns; c.TextCopy = !tc.binary })
 			if res := apply(t, a, packs...); res.PackRows != 1005 || res.Applied != 1005 {
 				t.Fatalf("applied %+v", res)
 			}
@@ -648,7 +648,7 @@ func TestPacksDeclinedByTheConversionGoAsText(t *testing.T) {
 // Packs of binary tuples (the replicator read the source with binary COPY)
 // go to a binary COPY as they are where the target's columns have the
 // source's types, as rendered COPY text where one does not or with
-// copy_binary off, and as their rows' upserts without COPY; serially and in
+// TextCopy, and as their rows' upserts without COPY; serially and in
 // shares, the target ends equal to the source.
 func TestBinaryPacks(t *testing.T) {
 	src, _ := packSource(t)
@@ -665,7 +665,7 @@ func TestBinaryPacks(t *testing.T) {
 		{"serial", 1, 1, true, "", "binary, as they came", "binary, as they came"},
 		{"shares", 3, 1, true, "", "binary, as they came", "binary, as they came"},
 		{"other_type", 1, 1, true, "CREATE TABLE log (t text, id numeric)", "binary, as they came", "text, rendered from binary"},
-		{"copy_binary_off", 3, 1, false, "", "text, rendered from binary", "text, rendered from binary"},
+		{"text_copy", 3, 1, false, "", "text, rendered from binary", "text, rendered from binary"},
 		{"upserts", 1, 0, true, "", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -674,7 +674,7 @@ func TestBinaryPacks(t *testing.T) {
 				testenv.Exec(t, dst, "DROP TABLE log; "+tc.logTarget)
 			}
 			a, log := connectApplier(t, dst, func(c *Config) {
-				c.CopyMinRows, c.CopyConnections, c.CopyBinary = tc.copyMin, tc.conns, tc.binary
+				c.CopyMinRows, c.CopyConnections, c.TextCopy = tc.copyMin, tc.conns, !tc.binary
 			})
 			res := apply(t, a, packs...)
 			if res.Applied != 1000 || (tc.copyMin > 0) != (res.PackRows == 1000) {

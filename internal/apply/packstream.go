@@ -161,7 +161,7 @@ func (a *Applier) packCopyOf(t *Table, cols []int, p *copypack.Pack) packCopy {
 		}
 		return packCopy{}
 	}
-	if a.cfg.CopyBinary && sameTypes(t, cols, p) {
+	if !a.cfg.TextCopy && sameTypes(t, cols, p) {
 		return packCopy{binary: true}
 	}
 	return packCopy{conv: copyText{p.TextRenderer()}}
@@ -180,10 +180,10 @@ func sameTypes(t *Table, cols []int, p *copypack.Pack) bool {
 }
 
 // binaryRows returns the binary conversion of snapshot text rows into
-// columns cols of t, nil when they go to COPY as text (copy_binary off, a
+// columns cols of t, nil when they go to COPY as text (TextCopy, a
 // column type without conversion, a value declined before).
 func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
-	if !a.cfg.CopyBinary || t.textCopy {
+	if a.cfg.TextCopy || t.textCopy {
 		return nil
 	}
 	k := shapeKey("", cols)

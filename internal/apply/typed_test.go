@@ -125,8 +125,8 @@ func TestTypedParamsRoundTrip(t *testing.T) {
 	testenv.Exec(t, src, `UPDATE typed SET n = 1000 WHERE id BETWEEN 1 AND 3`)
 	check("declined values")
 
-	// binary_parameters: false sends every column as text.
-	off, _ := connectApplier(t, dst, func(c *Config) { c.BinaryParameters = false })
+	// TextParameters sends every column as text.
+	off, _ := connectApplier(t, dst, func(c *Config) { c.TextParameters = true })
 	assertTyped(t, off, generated)
 
 	// Deletes by the typed key, half of the rows.
@@ -157,7 +157,7 @@ func assertTyped(t *testing.T, a *Applier, changes []*Change, want ...string) {
 		t.Fatalf("%d steps, want one set statement", len(steps))
 	}
 	st := steps[0]
-	_, args := statement(st, a.cfg.BinaryParameters)
+	_, args := statement(st, !a.cfg.TextParameters)
 	var typed []string
 	for i, arg := range args {
 		if _, ok := arg.(typedColumn); ok {
