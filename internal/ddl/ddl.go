@@ -279,24 +279,6 @@ func hasWords(toks []Token, i int, words ...string) bool {
 	return true
 }
 
-// Command returns the statement's command tag as PostgreSQL's event
-// triggers name it ("ALTER TABLE", "CREATE INDEX"), from its first words.
-func Command(stmt string) string {
-	toks := Tokenize(stmt)
-	var words []string
-	for _, t := range toks {
-		if t.Kind != Ident || len(words) == 2 {
-			break
-		}
-		switch t.Value {
-		case "unique", "concurrently", "temporary", "temp", "unlogged", "or", "replace", "global", "local":
-			continue
-		}
-		words = append(words, strings.ToUpper(t.Value))
-	}
-	return strings.Join(words, " ")
-}
-
 // Table finds the table a DDL statement is about: the table altered,
 // created, dropped, indexed, commented on or triggered on. ok is false for
 // statements it does not know.

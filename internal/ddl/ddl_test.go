@@ -74,20 +74,6 @@ func TestNeedsNoTransaction(t *testing.T) {
 	}
 }
 
-func TestCommand(t *testing.T) {
-	for stmt, want := range map[string]string{
-		"ALTER TABLE t ADD c int":                      "ALTER TABLE",
-		"create unique index concurrently ix on t (a)": "CREATE INDEX",
-		"CREATE UNLOGGED TABLE t (a int)":              "CREATE TABLE",
-		"DROP INDEX ix":                                "DROP INDEX",
-		"COMMENT ON TABLE t IS 'x'":                    "COMMENT ON",
-	} {
-		if got := Command(stmt); got != want {
-			t.Errorf("Command(%q) = %q, want %q", stmt, got, want)
-		}
-	}
-}
-
 func TestRewrite(t *testing.T) {
 	cols := map[string]string{"email": "contact_email", "name": "full name"}
 	for _, c := range []struct {

@@ -89,12 +89,6 @@ func GroupSubjects(group string) string { return PrefixSubjects(SubjectPrefix(gr
 // PrefixSubjects is the subject filter matching every subject under prefix.
 func PrefixSubjects(prefix string) string { return prefix + ".>" }
 
-// Subject is the subject a change of schema.table is published to:
-// "pgflo.<group>.<schema>.<table>", each name sanitized by SanitizeToken.
-func Subject(group, schema, table string) string {
-	return TableSubject(SubjectPrefix(group), schema, table)
-}
-
 // TableSubject is the subject of schema.table's changes under prefix:
 // "<prefix>.<schema>.<table>", each name sanitized by SanitizeToken.
 func TableSubject(prefix, schema, table string) string {

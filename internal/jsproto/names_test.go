@@ -151,3 +151,9 @@ func TestValidateName(t *testing.T) {
 		}
 	}
 }
+
+// Subject is the subject a change of schema.table is published to:
+// "pgflo.<group>.<schema>.<table>", each name sanitized by SanitizeToken.
+func Subject(group, schema, table string) string {
+	return TableSubject(SubjectPrefix(group), schema, table)
+}

@@ -54,16 +54,6 @@ func LoadFile(path string) (*Router, error) {
 // emptyRouting is what an empty file lacks, for its error.
 const emptyRouting = "routing, want a map from source table to its route"
 
-// Load reads routes in pg_flo's format from a file's contents; source (the
-// file name) and line numbers start every error.
-func Load(data []byte, source string) (*Router, error) {
-	doc, err := tablefile.Parse(data, source, emptyRouting)
-	if err != nil {
-		return nil, err
-	}
-	return load(doc)
-}
-
 // LoadInline reads routes given inline in a config (already parsed YAML);
 // field names the config field in errors.
 func LoadInline(v any, field string) (*Router, error) {

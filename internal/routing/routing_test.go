@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/tablefile"
 )
 
 var columns = []event.Column{
@@ -189,4 +190,14 @@ func TestDDLColumnsRenamed(t *testing.T) {
 			t.Errorf("%q\n got %q\nwant %q", in, got, want)
 		}
 	}
+}
+
+// Load reads routes in pg_flo's format from a file's contents; source (the
+// file name) and line numbers start every error.
+func Load(data []byte, source string) (*Router, error) {
+	doc, err := tablefile.Parse(data, source, emptyRouting)
+	if err != nil {
+		return nil, err
+	}
+	return load(doc)
 }

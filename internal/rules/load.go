@@ -25,16 +25,6 @@ func LoadFile(path string) (*Set, error) {
 	return load(doc)
 }
 
-// Load reads rules in pg_flo's format from a file's contents; source (the
-// file name) and line numbers start every error.
-func Load(data []byte, source string) (*Set, error) {
-	doc, err := tablefile.Parse(data, source, "rules, want a top-level tables: map")
-	if err != nil {
-		return nil, err
-	}
-	return load(doc)
-}
-
 // LoadInline reads rules given inline in a config (already parsed YAML);
 // field names the config field in errors.
 func LoadInline(v any, field string) (*Set, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/tablefile"
 )
 
 // pgFloRules is pg_flo's example rules file, as resources/ ships it.
@@ -351,4 +352,14 @@ func TestReplaceAllMatchesRegexp(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Load reads rules in pg_flo's format from a file's contents; source (the
+// file name) and line numbers start every error.
+func Load(data []byte, source string) (*Set, error) {
+	doc, err := tablefile.Parse(data, source, "rules, want a top-level tables: map")
+	if err != nil {
+		return nil, err
+	}
+	return load(doc)
 }
