@@ -146,9 +146,12 @@ func (s *scanner) span() (raw []byte, plain bool, err error) {
 	start := s.i
 	escapes, high := false, false
 	for {
-		for s.i < len(s.data) && spanPlain[s.data[s.i]] {
-			s.i++
+		// In locals, so the loop keeps them in registers.
+		data, i := s.data, s.i
+		for i < len(data) && spanPlain[data[i]] {
+			i++
 		}
+		s.i = i
 		if s.i == len(s.data) {
 			return nil, false, s.fail("unterminated string")
 		}

@@ -78,19 +78,29 @@ func Peek(data []byte) (Head, error) {
 // member by member.
 func peekOurs(data []byte) (h Head, ok bool) {
 	s := scanner{data: data}
-	var op string
-	for _, m := range [...]struct {
-		prefix string
-		dst    *string
-	}{{`{"v":1,"op":`, &op}, {`,"schema":`, &h.Schema}, {`,"table":`, &h.Table}, {`,"lsn":`, &h.LSN}} {
-		var err error
-		if !s.literal(m.prefix) {
-			return h, false
+	member := func(prefix string) (string, bool) {
+		if !s.literal(prefix) {
+			return "", false
 		}
-		if *m.dst, err = s.str(); err != nil {
-			return h, false
+		raw, plain, err := s.span()
+		if err != nil || !plain {
+			return "", false // escapes: read member by member
 		}
+		return string(raw), true
 	}
-	h.Op = Op(op)
-	return h, h.Op.Valid()
+	var op string
+	if op, ok = member(`{"v":1,"op":`); !ok {
+		return h, false
+	}
+	if h.Op = Op(op); !h.Op.Valid() {
+		return h, false
+	}
+	if h.Schema, ok = member(`,"schema":`); !ok {
+		return h, false
+	}
+	if h.Table, ok = member(`,"table":`); !ok {
+		return h, false
+	}
+	h.LSN, ok = member(`,"lsn":`)
+	return h, ok
 }
