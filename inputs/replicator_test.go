@@ -2,7 +2,6 @@ package inputs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -86,9 +86,9 @@ func TestReplicatorConfirmsOnlyAcknowledged(t *testing.T) {
 	if len(batch) != 2 {
 		t.Fatalf("got %d messages, want 2", len(batch))
 	}
-	var ev event.Event
 	b, _ := batch[0].AsBytes()
-	if err := json.Unmarshal(b, &ev); err != nil {
+	ev, err := eventtest.Decode(b)
+	if err != nil {
 		t.Fatal(err)
 	}
 	// More traffic after it, which the slot may not be confirmed past either.
@@ -110,9 +110,9 @@ func TestReplicatorConfirmsOnlyAcknowledged(t *testing.T) {
 	})
 	// The later transaction is still unacknowledged (not even read).
 	second, ack2 := readBatch(t, in)
-	var ev2 event.Event
 	b2, _ := second[0].AsBytes()
-	if err := json.Unmarshal(b2, &ev2); err != nil {
+	ev2, err := eventtest.Decode(b2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := slotLSN(t, dsn, slot); got > ev2.CommitLSN {
@@ -243,7 +243,7 @@ func readEvents(t *testing.T, in *replicatorInput, want int) []event.Event {
 		batch, ack := readBatch(t, in)
 		for _, msg := range batch {
 			b, _ := msg.AsBytes()
-			ev, err := event.Decode(b)
+			ev, err := eventtest.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -423,7 +423,7 @@ func sameSnapshotEvents(t *testing.T, got, want service.MessageBatch) {
 	t.Helper()
 	key := func(m *service.Message) string {
 		b, _ := m.AsBytes()
-		ev, err := event.Decode(b)
+		ev, err := eventtest.Decode(b)
 		if err != nil || !ev.Snapshot || ev.Op != event.Insert {
 			t.Fatalf("not a snapshot insert (%v): %s", err, b)
 		}

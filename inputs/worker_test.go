@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -187,7 +188,7 @@ func workerIDs(t *testing.T, batch service.MessageBatch) []int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := event.Decode(body)
+		ev, err := eventtest.Decode(body)
 		if err != nil {
 			t.Fatalf("decode %s: %v", body, err)
 		}
@@ -548,7 +549,7 @@ func TestWorkerExpandsCopyPacks(t *testing.T) {
 		if got := workerMetaOf(m); got != want {
 			t.Errorf("row %d metadata %+v, want %+v", i, got, want)
 		}
-		ev, err := event.Decode(body)
+		ev, err := eventtest.Decode(body)
 		if err != nil || !ev.Snapshot || ev.Op != event.Insert {
 			t.Errorf("row %d: %+v, %v; want a snapshot INSERT", i, ev, err)
 		}

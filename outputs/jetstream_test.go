@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -120,7 +121,7 @@ func jsReadStream(t *testing.T, js jetstream.JetStream) []jsStored {
 			t.Fatalf("unpack message %d: %v", seq, err)
 		}
 		for _, e := range events {
-			ev, err := event.Decode(e)
+			ev, err := eventtest.Decode(e)
 			if err != nil {
 				t.Fatalf("decode event of message %d: %v", seq, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -177,7 +178,7 @@ func readEvents(t *testing.T, path string) []event.Event {
 	t.Helper()
 	var out []event.Event
 	for i, line := range outputLines(t, path) {
-		ev, err := event.Decode(line)
+		ev, err := eventtest.Decode(line)
 		if err != nil {
 			t.Fatalf("output line %d is not a change event: %v\n%s", i+1, err, line)
 		}

@@ -48,7 +48,7 @@ func readChanges(t *testing.T, path string) []outEvent {
 			cols = append(cols, s)
 		}
 		o.Columns = strings.Join(cols, " ")
-		rowOf := func(r change.Row) outRow {
+		rowOf := func(r event.RawRow) outRow {
 			if r == nil {
 				return nil
 			}

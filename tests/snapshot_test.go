@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/state"
 	"github.com/pgflo/pgflo/internal/testenv"
@@ -63,7 +64,7 @@ func readTagged(t *testing.T, path string) []taggedEvent {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
-		ev, err := event.Decode(sc.Bytes())
+		ev, err := eventtest.Decode(sc.Bytes())
 		if err != nil {
 			t.Fatalf("output line %d: %v", len(out)+1, err)
 		}

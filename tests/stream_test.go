@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -227,7 +228,7 @@ func TestOutputFailureRedelivers(t *testing.T) {
 			http.Error(w, "target down", http.StatusServiceUnavailable)
 			return
 		}
-		ev, err := event.Decode(body)
+		ev, err := eventtest.Decode(body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

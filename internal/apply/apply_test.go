@@ -19,6 +19,7 @@ import (
 	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgcodec"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -820,7 +821,8 @@ func TestTypedEventsRoundTrip(t *testing.T) {
 		}
 		typed := parsed.AppendJSON(nil)
 		var back event.Event
-		if err := DecodeAny(typed, &back); err != nil {
+		var dec event.Decoder
+		if err := dec.Decode(typed, &back, pgcodec.EncodeJSON); err != nil {
 			t.Fatalf("%v\n%s", err, typed)
 		}
 		for i, v := range back.New {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/xeipuuv/gojsonschema"
 
-	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 )
 
 var typedSchemaFile = filepath.Join("..", "..", "docs", "event-typed.schema.json")
@@ -73,7 +73,7 @@ func TestDecodeDocExample(t *testing.T) {
 	}
 	raw := strings.TrimSpace(blocks[0][:strings.Index(blocks[0], "```")])
 	want := blocks[1][:strings.Index(blocks[1], "```")]
-	if _, err := event.Decode([]byte(raw)); err != nil {
+	if _, err := eventtest.Decode([]byte(raw)); err != nil {
 		t.Fatalf("the raw example is not a raw event: %v", err)
 	}
 	ev, err := Parse([]byte(raw), nil)

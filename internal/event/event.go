@@ -1,14 +1,13 @@
 // Package event defines pgflo's change event, version 1: the JSON document that
 // travels from pg_flo_replicator through JetStream to pg_flo_worker and the
 // outputs. Its field names are a public contract (docs/event.md,
-// docs/event.schema.json); this package is the only place that encodes them.
+// docs/event.schema.json); this package is the only place that encodes and
+// decodes them: Event.AppendJSON and RawEvent.AppendJSON write it, Decoder
+// reads it (as text values for the outputs, as raw JSON values for the
+// processors) by one rule, stated in decode.go.
 package event
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -193,14 +192,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 // encoding is on the replicator's hot path; the field order (v, op, schema,
 // table, lsn first) lets Peek read the routing fields without a full parse.
 func (e *Event) AppendJSON(buf []byte) []byte {
-	buf = append(buf, `{"v":`...)
-	buf = strconv.AppendInt(buf, int64(Version), 10)
-	buf = append(buf, `,"op":`...)
-	buf = appendString(buf, string(e.Op))
-	buf = append(buf, `,"schema":`...)
-	buf = appendString(buf, e.Schema)
-	buf = append(buf, `,"table":`...)
-	buf = appendString(buf, e.Table)
+	buf = appendHead(buf, e.Op, e.Schema, e.Table)
 	buf = append(buf, `,"lsn":"`...)
 	buf = AppendLSN(buf, e.LSN)
 	buf = append(buf, `","commit_lsn":"`...)
@@ -230,6 +222,19 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `,"unchanged_toast":`...)
 	buf = AppendStrings(buf, e.UnchangedToast)
 	return append(buf, '}')
+}
+
+// appendHead opens an event's wire form with the members Peek reads:
+// v, op, schema, table.
+func appendHead(buf []byte, op Op, schema, table string) []byte {
+	buf = append(buf, `{"v":`...)
+	buf = strconv.AppendInt(buf, int64(Version), 10)
+	buf = append(buf, `,"op":`...)
+	buf = appendString(buf, string(op))
+	buf = append(buf, `,"schema":`...)
+	buf = appendString(buf, schema)
+	buf = append(buf, `,"table":`...)
+	return appendString(buf, table)
 }
 
 // AppendStrings appends a JSON array of strings (never null).
@@ -265,6 +270,10 @@ func AppendColumns(buf []byte, cols []Column) []byte {
 	return append(buf, ']')
 }
 
+// appendJSON writes the row as a JSON object in column order (null for
+// nil). It is RawRow.appendJSON for text values; the two are kept apart
+// rather than generic, as a call per value through a generic's dictionary
+// costs the replicator's encoding several percent.
 func (r Row) appendJSON(buf []byte) []byte {
 	if r == nil {
 		return append(buf, "null"...)
@@ -288,86 +297,4 @@ func (r Row) appendJSON(buf []byte) []byte {
 // MarshalJSON writes the row as a JSON object in column order.
 func (r Row) MarshalJSON() ([]byte, error) {
 	return r.appendJSON(nil), nil
-}
-
-// UnmarshalJSON reads a JSON object of text values (or nulls) keeping the
-// member order, which is the row's column order.
-func (r *Row) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		*r = nil
-		return nil
-	}
-	var members orderedObject
-	if err := json.Unmarshal(data, &members); err != nil {
-		return err
-	}
-	row := make(Row, 0, len(members))
-	for _, m := range members {
-		v := Value{Name: m.name}
-		if string(m.raw) == "null" {
-			v.Null = true
-		} else if err := json.Unmarshal(m.raw, &v.Text); err != nil {
-			return fmt.Errorf("column %q: value must be a string (PostgreSQL text form) or null: %w", m.name, err)
-		}
-		row = append(row, v)
-	}
-	*r = row
-	return nil
-}
-
-// UnmarshalJSON reads an event's wire form and rejects other versions.
-func (e *Event) UnmarshalJSON(data []byte) error {
-	type plain Event
-	var aux struct {
-		plain
-		LSN        string  `json:"lsn"`
-		CommitLSN  string  `json:"commit_lsn"`
-		CommitTime *string `json:"commit_time"`
-	}
-	if err := json.Unmarshal(data, &aux); err != nil {
-		return fmt.Errorf("decode change event: %w", err)
-	}
-	ev := Event(aux.plain)
-	if ev.V != Version {
-		return fmt.Errorf("decode change event: unsupported version v=%d (this build reads v=%d)", ev.V, Version)
-	}
-	if !ev.Op.Valid() {
-		return fmt.Errorf("decode change event: unknown op %q", ev.Op)
-	}
-	var err error
-	if ev.LSN, err = parseLSN(aux.LSN); err != nil {
-		return fmt.Errorf("decode change event: field lsn: %w", err)
-	}
-	if ev.CommitLSN, err = parseLSN(aux.CommitLSN); err != nil {
-		return fmt.Errorf("decode change event: field commit_lsn: %w", err)
-	}
-	if aux.CommitTime != nil {
-		if ev.CommitTime, err = time.Parse(time.RFC3339Nano, *aux.CommitTime); err != nil {
-			return fmt.Errorf("decode change event: field commit_time: %w", err)
-		}
-	}
-	*e = ev
-	return nil
-}
-
-func parseLSN(s string) (pglogrepl.LSN, error) {
-	if s == "" {
-		return 0, nil
-	}
-	return pglogrepl.ParseLSN(s)
-}
-
-// Decode parses one event from its wire form.
-func Decode(data []byte) (*Event, error) {
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		// Syntax errors are found before UnmarshalJSON runs and lack its
-		// context.
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("decode change event: %w", err)
-		}
-		return nil, err
-	}
-	return &e, nil
 }

@@ -1,46 +1,6 @@
 package event
 
-import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"unicode/utf8"
-)
-
-// orderedObject is a JSON object decoded into its members in document order;
-// encoding/json's maps would lose the column order of a row.
-type orderedObject []member
-
-type member struct {
-	name string
-	raw  json.RawMessage
-}
-
-func (o *orderedObject) UnmarshalJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("expected a JSON object")
-	}
-	var out orderedObject
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("member %q: %w", name, err)
-		}
-		out = append(out, member{name: name, raw: raw})
-	}
-	*o = out
-	return nil
-}
+import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 

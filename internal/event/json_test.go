@@ -95,25 +95,3 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
-
-func TestOrderedObject(t *testing.T) {
-	var obj orderedObject
-	if err := json.Unmarshal([]byte(` { "z" : 1 , "a":{"n":[1,2]}, "m":null, "e\u0301":"x" } `), &obj); err != nil {
-		t.Fatal(err)
-	}
-	want := []struct{ name, raw string }{{"z", `1`}, {"a", `{"n":[1,2]}`}, {"m", `null`}, {"e\u0301", `"x"`}}
-	if len(obj) != len(want) {
-		t.Fatalf("got %d members, want %d: %+v", len(obj), len(want), obj)
-	}
-	for i, w := range want {
-		if obj[i].name != w.name || string(obj[i].raw) != w.raw {
-			t.Errorf("member %d = %q:%s, want %q:%s", i, obj[i].name, obj[i].raw, w.name, w.raw)
-		}
-	}
-	for _, bad := range []string{`[]`, `"s"`, `1`} {
-		var o orderedObject
-		if err := json.Unmarshal([]byte(bad), &o); err == nil {
-			t.Errorf("orderedObject accepted %s", bad)
-		}
-	}
-}

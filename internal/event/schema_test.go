@@ -114,7 +114,7 @@ func TestDocExamples(t *testing.T) {
 	}
 	for i, block := range blocks {
 		example := block[:strings.Index(block, "```")]
-		ev, err := Decode([]byte(example))
+		ev, err := decode([]byte(example))
 		if err != nil {
 			t.Errorf("example %d does not decode: %v\n%s", i+1, err, example)
 			continue

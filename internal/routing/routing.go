@@ -224,7 +224,7 @@ func (r *Router) Apply(ev *change.Event) (bool, error) {
 			}
 			return name
 		}
-		for _, row := range []change.Row{ev.New, ev.Old} {
+		for _, row := range []event.RawRow{ev.New, ev.Old} {
 			for i := range row {
 				row[i].Name = rename(row[i].Name, i)
 			}

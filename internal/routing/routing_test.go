@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/tablefile"
 )
 
@@ -26,7 +27,7 @@ func parse(t *testing.T, ev *event.Event) *change.Event {
 	return parsed
 }
 
-func names(r change.Row) []string {
+func names(r event.RawRow) []string {
 	var out []string
 	for _, f := range r {
 		out = append(out, f.Name)
@@ -168,8 +169,8 @@ func TestDDLColumnsRenamed(t *testing.T) {
 		if err != nil || i < 0 {
 			t.Fatalf("event: %v", err)
 		}
-		var out event.Event
-		if err := out.UnmarshalJSON(written.AppendJSON(nil)); err != nil {
+		out, err := eventtest.Decode(written.AppendJSON(nil))
+		if err != nil {
 			t.Fatal(err)
 		}
 		v, _ := out.New.Get(event.DDLCommandColumn)

@@ -151,7 +151,7 @@ type edit struct {
 	text  string
 }
 
-func (e edit) row(ev *change.Event) change.Row {
+func (e edit) row(ev *change.Event) event.RawRow {
 	if e.old {
 		return ev.Old
 	}

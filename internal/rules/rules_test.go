@@ -66,7 +66,7 @@ func apply(t *testing.T, set *Set, ev *event.Event, typed bool) (Result, *change
 }
 
 // texts renders a row as name=text pairs.
-func texts(t *testing.T, ev *change.Event, r change.Row) string {
+func texts(t *testing.T, ev *change.Event, r event.RawRow) string {
 	t.Helper()
 	var parts []string
 	for _, f := range r {
