@@ -21,8 +21,7 @@ test: fmt-check vet build lint-resources
 	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 20000x -parallel 1 ./internal/replication/
 	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 20000x -parallel 1 ./internal/pgcodec/
 	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 20000x -parallel 1 ./internal/pgcodec/
-	$(GO) test -run XXX -fuzz FuzzParseEvent -fuzztime 20000x -parallel 1 ./internal/change/
-	$(GO) test -run XXX -fuzz FuzzDecodeEvent -fuzztime 20000x -parallel 1 ./internal/apply/
+	$(GO) test -run XXX -fuzz FuzzReadersAgree -fuzztime 20000x -parallel 1 ./internal/event/
 	$(GO) test -run XXX -fuzz FuzzTokenize -fuzztime 20000x -parallel 1 ./internal/ddl/
 	$(GO) test -run XXX -fuzz FuzzExpand -fuzztime 20000x -parallel 1 ./internal/copypack/
 	$(GO) test -run XXX -fuzz FuzzAppendRows -fuzztime 20000x -parallel 1 ./internal/copybin/
