@@ -31,6 +31,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/logging"
 	"github.com/pgflo/pgflo/internal/pgdsn"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // TableCreator creates a missing target table for a change (schema sync):
@@ -1058,7 +1059,7 @@ func appendCopyRow(buf []byte, vals []event.Value, at []int) []byte {
 		if v := vals[i]; v.Null {
 			buf = append(buf, '\\', 'N')
 		} else {
-			buf = appendCopyText(buf, v.Text)
+			buf = pgvalue.AppendCopyEscaped(buf, v.Text)
 		}
 	}
 	return append(buf, '\n')

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgflo/pgflo/internal/copybin"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // TableName is a schema-qualified table name, unquoted.
@@ -52,7 +52,7 @@ type Table struct {
 	// binary caches the binary conversion of snapshot rows by column list
 	// (nil: some column's type has none); textCopy is set once a value
 	// could not be converted, and snapshot rows then go to COPY as text.
-	binary   map[string]*copybin.Rows
+	binary   map[string]*pgvalue.TextToBinary
 	textCopy bool
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/pgflo/pgflo/internal/event"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // ErrTypedValues is returned (wrapped) by DecodeEvent for an event whose
@@ -125,7 +125,7 @@ func (c *Decoder) Decode(data []byte, ev *event.Event) error {
 			if !ok {
 				return fmt.Errorf("decode change event: typed value of %s.%s, a column the event does not describe", r.name, v.Name)
 			}
-			text, err := pgcodec.EncodeJSON(r.raws[i], col)
+			text, err := pgvalue.EncodeJSON(r.raws[i], col)
 			if err != nil {
 				return fmt.Errorf("decode change event: %s.%s: %w", r.name, v.Name, err)
 			}
