@@ -66,7 +66,7 @@ type Column struct {
 	// char(n) would).
 	CastType string
 	// TypeOID is the column's type (pg_attribute.atttypid): snapshot rows
-	// go to COPY in binary for the built-in types internal/copybin converts.
+	// go to COPY in binary for the built-in types internal/pgvalue converts.
 	TypeOID   uint32
 	NotNull   bool
 	Generated bool

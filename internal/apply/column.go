@@ -14,7 +14,7 @@ import (
 
 // A set statement takes one array parameter per column of its rows. Columns
 // of the types in typedParams go as arrays of their own type (typedColumn),
-// converted from the events' text here by internal/copybin, so the target's
+// converted from the events' text here by internal/pgvalue, so the target's
 // server reads each value with the type's binary receive function instead of
 // its text input: parsing numerics, timestamps, uuids and bytea moves off
 // the target, which bounds a catch-up. Every other column goes as a text[]

@@ -91,7 +91,7 @@ func (c *Decoder) DecodeEvent(data []byte, ev *event.Event) error {
 
 // DecodeAny parses one change event in either form: a raw event, whose
 // values are PostgreSQL text, or a typed one (after pg_flo_decode), whose
-// values are encoded back to their exact text form with pgcodec.
+// values are encoded back to their exact text form with pgvalue.
 func DecodeAny(data []byte, ev *event.Event) error {
 	var d Decoder
 	return d.Decode(data, ev)

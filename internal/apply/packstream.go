@@ -11,7 +11,7 @@ import (
 )
 
 // Snapshot rows go to the target's COPY in binary when every column's type
-// has a conversion (internal/copybin): the packs carry the source's COPY
+// has a conversion (internal/pgvalue): the packs carry the source's COPY
 // text, which is read back into binary here, sparing the target's server
 // process the text input functions that bound an initial sync. A value the
 // conversion declines (a form it does not read) ends the binary COPY before
@@ -20,7 +20,7 @@ import (
 // Packs of binary tuples (the replicator read the source with binary COPY)
 // go to a binary COPY as they are when each column has the type the source's
 // had (built-in types: the same OID, the same binary form), else their rows
-// are rendered as COPY text (internal/bintext).
+// are rendered as COPY text (internal/pgvalue).
 
 // rowsConversion rewrites the rows of a pack for the COPY they go to.
 type rowsConversion interface {

@@ -106,7 +106,7 @@ func Parse(data []byte, cache *Cache) (*Event, error) {
 }
 
 // Text returns a value's PostgreSQL text form (ok false for NULL), decoding
-// a typed value with pgcodec. The string may share the event's bytes (see
+// a typed value with pgvalue. The string may share the event's bytes (see
 // borrowText): copy it to keep it beyond the event.
 func (e *Event) Text(f Field, col event.Column) (text string, ok bool, err error) {
 	if f.Null() {

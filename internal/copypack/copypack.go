@@ -17,7 +17,7 @@
 // or, with "format":"copy-binary", the rows as COPY ... (FORMAT binary)
 // wrote them (tuples, without the stream's header and trailer): what the
 // replicator reads when every column has a built-in type whose binary form
-// internal/bintext renders back as text. Binary output spares the source's
+// internal/pgvalue renders back as text. Binary output spares the source's
 // server the text output functions, and a target with the same column
 // types takes the tuples as they are.
 package copypack
@@ -74,7 +74,7 @@ func NewBinaryHeader(schema, table string, columns []event.Column, lsn pglogrepl
 }
 
 // BinaryReadable reports whether rows of columns can travel as binary
-// tuples: every column's type is one bintext renders as text, so the rows
+// tuples: every column's type is one pgvalue renders as text, so the rows
 // can still become events.
 func BinaryReadable(columns []event.Column) bool {
 	for _, c := range columns {

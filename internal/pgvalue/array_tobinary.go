@@ -11,7 +11,6 @@ var zeroHeader [12 + 8*maxDims]byte
 // with their lengths.
 func appendBinaryArray(dst, b []byte, elem binaryKind, elemOID uint32, s *scratch) ([]byte, error) {
 	p := arrayScanner{b: b, delim: ',', unquoted: s.elem}
-	defer func() { s.elem = p.unquoted }()
 	if p.begin() != nil {
 		return dst, errNotConvertible
 	}
@@ -39,6 +38,7 @@ func appendBinaryArray(dst, b []byte, elem binaryKind, elemOID uint32, s *scratc
 		binary.BigEndian.PutUint32(dst[el:], uint32(len(dst)-el-4))
 		return nil
 	})
+	s.elem = p.unquoted // kept for the next array
 	if err != nil {
 		return dst[:at], errNotConvertible
 	}

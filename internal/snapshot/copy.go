@@ -37,7 +37,7 @@ type Config struct {
 	// Copied, when set, is told of rows read (for metrics).
 	Copied func(schema, table string, rows int)
 	// Binary reads the rows of tables whose every column has a type
-	// internal/bintext renders with binary COPY into binary packs
+	// internal/pgvalue renders with binary COPY into binary packs
 	// (copypack.FormatBinary), when the source allows (binaryCapable).
 	Binary bool
 }
