@@ -29,6 +29,7 @@ type arrayScanner struct {
 	lens, lower [maxDims]int64
 	// unquoted is room for an element whose escapes are undone.
 	unquoted []byte
+	plus     bool // a bound was written with a '+'
 }
 
 // begin reads the decoration and the opening braces: ndim is known after
@@ -97,22 +98,31 @@ func (p *arrayScanner) bounds() (lo, hi int64, ok bool) {
 		return 0, 0, false
 	}
 	p.i++
-	if hi, ok = p.int(); !ok || p.i >= len(p.b) || p.b[p.i] != ']' || hi < lo {
+	// hi-lo+1 elements need as many bytes (the difference is exact as
+	// uint64 when hi >= lo).
+	if hi, ok = p.int(); !ok || p.i >= len(p.b) || p.b[p.i] != ']' || hi < lo || uint64(hi)-uint64(lo) >= uint64(len(p.b)) {
 		return 0, 0, false
 	}
 	p.i++
 	return lo, hi, true
 }
 
+// int reads a bound: array_in's strtol takes a '+' too, which array_out
+// never writes (plus records it), and a bound beyond int32, which the
+// server rejects.
 func (p *arrayScanner) int() (int64, bool) {
+	if p.i < len(p.b) && p.b[p.i] == '+' {
+		p.plus = true
+		p.i++
+	}
 	start := p.i
-	if p.i < len(p.b) && p.b[p.i] == '-' {
+	if p.i < len(p.b) && p.b[p.i] == '-' && !p.plus {
 		p.i++
 	}
 	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
 		p.i++
 	}
-	return parseInt(p.b[start:p.i], 32)
+	return parseInt(p.b[start:p.i], 64)
 }
 
 // level reads one brace-enclosed level at depth d: sub-arrays above the

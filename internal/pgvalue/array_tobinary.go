@@ -11,7 +11,7 @@ var zeroHeader [12 + 8*maxDims]byte
 // with their lengths.
 func appendBinaryArray(dst, b []byte, elem binaryKind, elemOID uint32, s *scratch) ([]byte, error) {
 	p := arrayScanner{b: b, delim: ',', unquoted: s.elem}
-	if p.begin() != nil {
+	if p.begin() != nil || p.plus {
 		return dst, errNotConvertible
 	}
 	at := len(dst)
@@ -48,7 +48,7 @@ func appendBinaryArray(dst, b []byte, elem binaryKind, elemOID uint32, s *scratc
 	}
 	binary.BigEndian.PutUint32(dst[at+8:], elemOID)
 	for d := range p.ndim {
-		if p.lower[d] < -1<<31 || p.lower[d]+p.lens[d] > 1<<31 {
+		if p.lower[d] < -1<<31 || p.lower[d] > 1<<31-p.lens[d] { // the bounds must fit int32
 			return dst[:at], errNotConvertible
 		}
 		binary.BigEndian.PutUint32(dst[at+12+8*d:], uint32(p.lens[d]))

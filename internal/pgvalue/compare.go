@@ -241,27 +241,12 @@ func timeKey(s string, k kind) (*big.Int, error) {
 	case negInfinity:
 		return big.NewInt(-beyond), nil
 	}
-	var micros int64
-	if dt.clock != "" {
-		hh, _ := strconv.Atoi(dt.clock[0:2])
-		mm, _ := strconv.Atoi(dt.clock[3:5])
-		secs, err := parseSecondsMicros(dt.clock[6:])
-		if err != nil {
-			return nil, err
-		}
-		micros = int64(hh)*usPerHour + int64(mm)*usPerMinute + secs
+	if dt.fracDigits > 6 {
+		return nil, errDateTime
 	}
+	micros := dt.us - dt.offset()*usPerSecond
 	if hasDate(k) {
-		month, _ := strconv.Atoi(dt.month)
-		day, _ := strconv.Atoi(dt.day)
-		micros += (julianDay(int64(dt.year), int64(month), int64(day)) - unixEpochJDate) * usPerDay
-	}
-	if dt.hasTZ {
-		offset := int64(dt.tzH)*usPerHour + int64(dt.tzM)*usPerMinute + int64(dt.tzS)*usPerSecond
-		if dt.tzNeg {
-			offset = -offset
-		}
-		micros -= offset
+		micros += (julianDay(dt.year, dt.month, dt.day) - unixEpochJDate) * usPerDay
 	}
 	return big.NewInt(micros), nil
 }

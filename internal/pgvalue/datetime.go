@@ -1,7 +1,6 @@
 package pgvalue
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -48,20 +47,19 @@ func convertDate(dst, b []byte) ([]byte, error) {
 	case "-infinity":
 		return binary.BigEndian.AppendUint32(dst, 1<<31), nil // math.MinInt32
 	}
-	b, bc := cutBC(b)
-	days, rest, ok := parseDate(b, bc)
-	if !ok || len(rest) != 0 {
+	t, ok := readISO(b, true, false, false)
+	if !ok || !t.strict(true, false) {
 		return dst, errNotConvertible
 	}
-	return binary.BigEndian.AppendUint32(dst, uint32(int32(days))), nil
+	return binary.BigEndian.AppendUint32(dst, uint32(int32(t.days()))), nil
 }
 
 func convertTime(dst, b []byte) ([]byte, error) {
-	us, rest, ok := parseClock(b, true)
-	if !ok || len(rest) != 0 {
+	t, ok := readISO(b, false, true, false)
+	if !ok || !t.strict(false, true) {
 		return dst, errNotConvertible
 	}
-	return binary.BigEndian.AppendUint64(dst, uint64(us)), nil
+	return binary.BigEndian.AppendUint64(dst, uint64(t.us)), nil
 }
 
 // convertTimestamp reads a timestamp, with a zone when zoned (timestamptz)
@@ -75,132 +73,190 @@ func convertTimestamp(dst, b []byte, zoned bool) ([]byte, error) {
 	case "-infinity":
 		return binary.BigEndian.AppendUint64(dst, 1<<63), nil // math.MinInt64
 	}
-	b, bc := cutBC(b)
-	days, rest, ok := parseDate(b, bc)
-	if !ok || len(rest) == 0 || rest[0] != ' ' {
+	t, ok := readISO(b, true, true, zoned)
+	if !ok || !t.strict(true, false) {
 		return dst, errNotConvertible
 	}
-	us, rest, ok := parseClock(rest[1:], false)
-	if !ok {
-		return dst, errNotConvertible
-	}
-	ts := days*usPerDay + us
-	if zoned {
-		offset, ok := parseZone(rest)
-		if !ok {
-			return dst, errNotConvertible
-		}
-		ts -= offset * usPerSecond
-	} else if len(rest) != 0 {
-		return dst, errNotConvertible
-	}
+	ts := t.days()*usPerDay + t.us - t.offset()*usPerSecond
 	return binary.BigEndian.AppendUint64(dst, uint64(ts)), nil
 }
 
-// cutBC removes a trailing " BC".
-func cutBC(b []byte) ([]byte, bool) {
-	if rest, ok := bytes.CutSuffix(b, []byte(" BC")); ok {
-		return rest, true
-	}
-	return b, false
+// isoTime is a date, a time of day or a timestamp as its ISO text says it,
+// in either of two forms: what PostgreSQL writes (DateStyle ISO: " BC"
+// after a year before 1 AD, ' ' before the time, "+HH[:MM[:SS]]") and
+// pgflo's typed form (RFC 3339 with a signed astronomical year, 'T', 'Z').
+// readISO checks only the shape; strict checks the values.
+type isoTime struct {
+	special    string // "infinity" or "-infinity", and nothing else is set
+	year       int64  // astronomical: 0 is 1 BC
+	yearDigits int
+	month, day int64
+	clock      []byte // "HH:MM:SS[.f…]" as written
+	hour, min  int64
+	sec        int64
+	us         int64 // the clock's microseconds since midnight
+	fracDigits int   // beyond 6, us has the first 6
+	zoned      bool  // a zone was read (Z is +00)
+	zoneNeg    bool
+	zoneH      int64
+	zoneM      int64
+	zoneS      int64
+	// typed: the year has a sign, or 'T' or 'Z' is used; written is the
+	// year as written, before " BC" made it astronomical.
+	typed   bool
+	written int64
 }
 
-// parseDate reads "YYYY-MM-DD" at the start of b and returns its days since
-// 2000-01-01 and what follows it.
-func parseDate(b []byte, bc bool) (days int64, rest []byte, ok bool) {
+// readISO reads the whole of b as a date, a clock and a zone, those the
+// flags ask for. A date may be infinity or -infinity; a zoned value may
+// have no zone when zone is optional (nothing is then set).
+func readISO(b []byte, date, clock, zone bool) (t isoTime, ok bool) {
+	if date {
+		if s := string(b); s == infinity || s == negInfinity {
+			t.special = s
+			return t, true
+		}
+	}
+	bc := false
+	if date && len(b) > 3 && string(b[len(b)-3:]) == " BC" {
+		bc, b = true, b[:len(b)-3]
+	}
 	i := 0
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
+	if date {
+		neg := len(b) > 0 && b[0] == '-'
+		if neg {
+			i++
+		}
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if t.yearDigits++; t.yearDigits > 18 {
+				return t, false // beyond any year, and int64
+			}
+			t.written = t.written*10 + int64(b[i]-'0')
+		}
+		if t.yearDigits < 4 || (neg && bc) || len(b) < i+6 || b[i] != '-' || b[i+3] != '-' {
+			return t, false
+		}
+		var ok1, ok2 bool
+		t.month, ok1 = twoDigits(b[i+1:])
+		t.day, ok2 = twoDigits(b[i+4:])
+		if !ok1 || !ok2 {
+			return t, false
+		}
+		i += 6
+		switch t.year = t.written; {
+		case bc:
+			if t.written == 0 {
+				return t, false
+			}
+			t.year = 1 - t.written
+		case neg:
+			t.year = -t.written
+			t.typed = true
+		}
+		if clock {
+			if i >= len(b) || (b[i] != ' ' && b[i] != 'T') {
+				return t, false
+			}
+			t.typed = t.typed || b[i] == 'T'
+			i++
+		}
 	}
-	if i < 4 || i > 6 || len(b) < i+6 || b[i] != '-' || b[i+3] != '-' {
-		return 0, nil, false
+	if clock {
+		c := b[i:]
+		h, ok1 := twoDigits(c)
+		m, ok2 := twoDigits(c[min(3, len(c)):])
+		s, ok3 := twoDigits(c[min(6, len(c)):])
+		if !ok1 || !ok2 || !ok3 || c[2] != ':' || c[5] != ':' {
+			return t, false
+		}
+		t.hour, t.min, t.sec = h, m, s
+		t.us = ((h*60+m)*60 + s) * usPerSecond
+		n := 8
+		if n < len(c) && c[n] == '.' {
+			n++
+			frac := int64(0)
+			for ; n < len(c) && c[n] >= '0' && c[n] <= '9'; n++ {
+				if t.fracDigits++; t.fracDigits <= 6 {
+					frac = frac*10 + int64(c[n]-'0')
+				}
+			}
+			if t.fracDigits == 0 {
+				return t, false
+			}
+			for d := t.fracDigits; d < 6; d++ {
+				frac *= 10
+			}
+			t.us += frac
+		}
+		t.clock = c[:n]
+		i += n
 	}
-	year := int64(0)
-	for _, c := range b[:i] {
-		year = year*10 + int64(c-'0')
+	if zone {
+		t.zoned = true
+		z := b[i:]
+		switch {
+		case len(z) == 1 && z[0] == 'Z':
+			t.typed = true
+		case len(z) >= 3 && (z[0] == '+' || z[0] == '-'):
+			t.zoneNeg = z[0] == '-'
+			var ok bool
+			if t.zoneH, ok = twoDigits(z[1:]); !ok {
+				return t, false
+			}
+			if t.zoneM, z, ok = zonePart(z[3:]); !ok {
+				return t, false
+			}
+			if t.zoneS, z, ok = zonePart(z); !ok || len(z) != 0 {
+				return t, false
+			}
+		default:
+			return t, false
+		}
+		i = len(b)
 	}
-	month, ok1 := twoDigits(b[i+1:])
-	day, ok2 := twoDigits(b[i+4:])
-	if !ok1 || !ok2 {
-		return 0, nil, false
-	}
-	if year == 0 { // 1 BC is written "0001-01-01 BC"; the server rejects year 0
-		return 0, nil, false
-	}
-	if bc {
-		year = 1 - year
-	}
-	if year < minYear || year > maxYear || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) {
-		return 0, nil, false
-	}
-	return julianDay(year, month, day) - postgresEpochJDate, b[i+6:], true
+	return t, i == len(b)
 }
 
-// parseClock reads "HH:MM:SS[.ffffff]" at the start of b and returns its
-// microseconds since midnight and what follows it. Only a time of day may be
-// 24:00:00.
-func parseClock(b []byte, allow24 bool) (us int64, rest []byte, ok bool) {
-	if len(b) < 8 || b[2] != ':' || b[5] != ':' {
-		return 0, nil, false
+// zonePart reads an optional ":MM" or ":SS" of a zone.
+func zonePart(z []byte) (v int64, rest []byte, ok bool) {
+	if len(z) == 0 {
+		return 0, z, true
 	}
-	h, ok1 := twoDigits(b)
-	m, ok2 := twoDigits(b[3:])
-	s, ok3 := twoDigits(b[6:])
-	if !ok1 || !ok2 || !ok3 || m > 59 || s > 59 || h > 24 || (h == 24 && !allow24) {
-		return 0, nil, false
+	if v, ok = twoDigits(z[1:]); !ok || z[0] != ':' {
+		return 0, z, false
 	}
-	us = ((h*60+m)*60 + s) * usPerSecond
-	b = b[8:]
-	if len(b) > 0 && b[0] == '.' {
-		n := 1
-		frac := int64(0)
-		for ; n < len(b) && b[n] >= '0' && b[n] <= '9'; n++ {
-			frac = frac*10 + int64(b[n]-'0')
-		}
-		digits := n - 1
-		if digits == 0 || digits > 6 {
-			return 0, nil, false
-		}
-		for ; digits < 6; digits++ {
-			frac *= 10
-		}
-		us += frac
-		b = b[n:]
-	}
-	if h == 24 && us != 24*3600*usPerSecond {
-		return 0, nil, false
-	}
-	return us, b, true
+	return v, z[3:], true
 }
 
-// parseZone reads a whole "+HH[:MM[:SS]]" (or '-') and returns its offset
-// east of UTC in seconds.
-func parseZone(b []byte) (int64, bool) {
-	if len(b) < 3 || (b[0] != '+' && b[0] != '-') {
-		return 0, false
+// strict reports whether t is what the output functions write and within
+// the range the binary conversions take (see minYear): no typed marks, a
+// year of four to six digits, a day of its month, a clock within the day
+// (24:00:00 only when allow24) to the microsecond, a zone within 15 hours.
+func (t *isoTime) strict(date, allow24 bool) bool {
+	if t.typed {
+		return false
 	}
-	neg := b[0] == '-'
-	h, ok := twoDigits(b[1:])
-	if !ok || h > 15 {
-		return 0, false
+	if date && (t.yearDigits > 6 || t.written == 0 || t.year < minYear || t.year > maxYear ||
+		t.month < 1 || t.month > 12 || t.day < 1 || t.day > daysInMonth(t.year, t.month)) {
+		return false
 	}
-	offset := h * 3600
-	b = b[3:]
-	for unit := int64(60); len(b) > 0; unit /= 60 {
-		if unit == 0 || len(b) < 3 || b[0] != ':' {
-			return 0, false
-		}
-		v, ok := twoDigits(b[1:])
-		if !ok || v > 59 {
-			return 0, false
-		}
-		offset += v * unit
-		b = b[3:]
+	if t.clock != nil && (t.min > 59 || t.sec > 59 || t.fracDigits > 6 || t.hour > 24 ||
+		(t.hour == 24 && (!allow24 || t.us != usPerDay))) {
+		return false
 	}
-	if neg {
-		offset = -offset
+	return t.zoneH <= 15 && t.zoneM <= 59 && t.zoneS <= 59
+}
+
+// days is t's date as days since 2000-01-01.
+func (t *isoTime) days() int64 { return julianDay(t.year, t.month, t.day) - postgresEpochJDate }
+
+// offset is t's zone in seconds east of UTC.
+func (t *isoTime) offset() int64 {
+	o := t.zoneH*3600 + t.zoneM*60 + t.zoneS
+	if t.zoneNeg {
+		return -o
 	}
-	return offset, true
+	return o
 }
 
 func twoDigits(b []byte) (int64, bool) {
@@ -258,7 +314,7 @@ func appendDate(dst, b []byte) ([]byte, error) {
 		return dst, errOutOfRange
 	}
 	y, m, d := j2date(int(days) + postgresEpochJDate)
-	dst = appendYMD(dst, y, m, d)
+	dst = appendYMD(dst, writtenYear(int64(y)), int64(m), int64(d))
 	if y <= 0 {
 		dst = append(dst, " BC"...)
 	}
@@ -301,7 +357,7 @@ func appendTimestamp(dst, b []byte, zoned bool) ([]byte, error) {
 		days--
 	}
 	y, m, d := j2date(int(days) + postgresEpochJDate)
-	dst = appendYMD(dst, y, m, d)
+	dst = appendYMD(dst, writtenYear(int64(y)), int64(m), int64(d))
 	dst = append(dst, ' ')
 	dst = appendClock(dst, us)
 	if zoned {
@@ -313,18 +369,24 @@ func appendTimestamp(dst, b []byte, zoned bool) ([]byte, error) {
 	return dst, nil
 }
 
-// appendYMD writes "YYYY-MM-DD", a year before 1 AD (astronomical y <= 0)
-// as 1-y: the caller adds " BC".
-func appendYMD(dst []byte, y, m, d int) []byte {
-	if y <= 0 {
-		y = 1 - y
-	}
+// appendYMD writes "YYYY-MM-DD", with the year y (not negative) as written:
+// four digits or more.
+func appendYMD(dst []byte, y, m, d int64) []byte {
 	if y < 10000 {
 		dst = append(dst, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10))
 	} else {
-		dst = strconv.AppendInt(dst, int64(y), 10)
+		dst = strconv.AppendInt(dst, y, 10)
 	}
 	return append(dst, '-', byte('0'+m/10), byte('0'+m%10), '-', byte('0'+d/10), byte('0'+d%10))
+}
+
+// writtenYear is how ISO text writes astronomical year y: a year before
+// 1 AD (y <= 0) as 1-y, followed by " BC".
+func writtenYear(y int64) int64 {
+	if y <= 0 {
+		return 1 - y
+	}
+	return y
 }
 
 // appendClock writes "HH:MM:SS" and, when there are microseconds, '.' and

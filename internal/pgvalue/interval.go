@@ -251,9 +251,9 @@ func (iv interval) appendPostgres(buf []byte) []byte {
 		case isBefore:
 			buf = append(buf, '+')
 		}
-		buf = appendPadded(buf, int(abs64(hour)), 2)
+		buf = appendPadded(buf, abs64(hour), 2)
 		buf = append(buf, ':')
-		buf = appendPadded(buf, int(abs64(min)), 2)
+		buf = appendPadded(buf, abs64(min), 2)
 		buf = append(buf, ':')
 		buf = appendSeconds(buf, sec, fsec, true)
 	}
@@ -264,7 +264,7 @@ func (iv interval) appendPostgres(buf []byte) []byte {
 // without trailing zeros, as PostgreSQL's AppendSeconds.
 func appendSeconds(buf []byte, sec, fsec int64, pad bool) []byte {
 	if pad {
-		buf = appendPadded(buf, int(abs64(sec)), 2)
+		buf = appendPadded(buf, abs64(sec), 2)
 	} else {
 		buf = strconv.AppendInt(buf, abs64(sec), 10)
 	}

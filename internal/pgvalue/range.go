@@ -285,3 +285,19 @@ func appendMultirange(buf []byte, v any, rng *typeInfo) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("want a list of ranges, not %T", v)
 }
+
+// scanner reads a string left to right.
+type scanner struct {
+	s string
+	i int
+}
+
+func (p *scanner) peek(c byte) bool { return p.i < len(p.s) && p.s[p.i] == c }
+
+func (p *scanner) take(c byte) bool {
+	if p.peek(c) {
+		p.i++
+		return true
+	}
+	return false
+}
