@@ -41,22 +41,22 @@ const (
 var errOutOfRange = errors.New("binary value out of its type's range")
 
 func convertDate(dst, b []byte) ([]byte, error) {
-	switch string(b) {
-	case "infinity":
-		return binary.BigEndian.AppendUint32(dst, math.MaxInt32), nil
-	case "-infinity":
-		return binary.BigEndian.AppendUint32(dst, 1<<31), nil // math.MinInt32
-	}
-	t, ok := readISO(b, true, false, false)
-	if !ok || !t.strict(true, false) {
+	var t isoTime
+	if !t.read(b, true, false, false) || !t.strict(true, false) {
 		return dst, errNotConvertible
+	}
+	switch t.special {
+	case infinity:
+		return binary.BigEndian.AppendUint32(dst, math.MaxInt32), nil
+	case negInfinity:
+		return binary.BigEndian.AppendUint32(dst, 1<<31), nil // math.MinInt32
 	}
 	return binary.BigEndian.AppendUint32(dst, uint32(int32(t.days()))), nil
 }
 
 func convertTime(dst, b []byte) ([]byte, error) {
-	t, ok := readISO(b, false, true, false)
-	if !ok || !t.strict(false, true) {
+	var t isoTime
+	if !t.read(b, false, true, false) || !t.strict(false, true) {
 		return dst, errNotConvertible
 	}
 	return binary.BigEndian.AppendUint64(dst, uint64(t.us)), nil
@@ -67,15 +67,15 @@ func convertTime(dst, b []byte) ([]byte, error) {
 // timestamptz's reads a missing one in the session's time zone, neither of
 // which is worth copying here.
 func convertTimestamp(dst, b []byte, zoned bool) ([]byte, error) {
-	switch string(b) {
-	case "infinity":
-		return binary.BigEndian.AppendUint64(dst, math.MaxInt64), nil
-	case "-infinity":
-		return binary.BigEndian.AppendUint64(dst, 1<<63), nil // math.MinInt64
-	}
-	t, ok := readISO(b, true, true, zoned)
-	if !ok || !t.strict(true, false) {
+	var t isoTime
+	if !t.read(b, true, true, zoned) || !t.strict(true, false) {
 		return dst, errNotConvertible
+	}
+	switch t.special {
+	case infinity:
+		return binary.BigEndian.AppendUint64(dst, math.MaxInt64), nil
+	case negInfinity:
+		return binary.BigEndian.AppendUint64(dst, 1<<63), nil // math.MinInt64
 	}
 	ts := t.days()*usPerDay + t.us - t.offset()*usPerSecond
 	return binary.BigEndian.AppendUint64(dst, uint64(ts)), nil
@@ -85,7 +85,7 @@ func convertTimestamp(dst, b []byte, zoned bool) ([]byte, error) {
 // in either of two forms: what PostgreSQL writes (DateStyle ISO: " BC"
 // after a year before 1 AD, ' ' before the time, "+HH[:MM[:SS]]") and
 // pgflo's typed form (RFC 3339 with a signed astronomical year, 'T', 'Z').
-// readISO checks only the shape; strict checks the values.
+// read checks only the shape; strict checks the values.
 type isoTime struct {
 	special    string // "infinity" or "-infinity", and nothing else is set
 	year       int64  // astronomical: 0 is 1 BC
@@ -107,14 +107,17 @@ type isoTime struct {
 	written int64
 }
 
-// readISO reads the whole of b as a date, a clock and a zone, those the
-// flags ask for. A date may be infinity or -infinity; a zoned value may
-// have no zone when zone is optional (nothing is then set).
-func readISO(b []byte, date, clock, zone bool) (t isoTime, ok bool) {
+// read reads the whole of b into t, which is zero, as a date, a clock and a
+// zone, those the flags ask for. A date may be infinity or -infinity.
+func (t *isoTime) read(b []byte, date, clock, zone bool) bool {
 	if date {
-		if s := string(b); s == infinity || s == negInfinity {
-			t.special = s
-			return t, true
+		switch string(b) { // no allocation: constants are kept
+		case infinity:
+			t.special = infinity
+			return true
+		case negInfinity:
+			t.special = negInfinity
+			return true
 		}
 	}
 	bc := false
@@ -127,26 +130,27 @@ func readISO(b []byte, date, clock, zone bool) (t isoTime, ok bool) {
 		if neg {
 			i++
 		}
+		start, written := i, int64(0)
 		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-			if t.yearDigits++; t.yearDigits > 18 {
-				return t, false // beyond any year, and int64
-			}
-			t.written = t.written*10 + int64(b[i]-'0')
+			written = written*10 + int64(b[i]-'0')
+		}
+		if t.yearDigits, t.written = i-start, written; t.yearDigits > 18 {
+			return false // beyond any year, and int64
 		}
 		if t.yearDigits < 4 || (neg && bc) || len(b) < i+6 || b[i] != '-' || b[i+3] != '-' {
-			return t, false
+			return false
 		}
 		var ok1, ok2 bool
 		t.month, ok1 = twoDigits(b[i+1:])
 		t.day, ok2 = twoDigits(b[i+4:])
 		if !ok1 || !ok2 {
-			return t, false
+			return false
 		}
 		i += 6
 		switch t.year = t.written; {
 		case bc:
 			if t.written == 0 {
-				return t, false
+				return false
 			}
 			t.year = 1 - t.written
 		case neg:
@@ -155,7 +159,7 @@ func readISO(b []byte, date, clock, zone bool) (t isoTime, ok bool) {
 		}
 		if clock {
 			if i >= len(b) || (b[i] != ' ' && b[i] != 'T') {
-				return t, false
+				return false
 			}
 			t.typed = t.typed || b[i] == 'T'
 			i++
@@ -163,27 +167,31 @@ func readISO(b []byte, date, clock, zone bool) (t isoTime, ok bool) {
 	}
 	if clock {
 		c := b[i:]
+		if len(c) < 8 || c[2] != ':' || c[5] != ':' {
+			return false
+		}
 		h, ok1 := twoDigits(c)
-		m, ok2 := twoDigits(c[min(3, len(c)):])
-		s, ok3 := twoDigits(c[min(6, len(c)):])
-		if !ok1 || !ok2 || !ok3 || c[2] != ':' || c[5] != ':' {
-			return t, false
+		m, ok2 := twoDigits(c[3:])
+		s, ok3 := twoDigits(c[6:])
+		if !ok1 || !ok2 || !ok3 {
+			return false
 		}
 		t.hour, t.min, t.sec = h, m, s
 		t.us = ((h*60+m)*60 + s) * usPerSecond
 		n := 8
 		if n < len(c) && c[n] == '.' {
 			n++
-			frac := int64(0)
+			frac, digits := int64(0), 0
 			for ; n < len(c) && c[n] >= '0' && c[n] <= '9'; n++ {
-				if t.fracDigits++; t.fracDigits <= 6 {
+				if digits++; digits <= 6 {
 					frac = frac*10 + int64(c[n]-'0')
 				}
 			}
-			if t.fracDigits == 0 {
-				return t, false
+			if digits == 0 {
+				return false
 			}
-			for d := t.fracDigits; d < 6; d++ {
+			t.fracDigits = digits
+			for ; digits < 6; digits++ {
 				frac *= 10
 			}
 			t.us += frac
@@ -201,20 +209,20 @@ func readISO(b []byte, date, clock, zone bool) (t isoTime, ok bool) {
 			t.zoneNeg = z[0] == '-'
 			var ok bool
 			if t.zoneH, ok = twoDigits(z[1:]); !ok {
-				return t, false
+				return false
 			}
 			if t.zoneM, z, ok = zonePart(z[3:]); !ok {
-				return t, false
+				return false
 			}
 			if t.zoneS, z, ok = zonePart(z); !ok || len(z) != 0 {
-				return t, false
+				return false
 			}
 		default:
-			return t, false
+			return false
 		}
 		i = len(b)
 	}
-	return t, i == len(b)
+	return i == len(b)
 }
 
 // zonePart reads an optional ":MM" or ":SS" of a zone.
@@ -233,8 +241,8 @@ func zonePart(z []byte) (v int64, rest []byte, ok bool) {
 // year of four to six digits, a day of its month, a clock within the day
 // (24:00:00 only when allow24) to the microsecond, a zone within 15 hours.
 func (t *isoTime) strict(date, allow24 bool) bool {
-	if t.typed {
-		return false
+	if t.special != "" || t.typed {
+		return !t.typed
 	}
 	if date && (t.yearDigits > 6 || t.written == 0 || t.year < minYear || t.year > maxYear ||
 		t.month < 1 || t.month > 12 || t.day < 1 || t.day > daysInMonth(t.year, t.month)) {

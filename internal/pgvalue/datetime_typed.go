@@ -18,9 +18,9 @@ func hasZone(k kind) bool { return k == kindTimetz || k == kindTimestamptz }
 // space or T between date and time, " BC" or a signed year, a zone as
 // "Z" or ±HH[:MM[:SS]].
 func parseDateTime(s string, k kind) (isoTime, error) {
-	// readISO only reads the string's bytes: they are lent as they are.
-	t, ok := readISO(unsafe.Slice(unsafe.StringData(s), len(s)), hasDate(k), hasClock(k), hasZone(k))
-	if !ok {
+	// read only reads the string's bytes: they are lent as they are.
+	var t isoTime
+	if !t.read(unsafe.Slice(unsafe.StringData(s), len(s)), hasDate(k), hasClock(k), hasZone(k)) {
 		return t, errDateTime
 	}
 	return t, nil
