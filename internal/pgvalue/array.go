@@ -1,6 +1,7 @@
 package pgvalue
 
 import (
+	"encoding/binary"
 	"errors"
 	"slices"
 )
@@ -30,6 +31,13 @@ type arrayScanner struct {
 	// unquoted is room for an element whose escapes are undone.
 	unquoted []byte
 	plus     bool // a bound was written with a '+'
+	// Where the elements go (see emit): as binary, elements of kind
+	// binary, appended to dst; or else their texts, nil for NULL.
+	toBinary bool
+	binary   binaryKind
+	dst      []byte
+	hasNull  bool
+	texts    []*string
 }
 
 // begin reads the decoration and the opening braces: ndim is known after
@@ -74,15 +82,13 @@ func (p *arrayScanner) begin() error {
 	return nil
 }
 
-// elements reads the elements, calling elem for each in row-major order
-// with its text unquoted (valid until the next call), or null. Every
-// sub-array of a dimension must have the same length. An error of elem is
-// returned as it is.
-func (p *arrayScanner) elements(elem func(text []byte, null bool) error) error {
+// elements reads the elements in row-major order and emits each. Every
+// sub-array of a dimension must have the same length.
+func (p *arrayScanner) elements() error {
 	if p.ndim == 0 {
 		return nil
 	}
-	if err := p.level(0, elem); err != nil {
+	if err := p.level(0); err != nil {
 		return err
 	}
 	if p.i != len(p.b) {
@@ -127,7 +133,7 @@ func (p *arrayScanner) int() (int64, bool) {
 
 // level reads one brace-enclosed level at depth d: sub-arrays above the
 // innermost dimension, elements at it.
-func (p *arrayScanner) level(d int, elem func(text []byte, null bool) error) error {
+func (p *arrayScanner) level(d int) error {
 	if p.i >= len(p.b) || p.b[p.i] != '{' {
 		return errArrayShape
 	}
@@ -135,10 +141,10 @@ func (p *arrayScanner) level(d int, elem func(text []byte, null bool) error) err
 	n := int64(0)
 	for {
 		if d < p.ndim-1 {
-			if err := p.level(d+1, elem); err != nil {
+			if err := p.level(d + 1); err != nil {
 				return err
 			}
-		} else if err := p.element(elem); err != nil {
+		} else if err := p.element(); err != nil {
 			return err
 		}
 		n++
@@ -163,8 +169,8 @@ func (p *arrayScanner) level(d int, elem func(text []byte, null bool) error) err
 	return nil
 }
 
-// element reads one element and hands it to elem.
-func (p *arrayScanner) element(elem func(text []byte, null bool) error) error {
+// element reads one element and emits it.
+func (p *arrayScanner) element() error {
 	if p.i < len(p.b) && p.b[p.i] == '"' {
 		p.i++
 		start := p.i
@@ -191,7 +197,7 @@ func (p *arrayScanner) element(elem func(text []byte, null bool) error) error {
 			p.unquoted = el
 			text = el
 		}
-		return elem(text, false)
+		return p.emit(text, false)
 	}
 	start := p.i
 	for ; p.i < len(p.b); p.i++ {
@@ -207,7 +213,34 @@ func (p *arrayScanner) element(elem func(text []byte, null bool) error) error {
 	if len(text) == 0 {
 		return errArray
 	}
-	return elem(text, isNullWord(text))
+	return p.emit(text, isNullWord(text))
+}
+
+// emit appends an element's binary form, with its length, to dst, or its
+// text to texts; text is only valid until the next element.
+func (p *arrayScanner) emit(text []byte, null bool) error {
+	if !p.toBinary {
+		var e *string
+		if !null {
+			s := string(text)
+			e = &s
+		}
+		p.texts = append(p.texts, e)
+		return nil
+	}
+	if null {
+		p.hasNull = true
+		p.dst = binary.BigEndian.AppendUint32(p.dst, 0xffffffff)
+		return nil
+	}
+	at := len(p.dst)
+	p.dst = append(p.dst, 0, 0, 0, 0)
+	var err error
+	if p.dst, err = appendBinaryScalar(p.dst, p.binary, text); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint32(p.dst[at:], uint32(len(p.dst)-at-4))
+	return nil
 }
 
 // isNullWord reports whether an unquoted element is NULL, in any case.

@@ -10,7 +10,7 @@ var zeroHeader [12 + 8*maxDims]byte
 // element type, each dimension's length and lower bound, then the elements
 // with their lengths.
 func appendBinaryArray(dst, b []byte, elem binaryKind, elemOID uint32, s *scratch) ([]byte, error) {
-	p := arrayScanner{b: b, delim: ',', unquoted: s.elem}
+	p := arrayScanner{b: b, delim: ',', unquoted: s.elem, toBinary: true, binary: elem}
 	if p.begin() != nil || p.plus {
 		return dst, errNotConvertible
 	}
@@ -21,29 +21,15 @@ func appendBinaryArray(dst, b []byte, elem binaryKind, elemOID uint32, s *scratc
 		return binary.BigEndian.AppendUint32(dst, elemOID), nil
 	}
 	// The header's fields are filled once the elements are read.
-	dst = append(dst, zeroHeader[:12+8*p.ndim]...)
-	hasNull := false
-	err := p.elements(func(text []byte, null bool) error {
-		if null {
-			hasNull = true
-			dst = binary.BigEndian.AppendUint32(dst, 0xffffffff)
-			return nil
-		}
-		el := len(dst)
-		dst = append(dst, 0, 0, 0, 0)
-		var err error
-		if dst, err = appendBinaryScalar(dst, elem, text); err != nil {
-			return err
-		}
-		binary.BigEndian.PutUint32(dst[el:], uint32(len(dst)-el-4))
-		return nil
-	})
+	p.dst = append(dst, zeroHeader[:12+8*p.ndim]...)
+	err := p.elements()
 	s.elem = p.unquoted // kept for the next array
 	if err != nil {
 		return dst[:at], errNotConvertible
 	}
+	dst = p.dst
 	binary.BigEndian.PutUint32(dst[at:], uint32(p.ndim))
-	if hasNull {
+	if p.hasNull {
 		binary.BigEndian.PutUint32(dst[at+4:], 1)
 	}
 	binary.BigEndian.PutUint32(dst[at+8:], elemOID)

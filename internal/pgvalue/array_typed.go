@@ -36,15 +36,8 @@ func parseArray(s string, delim byte) (arrayText, error) {
 	if err := p.begin(); err != nil {
 		return a, err
 	}
-	err := p.elements(func(text []byte, null bool) error {
-		var e *string
-		if !null {
-			s := string(text)
-			e = &s
-		}
-		a.elems = append(a.elems, e)
-		return nil
-	})
+	err := p.elements()
+	a.elems = p.texts
 	if err != nil || p.ndim == 0 {
 		return a, err
 	}

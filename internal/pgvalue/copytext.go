@@ -16,17 +16,6 @@ import (
 // following its backslash, and every other byte to 0.
 var copyEscapes = [256]byte{'\\': '\\', '\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't', '\v': 'v'}
 
-// copyUnescapes maps the letter after a backslash to the byte it stands
-// for, the inverse of copyEscapes.
-var copyUnescapes = func() (t [256]byte) {
-	for c, e := range copyEscapes {
-		if e != 0 {
-			t[e] = byte(c)
-		}
-	}
-	return t
-}()
-
 // AppendCopyEscaped appends s as a COPY text field, byte for byte what
 // COPY ... TO writes for it.
 func AppendCopyEscaped(dst []byte, s string) []byte {
@@ -108,6 +97,18 @@ func AppendCopyUnescaped(b, field []byte) ([]byte, error) {
 			return b, errors.New("COPY field ends with a lone backslash")
 		}
 		switch c = field[i]; c {
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'v':
+			b = append(b, '\v')
 		case '0', '1', '2', '3', '4', '5', '6', '7':
 			v := int(c - '0')
 			for n := 1; n < 3 && i+1 < len(field) && field[i+1] >= '0' && field[i+1] <= '7'; n++ {
@@ -127,9 +128,6 @@ func AppendCopyUnescaped(b, field []byte) ([]byte, error) {
 				b = append(b, v)
 			}
 		default:
-			if u := copyUnescapes[c]; u != 0 {
-				c = u
-			}
 			b = append(b, c) // any other escaped byte stands for itself
 		}
 	}

@@ -105,21 +105,18 @@ func (r *TextToBinary) Append(dst, lines []byte) ([]byte, error) {
 			at := len(dst)
 			dst = append(dst, 0, 0, 0, 0)
 			var err error
-			if dst, err = c.appendBinary(dst, field, &s); err != nil {
+			if c.kind == binArray {
+				dst, err = appendBinaryArray(dst, field, c.elem, c.elemOID, &s)
+			} else {
+				dst, err = appendBinaryScalar(dst, c.kind, field)
+			}
+			if err != nil {
 				return dst[:start], &RowError{Row: row, Column: j, Err: err}
 			}
 			binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
 		}
 	}
 	return dst, nil
-}
-
-// appendBinary appends the binary form of the text of one value.
-func (c *column) appendBinary(dst, text []byte, s *scratch) ([]byte, error) {
-	if c.kind == binArray {
-		return appendBinaryArray(dst, text, c.elem, c.elemOID, s)
-	}
-	return appendBinaryScalar(dst, c.kind, text)
 }
 
 // ScalarToBinary converts single values of one scalar type, as the type's

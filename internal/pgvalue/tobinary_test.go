@@ -144,9 +144,9 @@ func TestDeclinesOtherForms(t *testing.T) {
 		1009:           {"{a b}", "{ a}", `{a\"}`, `{"a}`, "{a,}"},
 	}
 	for oid, texts := range cases {
-		c, _ := columnFor(oid)
+		conv, _, _ := TextToBinaryFor([]uint32{oid})
 		for _, text := range texts {
-			if out, err := c.appendBinary(nil, []byte(text), &scratch{}); !errors.Is(err, errNotConvertible) {
+			if out, err := conv.Append(nil, append(AppendCopyEscaped(nil, text), '\n')); !errors.Is(err, errNotConvertible) {
 				t.Errorf("type %d: %q converted to %x, want it declined", oid, text, out)
 			}
 		}
