@@ -19,13 +19,13 @@ test: fmt-check vet build lint-resources
 	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./internal/state/ ./internal/source/ ./internal/consumer/ ./internal/apply/ ./inputs/ ./outputs/
 	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 20000x -parallel 1 ./internal/event/
 	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 20000x -parallel 1 ./internal/replication/
-	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 20000x -parallel 1 ./internal/pgcodec/
-	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 20000x -parallel 1 ./internal/pgcodec/
+	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 20000x -parallel 1 ./internal/pgvalue/
+	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime 20000x -parallel 1 ./internal/pgvalue/
 	$(GO) test -run XXX -fuzz FuzzReadersAgree -fuzztime 20000x -parallel 1 ./internal/event/
 	$(GO) test -run XXX -fuzz FuzzTokenize -fuzztime 20000x -parallel 1 ./internal/ddl/
 	$(GO) test -run XXX -fuzz FuzzExpand -fuzztime 20000x -parallel 1 ./internal/copypack/
-	$(GO) test -run XXX -fuzz FuzzAppendRows -fuzztime 20000x -parallel 1 ./internal/copybin/
-	$(GO) test -run XXX -fuzz FuzzAppendCopyText -fuzztime 20000x -parallel 1 ./internal/bintext/
+	$(GO) test -run XXX -fuzz FuzzAppendRows -fuzztime 20000x -parallel 1 ./internal/pgvalue/
+	$(GO) test -run XXX -fuzz FuzzAppendCopyText -fuzztime 20000x -parallel 1 ./internal/pgvalue/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml

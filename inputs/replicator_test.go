@@ -319,7 +319,7 @@ func TestReplicatorSnapshotPacks(t *testing.T) {
 	sameSnapshotEvents(t, packed.rows, plain.rows)
 }
 
-// Tables whose every column has a type bintext renders are read with binary
+// Tables whose every column has a type pgvalue renders are read with binary
 // COPY, the others as text; either way the
 // events are byte for byte those of a copy read as text, every value of the
 // all-types table included.

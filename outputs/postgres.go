@@ -16,7 +16,7 @@ import (
 	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/schemasync"
 )
 
@@ -431,7 +431,7 @@ func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) 
 		if declared != strconv.Itoa(ch.Pack.N) {
 			return fmt.Errorf("message %d of the batch: %w: metadata %s=%q, the pack holds %d rows", i, copypack.ErrMalformed, event.MetaPackRows, declared, ch.Pack.N)
 		}
-	} else if err := o.decoder.Decode(body, &ch.Event, pgcodec.EncodeJSON); err != nil {
+	} else if err := o.decoder.Decode(body, &ch.Event, pgvalue.EncodeJSON); err != nil {
 		// A pack whose metadata got lost on the way is still a pack.
 		if apply.DecodePack(body, ch) != nil {
 			return fmt.Errorf("message %d of the batch: %w", i, err)

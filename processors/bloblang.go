@@ -8,7 +8,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/bloblang"
 
 	"github.com/pgflo/pgflo/internal/event"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/rules"
 )
 
@@ -58,13 +58,13 @@ root.new.email = this.new.email.pg_flo_mask("*")`,
 				return nil, err
 			}
 			return bloblang.StringMethod(func(s string) (any, error) {
-				typed, err := pgcodec.Decode(s, col)
+				typed, err := pgvalue.Decode(s, col)
 				if err != nil {
 					return nil, err
 				}
 				// Bloblang values are encoding/json's generic model.
 				var v any
-				dec := json.NewDecoder(bytes.NewReader(pgcodec.AppendJSON(nil, typed)))
+				dec := json.NewDecoder(bytes.NewReader(pgvalue.AppendJSON(nil, typed)))
 				dec.UseNumber()
 				if err := dec.Decode(&v); err != nil {
 					return nil, err
@@ -87,7 +87,7 @@ root.new.email = this.new.email.pg_flo_mask("*")`,
 				return nil, err
 			}
 			return func(v any) (any, error) {
-				return pgcodec.Encode(v, col)
+				return pgvalue.Encode(v, col)
 			}, nil
 		})
 

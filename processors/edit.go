@@ -1,7 +1,7 @@
 // Package processors holds pgflo's Benthos processors: pg_flo_decode,
 // pg_flo_rules and pg_flo_route, and the Bloblang methods that do the same
 // work in a stock mapping. Each is a thin adapter over an engine package
-// (internal/change, internal/rules, internal/routing, internal/pgcodec).
+// (internal/change, internal/rules, internal/routing, internal/pgvalue).
 package processors
 
 import (

@@ -19,7 +19,7 @@ import (
 	"github.com/pgflo/pgflo/internal/apply/typestest"
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -822,7 +822,7 @@ func TestTypedEventsRoundTrip(t *testing.T) {
 		typed := parsed.AppendJSON(nil)
 		var back event.Event
 		var dec event.Decoder
-		if err := dec.Decode(typed, &back, pgcodec.EncodeJSON); err != nil {
+		if err := dec.Decode(typed, &back, pgvalue.EncodeJSON); err != nil {
 			t.Fatalf("%v\n%s", err, typed)
 		}
 		for i, v := range back.New {

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -123,7 +123,7 @@ func BenchmarkApply(b *testing.B) {
 // rows of the mixed table (old row: the key), as one set statement.
 func BenchmarkPlanUpdates(b *testing.B) {
 	names := []string{"id", "n", "s", "amount", "ts", "flag", "doc", "uid", "blob", "tags"}
-	oids := []uint32{builtin.Int8, builtin.Int4, builtin.Text, builtin.Numeric, builtin.Timestamptz, builtin.Bool, builtin.JSONB, builtin.UUID, builtin.Bytea, 1009}
+	oids := []uint32{pgvalue.Int8OID, pgvalue.Int4OID, pgvalue.TextOID, pgvalue.NumericOID, pgvalue.TimestamptzOID, pgvalue.BoolOID, pgvalue.JSONBOID, pgvalue.UUIDOID, pgvalue.ByteaOID, 1009}
 	t := &Table{byName: map[string]int{}, Key: []int{0}}
 	for i, n := range names {
 		t.Columns = append(t.Columns, Column{Name: n, TypeOID: oids[i], CastType: "x"})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgflo/pgflo/internal/copybin"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // TableName is a schema-qualified table name, unquoted.
@@ -106,7 +106,7 @@ type Table struct {
 	// binary caches the binary conversion of snapshot rows by column list
 	// (nil: some column's type has none); textCopy is set once a value
 	// could not be converted, and snapshot rows then go to COPY as text.
-	binary   map[string]*copybin.Rows
+	binary   map[string]*pgvalue.TextToBinary
 	textCopy bool
 }
 
@@ -120,7 +120,7 @@ type Column struct {
 	// char(n) would).
 	CastType string
 	// TypeOID is the column's type (pg_attribute.atttypid): snapshot rows
-	// go to COPY in binary for the built-in types internal/copybin converts.
+	// go to COPY in binary for the built-in types internal/pgvalue converts.
 	TypeOID   uint32
 	NotNull   bool
 	Generated bool

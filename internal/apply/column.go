@@ -8,14 +8,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/pgflo/pgflo/internal/builtin"
-	"github.com/pgflo/pgflo/internal/copybin"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // A set statement takes one array parameter per column of its rows. Columns
 // of the types in typedParams go as arrays of their own type (typedColumn),
-// converted from the events' text here by internal/copybin, so the target's
+// converted from the events' text here by internal/pgvalue, so the target's
 // server reads each value with the type's binary receive function instead of
 // its text input: parsing numerics, timestamps, uuids and bytea moves off
 // the target, which bounds a catch-up. Every other column goes as a text[]
@@ -27,11 +26,11 @@ import (
 // semantics stay the server's) and json/jsonb (the server parses the JSON
 // text either way).
 var typedParams = map[uint32]bool{
-	builtin.Bool: true, builtin.Bytea: true,
-	builtin.Int2: true, builtin.Int4: true, builtin.Int8: true,
-	builtin.Float4: true, builtin.Float8: true, builtin.Numeric: true,
-	builtin.UUID: true, builtin.Date: true, builtin.Time: true,
-	builtin.Timestamp: true, builtin.Timestamptz: true,
+	pgvalue.BoolOID: true, pgvalue.ByteaOID: true,
+	pgvalue.Int2OID: true, pgvalue.Int4OID: true, pgvalue.Int8OID: true,
+	pgvalue.Float4OID: true, pgvalue.Float8OID: true, pgvalue.NumericOID: true,
+	pgvalue.UUIDOID: true, pgvalue.DateOID: true, pgvalue.TimeOID: true,
+	pgvalue.TimestampOID: true, pgvalue.TimestamptzOID: true,
 }
 
 // setParams builds a set statement's array parameters, one per unnest
@@ -48,7 +47,7 @@ type setParams struct {
 type paramColumn struct {
 	key, val int // the value is entry.key[key], or entry.vals[val] when key < 0
 	typed    bool
-	conv     copybin.Value
+	conv     pgvalue.ScalarToBinary
 	elem     uint32
 	arr      []byte
 	hasNull  bool
@@ -68,7 +67,7 @@ func (p *setParams) addValue(c *Column, i int) { p.add(c, -1, i) }
 func (p *setParams) add(c *Column, key, val int) {
 	pc := paramColumn{key: key, val: val, elem: c.TypeOID}
 	if p.binary && typedParams[c.TypeOID] {
-		pc.conv, pc.typed = copybin.ValueFor(c.TypeOID)
+		pc.conv, pc.typed = pgvalue.ScalarToBinaryFor(c.TypeOID)
 	}
 	p.cols = append(p.cols, pc)
 }
@@ -205,8 +204,8 @@ type typedColumn []byte
 // text[] parameters, and typedColumn values of the typed arrays, directly;
 // every other value goes to pgx's own codec.
 func useColumnCodec(m *pgtype.Map) {
-	for arrayOID, elem := range builtin.ArrayElems {
-		if elem != builtin.Text && !typedParams[elem] {
+	for arrayOID, elem := range pgvalue.ArrayElems {
+		if elem != pgvalue.TextOID && !typedParams[elem] {
 			continue
 		}
 		t, ok := m.TypeForOID(arrayOID)

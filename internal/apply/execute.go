@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // A batch's third step: the executor runs the steps the planner hands
@@ -275,7 +276,7 @@ func appendCopyRow(buf []byte, vals []event.Value, at []int) []byte {
 		if v := vals[i]; v.Null {
 			buf = append(buf, '\\', 'N')
 		} else {
-			buf = appendCopyText(buf, v.Text)
+			buf = pgvalue.AppendCopyEscaped(buf, v.Text)
 		}
 	}
 	return append(buf, '\n')

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // sortByKey orders a set statement's rows by key, so the target walks its
@@ -36,7 +36,7 @@ func sortByKey(s *step) {
 }
 
 func isInteger(oid uint32) bool {
-	return oid == builtin.Int2 || oid == builtin.Int4 || oid == builtin.Int8
+	return oid == pgvalue.Int2OID || oid == pgvalue.Int4OID || oid == pgvalue.Int8OID
 }
 
 // sortByIntKey orders rows by their one integer key; false (rows left as

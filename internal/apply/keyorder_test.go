@@ -4,8 +4,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // A set statement's rows go in key order (integers as numbers), with their
@@ -51,15 +51,15 @@ func TestSortByKey(t *testing.T) {
 		keys [][]string
 		want []string
 	}{
-		{"int8", keyed(builtin.Int8), [][]string{{"10"}, {"9"}, {"-1"}, {"100"}, {"-20"}},
+		{"int8", keyed(pgvalue.Int8OID), [][]string{{"10"}, {"9"}, {"-1"}, {"100"}, {"-20"}},
 			[]string{"-20/", "-1/", "9/", "10/", "100/"}},
-		{"text", keyed(builtin.Text), [][]string{{"b"}, {"a"}, {"ab"}},
+		{"text", keyed(pgvalue.TextOID), [][]string{{"b"}, {"a"}, {"ab"}},
 			[]string{"a/", "ab/", "b/"}},
-		{"int4 and text", keyed(builtin.Int4, builtin.Text), [][]string{{"2", "a"}, {"10", "b"}, {"10", "a"}},
+		{"int4 and text", keyed(pgvalue.Int4OID, pgvalue.TextOID), [][]string{{"2", "a"}, {"10", "b"}, {"10", "a"}},
 			[]string{"10/a/", "10/b/", "2/a/"}},
-		{"not an integer's text", keyed(builtin.Int8), [][]string{{"2"}, {"x"}, {"1"}},
+		{"not an integer's text", keyed(pgvalue.Int8OID), [][]string{{"2"}, {"x"}, {"1"}},
 			[]string{"2/", "x/", "1/"}},
-		{"another unique index", func() *Table { tb := keyed(builtin.Int8); tb.OtherUnique = true; return tb }(), [][]string{{"2"}, {"1"}},
+		{"another unique index", func() *Table { tb := keyed(pgvalue.Int8OID); tb.OtherUnique = true; return tb }(), [][]string{{"2"}, {"1"}},
 			[]string{"2/", "1/"}},
 	} {
 		s := stepOf(c.tb, c.keys...)

@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
-	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -52,7 +52,7 @@ func copyPacksAs(t *testing.T, dsn, table string, size int, pos *int64, binary b
 	if binary {
 		header = copypack.NewBinaryHeader("public", table, cols, snapshotLSN)
 		for len(out) > 0 {
-			tuple, rest, err := bintext.NextTuple(out, len(cols))
+			tuple, rest, err := pgvalue.NextTuple(out, len(cols))
 			if err != nil {
 				t.Fatal(err)
 			}

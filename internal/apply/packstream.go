@@ -6,14 +6,12 @@ import (
 	"io"
 	"sync"
 
-	"github.com/pgflo/pgflo/internal/bintext"
-	"github.com/pgflo/pgflo/internal/builtin"
-	"github.com/pgflo/pgflo/internal/copybin"
 	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // Snapshot rows go to the target's COPY in binary when every column's type
-// has a conversion (internal/copybin): the packs carry the source's COPY
+// has a conversion (internal/pgvalue): the packs carry the source's COPY
 // text, which is read back into binary here, sparing the target's server
 // process the text input functions that bound an initial sync. A value the
 // conversion declines (a form it does not read) ends the binary COPY before
@@ -22,7 +20,7 @@ import (
 // Packs of binary tuples (the replicator read the source with binary COPY)
 // go to a binary COPY as they are when each column has the type the source's
 // had (built-in types: the same OID, the same binary form), else their rows
-// are rendered as COPY text (internal/bintext).
+// are rendered as COPY text (internal/pgvalue).
 
 // rowsConversion rewrites the rows of a pack for the COPY they go to.
 type rowsConversion interface {
@@ -30,7 +28,7 @@ type rowsConversion interface {
 }
 
 // copyText renders binary tuples as COPY text rows.
-type copyText struct{ *bintext.Rows }
+type copyText struct{ *pgvalue.BinaryToText }
 
 func (c copyText) Append(dst, rows []byte) ([]byte, error) { return c.AppendCopyText(dst, rows) }
 
@@ -79,14 +77,14 @@ func (r *packStream) Read(p []byte) (int, error) {
 		}
 		if r.how.binary && !r.started {
 			r.started = true
-			r.cur = copybin.Header
+			r.cur = pgvalue.CopyBinaryHeader
 			continue
 		}
 		ch := r.next()
 		if ch != nil && r.how.conv != nil {
 			var err error
 			if r.buf, err = r.how.conv.Append(r.buf[:0], ch.Pack.Rows); err != nil {
-				var ce *copybin.ConvertError
+				var ce *pgvalue.RowError
 				if !errors.As(err, &ce) {
 					// Binary rows that cannot be read: the pack is broken.
 					return 0, fmt.Errorf("%w: snapshot rows of %s.%s: %v", copypack.ErrMalformed, ch.Schema, ch.Table, err)
@@ -100,7 +98,7 @@ func (r *packStream) Read(p []byte) (int, error) {
 		if ch == nil {
 			r.eof = true
 			if r.how.binary {
-				r.cur = copybin.Trailer
+				r.cur = pgvalue.CopyBinaryTrailer
 			}
 			continue
 		}
@@ -172,7 +170,7 @@ func (a *Applier) packCopyOf(t *Table, cols []int, p *copypack.Pack) packCopy {
 // as it is.
 func sameTypes(t *Table, cols []int, p *copypack.Pack) bool {
 	for j, c := range p.Columns {
-		if oid := t.Columns[cols[j]].TypeOID; oid != c.OID || oid >= builtin.FirstNormal {
+		if oid := t.Columns[cols[j]].TypeOID; oid != c.OID || oid >= pgvalue.FirstNormalOID {
 			return false
 		}
 	}
@@ -182,7 +180,7 @@ func sameTypes(t *Table, cols []int, p *copypack.Pack) bool {
 // binaryRows returns the binary conversion of snapshot text rows into
 // columns cols of t, nil when they go to COPY as text (TextCopy, a
 // column type without conversion, a value declined before).
-func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
+func (a *Applier) binaryRows(t *Table, cols []int) *pgvalue.TextToBinary {
 	if a.cfg.TextCopy || t.textCopy {
 		return nil
 	}
@@ -194,12 +192,12 @@ func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
 	for j, c := range cols {
 		oids[j] = t.Columns[c].TypeOID
 	}
-	r, bad, ok := copybin.For(oids)
+	r, bad, ok := pgvalue.TextToBinaryFor(oids)
 	if !ok {
 		a.log.Debugf("Snapshot rows of %s go to COPY as text: column %s has a type (OID %d) without binary conversion", t.Name, t.Columns[cols[bad]].ident, oids[bad])
 	}
 	if t.binary == nil {
-		t.binary = map[string]*copybin.Rows{}
+		t.binary = map[string]*pgvalue.TextToBinary{}
 	}
 	t.binary[k] = r
 	return r
@@ -211,7 +209,7 @@ func (a *Applier) binaryRows(t *Table, cols []int) *copybin.Rows {
 func (a *Applier) declinedBinary(t *Table, cols []int, err error) {
 	t.textCopy = true
 	where := err.Error()
-	var ce *copybin.ConvertError
+	var ce *pgvalue.RowError
 	if errors.As(err, &ce) && ce.Column < len(cols) {
 		where = fmt.Sprintf("column %s: %v", t.Columns[cols[ce.Column]].ident, ce.Err)
 	}

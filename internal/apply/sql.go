@@ -273,27 +273,3 @@ func seq(n int) []int {
 	}
 	return s
 }
-
-// appendCopyText appends s escaped for COPY's text format.
-func appendCopyText(buf []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); i++ {
-		var esc byte
-		switch s[i] {
-		case '\\':
-			esc = '\\'
-		case '\t':
-			esc = 't'
-		case '\n':
-			esc = 'n'
-		case '\r':
-			esc = 'r'
-		default:
-			continue
-		}
-		buf = append(buf, s[start:i]...)
-		buf = append(buf, '\\', esc)
-		start = i + 1
-	}
-	return append(buf, s[start:]...)
-}

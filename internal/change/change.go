@@ -12,7 +12,7 @@ import (
 	"sync"
 
 	"github.com/pgflo/pgflo/internal/event"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // Event is a change event being edited: internal/event's raw form (row
@@ -77,20 +77,20 @@ func Parse(data []byte, cache *Cache) (*Event, error) {
 }
 
 // Text returns a value's PostgreSQL text form (ok false for NULL), decoding
-// a typed value with pgcodec. The string may share the event's bytes (see
+// a typed value with pgvalue. The string may share the event's bytes (see
 // event.RawField.Text): copy it to keep it beyond the event.
 func (e *Event) Text(f event.RawField, col event.Column) (text string, ok bool, err error) {
 	if f.Null() {
 		return "", false, nil
 	}
-	if !e.Typed || pgcodec.TypedAsText(col) && f.Value[0] == '"' {
+	if !e.Typed || pgvalue.TypedAsText(col) && f.Value[0] == '"' {
 		s, err := f.Text()
 		if err != nil {
 			return "", false, fmt.Errorf("column %q: value must be a string (PostgreSQL text form) or null: %w", f.Name, err)
 		}
 		return s, true, nil
 	}
-	s, err := pgcodec.EncodeJSON(f.Value, col)
+	s, err := pgvalue.EncodeJSON(f.Value, col)
 	if err != nil {
 		return "", false, fmt.Errorf("column %q: %w", f.Name, err)
 	}
@@ -104,7 +104,7 @@ func (e *Event) Value(text string, col event.Column) ([]byte, error) {
 	if !e.Typed {
 		return event.AppendJSONString(buf, text), nil
 	}
-	return pgcodec.AppendTyped(buf, text, col)
+	return pgvalue.AppendTyped(buf, text, col)
 }
 
 // Decode turns a raw event into a typed one (pg_flo_decode). A typed event
@@ -129,7 +129,7 @@ func (e *Event) Decode() error {
 				continue
 			}
 			col, _ := e.Column(f.Name)
-			if pgcodec.TypedAsText(col) && f.Value[0] == '"' {
+			if pgvalue.TypedAsText(col) && f.Value[0] == '"' {
 				// The typed value is the same JSON string.
 				buf = append(buf, f.Value...)
 				ends = append(ends, len(buf))
@@ -139,7 +139,7 @@ func (e *Event) Decode() error {
 			if err != nil {
 				return fmt.Errorf("column %q: value must be a string (PostgreSQL text form) or null: %w", f.Name, err)
 			}
-			if buf, err = pgcodec.AppendTyped(buf, text, col); err != nil {
+			if buf, err = pgvalue.AppendTyped(buf, text, col); err != nil {
 				return fmt.Errorf("column %q: %w", f.Name, err)
 			}
 			ends = append(ends, len(buf))

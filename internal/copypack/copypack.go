@@ -17,7 +17,7 @@
 // or, with "format":"copy-binary", the rows as COPY ... (FORMAT binary)
 // wrote them (tuples, without the stream's header and trailer): what the
 // replicator reads when every column has a built-in type whose binary form
-// internal/bintext renders back as text. Binary output spares the source's
+// internal/pgvalue renders back as text. Binary output spares the source's
 // server the text output functions, and a target with the same column
 // types takes the tuples as they are.
 package copypack
@@ -31,8 +31,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // Format is the header's "format" value of a pack of COPY text rows (and
@@ -74,11 +74,11 @@ func NewBinaryHeader(schema, table string, columns []event.Column, lsn pglogrepl
 }
 
 // BinaryReadable reports whether rows of columns can travel as binary
-// tuples: every column's type is one bintext renders as text, so the rows
+// tuples: every column's type is one pgvalue renders as text, so the rows
 // can still become events.
 func BinaryReadable(columns []event.Column) bool {
 	for _, c := range columns {
-		if !bintext.Supported(c.OID) {
+		if !pgvalue.BinaryToTextSupported(c.OID) {
 			return false
 		}
 	}
@@ -101,7 +101,7 @@ type Pack struct {
 	N        int // number of rows
 	Binary   bool
 	// text renders a binary pack's values (nil for a text pack).
-	text *bintext.Rows
+	text *pgvalue.BinaryToText
 }
 
 // OIDs returns the type OIDs of the pack's columns.
@@ -115,7 +115,7 @@ func (p *Pack) OIDs() []uint32 {
 
 // TextRenderer returns what renders the binary tuples of a binary pack as
 // text (nil for a text pack).
-func (p *Pack) TextRenderer() *bintext.Rows { return p.text }
+func (p *Pack) TextRenderer() *pgvalue.BinaryToText { return p.text }
 
 // Parse reads a body. The returned pack shares body's memory.
 func Parse(body []byte) (*Pack, error) {
@@ -149,12 +149,12 @@ func Parse(body []byte) (*Pack, error) {
 		p.N = bytes.Count(p.Rows, []byte{'\n'})
 		return p, nil
 	}
-	text, bad, ok := bintext.For(p.OIDs())
+	text, bad, ok := pgvalue.BinaryToTextFor(p.OIDs())
 	if !ok {
 		return nil, fmt.Errorf("%w: binary rows of column %s, whose type (OID %d) has no text rendering", ErrMalformed, p.Columns[bad].Name, p.Columns[bad].OID)
 	}
 	p.text = text
-	if p.N, err = bintext.Count(p.Rows, len(p.Columns)); err != nil {
+	if p.N, err = pgvalue.CountTuples(p.Rows, len(p.Columns)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return p, nil
@@ -164,7 +164,7 @@ func Parse(body []byte) (*Pack, error) {
 func (p *Pack) tuples(fn func(i int, tuple []byte) error) error {
 	rows := p.Rows
 	for i := 0; len(rows) > 0; i++ {
-		tuple, rest, err := bintext.NextTuple(rows, len(p.Columns))
+		tuple, rest, err := pgvalue.NextTuple(rows, len(p.Columns))
 		if err != nil {
 			return fmt.Errorf("%w: row %d of %s.%s: %v", ErrMalformed, i, p.Schema, p.Table, err)
 		}
@@ -220,7 +220,7 @@ func (p *Pack) Values(fn func(i int, row event.Row) error) error {
 // binaryValues reads one binary tuple into row.
 func (p *Pack) binaryValues(tuple []byte, row event.Row, scratch []byte) (event.Row, []byte, error) {
 	row = row[:0]
-	err := bintext.EachField(tuple, func(col int, data []byte) error {
+	err := pgvalue.EachField(tuple, func(col int, data []byte) error {
 		v := event.Value{Name: p.Columns[col].Name}
 		if data == nil {
 			v.Null = true
@@ -252,7 +252,7 @@ type Expander struct {
 	prefix, suffix []byte   // the event before and after the "new" object
 	keys           [][]byte // `"name":` (with '{' or ',' before it) per column
 	scratch        []byte
-	text           *bintext.Rows // a binary pack's rendering
+	text           *pgvalue.BinaryToText // a binary pack's rendering
 }
 
 var newNull = []byte(`"new":null`)
@@ -299,7 +299,7 @@ func (x *Expander) AppendEvent(buf, line []byte) ([]byte, error) {
 			buf = event.AppendJSONString(buf, unsafeString(field))
 		default:
 			var err error
-			if x.scratch, err = AppendUnescaped(x.scratch[:0], field); err != nil {
+			if x.scratch, err = pgvalue.AppendCopyUnescaped(x.scratch[:0], field); err != nil {
 				return buf, fmt.Errorf("column %s: %w", x.keys[i], err)
 			}
 			buf = event.AppendJSONString(buf, unsafeString(x.scratch))
@@ -316,7 +316,7 @@ func (x *Expander) AppendEvent(buf, line []byte) ([]byte, error) {
 // pack).
 func (x *Expander) AppendTupleEvent(buf, tuple []byte) ([]byte, error) {
 	buf = append(buf, x.prefix...)
-	err := bintext.EachField(tuple, func(col int, data []byte) error {
+	err := pgvalue.EachField(tuple, func(col int, data []byte) error {
 		if col >= len(x.keys) {
 			return fmt.Errorf("binary row has more fields than the %d columns", len(x.keys))
 		}

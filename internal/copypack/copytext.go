@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // ParseLine splits one line of COPY's text format into values: fields
@@ -45,72 +46,6 @@ func unescape(field []byte) (string, error) {
 	if bytes.IndexByte(field, '\\') < 0 {
 		return string(field), nil
 	}
-	b, err := AppendUnescaped(make([]byte, 0, len(field)), field)
+	b, err := pgvalue.AppendCopyUnescaped(make([]byte, 0, len(field)), field)
 	return string(b), err
-}
-
-// AppendUnescaped appends field with COPY text escapes decoded: \b \f \n \r
-// \t \v \\, \digits (octal) and \xhex; any other escaped character stands
-// for itself.
-func AppendUnescaped(b, field []byte) ([]byte, error) {
-	for i := 0; i < len(field); i++ {
-		c := field[i]
-		if c != '\\' {
-			b = append(b, c)
-			continue
-		}
-		i++
-		if i >= len(field) {
-			return b, fmt.Errorf("COPY field ends with a lone backslash")
-		}
-		switch c = field[i]; c {
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
-		case 'n':
-			b = append(b, '\n')
-		case 'r':
-			b = append(b, '\r')
-		case 't':
-			b = append(b, '\t')
-		case 'v':
-			b = append(b, '\v')
-		case '0', '1', '2', '3', '4', '5', '6', '7':
-			v := int(c - '0')
-			for n := 1; n < 3 && i+1 < len(field) && field[i+1] >= '0' && field[i+1] <= '7'; n++ {
-				i++
-				v = v*8 + int(field[i]-'0')
-			}
-			b = append(b, byte(v))
-		case 'x':
-			v, n := 0, 0
-			for ; n < 2 && i+1 < len(field) && isHex(field[i+1]); n++ {
-				i++
-				v = v*16 + hexValue(field[i])
-			}
-			if n == 0 {
-				b = append(b, 'x')
-			} else {
-				b = append(b, byte(v))
-			}
-		default:
-			b = append(b, c)
-		}
-	}
-	return b, nil
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-func hexValue(c byte) int {
-	switch {
-	case c >= 'a':
-		return int(c-'a') + 10
-	case c >= 'A':
-		return int(c-'A') + 10
-	}
-	return int(c - '0')
 }

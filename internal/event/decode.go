@@ -74,7 +74,7 @@ func (c *Decoder) DecodeEvent(data []byte, ev *Event) error {
 }
 
 // TypedText gives the PostgreSQL text form of a typed value of col
-// (pgcodec.EncodeJSON); event cannot import the value codecs, which
+// (pgvalue.EncodeJSON); event cannot import the value codecs, which
 // describe columns with its Column.
 type TypedText func(value []byte, col Column) (string, error)
 

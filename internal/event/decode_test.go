@@ -13,7 +13,7 @@ import (
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/event/eventtest"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 )
 
 // The readers of the change event, which must accept and reject the same
@@ -192,7 +192,7 @@ func (r *readers) read(t *testing.T, doc []byte) outcome {
 	ref, refErr := eventtest.Decode(doc)
 	var text, anyEv event.Event
 	r.textErr = r.dec.DecodeEvent(doc, &text)
-	anyErr := r.dec.Decode(doc, &anyEv, pgcodec.EncodeJSON)
+	anyErr := r.dec.Decode(doc, &anyEv, pgvalue.EncodeJSON)
 	r.anyErr = anyErr
 	raw, rawErr := change.Parse(doc, r.cache)
 	r.rawErr = rawErr

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/change"
 	"github.com/pgflo/pgflo/internal/event"
-	"github.com/pgflo/pgflo/internal/pgcodec"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/tablefile"
 )
 
@@ -239,7 +239,7 @@ func (r *rule) apply(ev *change.Event, pending []edit) (Result, []edit, error) {
 			continue
 		}
 		if !ev.Typed {
-			if _, err := pgcodec.Decode(out, col); err != nil {
+			if _, err := pgvalue.Decode(out, col); err != nil {
 				return Keep, nil, fmt.Errorf("%s result is not a valid %s: %w", r.transformName(), col.Type, err)
 			}
 		}
@@ -308,14 +308,14 @@ func (r *rule) test(text string, col event.Column) (bool, error) {
 		return strings.Contains(text, r.value), nil
 	}
 	if r.operator == "eq" || r.operator == "ne" {
-		eq, err := pgcodec.Equal(text, r.value, col)
+		eq, err := pgvalue.Equal(text, r.value, col)
 		if err != nil {
 			return false, err
 		}
 		return eq == (r.operator == "eq"), nil
 	}
-	c, err := pgcodec.Compare(text, r.value, col)
-	if errors.Is(err, pgcodec.ErrNotOrdered) {
+	c, err := pgvalue.Compare(text, r.value, col)
+	if errors.Is(err, pgvalue.ErrNotOrdered) {
 		return false, fmt.Errorf("operator %s does not apply to type %s (use eq, ne or contains)", r.operator, col.Type)
 	}
 	if err != nil {

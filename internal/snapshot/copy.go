@@ -16,11 +16,11 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgflo/pgflo/internal/bintext"
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
 	"github.com/pgflo/pgflo/internal/logging"
+	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/state"
 )
@@ -382,8 +382,8 @@ func wholeTuples(ncols int) splitter {
 	return func(p []byte, maxRows, maxBytes int) ([]byte, int, error) {
 		end, rows := 0, 0
 		for rows < maxRows && end < len(p) && !isTrailer(p[end:]) {
-			tuple, _, err := bintext.NextTuple(p[end:], ncols)
-			if errors.Is(err, bintext.ErrTruncated) {
+			tuple, _, err := pgvalue.NextTuple(p[end:], ncols)
+			if errors.Is(err, pgvalue.ErrTruncated) {
 				break // the rest comes with the next write
 			}
 			if err != nil {

@@ -1,4 +1,4 @@
-package bintext
+package pgvalue
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,13 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
-	"github.com/pgflo/pgflo/internal/builtin"
-	"github.com/pgflo/pgflo/internal/testenv"
 )
-
-var pg *testenv.Postgres
-
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 
 func exec(t testing.TB, conn *pgx.Conn, sql string) {
 	t.Helper()
@@ -83,7 +76,7 @@ func matchCopyText(t *testing.T, conn *pgx.Conn, query string, cols []typestest.
 	for i, c := range cols {
 		oids[i] = c.OID
 	}
-	r, bad, ok := For(oids)
+	r, bad, ok := BinaryToTextFor(oids)
 	if !ok {
 		t.Fatalf("column %s (type %d) is not supported", cols[bad].Name, cols[bad].OID)
 	}
@@ -115,7 +108,7 @@ func matchCopyText(t *testing.T, conn *pgx.Conn, query string, cols []typestest.
 		}
 		t.Fatalf("rendered %d rows, COPY text %d", len(gotLines), len(wantLines))
 	}
-	n, err := Count(tuples, len(cols))
+	n, err := CountTuples(tuples, len(cols))
 	if err != nil || n != len(wantLines)-1 {
 		t.Fatalf("Count: %d, %v; want %d rows", n, err, len(wantLines)-1)
 	}
@@ -151,7 +144,7 @@ func matchCopyText(t *testing.T, conn *pgx.Conn, query string, cols []typestest.
 	return n
 }
 
-// The generated table: copybin's round-trip generator, with an array of
+// The generated table: the text-to-binary round-trip generator, with an array of
 // every other element type and floats with few digits around the switch
 // between fixed and exponent notation.
 const generatedTable = `CREATE TABLE src (id int8, b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
@@ -288,7 +281,7 @@ func TestAllTypesTable(t *testing.T) {
 	var cols []typestest.Column
 	var names []string
 	for _, c := range typestest.Columns(t, conn, "src") {
-		if Supported(c.OID) {
+		if BinaryToTextSupported(c.OID) {
 			cols = append(cols, c)
 			names = append(names, pgx.Identifier{c.Name}.Sanitize())
 		}
@@ -301,25 +294,25 @@ func TestAllTypesTable(t *testing.T) {
 	}
 }
 
-// Supported and For agree, on the same OIDs as internal/copybin.
+// Supported and For agree, on the same OIDs as the text-to-binary conversion.
 func TestSupported(t *testing.T) {
 	want := []uint32{16, 17, 20, 21, 23, 25, 114, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184, 1700, 2950, 3802,
 		1000, 1001, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1115, 1182, 1183, 1185, 1231, 2951, 199, 3807}
 	for _, oid := range want {
-		if !Supported(oid) {
+		if !BinaryToTextSupported(oid) {
 			t.Errorf("type %d not supported", oid)
 		}
 	}
 	for _, oid := range []uint32{0, 18, 19, 26, 1186, 1266, 869, 142, 3904, 1187, 1011} {
-		if Supported(oid) {
+		if BinaryToTextSupported(oid) {
 			t.Errorf("type %d supported", oid)
 		}
 	}
-	if r, bad, ok := For([]uint32{builtin.Int8, 1186, builtin.Text}); ok || bad != 1 || r != nil {
+	if r, bad, ok := BinaryToTextFor([]uint32{Int8OID, 1186, TextOID}); ok || bad != 1 || r != nil {
 		t.Errorf("interval: ok %v, column %d; want column 1 unsupported", ok, bad)
 	}
-	if _, bad, ok := For(want); !ok || bad != -1 {
-		t.Errorf("For(supported): ok %v, column %d", ok, bad)
+	if _, bad, ok := BinaryToTextFor(want); !ok || bad != -1 {
+		t.Errorf("BinaryToTextFor(supported): ok %v, column %d", ok, bad)
 	}
 }
 
@@ -449,31 +442,31 @@ func TestHandMadeValues(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{builtin.Bool, []byte{2}, "t"},
-		{builtin.Numeric, cat(be16(2), be16(1), be16(0), be16(0), be16(0), be16(12)), "12"}, // leading zero digit
-		{builtin.Numeric, cat(be16(0), be16(3), be16(0), be16(2)), "0.00"},                  // zero of weight 3
-		{builtin.Numeric, cat(be16(1), be16(-1), be16(builtin.NumericNeg), be16(2), be16(50)), "0.00"},
-		{builtin.Numeric, cat(be16(1), be16(-1), be16(builtin.NumericNeg), be16(3), be16(50)), "-0.005"},
-		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0), be16(9999)), "9999"},
-		{builtin.Numeric, cat(be16(1), be16(-2), be16(0), be16(8), be16(1)), "0.00000001"},
-		{builtin.Numeric, cat(be16(1), be16(-2), be16(0), be16(6), be16(1)), "0.000000"},
-		{builtin.Numeric, cat(be16(2), be16(1), be16(0), be16(1), be16(1), be16(2)), "10002.0"},
-		{builtin.Numeric, cat(be16(0), be16(0), be16(builtin.NumericNaN), be16(0)), "NaN"},
-		{builtin.Timestamptz, be64(minTimestamp), "4714-11-24 00:00:00+00 BC"},
-		{builtin.Timestamp, be64(endTimestamp - 1), "294276-12-31 23:59:59.999999"},
-		{builtin.Date, be32(endDate - 1), "5874897-12-31"},
-		{builtin.Date, be32(minDate), "4714-11-24 BC"},
-		{builtin.Time, be64(usPerDay), "24:00:00"},
-		{builtin.Text, []byte{}, ""},
-		{builtin.JSONB, []byte{1}, ""},
-		{1007, array(builtin.Int4, []int{0}, []int{1}), "{}"},
-		{1007, array(builtin.Int4, []int{2, 0}, []int{5, 5}), "{}"},
-		{1009, array(builtin.Text, []int{3}, []int{1}, []byte(""), nil, []byte("nuLL")), `{"",NULL,"nuLL"}`},
-		{1009, array(builtin.Text, []int{1}, []int{0}, []byte(`a"b\c`)), `[0:0]={"a\"b\\c"}`},
-		{1009, array(builtin.Text, []int{2, 1}, []int{1, 1}, []byte("x"), []byte("y\vz")), "{{x},{\"y\vz\"}}"},
+		{BoolOID, []byte{2}, "t"},
+		{NumericOID, cat(be16(2), be16(1), be16(0), be16(0), be16(0), be16(12)), "12"}, // leading zero digit
+		{NumericOID, cat(be16(0), be16(3), be16(0), be16(2)), "0.00"},                  // zero of weight 3
+		{NumericOID, cat(be16(1), be16(-1), be16(numericNeg), be16(2), be16(50)), "0.00"},
+		{NumericOID, cat(be16(1), be16(-1), be16(numericNeg), be16(3), be16(50)), "-0.005"},
+		{NumericOID, cat(be16(1), be16(0), be16(0), be16(0), be16(9999)), "9999"},
+		{NumericOID, cat(be16(1), be16(-2), be16(0), be16(8), be16(1)), "0.00000001"},
+		{NumericOID, cat(be16(1), be16(-2), be16(0), be16(6), be16(1)), "0.000000"},
+		{NumericOID, cat(be16(2), be16(1), be16(0), be16(1), be16(1), be16(2)), "10002.0"},
+		{NumericOID, cat(be16(0), be16(0), be16(numericNaN), be16(0)), "NaN"},
+		{TimestamptzOID, be64(minTimestamp), "4714-11-24 00:00:00+00 BC"},
+		{TimestampOID, be64(endTimestamp - 1), "294276-12-31 23:59:59.999999"},
+		{DateOID, be32(endDate - 1), "5874897-12-31"},
+		{DateOID, be32(minDate), "4714-11-24 BC"},
+		{TimeOID, be64(usPerDay), "24:00:00"},
+		{TextOID, []byte{}, ""},
+		{JSONBOID, []byte{1}, ""},
+		{1007, array(Int4OID, []int{0}, []int{1}), "{}"},
+		{1007, array(Int4OID, []int{2, 0}, []int{5, 5}), "{}"},
+		{1009, array(TextOID, []int{3}, []int{1}, []byte(""), nil, []byte("nuLL")), `{"",NULL,"nuLL"}`},
+		{1009, array(TextOID, []int{1}, []int{0}, []byte(`a"b\c`)), `[0:0]={"a\"b\\c"}`},
+		{1009, array(TextOID, []int{2, 1}, []int{1, 1}, []byte("x"), []byte("y\vz")), "{{x},{\"y\vz\"}}"},
 	}
 	for _, c := range cases {
-		r, _, ok := For([]uint32{c.oid})
+		r, _, ok := BinaryToTextFor([]uint32{c.oid})
 		if !ok {
 			t.Fatalf("type %d not supported", c.oid)
 		}
@@ -523,8 +516,8 @@ func TestEscapes(t *testing.T) {
 func TestErrors(t *testing.T) {
 	secret := []byte("SECRET")
 	ok := tuple(be32(1), secret)
-	cols := []uint32{builtin.Int4, builtin.Text}
-	r, _, _ := For(cols)
+	cols := []uint32{Int4OID, TextOID}
+	r, _, _ := BinaryToTextFor(cols)
 	rowErrors := map[string][]byte{
 		"truncated count":  cat(ok, []byte{0}),
 		"truncated length": cat(ok, be16(2), be32(4), be32(1), []byte{0, 0}),
@@ -537,7 +530,7 @@ func TestErrors(t *testing.T) {
 	}
 	for name, rows := range rowErrors {
 		out, err := r.AppendCopyText([]byte("x"), rows)
-		var e *Error
+		var e *RowError
 		if !errors.As(err, &e) || e.Row != 1 || string(out) != "x" || strings.Contains(err.Error(), "SECRE") {
 			t.Errorf("%s: AppendCopyText %q, %v (%#v)", name, out, err, e)
 		}
@@ -547,7 +540,7 @@ func TestErrors(t *testing.T) {
 			}
 			continue
 		}
-		n, err := Count(rows, len(cols))
+		n, err := CountTuples(rows, len(cols))
 		if !errors.As(err, &e) || e.Row != 1 || n != 1 {
 			t.Errorf("%s: Count %d, %v", name, n, err)
 		}
@@ -575,53 +568,53 @@ func TestErrors(t *testing.T) {
 		oid  uint32
 		data []byte
 	}{
-		{builtin.Bool, []byte{}},
-		{builtin.Int2, []byte{1, 2, 3}},
-		{builtin.Int8, secret},
-		{builtin.Float4, secret},
-		{builtin.Float8, secret},
-		{builtin.UUID, secret},
-		{builtin.JSONB, []byte{}},
-		{builtin.JSONB, cat([]byte{2}, secret)},
-		{builtin.Numeric, secret[:4]},
-		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0))}, // a digit missing
-		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0), be16(10000))},                      // digit out of range
-		{builtin.Numeric, cat(be16(1), be16(0), be16(0), be16(0), be16(-1))},                         // negative digit
-		{builtin.Numeric, cat(be16(0), be16(0), be16(0x1000), be16(0))},                              // bad sign
-		{builtin.Numeric, cat(be16(0), be16(0), be16(0), be16(0x4000))},                              // bad scale
-		{builtin.Numeric, cat(be16(-1), be16(0), be16(0), be16(0))},                                  // negative count
-		{builtin.Date, be32(endDate)},                                                                // out of range
-		{builtin.Date, be32(minDate - 1)},                                                            //
-		{builtin.Time, be64(usPerDay + 1)},                                                           //
-		{builtin.Time, be64(-1)},                                                                     //
-		{builtin.Timestamp, be64(endTimestamp)},                                                      //
-		{builtin.Timestamptz, be64(minTimestamp - 1)},                                                //
-		{builtin.Date, secret},                                                                       // sizes
-		{builtin.Time, secret},                                                                       //
-		{builtin.Timestamp, secret},                                                                  //
-		{1007, array(builtin.Int8, []int{1}, []int{1}, be32(1))},                                     // element type
-		{1007, array(builtin.Int4, []int{1}, []int{1}, be64(1))},                                     // element size
-		{1007, array(builtin.Int4, []int{2}, []int{1}, be32(1))},                                     // element missing
-		{1007, cat(array(builtin.Int4, []int{1}, []int{1}, be32(1)), []byte{0})},                     // bytes after
-		{1007, cat(array(builtin.Int4, nil, nil), []byte{0})},                                        // bytes after the empty array
-		{1007, array(builtin.Int4, []int{1, 1, 1, 1, 1, 1, 1}, []int{1, 1, 1, 1, 1, 1, 1}, be32(1))}, // 7 dimensions
-		{1007, array(builtin.Int4, []int{1 << 30, 1 << 30}, []int{1, 1}, be32(1))},                   // absurd size
-		{1007, array(builtin.Int4, []int{-1}, []int{1})},                                             // negative length
-		{1007, array(builtin.Int4, []int{2}, []int{2147483647}, be32(1), be32(2))},
-		{1007, array(builtin.Int4, []int{1}, []int{2147483647}, be32(1))},        // upper bound overflows
-		{1007, cat(be32(-1), be32(0), be32(builtin.Int4))},                       // negative dimensions
-		{1007, cat(be32(0), be32(2), be32(builtin.Int4))},                        // bad flags
-		{1007, cat(be32(1), be32(0), be32(builtin.Int4), be32(1))},               // truncated header
-		{1007, cat(be32(1), be32(0))},                                            //
-		{1007, cat(array(builtin.Int4, []int{1}, []int{1}), be32(-2))},           // negative element length
-		{1007, cat(array(builtin.Int4, []int{1}, []int{1}), be32(9), be32(1))},   // element beyond
-		{3807, array(builtin.JSONB, []int{1}, []int{1}, cat([]byte{2}, secret))}, // element's jsonb version
-		{1231, array(builtin.Numeric, []int{1}, []int{1}, secret)},               // bad element
+		{BoolOID, []byte{}},
+		{Int2OID, []byte{1, 2, 3}},
+		{Int8OID, secret},
+		{Float4OID, secret},
+		{Float8OID, secret},
+		{UUIDOID, secret},
+		{JSONBOID, []byte{}},
+		{JSONBOID, cat([]byte{2}, secret)},
+		{NumericOID, secret[:4]},
+		{NumericOID, cat(be16(1), be16(0), be16(0), be16(0))},                                   // a digit missing
+		{NumericOID, cat(be16(1), be16(0), be16(0), be16(0), be16(10000))},                      // digit out of range
+		{NumericOID, cat(be16(1), be16(0), be16(0), be16(0), be16(-1))},                         // negative digit
+		{NumericOID, cat(be16(0), be16(0), be16(0x1000), be16(0))},                              // bad sign
+		{NumericOID, cat(be16(0), be16(0), be16(0), be16(0x4000))},                              // bad scale
+		{NumericOID, cat(be16(-1), be16(0), be16(0), be16(0))},                                  // negative count
+		{DateOID, be32(endDate)},                                                                // out of range
+		{DateOID, be32(minDate - 1)},                                                            //
+		{TimeOID, be64(usPerDay + 1)},                                                           //
+		{TimeOID, be64(-1)},                                                                     //
+		{TimestampOID, be64(endTimestamp)},                                                      //
+		{TimestamptzOID, be64(minTimestamp - 1)},                                                //
+		{DateOID, secret},                                                                       // sizes
+		{TimeOID, secret},                                                                       //
+		{TimestampOID, secret},                                                                  //
+		{1007, array(Int8OID, []int{1}, []int{1}, be32(1))},                                     // element type
+		{1007, array(Int4OID, []int{1}, []int{1}, be64(1))},                                     // element size
+		{1007, array(Int4OID, []int{2}, []int{1}, be32(1))},                                     // element missing
+		{1007, cat(array(Int4OID, []int{1}, []int{1}, be32(1)), []byte{0})},                     // bytes after
+		{1007, cat(array(Int4OID, nil, nil), []byte{0})},                                        // bytes after the empty array
+		{1007, array(Int4OID, []int{1, 1, 1, 1, 1, 1, 1}, []int{1, 1, 1, 1, 1, 1, 1}, be32(1))}, // 7 dimensions
+		{1007, array(Int4OID, []int{1 << 30, 1 << 30}, []int{1, 1}, be32(1))},                   // absurd size
+		{1007, array(Int4OID, []int{-1}, []int{1})},                                             // negative length
+		{1007, array(Int4OID, []int{2}, []int{2147483647}, be32(1), be32(2))},
+		{1007, array(Int4OID, []int{1}, []int{2147483647}, be32(1))},        // upper bound overflows
+		{1007, cat(be32(-1), be32(0), be32(Int4OID))},                       // negative dimensions
+		{1007, cat(be32(0), be32(2), be32(Int4OID))},                        // bad flags
+		{1007, cat(be32(1), be32(0), be32(Int4OID), be32(1))},               // truncated header
+		{1007, cat(be32(1), be32(0))},                                       //
+		{1007, cat(array(Int4OID, []int{1}, []int{1}), be32(-2))},           // negative element length
+		{1007, cat(array(Int4OID, []int{1}, []int{1}), be32(9), be32(1))},   // element beyond
+		{3807, array(JSONBOID, []int{1}, []int{1}, cat([]byte{2}, secret))}, // element's jsonb version
+		{1231, array(NumericOID, []int{1}, []int{1}, secret)},               // bad element
 	}
 	for _, c := range valueErrors {
-		r, _, _ := For([]uint32{builtin.Text, c.oid})
+		r, _, _ := BinaryToTextFor([]uint32{TextOID, c.oid})
 		out, err := r.AppendText([]byte("x"), 1, c.data)
-		var e *Error
+		var e *RowError
 		if !errors.As(err, &e) || e.Row != -1 || e.Column != 1 || string(out) != "x" || strings.Contains(err.Error(), "SECRE") {
 			t.Errorf("type %d, %x: AppendText %q, %v", c.oid, c.data, out, err)
 		}
@@ -646,7 +639,7 @@ func mixedRows(tb testing.TB, rows int) (tuples []byte, oids []uint32) {
 	}
 	const query = "SELECT * FROM mixed ORDER BY id"
 	tuples = typestest.CopyOut(tb, conn, query, true)
-	r, _, _ := For(oids)
+	r, _, _ := BinaryToTextFor(oids)
 	if got, err := r.AppendCopyText(nil, tuples); err != nil || !bytes.Equal(got, typestest.CopyOut(tb, conn, query, false)) {
 		tb.Fatalf("mixed rows do not render as COPY text (%v)", err)
 	}
@@ -656,7 +649,7 @@ func mixedRows(tb testing.TB, rows int) (tuples []byte, oids []uint32) {
 func BenchmarkAppendCopyText(b *testing.B) {
 	const rows = 1000
 	tuples, oids := mixedRows(b, rows)
-	r, _, _ := For(oids)
+	r, _, _ := BinaryToTextFor(oids)
 	var dst []byte
 	b.SetBytes(int64(len(tuples)))
 	b.ReportAllocs()
@@ -673,7 +666,7 @@ func BenchmarkAppendCopyText(b *testing.B) {
 // nothing once dst has room.
 func TestNoAllocations(t *testing.T) {
 	tuples, oids := mixedRows(t, 100)
-	r, _, _ := For(oids)
+	r, _, _ := BinaryToTextFor(oids)
 	dst := make([]byte, 0, 1<<20)
 	allocs := testing.AllocsPerRun(10, func() {
 		var err error
@@ -728,7 +721,7 @@ func FuzzAppendCopyText(f *testing.F) {
 		nulls = append(nulls, be32(-1)...)
 	}
 	f.Add(nulls)
-	r, _, ok := For(oids)
+	r, _, ok := BinaryToTextFor(oids)
 	if !ok {
 		f.Fatal("unsupported column")
 	}
@@ -737,7 +730,7 @@ func FuzzAppendCopyText(f *testing.F) {
 		if err != nil && string(out) != "x" {
 			t.Fatalf("error %v, but dst changed", err)
 		}
-		n, cerr := Count(b, len(oids))
+		n, cerr := CountTuples(b, len(oids))
 		if cerr != nil && err == nil {
 			t.Fatalf("Count: %v, but AppendCopyText rendered", cerr)
 		}

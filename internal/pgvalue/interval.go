@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"errors"
@@ -15,12 +15,6 @@ type interval struct {
 }
 
 var errInterval = errors.New("not an interval in postgres or ISO 8601 style")
-
-const (
-	microsPerSecond = 1_000_000
-	microsPerMinute = 60 * microsPerSecond
-	microsPerHour   = 60 * microsPerMinute
-)
 
 // parseInterval reads the postgres IntervalStyle ("1 year 2 mons -3 days
 // +04:05:06.5") or the ISO 8601 form pgflo's typed values use
@@ -89,7 +83,7 @@ func parseClockMicros(f string) (int64, error) {
 	if err1 != nil || err2 != nil || err3 != nil || hours < 0 || minutes < 0 {
 		return 0, errInterval
 	}
-	total := hours*microsPerHour + minutes*microsPerMinute + micros
+	total := hours*usPerHour + minutes*usPerMinute + micros
 	if neg {
 		total = -total
 	}
@@ -113,7 +107,7 @@ func parseSecondsMicros(s string) (int64, error) {
 			return 0, errInterval
 		}
 	}
-	return secs*microsPerSecond + fraction, nil
+	return secs*usPerSecond + fraction, nil
 }
 
 // parseISOInterval reads PostgreSQL's iso_8601 interval output.
@@ -163,9 +157,9 @@ func parseISOInterval(s string) (interval, error) {
 		case !inTime && unit == 'D':
 			iv.days += n
 		case inTime && unit == 'H':
-			iv.micros += n * microsPerHour
+			iv.micros += n * usPerHour
 		case inTime && unit == 'M':
-			iv.micros += n * microsPerMinute
+			iv.micros += n * usPerMinute
 		default:
 			return iv, errInterval
 		}
@@ -180,12 +174,12 @@ func (iv interval) fields() (year, mon, day, hour, min, sec, fsec int64) {
 	year, mon = iv.months/12, iv.months%12
 	day = iv.days
 	t := iv.micros
-	hour = t / microsPerHour
-	t -= hour * microsPerHour
-	min = t / microsPerMinute
-	t -= min * microsPerMinute
-	sec = t / microsPerSecond
-	fsec = t - sec*microsPerSecond
+	hour = t / usPerHour
+	t -= hour * usPerHour
+	min = t / usPerMinute
+	t -= min * usPerMinute
+	sec = t / usPerSecond
+	fsec = t - sec*usPerSecond
 	return
 }
 
@@ -257,9 +251,9 @@ func (iv interval) appendPostgres(buf []byte) []byte {
 		case isBefore:
 			buf = append(buf, '+')
 		}
-		buf = appendPadded(buf, int(abs64(hour)), 2)
+		buf = appendPadded(buf, abs64(hour), 2)
 		buf = append(buf, ':')
-		buf = appendPadded(buf, int(abs64(min)), 2)
+		buf = appendPadded(buf, abs64(min), 2)
 		buf = append(buf, ':')
 		buf = appendSeconds(buf, sec, fsec, true)
 	}
@@ -270,25 +264,11 @@ func (iv interval) appendPostgres(buf []byte) []byte {
 // without trailing zeros, as PostgreSQL's AppendSeconds.
 func appendSeconds(buf []byte, sec, fsec int64, pad bool) []byte {
 	if pad {
-		buf = appendPadded(buf, int(abs64(sec)), 2)
+		buf = appendPadded(buf, abs64(sec), 2)
 	} else {
 		buf = strconv.AppendInt(buf, abs64(sec), 10)
 	}
-	if fsec == 0 {
-		return buf
-	}
-	var frac [6]byte
-	f := abs64(fsec)
-	for i := 5; i >= 0; i-- {
-		frac[i] = byte('0' + f%10)
-		f /= 10
-	}
-	n := 6
-	for n > 0 && frac[n-1] == '0' {
-		n--
-	}
-	buf = append(buf, '.')
-	return append(buf, frac[:n]...)
+	return appendFraction(buf, abs64(fsec))
 }
 
 func abs64(v int64) int64 {

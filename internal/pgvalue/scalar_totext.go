@@ -1,85 +1,18 @@
-package bintext
+package pgvalue
 
 import (
 	"encoding/binary"
 	"errors"
 	"math"
 	"strconv"
-
-	"github.com/pgflo/pgflo/internal/builtin"
 )
-
-// kind is how a value is rendered: a switch on it is cheaper per value
-// than a call through a function value.
-type kind uint8
-
-const (
-	kindBool kind = iota
-	kindBytea
-	kindInt2
-	kindInt4
-	kindInt8
-	kindText // text, varchar, bpchar and json: their binary form is their text
-	kindJSONB
-	kindFloat4
-	kindFloat8
-	kindNumeric
-	kindUUID
-	kindDate
-	kindTime
-	kindTimestamp
-	kindTimestamptz
-	kindArray
-)
-
-var scalarKinds = map[uint32]kind{
-	builtin.Bool:        kindBool,
-	builtin.Bytea:       kindBytea,
-	builtin.Int2:        kindInt2,
-	builtin.Int4:        kindInt4,
-	builtin.Int8:        kindInt8,
-	builtin.Text:        kindText,
-	builtin.Bpchar:      kindText,
-	builtin.Varchar:     kindText,
-	builtin.JSON:        kindText,
-	builtin.JSONB:       kindJSONB,
-	builtin.Float4:      kindFloat4,
-	builtin.Float8:      kindFloat8,
-	builtin.Numeric:     kindNumeric,
-	builtin.UUID:        kindUUID,
-	builtin.Date:        kindDate,
-	builtin.Time:        kindTime,
-	builtin.Timestamp:   kindTimestamp,
-	builtin.Timestamptz: kindTimestamptz,
-}
-
-// column is how one column's values are rendered.
-type column struct {
-	kind    kind
-	elem    kind   // an array's element kind
-	elemOID uint32 // an array's element type, which its data must name
-	// escapes: an array's text can hold bytes COPY escapes (a quoted
-	// element's backslashes, a text element's control characters).
-	escapes bool
-}
-
-func columnFor(oid uint32) (column, bool) {
-	if k, ok := scalarKinds[oid]; ok {
-		return column{kind: k}, true
-	}
-	if elemOID, ok := builtin.ArrayElems[oid]; ok {
-		k := scalarKinds[elemOID]
-		return column{kind: kindArray, elem: k, elemOID: elemOID, escapes: k == kindText || k == kindJSONB || k == kindBytea}, true
-	}
-	return column{}, false
-}
 
 // appendText appends the output function's text of data.
 func (c *column) appendText(dst, data []byte) ([]byte, error) {
-	if c.kind == kindArray {
-		return appendArray(dst, data, c.elem, c.elemOID)
+	if c.kind == binArray {
+		return renderArray(dst, data, c.elem, c.elemOID)
 	}
-	return appendScalar(dst, c.kind, data)
+	return renderScalar(dst, c.kind, data)
 }
 
 // appendCopyText appends the text of data as a COPY text field. Only the
@@ -87,24 +20,24 @@ func (c *column) appendText(dst, data []byte) ([]byte, error) {
 // leading backslash: the other types' text is appended as it is.
 func (c *column) appendCopyText(dst, data []byte) ([]byte, error) {
 	switch c.kind {
-	case kindText:
+	case binText:
 		return appendEscaped(dst, data), nil
-	case kindJSONB:
+	case binJSONB:
 		if len(data) == 0 || data[0] != 1 {
 			return dst, errJSONBVersion
 		}
 		return appendEscaped(dst, data[1:]), nil
-	case kindBytea:
+	case binBytea:
 		return appendHex(append(dst, '\\', '\\', 'x'), data), nil
-	case kindArray:
+	case binArray:
 		start := len(dst)
-		dst, err := appendArray(dst, data, c.elem, c.elemOID)
+		dst, err := renderArray(dst, data, c.elem, c.elemOID)
 		if err != nil || !c.escapes {
 			return dst, err
 		}
 		return escapeTail(dst, start), nil
 	}
-	return appendScalar(dst, c.kind, data)
+	return renderScalar(dst, c.kind, data)
 }
 
 var (
@@ -115,17 +48,17 @@ var (
 
 // appendScalar appends the text of one value of a type that is not an
 // array. On error, dst may have grown.
-func appendScalar(dst []byte, k kind, b []byte) ([]byte, error) {
+func renderScalar(dst []byte, k binaryKind, b []byte) ([]byte, error) {
 	switch k {
-	case kindText:
+	case binText:
 		return append(dst, b...), nil
-	case kindJSONB:
+	case binJSONB:
 		// A version byte, then the text jsonb_out writes.
 		if len(b) == 0 || b[0] != 1 {
 			return dst, errJSONBVersion
 		}
 		return append(dst, b[1:]...), nil
-	case kindBool:
+	case binBool:
 		if len(b) != 1 {
 			return dst, errSize
 		}
@@ -133,47 +66,47 @@ func appendScalar(dst []byte, k kind, b []byte) ([]byte, error) {
 			return append(dst, 't'), nil
 		}
 		return append(dst, 'f'), nil
-	case kindInt2:
+	case binInt2:
 		if len(b) != 2 {
 			return dst, errSize
 		}
 		return strconv.AppendInt(dst, int64(int16(binary.BigEndian.Uint16(b))), 10), nil
-	case kindInt4:
+	case binInt4:
 		if len(b) != 4 {
 			return dst, errSize
 		}
 		return strconv.AppendInt(dst, int64(int32(binary.BigEndian.Uint32(b))), 10), nil
-	case kindInt8:
+	case binInt8:
 		if len(b) != 8 {
 			return dst, errSize
 		}
 		return strconv.AppendInt(dst, int64(binary.BigEndian.Uint64(b)), 10), nil
-	case kindFloat4:
+	case binFloat4:
 		if len(b) != 4 {
 			return dst, errSize
 		}
 		return appendFloat(dst, float64(math.Float32frombits(binary.BigEndian.Uint32(b))), 32), nil
-	case kindFloat8:
+	case binFloat8:
 		if len(b) != 8 {
 			return dst, errSize
 		}
 		return appendFloat(dst, math.Float64frombits(binary.BigEndian.Uint64(b)), 64), nil
-	case kindNumeric:
+	case binNumeric:
 		return appendNumeric(dst, b)
-	case kindUUID:
+	case binUUID:
 		if len(b) != 16 {
 			return dst, errSize
 		}
 		return appendUUID(dst, b), nil
-	case kindBytea:
+	case binBytea:
 		return appendHex(append(dst, '\\', 'x'), b), nil
-	case kindDate:
+	case binDate:
 		return appendDate(dst, b)
-	case kindTime:
+	case binTime:
 		return appendTime(dst, b)
-	case kindTimestamp:
+	case binTimestamp:
 		return appendTimestamp(dst, b, false)
-	case kindTimestamptz:
+	case binTimestamptz:
 		return appendTimestamp(dst, b, true)
 	}
 	return dst, errors.New("no rendering for the type") // unreachable: For admits only the kinds above
@@ -221,17 +154,17 @@ func appendNumeric(dst, b []byte) ([]byte, error) {
 	weight := int(int16(binary.BigEndian.Uint16(b[2:])))
 	sign := binary.BigEndian.Uint16(b[4:])
 	dscale := int(int16(binary.BigEndian.Uint16(b[6:])))
-	if ndigits < 0 || len(b) != 8+2*ndigits || dscale < 0 || dscale > builtin.NumericMaxScale {
+	if ndigits < 0 || len(b) != 8+2*ndigits || dscale < 0 || dscale > numericMaxScale {
 		return dst, errNumeric
 	}
 	switch sign {
-	case builtin.NumericNaN:
+	case numericNaN:
 		return append(dst, "NaN"...), nil
-	case builtin.NumericPInf:
+	case numericPInf:
 		return append(dst, "Infinity"...), nil
-	case builtin.NumericNInf:
+	case numericNInf:
 		return append(dst, "-Infinity"...), nil
-	case builtin.NumericPos, builtin.NumericNeg:
+	case numericPos, numericNeg:
 	default:
 		return dst, errNumeric
 	}
@@ -259,7 +192,7 @@ func appendNumeric(dst, b []byte) ([]byte, error) {
 		return int(binary.BigEndian.Uint16(digits[2*d:]))
 	}
 	start := len(dst)
-	if sign == builtin.NumericNeg {
+	if sign == numericNeg {
 		dst = append(dst, '-')
 	}
 	d := 0
@@ -288,7 +221,7 @@ func appendNumeric(dst, b []byte) ([]byte, error) {
 	}
 	// A negative value whose shown digits are all zero (which the server
 	// never sends: it stores zero as positive) reads back as zero.
-	if sign == builtin.NumericNeg && !hasNonZeroDigit(dst[start+1:]) {
+	if sign == numericNeg && !hasNonZeroDigit(dst[start+1:]) {
 		copy(dst[start:], dst[start+1:])
 		dst = dst[:len(dst)-1]
 	}

@@ -1,4 +1,4 @@
-package bintext
+package pgvalue
 
 import (
 	"math"

@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"bytes"
@@ -172,8 +172,6 @@ func numericText(s string) (string, error) {
 	}
 	return out, nil
 }
-
-const hexDigits = "0123456789abcdef"
 
 // sortedKeys returns m's keys in the order cmp gives.
 func sortedKeys(m map[string]any, cmp func(a, b string) int) []string {

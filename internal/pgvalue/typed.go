@@ -1,23 +1,7 @@
-// Package pgcodec converts column values between PostgreSQL's text output
-// form, which raw change events carry, and typed JSON values, which
-// pg_flo_decode writes for people and for rules (docs/decode.md). The
-// conversion is lossless: Encode(Decode(text)) == text for every built-in
-// type in PostgreSQL's default output settings, so a typed event can still
-// be written back exactly (pg_flo_postgres calls Encode on each value).
-//
-// Typed values are plain Go values of encoding/json's generic model, with
-// numbers as json.Number and json/jsonb documents as json.RawMessage: what
-// Benthos (and json.Decoder.UseNumber) give when they parse a typed event.
-// Encode accepts those, json.RawMessage for any type, and the values other
-// parsers produce (float64, int64, …) where they are exact. EncodeJSON is
-// Encode for a value's raw JSON, the way to read typed events exactly (a
-// json document keeps its formatting only as raw JSON). Two things a typed
-// value cannot say (docs/decode.md): a json/jsonb document that is JSON null
-// reads back as SQL NULL, and a json document with line breaks is embedded
-// compacted by AppendJSON.
-//
-// Compare and Equal order values as PostgreSQL does, for pg_flo_rules.
-package pgcodec
+package pgvalue
+
+// Typed JSON values: the text form's conversion to and from the values
+// pg_flo_decode writes for people and for rules (docs/decode.md).
 
 import (
 	"bytes"
@@ -34,7 +18,7 @@ import (
 
 // ErrNull is returned by Encode for a nil value: SQL NULL has no text form,
 // a caller writes NULL itself.
-var ErrNull = errors.New("pgcodec: NULL has no text form")
+var ErrNull = errors.New("pgvalue: NULL has no text form")
 
 // Special values of float4, float8 and numeric, which JSON numbers cannot
 // hold; typed values carry them as these strings.

@@ -1,11 +1,11 @@
-package pgcodec
+package pgvalue
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
+	"unsafe"
 )
 
 // Members of the object form of an array (docs/decode.md): used when
@@ -18,8 +18,6 @@ const (
 	arrayValues      = "values"
 )
 
-var errArray = errors.New("not an array literal")
-
 // arrayText is an array literal split into its parts: dimensions, lower
 // bounds and the elements in row-major order (nil for NULL).
 type arrayText struct {
@@ -28,53 +26,24 @@ type arrayText struct {
 	elems   []*string
 }
 
-// ParseArray splits PostgreSQL's array output (`{1,2,NULL}`,
+// parseArray splits PostgreSQL's array output (`{1,2,NULL}`,
 // `[0:1]={{"a b",c},{d,e}}`) with element delimiter delim. The elements
 // keep their own text form.
 func parseArray(s string, delim byte) (arrayText, error) {
 	var a arrayText
-	p := scanner{s: s}
-	if p.peek('[') {
-		for p.take('[') {
-			lo, err := p.signedInt()
-			if err != nil || !p.take(':') {
-				return a, errArray
-			}
-			hi, err := p.signedInt()
-			if err != nil || !p.take(']') || hi < lo {
-				return a, errArray
-			}
-			a.lower = append(a.lower, lo)
-			a.lengths = append(a.lengths, hi-lo+1)
-		}
-		if !p.take('=') {
-			return a, errArray
-		}
-	}
-	lv := arrayLevels{leafDepth: -1}
-	if err := parseArrayLevel(&p, delim, 0, &lv); err != nil {
+	// The scanner only reads the string's bytes: they are lent as they are.
+	p := arrayScanner{b: unsafe.Slice(unsafe.StringData(s), len(s)), delim: delim}
+	if err := p.begin(); err != nil {
 		return a, err
 	}
-	a.elems = lv.elems
-	lengths := lv.lengths
-	if p.i != len(p.s) {
-		return a, errArray
+	err := p.elements()
+	a.elems = p.texts
+	if err != nil || p.ndim == 0 {
+		return a, err
 	}
-	if len(a.elems) == 0 {
-		// "{}" has no dimensions; "[1:0]={}" is not a thing.
-		if a.lower != nil {
-			return a, errArray
-		}
-		return a, nil
-	}
-	if a.lower == nil {
-		a.lengths = lengths
-		a.lower = make([]int, len(lengths))
-		for i := range a.lower {
-			a.lower[i] = 1
-		}
-	} else if len(a.lengths) != len(lengths) || !equalInts(a.lengths, lengths) {
-		return a, errors.New("array dimensions do not match its bounds")
+	a.lengths, a.lower = make([]int, p.ndim), make([]int, p.ndim)
+	for d := range p.ndim {
+		a.lengths[d], a.lower[d] = int(p.lens[d]), int(p.lower[d])
 	}
 	return a, nil
 }
@@ -89,140 +58,6 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-// arrayLevels tracks the dimensions seen while reading nested braces.
-type arrayLevels struct {
-	lengths   []int // per depth; 0 until a level of that depth closed
-	leafDepth int   // depth of the elements; -1 until the first one
-	elems     []*string
-}
-
-// parseArrayLevel reads one brace level at depth, recording each
-// dimension's length and checking that sub-arrays are rectangular.
-func parseArrayLevel(p *scanner, delim byte, depth int, lv *arrayLevels) error {
-	if depth >= 6 {
-		return errors.New("array has more than 6 dimensions")
-	}
-	if !p.take('{') {
-		return errArray
-	}
-	if p.take('}') {
-		if depth > 0 {
-			return errors.New("empty sub-array")
-		}
-		return nil
-	}
-	count := 0
-	subArrays := p.peek('{')
-	if !subArrays {
-		if lv.leafDepth == -1 {
-			lv.leafDepth = depth
-		} else if lv.leafDepth != depth {
-			return errors.New("array is not rectangular")
-		}
-	}
-	for {
-		if subArrays {
-			if err := parseArrayLevel(p, delim, depth+1, lv); err != nil {
-				return err
-			}
-		} else {
-			if p.peek('{') {
-				return errors.New("array is not rectangular")
-			}
-			elem, err := parseArrayElement(p, delim)
-			if err != nil {
-				return err
-			}
-			lv.elems = append(lv.elems, elem)
-		}
-		count++
-		if p.take('}') {
-			break
-		}
-		if !p.take(delim) {
-			return errArray
-		}
-		if subArrays != p.peek('{') {
-			return errors.New("array is not rectangular")
-		}
-	}
-	for len(lv.lengths) <= depth {
-		lv.lengths = append(lv.lengths, 0)
-	}
-	switch lv.lengths[depth] {
-	case 0:
-		lv.lengths[depth] = count
-	case count:
-	default:
-		return errors.New("array is not rectangular")
-	}
-	return nil
-}
-
-// parseArrayElement reads a quoted or unquoted element; unquoted NULL is nil.
-func parseArrayElement(p *scanner, delim byte) (*string, error) {
-	if p.take('"') {
-		var b strings.Builder
-		start := p.i
-		for {
-			if p.i >= len(p.s) {
-				return nil, errors.New("unterminated quoted array element")
-			}
-			switch c := p.s[p.i]; c {
-			case '"':
-				b.WriteString(p.s[start:p.i])
-				p.i++
-				s := b.String()
-				return &s, nil
-			case '\\':
-				b.WriteString(p.s[start:p.i])
-				if p.i+1 >= len(p.s) {
-					return nil, errors.New("unterminated quoted array element")
-				}
-				b.WriteByte(p.s[p.i+1])
-				p.i += 2
-				start = p.i
-			default:
-				p.i++
-			}
-		}
-	}
-	start := p.i
-	for p.i < len(p.s) {
-		c := p.s[p.i]
-		if c == delim || c == '}' {
-			break
-		}
-		if c == '"' || c == '\\' || c == '{' || isArraySpace(c) {
-			return nil, errArray
-		}
-		p.i++
-	}
-	s := p.s[start:p.i]
-	if s == "" {
-		return nil, errors.New("empty unquoted array element")
-	}
-	if strings.EqualFold(s, "NULL") {
-		return nil, nil
-	}
-	return &s, nil
-}
-
-func isArraySpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-func (p *scanner) signedInt() (int, error) {
-	start := p.i
-	if !p.take('-') {
-		p.take('+')
-	}
-	if p.digits() == "" {
-		return 0, errArray
-	}
-	return strconv.Atoi(p.s[start:p.i])
 }
 
 // format writes the array literal as PostgreSQL's array_out does.
@@ -264,28 +99,13 @@ func (a arrayText) format(buf []byte, delim byte) []byte {
 	return buf
 }
 
-// appendArrayElement quotes an element when array_out would.
+// appendArrayElement appends an element, quoted when array_out would.
 func appendArrayElement(buf []byte, elem *string, delim byte) []byte {
 	if elem == nil {
 		return append(buf, "NULL"...)
 	}
-	s := *elem
-	quote := s == "" || strings.EqualFold(s, "NULL")
-	for i := 0; i < len(s) && !quote; i++ {
-		c := s[i]
-		quote = c == '"' || c == '\\' || c == '{' || c == '}' || c == delim || isArraySpace(c)
-	}
-	if !quote {
-		return append(buf, s...)
-	}
-	buf = append(buf, '"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			buf = append(buf, '\\')
-		}
-		buf = append(buf, s[i])
-	}
-	return append(buf, '"')
+	at := len(buf)
+	return quoteElement(append(buf, *elem...), at, delim)
 }
 
 // listElems reports whether typed elements of t are JSON lists themselves,

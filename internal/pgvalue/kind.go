@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"strings"
@@ -29,10 +29,6 @@ const (
 	kindRange
 	kindMultirange
 )
-
-// firstUserOID is PostgreSQL's FirstNormalObjectId: every type with a lower
-// OID is built in, so its pg_type.typname is unambiguous.
-const firstUserOID = 16384
 
 // typeInfo is what the codec knows about a column's type.
 type typeInfo struct {
@@ -109,7 +105,7 @@ func init() {
 // composites, extension types) are text, since the event does not say what
 // they are built on, and their arrays are arrays of text.
 func lookup(col event.Column) *typeInfo {
-	if col.OID != 0 && col.OID < firstUserOID {
+	if col.OID != 0 && col.OID < FirstNormalOID {
 		// A built-in OID always names the same type: remember it (with
 		// its name, since an event could pair them wrongly).
 		if known := builtinByOID[col.OID].Load(); known != nil && known.name == col.Type {
@@ -129,7 +125,7 @@ func lookup(col event.Column) *typeInfo {
 }
 
 // builtinByOID caches lookup for built-in OIDs.
-var builtinByOID [firstUserOID]atomic.Pointer[namedType]
+var builtinByOID [FirstNormalOID]atomic.Pointer[namedType]
 
 type namedType struct {
 	name string

@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"reflect"

@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"errors"
@@ -112,7 +112,7 @@ func Equal(a, b string, col event.Column) (bool, error) {
 	return err == nil && string(norm) == a, nil
 }
 
-func isUUID(col event.Column) bool { return col.Type == "uuid" && (col.OID == 0 || col.OID == 2950) }
+func isUUID(col event.Column) bool { return col.Type == "uuid" && (col.OID == 0 || col.OID == UUIDOID) }
 
 // normalizeUUID reads the forms uuid_in accepts into 32 lower-case hex digits.
 func normalizeUUID(s string) (string, bool) {
@@ -241,46 +241,14 @@ func timeKey(s string, k kind) (*big.Int, error) {
 	case negInfinity:
 		return big.NewInt(-beyond), nil
 	}
-	var micros int64
-	if dt.clock != "" {
-		hh, _ := strconv.Atoi(dt.clock[0:2])
-		mm, _ := strconv.Atoi(dt.clock[3:5])
-		secs, err := parseSecondsMicros(dt.clock[6:])
-		if err != nil {
-			return nil, err
-		}
-		micros = int64(hh)*microsPerHour + int64(mm)*microsPerMinute + secs
+	if dt.fracDigits > 6 {
+		return nil, errDateTime
 	}
+	micros := dt.us - dt.offset()*usPerSecond
 	if hasDate(k) {
-		month, _ := strconv.Atoi(dt.month)
-		day, _ := strconv.Atoi(dt.day)
-		micros += daysFromCivil(int64(dt.year), int64(month), int64(day)) * 24 * microsPerHour
-	}
-	if dt.hasTZ {
-		offset := int64(dt.tzH)*microsPerHour + int64(dt.tzM)*microsPerMinute + int64(dt.tzS)*microsPerSecond
-		if dt.tzNeg {
-			offset = -offset
-		}
-		micros -= offset
+		micros += (julianDay(dt.year, dt.month, dt.day) - unixEpochJDate) * usPerDay
 	}
 	return big.NewInt(micros), nil
-}
-
-// daysFromCivil counts days from 1970-01-01 in the proleptic Gregorian
-// calendar with astronomical years (H. Hinnant's algorithm).
-func daysFromCivil(y, m, d int64) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era--
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
 }
 
 // intervalKey orders intervals as PostgreSQL does: a month is 30 days, a
@@ -292,7 +260,7 @@ func intervalKey(s string) (*big.Int, error) {
 	}
 	days := new(big.Int).Mul(big.NewInt(iv.months), big.NewInt(30))
 	days.Add(days, big.NewInt(iv.days))
-	key := days.Mul(days, big.NewInt(24*microsPerHour))
+	key := days.Mul(days, big.NewInt(usPerDay))
 	return key.Add(key, big.NewInt(iv.micros)), nil
 }
 

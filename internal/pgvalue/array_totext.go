@@ -1,19 +1,16 @@
-package bintext
+package pgvalue
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
-
-	"github.com/pgflo/pgflo/internal/builtin"
 )
 
 var (
-	errArray    = errors.New("malformed array binary value")
-	errElemType = errors.New("array's element type is not the column's")
+	errBinaryArray = errors.New("malformed array binary value")
+	errElemType    = errors.New("array's element type is not the column's")
 )
 
 // appendArray writes what array_out writes for the binary array b (int32
@@ -23,42 +20,42 @@ var (
 // 1, nested braces per dimension, elements separated by ',', NULL for a
 // NULL element, and an element double-quoted, with '"' and '\' escaped,
 // when array_in would not read it back bare. On error, dst may have grown.
-func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
+func renderArray(dst, b []byte, elem binaryKind, elemOID uint32) ([]byte, error) {
 	if len(b) < 12 {
-		return dst, errArray
+		return dst, errBinaryArray
 	}
 	ndim := int32(binary.BigEndian.Uint32(b))
 	flags := int32(binary.BigEndian.Uint32(b[4:]))
-	if ndim < 0 || ndim > builtin.MaxDims || flags&^1 != 0 {
-		return dst, errArray
+	if ndim < 0 || ndim > maxDims || flags&^1 != 0 {
+		return dst, errBinaryArray
 	}
 	if binary.BigEndian.Uint32(b[8:]) != elemOID {
 		return dst, errElemType
 	}
 	if len(b) < 12+8*int(ndim) {
-		return dst, errArray
+		return dst, errBinaryArray
 	}
-	var dims, lbs [builtin.MaxDims]int32
+	var dims, lbs [maxDims]int32
 	nitems := 1
 	decorated := false
 	for d := range int(ndim) {
 		dims[d] = int32(binary.BigEndian.Uint32(b[12+8*d:]))
 		lbs[d] = int32(binary.BigEndian.Uint32(b[16+8*d:]))
 		if dims[d] < 0 || int64(lbs[d])+int64(dims[d]) > math.MaxInt32 {
-			return dst, errArray // array_recv's ArrayGetNItems and ArrayCheckBounds
+			return dst, errBinaryArray // array_recv's ArrayGetNItems and ArrayCheckBounds
 		}
 		decorated = decorated || lbs[d] != 1
 		// Every element takes at least its length's four bytes, which
 		// bounds the product long before it could overflow.
 		if nitems *= int(dims[d]); nitems > len(b)/4 {
-			return dst, errArray
+			return dst, errBinaryArray
 		}
 	}
 	b = b[12+8*int(ndim):]
 	if ndim == 0 || nitems == 0 {
 		// array_recv makes any array without elements the empty array.
 		if len(b) != 0 {
-			return dst, errArray
+			return dst, errBinaryArray
 		}
 		return append(dst, '{', '}'), nil
 	}
@@ -75,10 +72,10 @@ func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
 	for range ndim {
 		dst = append(dst, '{')
 	}
-	var idx [builtin.MaxDims]int32
+	var idx [maxDims]int32
 	for i := range nitems {
 		if len(b) < 4 {
-			return dst, errArray
+			return dst, errBinaryArray
 		}
 		n := int32(binary.BigEndian.Uint32(b))
 		b = b[4:]
@@ -86,14 +83,14 @@ func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
 		case n == -1:
 			dst = append(dst, "NULL"...)
 		case n < 0 || int(n) > len(b):
-			return dst, errArray
+			return dst, errBinaryArray
 		default:
 			at := len(dst)
 			var err error
-			if dst, err = appendScalar(dst, elem, b[:n]); err != nil {
+			if dst, err = renderScalar(dst, elem, b[:n]); err != nil {
 				return dst, fmt.Errorf("array element %d: %w", i+1, err)
 			}
-			dst = quoteElement(dst, at)
+			dst = quoteElement(dst, at, ',')
 			b = b[n:]
 		}
 		// Close the dimensions this element ends, and open the ones the
@@ -112,58 +109,7 @@ func appendArray(dst, b []byte, elem kind, elemOID uint32) ([]byte, error) {
 		}
 	}
 	if len(b) != 0 {
-		return dst, errArray
+		return dst, errBinaryArray
 	}
 	return dst, nil
-}
-
-// quoteElement double-quotes the element text dst[at:] where it lies, as
-// array_out does when the text is empty, is NULL in any case, or holds '"',
-// '\\', '{', '}', the delimiter ',' or array_isspace's white space; inside
-// the quotes '"' and '\\' get a backslash.
-func quoteElement(dst []byte, at int) []byte {
-	el := dst[at:]
-	need := len(el) == 0 || (len(el) == 4 && el[0]|0x20 == 'n' && el[1]|0x20 == 'u' && el[2]|0x20 == 'l' && el[3]|0x20 == 'l')
-	escapes := 0
-	for _, c := range el {
-		switch arrayChars[c] {
-		case arrayQuote:
-			need = true
-		case arrayEscape:
-			need = true
-			escapes++
-		}
-	}
-	if !need {
-		return dst
-	}
-	end := len(dst)
-	grow := 2 + escapes
-	dst = slices.Grow(dst, grow)[:end+grow]
-	w := end + grow - 1
-	dst[w] = '"'
-	w--
-	for i := end - 1; i >= at; i-- {
-		c := dst[i]
-		dst[w] = c
-		w--
-		if arrayChars[c] == arrayEscape {
-			dst[w] = '\\'
-			w--
-		}
-	}
-	dst[at] = '"'
-	return dst
-}
-
-// arrayChars classes the bytes array_out looks for in an element's text.
-const (
-	arrayQuote  = 1 // the element must be quoted
-	arrayEscape = 2 // and the byte escaped inside the quotes
-)
-
-var arrayChars = [256]byte{
-	'"': arrayEscape, '\\': arrayEscape,
-	'{': arrayQuote, '}': arrayQuote, ',': arrayQuote,
-	' ': arrayQuote, '\t': arrayQuote, '\n': arrayQuote, '\r': arrayQuote, '\v': arrayQuote, '\f': arrayQuote,
 }

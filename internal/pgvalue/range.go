@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ const (
 	rangeUpperInc = "upper_inc"
 )
 
-var errRange = errors.New("not a range literal")
+var errRangeLiteral = errors.New("not a range literal")
 
 // rangeText is a range literal split into its parts; a nil bound is
 // unbounded.
@@ -39,14 +39,14 @@ func parseRange(s string) (rangeText, error) {
 		r.lowerInc = true
 	case p.take('('):
 	default:
-		return r, errRange
+		return r, errRangeLiteral
 	}
 	var err error
 	if r.lower, err = parseRangeBound(&p); err != nil {
 		return r, err
 	}
 	if !p.take(',') {
-		return r, errRange
+		return r, errRangeLiteral
 	}
 	if r.upper, err = parseRangeBound(&p); err != nil {
 		return r, err
@@ -56,10 +56,10 @@ func parseRange(s string) (rangeText, error) {
 		r.upperInc = true
 	case p.take(')'):
 	default:
-		return r, errRange
+		return r, errRangeLiteral
 	}
 	if p.i != len(p.s) || (r.lower == nil && r.lowerInc) || (r.upper == nil && r.upperInc) {
-		return r, errRange
+		return r, errRangeLiteral
 	}
 	return r, nil
 }
@@ -77,7 +77,7 @@ func parseRangeBound(p *scanner) (*string, error) {
 		switch {
 		case c == '\\':
 			if p.i+1 >= len(p.s) {
-				return nil, errRange
+				return nil, errRangeLiteral
 			}
 			b.WriteByte(p.s[p.i+1])
 			p.i += 2
@@ -96,7 +96,7 @@ func parseRangeBound(p *scanner) (*string, error) {
 		}
 		p.i++
 	}
-	return nil, errRange
+	return nil, errRangeLiteral
 }
 
 // format writes the range as range_out does.
@@ -232,19 +232,19 @@ func splitMultirange(s string) ([]string, error) {
 func parseRangePrefix(p *scanner) (rangeText, error) {
 	start := p.i
 	if !p.take('[') && !p.take('(') {
-		return rangeText{}, errRange
+		return rangeText{}, errRangeLiteral
 	}
 	if _, err := parseRangeBound(p); err != nil {
 		return rangeText{}, err
 	}
 	if !p.take(',') {
-		return rangeText{}, errRange
+		return rangeText{}, errRangeLiteral
 	}
 	if _, err := parseRangeBound(p); err != nil {
 		return rangeText{}, err
 	}
 	if !p.take(']') && !p.take(')') {
-		return rangeText{}, errRange
+		return rangeText{}, errRangeLiteral
 	}
 	return parseRange(p.s[start:p.i])
 }
@@ -284,4 +284,20 @@ func appendMultirange(buf []byte, v any, rng *typeInfo) ([]byte, error) {
 		return append(buf, '}'), nil
 	}
 	return nil, fmt.Errorf("want a list of ranges, not %T", v)
+}
+
+// scanner reads a string left to right.
+type scanner struct {
+	s string
+	i int
+}
+
+func (p *scanner) peek(c byte) bool { return p.i < len(p.s) && p.s[p.i] == c }
+
+func (p *scanner) take(c byte) bool {
+	if p.peek(c) {
+		p.i++
+		return true
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package pgcodec
+package pgvalue
 
 import (
 	"encoding/base64"
@@ -63,5 +63,5 @@ func appendBytea(buf []byte, v any) ([]byte, error) {
 		return nil, fmt.Errorf("want a base64 string, not %T", v)
 	}
 	buf = append(buf, `\x`...)
-	return hex.AppendEncode(buf, raw), nil
+	return appendHex(buf, raw), nil
 }

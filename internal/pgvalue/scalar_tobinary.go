@@ -1,65 +1,55 @@
-package copybin
+package pgvalue
 
 import (
 	"encoding/binary"
 	"math"
 	"strconv"
 	"unsafe"
-
-	"github.com/pgflo/pgflo/internal/builtin"
 )
 
-// scalars are the conversions of the types that are not arrays. Left out on
-// purpose: types whose binary receive function reads differently from their
-// text input (name rejects what it would truncate, xml honours an encoding
-// declaration), and types whose text needs a general parser (interval,
-// timetz, network, geometric, ranges: rarely what a snapshot's volume is
-// made of).
-var scalars = map[uint32]convert{
-	builtin.Bool:        convertBool,
-	builtin.Bytea:       convertBytea,
-	builtin.Int2:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 16) },
-	builtin.Int4:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 32) },
-	builtin.Int8:        func(dst, b []byte, _ *scratch) ([]byte, error) { return convertInt(dst, b, 64) },
-	builtin.Text:        convertText,
-	builtin.Bpchar:      convertText,
-	builtin.Varchar:     convertText,
-	builtin.JSON:        convertText,
-	builtin.JSONB:       convertJSONB,
-	builtin.Float4:      func(dst, b []byte, _ *scratch) ([]byte, error) { return convertFloat(dst, b, 32) },
-	builtin.Float8:      func(dst, b []byte, _ *scratch) ([]byte, error) { return convertFloat(dst, b, 64) },
-	builtin.Numeric:     convertNumeric,
-	builtin.UUID:        convertUUID,
-	builtin.Date:        convertDate,
-	builtin.Time:        convertTime,
-	builtin.Timestamp:   func(dst, b []byte, _ *scratch) ([]byte, error) { return convertTimestamp(dst, b, false) },
-	builtin.Timestamptz: func(dst, b []byte, _ *scratch) ([]byte, error) { return convertTimestamp(dst, b, true) },
-}
-
-// converterFor returns the conversion of a column of type oid.
-func converterFor(oid uint32) (convert, bool) {
-	if c, ok := scalars[oid]; ok {
-		return c, true
+// appendBinaryScalar appends the binary form of the text b of a value of kind k,
+// which is not an array.
+func appendBinaryScalar(dst []byte, k binaryKind, b []byte) ([]byte, error) {
+	switch k {
+	case binBool:
+		return convertBool(dst, b)
+	case binBytea:
+		return convertBytea(dst, b)
+	case binInt2:
+		return convertInt(dst, b, 16)
+	case binInt4:
+		return convertInt(dst, b, 32)
+	case binInt8:
+		return convertInt(dst, b, 64)
+	case binText:
+		// text, varchar, char(n) and json receive their text as it is (the
+		// server applies the column's length as its text input does).
+		return append(dst, b...), nil
+	case binJSONB:
+		// jsonb's binary form is a version byte and the JSON text, which
+		// the server parses as its text input does.
+		return append(append(dst, 1), b...), nil
+	case binFloat4:
+		return convertFloat(dst, b, 32)
+	case binFloat8:
+		return convertFloat(dst, b, 64)
+	case binNumeric:
+		return convertNumeric(dst, b)
+	case binUUID:
+		return convertUUID(dst, b)
+	case binDate:
+		return convertDate(dst, b)
+	case binTime:
+		return convertTime(dst, b)
+	case binTimestamp:
+		return convertTimestamp(dst, b, false)
+	case binTimestamptz:
+		return convertTimestamp(dst, b, true)
 	}
-	if elem, ok := builtin.ArrayElems[oid]; ok {
-		c := scalars[elem]
-		return func(dst, b []byte, s *scratch) ([]byte, error) { return convertArray(dst, b, elem, c, s) }, true
-	}
-	return nil, false
+	return dst, errNotConvertible // arrays are converted by appendBinaryArray
 }
 
-// convertText: text, varchar, char(n) and json receive their text as it is
-// (the server applies the column's length as its text input does).
-func convertText(dst, b []byte, _ *scratch) ([]byte, error) { return append(dst, b...), nil }
-
-// convertJSONB: jsonb's binary form is a version byte and the JSON text,
-// which the server parses as its text input does.
-func convertJSONB(dst, b []byte, _ *scratch) ([]byte, error) {
-	dst = append(dst, 1)
-	return append(dst, b...), nil
-}
-
-func convertBool(dst, b []byte, _ *scratch) ([]byte, error) {
+func convertBool(dst, b []byte) ([]byte, error) {
 	if len(b) == 1 {
 		switch b[0] {
 		case 't':
@@ -72,7 +62,7 @@ func convertBool(dst, b []byte, _ *scratch) ([]byte, error) {
 }
 
 // convertBytea reads the hex form (\x followed by pairs of hex digits).
-func convertBytea(dst, b []byte, _ *scratch) ([]byte, error) {
+func convertBytea(dst, b []byte) ([]byte, error) {
 	if len(b) < 2 || b[0] != '\\' || b[1] != 'x' || len(b)%2 != 0 {
 		return dst, errNotConvertible
 	}
@@ -107,7 +97,7 @@ var hexValues = func() (t [256]byte) {
 var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
 
 // convertUUID reads the 8-4-4-4-12 hex form uuid_out writes.
-func convertUUID(dst, b []byte, _ *scratch) ([]byte, error) {
+func convertUUID(dst, b []byte) ([]byte, error) {
 	if len(b) != 36 || b[8] != '-' || b[13] != '-' || b[18] != '-' || b[23] != '-' {
 		return dst, errNotConvertible
 	}
@@ -243,18 +233,18 @@ func decimalSyntax(b []byte) (nonZero, ok bool) {
 // convertNumeric reads what numeric_out writes: NaN, Infinity, -Infinity,
 // or [-]digits[.digits] (never an exponent). The server applies the
 // column's precision and scale as its text input does.
-func convertNumeric(dst, b []byte, _ *scratch) ([]byte, error) {
+func convertNumeric(dst, b []byte) ([]byte, error) {
 	switch string(b) {
 	case "NaN":
-		return appendNumericHeader(dst, 0, 0, builtin.NumericNaN, 0), nil
+		return appendNumericHeader(dst, 0, 0, numericNaN, 0), nil
 	case "Infinity":
-		return appendNumericHeader(dst, 0, 0, builtin.NumericPInf, 0), nil
+		return appendNumericHeader(dst, 0, 0, numericPInf, 0), nil
 	case "-Infinity":
-		return appendNumericHeader(dst, 0, 0, builtin.NumericNInf, 0), nil
+		return appendNumericHeader(dst, 0, 0, numericNInf, 0), nil
 	}
-	sign := uint16(builtin.NumericPos)
+	sign := uint16(numericPos)
 	if len(b) > 0 && b[0] == '-' {
-		sign = builtin.NumericNeg
+		sign = numericNeg
 		b = b[1:]
 	}
 	intPart, frac := b, []byte(nil)
@@ -267,7 +257,7 @@ func convertNumeric(dst, b []byte, _ *scratch) ([]byte, error) {
 			break
 		}
 	}
-	if len(intPart) == 0 || !allDigits(intPart) || !allDigits(frac) || len(frac) > builtin.NumericMaxScale {
+	if len(intPart) == 0 || !allDigits(intPart) || !allDigits(frac) || len(frac) > numericMaxScale {
 		return dst, errNotConvertible
 	}
 	for len(intPart) > 1 && intPart[0] == '0' {

@@ -1,11 +1,10 @@
-package copybin
+package pgvalue
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,18 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflo/pgflo/internal/apply/typestest"
-	"github.com/pgflo/pgflo/internal/builtin"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
-
-var pg *testenv.Postgres
-
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithPostgres(m, &pg)) }
 
 // copyIn loads a binary stream into a table.
 func copyIn(t *testing.T, conn *pgx.Conn, table string, tuples []byte) {
 	t.Helper()
-	stream := slices.Concat(Header, tuples, Trailer)
+	stream := slices.Concat(CopyBinaryHeader, tuples, CopyBinaryTrailer)
 	if _, err := conn.PgConn().CopyFrom(context.Background(), bytes.NewReader(stream), "COPY "+table+" FROM STDIN WITH (FORMAT binary)"); err != nil {
 		t.Fatalf("binary COPY into %s: %v", table, err)
 	}
@@ -44,7 +38,7 @@ func TestAllTypesRoundTrip(t *testing.T) {
 	declined := map[string]bool{}
 	converted := 0
 	for _, c := range typestest.Columns(t, conn, "src")[1:] {
-		conv, _, ok := For([]uint32{builtin.Int8, c.OID})
+		conv, _, ok := TextToBinaryFor([]uint32{Int8OID, c.OID})
 		if !ok {
 			continue
 		}
@@ -62,7 +56,7 @@ func TestAllTypesRoundTrip(t *testing.T) {
 			}
 			id := string(line[:bytes.IndexByte(line, '\t')])
 			out, err := conv.Append(tuples, line)
-			var ce *ConvertError
+			var ce *RowError
 			if err != nil {
 				if !errors.As(err, &ce) || !errors.Is(err, errNotConvertible) || ce.Column != 1 || !bytes.Equal(out, tuples) {
 					t.Fatalf("%s row %s: error %v (%#v), output changed %v", c.Name, id, err, ce, !bytes.Equal(out, tuples))
@@ -103,36 +97,15 @@ func TestGeneratedValuesRoundTrip(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	conn := typestest.Connect(t, dsn)
 	ctx := context.Background()
-	const table = `CREATE TABLE %s (id int8, b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
-		n numeric, np numeric(12,3), t text, vc varchar(40), c char(8), j json, jb jsonb, u uuid, by bytea,
-		d date, tm time, ts timestamp, tz timestamptz, at text[], an numeric[], atz timestamptz[], ai int4[][])`
-	fill := `INSERT INTO src SELECT g, g % 3 = 0,
-		(g * 7919 % 65536 - 32768)::int2, (g::int8 * 104729 % 4294967296 - 2147483648)::int4,
-		((random() - 0.5) * 2 ^ 63)::numeric::int8,
-		((random() - 0.5) * 10 ^ (g % 76 - 38))::float4,
-		((random() - 0.5) * 10 ^ (g % 600 - 300))::float8,
-		round(((random() - 0.5) * 10 ^ (g % 60 - 30))::numeric, g % 40),
-		round((random() * 1e9)::numeric, 3),
-		E'text \\ \t ' || g, 'v' || g, 'c' || g % 100,
-		json_build_object('g', g, 's', E'q"\\'), jsonb_build_object('g', g, 'f', random()),
-		gen_random_uuid(), decode(md5(g::text), 'hex'),
-		date '4712-01-01 BC' + (random() * 106000000)::int,
-		time '00:00' + random() * interval '24 hours',
-		timestamp '4712-01-01 00:00 BC' + random() * interval '298000 years',
-		timestamptz '4712-01-01 00:00+00 BC' + random() * interval '298000 years',
-		ARRAY['a' || g, NULL, E'"q" \\ {x}', ''],
-		ARRAY[round(random()::numeric * 1000, g % 5), 'NaN', NULL],
-		ARRAY[now() - random() * interval '100 years', 'infinity'],
-		CASE WHEN g % 2 = 0 THEN ARRAY[[g, -g], [NULL, 0]] ELSE '[0:0][-3:-2]={{1,2}}'::int4[] END
-	FROM generate_series(1, 20000) g`
-	if _, err := conn.Exec(ctx, fmt.Sprintf(table, "src")+";"+fmt.Sprintf(table, "dst")+";"+fill); err != nil {
+	// The table and values totext_test.go renders from binary.
+	if _, err := conn.Exec(ctx, generatedTable+";"+generatedFill+";CREATE TABLE dst (LIKE src)"); err != nil {
 		t.Fatal(err)
 	}
 	var oids []uint32
 	for _, c := range typestest.Columns(t, conn, "src") {
 		oids = append(oids, c.OID)
 	}
-	conv, bad, ok := For(oids)
+	conv, bad, ok := TextToBinaryFor(oids)
 	if !ok {
 		t.Fatalf("column %d has no conversion", bad)
 	}
@@ -154,31 +127,31 @@ func TestGeneratedValuesRoundTrip(t *testing.T) {
 // form is declined, never read differently from the server's text input.
 func TestDeclinesOtherForms(t *testing.T) {
 	cases := map[uint32][]string{
-		builtin.Bool:        {"true", "1", "T", ""},
-		builtin.Int2:        {"32768", "-32769", "+1", " 1", "1.0", ""},
-		builtin.Int4:        {"2147483648", "1e3", "0x10"},
-		builtin.Int8:        {"9223372036854775808", "-9223372036854775809", "99999999999999999999"},
-		builtin.Float4:      {"1e39", "1e-50", "inf", "nan", "0x1p-2", "1_0", " 1", "1.", ".5", "1e"},
-		builtin.Float8:      {"1e309", "1e-400", "Inf", "infinity", "1,5"},
-		builtin.Numeric:     {"1e5", "1.", ".5", "nan", "inf", " 1", "1 ", "+1", "--1", ""},
-		builtin.UUID:        {"{5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10}", "5f0c3e7e8a3f4c539d7e0c5a1f5f2b10", "5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b1g"},
-		builtin.Bytea:       {"abc", `\x0`, `\xzz`, `\000`},
-		builtin.Date:        {"2024-02-30", "2023-02-29", "2024-13-01", "24-01-01", "2024-01-01 00:00:00", "0000-01-01", "4714-01-01 BC", "294276-01-01", "Infinity", "epoch", "01/02/2024"},
-		builtin.Time:        {"24:00:01", "23:60:00", "23:59:60", "1:00:00", "12:00", "12:00:00.1234567", "12:00:00+00", "12:00:00."},
-		builtin.Timestamp:   {"2024-01-01 00:00:00+00", "2024-01-01T00:00:00", "2024-01-01", "2024-01-01 24:00:00", "2024-01-01 00:00:00 bc"},
-		builtin.Timestamptz: {"2024-01-01 00:00:00", "2024-01-01 00:00:00+16", "2024-01-01 00:00:00+00:60", "2024-01-01 00:00:00+00:00:00:00", "2024-01-01 00:00:00 UTC", "2024-01-01 00:00:00Z"},
-		1007:                {"{1, 2}", "{1,2", "{{1},{1,2}}", "{{}}", "[1:2]={1}", "[2:1]={}", "[1:1]={{1}}", "{1,,2}", "{}x", "1", "{\"1}", "{1}{2}", "{{{{{{{1}}}}}}}", "[0:0]={}"},
-		1009:                {"{a b}", "{ a}", `{a\"}`, `{"a}`, "{a,}"},
+		BoolOID:        {"true", "1", "T", ""},
+		Int2OID:        {"32768", "-32769", "+1", " 1", "1.0", ""},
+		Int4OID:        {"2147483648", "1e3", "0x10"},
+		Int8OID:        {"9223372036854775808", "-9223372036854775809", "99999999999999999999"},
+		Float4OID:      {"1e39", "1e-50", "inf", "nan", "0x1p-2", "1_0", " 1", "1.", ".5", "1e"},
+		Float8OID:      {"1e309", "1e-400", "Inf", "infinity", "1,5"},
+		NumericOID:     {"1e5", "1.", ".5", "nan", "inf", " 1", "1 ", "+1", "--1", ""},
+		UUIDOID:        {"{5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10}", "5f0c3e7e8a3f4c539d7e0c5a1f5f2b10", "5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b1g"},
+		ByteaOID:       {"abc", `\x0`, `\xzz`, `\000`},
+		DateOID:        {"2024-02-30", "2023-02-29", "2024-13-01", "24-01-01", "2024-01-01 00:00:00", "0000-01-01", "4714-01-01 BC", "294276-01-01", "Infinity", "epoch", "01/02/2024"},
+		TimeOID:        {"24:00:01", "23:60:00", "23:59:60", "1:00:00", "12:00", "12:00:00.1234567", "12:00:00+00", "12:00:00."},
+		TimestampOID:   {"2024-01-01 00:00:00+00", "2024-01-01T00:00:00", "2024-01-01", "2024-01-01 24:00:00", "2024-01-01 00:00:00 bc"},
+		TimestamptzOID: {"2024-01-01 00:00:00", "2024-01-01 00:00:00+16", "2024-01-01 00:00:00+00:60", "2024-01-01 00:00:00+00:00:00:00", "2024-01-01 00:00:00 UTC", "2024-01-01 00:00:00Z"},
+		1007:           {"{1, 2}", "{1,2", "{{1},{1,2}}", "{{}}", "[1:2]={1}", "[2:1]={}", "[1:1]={{1}}", "{1,,2}", "{}x", "1", "{\"1}", "{1}{2}", "{{{{{{{1}}}}}}}", "[0:0]={}", "[+0:1]={1,2}", "[9223372036854775807:9223372036854775807]={1}", "[2147483647:2147483648]={1,2}"},
+		1009:           {"{a b}", "{ a}", `{a\"}`, `{"a}`, "{a,}"},
 	}
 	for oid, texts := range cases {
-		conv, _ := converterFor(oid)
+		conv, _, _ := TextToBinaryFor([]uint32{oid})
 		for _, text := range texts {
-			if out, err := conv(nil, []byte(text), &scratch{}); !errors.Is(err, errNotConvertible) {
+			if out, err := conv.Append(nil, append(AppendCopyEscaped(nil, text), '\n')); !errors.Is(err, errNotConvertible) {
 				t.Errorf("type %d: %q converted to %x, want it declined", oid, text, out)
 			}
 		}
 	}
-	if _, bad, ok := For([]uint32{builtin.Int8, 1186, builtin.Text}); ok || bad != 1 {
+	if _, bad, ok := TextToBinaryFor([]uint32{Int8OID, 1186, TextOID}); ok || bad != 1 {
 		t.Errorf("interval: ok %v, column %d; want column 1 declined", ok, bad)
 	}
 }
@@ -186,7 +159,7 @@ func TestDeclinesOtherForms(t *testing.T) {
 // Rows convert field by field: NULLs, escapes, and a wrong number of fields
 // named by row and column.
 func TestAppendRows(t *testing.T) {
-	conv, _, _ := For([]uint32{builtin.Int4, builtin.Text})
+	conv, _, _ := TextToBinaryFor([]uint32{Int4OID, TextOID})
 	got, err := conv.Append([]byte("x"), []byte("1\t\\N\n-2\ta\\tb\\\\\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +171,7 @@ func TestAppendRows(t *testing.T) {
 	}
 	for _, bad := range []string{"1\n", "1\ta\tb\n", "1\ta"} {
 		out, err := conv.Append([]byte("x"), []byte("2\tok\n"+bad))
-		var ce *ConvertError
+		var ce *RowError
 		if !errors.As(err, &ce) || ce.Row != 1 || string(out) != "x" {
 			t.Errorf("%q: %v, %q", bad, err, out)
 		}
@@ -208,7 +181,7 @@ func TestAppendRows(t *testing.T) {
 func BenchmarkAppendMixedRow(b *testing.B) {
 	// The benchmarks' mixed table: int8, int4, text, numeric, timestamptz,
 	// bool, jsonb, uuid, bytea, text[].
-	conv, _, _ := For([]uint32{builtin.Int8, builtin.Int4, builtin.Text, builtin.Numeric, builtin.Timestamptz, builtin.Bool, builtin.JSONB, builtin.UUID, builtin.Bytea, 1009})
+	conv, _, _ := TextToBinaryFor([]uint32{Int8OID, Int4OID, TextOID, NumericOID, TimestamptzOID, BoolOID, JSONBOID, UUIDOID, ByteaOID, 1009})
 	line := []byte("12345\t-773456\trow 12345 827ccb0eea8a706c4c34a16891f84e7b\t-5604.6534\t2024-01-06 05:26:07.5+00\tf\t" +
 		`{"id": 12345, "ok": false, "name": "item 12345", "tags": ["a", 0]}` + "\t3f2a2c7e-5c1a-1bb0-83fd-e9c6d6e6d3a1\t\\\\x827ccb0eea8a706c4c34a16891f84e7b\t{t5,\"q\\\\\"12345\",\"x,y\"}\n")
 	lines := bytes.Repeat(line, 100)
@@ -226,11 +199,11 @@ func BenchmarkAppendMixedRow(b *testing.B) {
 // Any text either converts into well-formed tuples (each field's length
 // within the output) or is declined with dst untouched; nothing panics.
 func FuzzAppendRows(f *testing.F) {
-	oids := []uint32{builtin.Int8, builtin.Numeric, builtin.Timestamptz, builtin.Date, builtin.Time, builtin.Float8, builtin.UUID, builtin.Bytea, 1009, 1007, 1231, 1185}
+	oids := []uint32{Int8OID, NumericOID, TimestamptzOID, DateOID, TimeOID, Float8OID, UUIDOID, ByteaOID, 1009, 1007, 1231, 1185}
 	f.Add([]byte("1\t-12.5\t2024-01-01 00:00:00+00\t2024-01-01\t24:00:00\t1e-5\t5f0c3e7e-8a3f-4c53-9d7e-0c5a1f5f2b10\t\\\\x00ff\t{a,\"b\\\\\"c\",NULL}\t[0:1][1:2]={{1,2},{3,NULL}}\t{1.5,NaN}\t{infinity}\n"))
 	f.Add([]byte("\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n"))
 	f.Add([]byte("0\t0.0001\t0001-01-01 00:00:00+15:59:59 BC\t4713-01-01 BC\t00:00:00.000001\tNaN\t00000000-0000-0000-0000-000000000000\t\\\\x\t{}\t{{{1}}}\t{}\t{}\n"))
-	conv, _, ok := For(oids)
+	conv, _, ok := TextToBinaryFor(oids)
 	if !ok {
 		f.Fatal("no conversion")
 	}
