@@ -49,7 +49,7 @@ func formatReport(o options, src source, env runEnv, one, four copyResult, res p
 		"The COPY anchors read text COPY through pgx (`PgConn().CopyTo`) into a writer that discards the output and only counts its bytes, " +
 		"timed from the start of the COPY (connections opened before) until the last row arrived; the 4-range anchor splits the heap's block count " +
 		"(pg_relation_size / block_size) into 4 equal `ctid >= '(a,0)' AND ctid < '(b,0)'` ranges, one connection each, started together and timed until the last ends. " +
-		"pgflo runs with its defaults (max_copy_workers 4, max_copy_workers_per_table 4, copy_chunk_pages 1000, snapshot_packs keep, pack on; the worker expands the packs into one event per row, its default); ")
+		"pgflo runs with its defaults (max_copy_workers by cores, 2 to 4, max_copy_workers_per_table 4, copy_chunk_pages 1000, snapshot_packs keep, pack on; the worker expands the packs into one event per row, its default); ")
 	fmt.Fprintf(&b, "its snapshot plan had %d chunks. It is timed from the start of the replicator process (`pgflo nats` already running; the worker started as soon as the replicator created the stream) "+
 		"until the worker's file held every row (counted by distinct id); its process startup, slot creation and snapshot export are included. "+
 		"\"KV snapshot record complete\" is when the group's KV record (`%s`, key `snapshot`) first said `complete: true` (polled every 50 ms). "+
