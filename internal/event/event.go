@@ -230,11 +230,11 @@ func appendHead(buf []byte, op Op, schema, table string) []byte {
 	buf = append(buf, `{"v":`...)
 	buf = strconv.AppendInt(buf, int64(Version), 10)
 	buf = append(buf, `,"op":`...)
-	buf = appendString(buf, string(op))
+	buf = AppendJSONString(buf, string(op))
 	buf = append(buf, `,"schema":`...)
-	buf = appendString(buf, schema)
+	buf = AppendJSONString(buf, schema)
 	buf = append(buf, `,"table":`...)
-	return appendString(buf, table)
+	return AppendJSONString(buf, table)
 }
 
 // AppendStrings appends a JSON array of strings (never null).
@@ -244,7 +244,7 @@ func AppendStrings(buf []byte, list []string) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, s)
+		buf = AppendJSONString(buf, s)
 	}
 	return append(buf, ']')
 }
@@ -257,9 +257,9 @@ func AppendColumns(buf []byte, cols []Column) []byte {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"name":`...)
-		buf = appendString(buf, c.Name)
+		buf = AppendJSONString(buf, c.Name)
 		buf = append(buf, `,"type":`...)
-		buf = appendString(buf, c.Type)
+		buf = AppendJSONString(buf, c.Type)
 		buf = append(buf, `,"oid":`...)
 		buf = strconv.AppendUint(buf, uint64(c.OID), 10)
 		if c.Key {
@@ -283,12 +283,12 @@ func (r Row) appendJSON(buf []byte) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, v.Name)
+		buf = AppendJSONString(buf, v.Name)
 		buf = append(buf, ':')
 		if v.Null {
 			buf = append(buf, "null"...)
 		} else {
-			buf = appendString(buf, v.Text)
+			buf = AppendJSONString(buf, v.Text)
 		}
 	}
 	return append(buf, '}')

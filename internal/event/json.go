@@ -15,12 +15,9 @@ var plainJSON = func() (t [utf8.RuneSelf]bool) {
 }()
 
 // AppendJSONString appends s as a JSON string, byte for byte as
-// encoding/json writes it (a fuzz test holds it to that).
-func AppendJSONString(buf []byte, s string) []byte { return appendString(buf, s) }
-
-// appendString appends s as a JSON string. Invalid UTF-8 is replaced by
-// U+FFFD, as encoding/json does, so the output is always valid JSON.
-func appendString(buf []byte, s string) []byte {
+// encoding/json writes it (a fuzz test holds it to that): invalid UTF-8 is
+// replaced by U+FFFD, so the output is always valid JSON.
+func AppendJSONString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(s); {

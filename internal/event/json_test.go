@@ -44,7 +44,7 @@ func c0Controls() string {
 	return b.String()
 }
 
-// TestAppendStringMatchesEncodingJSON pins appendString to encoding/json's
+// TestAppendStringMatchesEncodingJSON pins AppendJSONString to encoding/json's
 // string encoding byte for byte, so pgflo's wire form is what any Go program
 // marshalling the same strings would write.
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
@@ -54,12 +54,12 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := appendString(nil, tc.s)
+			got := AppendJSONString(nil, tc.s)
 			if string(got) != string(want) {
-				t.Errorf("appendString(%q) = %s, want %s (encoding/json)", tc.s, got, want)
+				t.Errorf("AppendJSONString(%q) = %s, want %s (encoding/json)", tc.s, got, want)
 			}
 			if !json.Valid(got) {
-				t.Errorf("appendString(%q) = %s is not valid JSON", tc.s, got)
+				t.Errorf("AppendJSONString(%q) = %s is not valid JSON", tc.s, got)
 			}
 			if utf8.ValidString(tc.s) {
 				var back string
@@ -72,13 +72,13 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestAppendStringAppends(t *testing.T) {
-	got := appendString([]byte(`{"k":`), "v<")
+	got := AppendJSONString([]byte(`{"k":`), "v<")
 	if want := `{"k":"v\u003c"`; string(got) != want {
-		t.Errorf("appendString appended %s, want %s", got, want)
+		t.Errorf("AppendJSONString appended %s, want %s", got, want)
 	}
 }
 
-// FuzzAppendString compares appendString with encoding/json on arbitrary
+// FuzzAppendString compares AppendJSONString with encoding/json on arbitrary
 // strings, including invalid UTF-8.
 func FuzzAppendString(f *testing.F) {
 	for _, tc := range trickyStrings {
@@ -89,9 +89,9 @@ func FuzzAppendString(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := appendString(nil, s)
+		got := AppendJSONString(nil, s)
 		if string(got) != string(want) {
-			t.Fatalf("appendString(%q) = %s, want %s (encoding/json)", s, got, want)
+			t.Fatalf("AppendJSONString(%q) = %s, want %s (encoding/json)", s, got, want)
 		}
 	})
 }

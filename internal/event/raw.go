@@ -126,7 +126,7 @@ func (r RawRow) appendJSON(buf []byte) []byte {
 		if n := len(f.nameJSON); n >= 2 && string(f.nameJSON[1:n-1]) == f.Name {
 			buf = append(buf, f.nameJSON...)
 		} else {
-			buf = appendString(buf, f.Name)
+			buf = AppendJSONString(buf, f.Name)
 		}
 		buf = append(buf, ':')
 		buf = append(buf, f.Value...)
