@@ -62,6 +62,13 @@ func buildBinary() (string, error) {
 // buildMain builds the main package in dir pkgDir into outDir/name, replacing an
 // earlier build atomically.
 func buildMain(pkgDir, outDir, name string) (string, error) {
+	return buildPackage(pkgDir, ".", outDir, name)
+}
+
+// buildPackage builds the main package pkg (a directory or an import path
+// resolved by the module in dir) into outDir/name, replacing an earlier build
+// atomically.
+func buildPackage(dir, pkg, outDir, name string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" && isExecutable(p) {
@@ -79,11 +86,11 @@ func buildMain(pkgDir, outDir, name string) (string, error) {
 	}
 	final := filepath.Join(outDir, exe)
 	tmp := filepath.Join(outDir, fmt.Sprintf(".%s-%d", exe, os.Getpid()))
-	cmd := exec.Command(goBin, "build", "-o", tmp, ".")
-	cmd.Dir = pkgDir
+	cmd := exec.Command(goBin, "build", "-o", tmp, pkg)
+	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = os.Remove(tmp)
-		return "", fmt.Errorf("go build in %s: %w\n%s", pkgDir, err, out)
+		return "", fmt.Errorf("go build %s in %s: %w\n%s", pkg, dir, err, out)
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		_ = os.Remove(tmp)
