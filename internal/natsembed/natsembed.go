@@ -9,7 +9,11 @@ package natsembed
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +31,15 @@ const readyTimeout = 10 * time.Second
 
 // Options configures an embedded server. The zero value is usable apart from
 // StoreDir, which should be set so that JetStream data lands somewhere known.
+//
+// With ConfigFile set, the file is loaded first and every other field that is
+// set (not its zero value) overrides the file's setting; the defaults below
+// apply only where neither gives one.
 type Options struct {
+	// ConfigFile is a nats-server configuration file, for everything these
+	// options do not cover (accounts, TLS, limits, sync_interval, …).
+	// JetStream is always enabled.
+	ConfigFile string
 	// Host is the interface to listen on; empty means 127.0.0.1 so that an
 	// embedded server is never exposed by accident.
 	Host string
@@ -43,6 +55,20 @@ type Options struct {
 	// Logs makes the server log to stderr; otherwise it is silent (fatal
 	// errors are still reported by Start).
 	Logs bool
+
+	// ServerName names the server. A JetStream cluster requires it, the same
+	// across restarts: peers of a replicated stream are known by name.
+	ServerName string
+	// ClusterName is the cluster's name, the same on every server of it;
+	// required in a cluster.
+	ClusterName string
+	// ClusterListen is the host:port the server accepts routes from the other
+	// servers of its cluster on; setting it makes the server a cluster member.
+	ClusterListen string
+	// Routes are the other servers' cluster addresses (nats://host:port);
+	// listing every server of the cluster, this one included, on every
+	// server is simplest. They need ClusterListen.
+	Routes []string
 }
 
 // Start starts a JetStream-enabled server and waits until it accepts clients.
@@ -50,30 +76,11 @@ type Options struct {
 // the port is taken or JetStream cannot use the store directory. Callers use
 // s.ClientURL() to connect and s.Shutdown() plus s.WaitForShutdown() to stop it.
 func Start(opts Options) (*server.Server, error) {
-	host := opts.Host
-	if host == "" {
-		host = "127.0.0.1"
+	sopts, err := serverOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	maxPayload := opts.MaxPayload
-	if maxPayload == 0 {
-		maxPayload = DefaultMaxPayload
-	}
-	if maxPayload < 0 {
-		return nil, fmt.Errorf("start nats: max payload must be positive, got %d", maxPayload)
-	}
-	sopts := &server.Options{
-		Host:       host,
-		Port:       opts.Port,
-		JetStream:  true,
-		StoreDir:   opts.StoreDir,
-		MaxPayload: maxPayload,
-		// The embedding program owns signal handling (see Command).
-		NoSigs: true,
-	}
-	// max_pending must be at least max_payload or the server refuses to start.
-	if int64(maxPayload) > server.MAX_PENDING_SIZE {
-		sopts.MaxPending = int64(maxPayload)
-	}
+	host := sopts.Host
 	s, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
@@ -84,7 +91,7 @@ func Start(opts Options) (*server.Server, error) {
 	// lost or turned into os.Exit.
 	lg := &captureLogger{}
 	if opts.Logs {
-		lg.next = logger.NewStdLogger(true, false, false, isTerminal(os.Stderr), true)
+		lg.next = logger.NewStdLogger(true, sopts.Debug, sopts.Trace, isTerminal(os.Stderr), true)
 	}
 	s.SetLogger(lg, false, false)
 
@@ -92,23 +99,91 @@ func Start(opts Options) (*server.Server, error) {
 	if err := lg.fatalErr(); err != nil {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, fmt.Errorf("start nats on %s:%d: %w", host, opts.Port, err)
+		return nil, fmt.Errorf("start nats on %s:%d: %w", host, sopts.Port, err)
 	}
 	if !s.ReadyForConnections(readyTimeout) {
 		err := lg.fatalErr()
 		s.Shutdown()
 		s.WaitForShutdown()
 		if err != nil {
-			return nil, fmt.Errorf("start nats on %s:%d: %w", host, opts.Port, err)
+			return nil, fmt.Errorf("start nats on %s:%d: %w", host, sopts.Port, err)
 		}
-		return nil, fmt.Errorf("start nats on %s:%d: not ready for connections after %v", host, opts.Port, readyTimeout)
+		return nil, fmt.Errorf("start nats on %s:%d: not ready for connections after %v", host, sopts.Port, readyTimeout)
 	}
 	if !s.JetStreamEnabled() {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, fmt.Errorf("start nats: jetstream is not enabled (store dir %q)", opts.StoreDir)
+		return nil, fmt.Errorf("start nats: jetstream is not enabled (store dir %q)", sopts.StoreDir)
 	}
 	return s, nil
+}
+
+// serverOptions builds the server's options: the config file's, if any, with
+// every set field of opts over them, then the defaults for what is still unset.
+func serverOptions(opts Options) (*server.Options, error) {
+	sopts := &server.Options{}
+	if opts.ConfigFile != "" {
+		var err error
+		if sopts, err = server.ProcessConfigFile(opts.ConfigFile); err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+	}
+	if opts.Host != "" {
+		sopts.Host = opts.Host
+	}
+	if sopts.Host == "" {
+		sopts.Host = "127.0.0.1"
+	}
+	if opts.Port != 0 {
+		sopts.Port = opts.Port
+	}
+	if opts.StoreDir != "" {
+		sopts.StoreDir = opts.StoreDir
+	}
+	if opts.MaxPayload < 0 {
+		return nil, fmt.Errorf("max payload must be positive, got %d", opts.MaxPayload)
+	}
+	if opts.MaxPayload != 0 {
+		sopts.MaxPayload = opts.MaxPayload
+	}
+	if sopts.MaxPayload == 0 {
+		sopts.MaxPayload = DefaultMaxPayload
+	}
+	// max_pending must be at least max_payload or the server refuses to start.
+	if int64(sopts.MaxPayload) > max(sopts.MaxPending, server.MAX_PENDING_SIZE) {
+		sopts.MaxPending = int64(sopts.MaxPayload)
+	}
+	if opts.ServerName != "" {
+		sopts.ServerName = opts.ServerName
+	}
+	if opts.ClusterName != "" {
+		sopts.Cluster.Name = opts.ClusterName
+	}
+	if opts.ClusterListen != "" {
+		host, portText, err := net.SplitHostPort(opts.ClusterListen)
+		port, perr := strconv.Atoi(portText)
+		if err != nil || perr != nil || port < 1 || port > 65535 {
+			return nil, fmt.Errorf("cluster listen address %q: want host:port", opts.ClusterListen)
+		}
+		sopts.Cluster.Host, sopts.Cluster.Port = host, port
+	}
+	if len(opts.Routes) > 0 {
+		sopts.Routes = nil
+		for _, r := range opts.Routes {
+			u, err := url.Parse(strings.TrimSpace(r))
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "nats-route" && u.Scheme != "tls") || u.Port() == "" {
+				return nil, fmt.Errorf("route %q: want nats://host:port", r)
+			}
+			sopts.Routes = append(sopts.Routes, u)
+		}
+	}
+	if len(sopts.Routes) > 0 && sopts.Cluster.Port == 0 {
+		return nil, errors.New("routes need a cluster listen address (cluster.listen) for the other servers to route to")
+	}
+	sopts.JetStream = true
+	// The embedding program owns signal handling (see Command).
+	sopts.NoSigs = true
+	return sopts, nil
 }
 
 // isTerminal reports whether f is a character device, to decide on colored logs.
