@@ -80,6 +80,10 @@ func Replicator(s Settings) (Built, error) {
 	if modes > 1 {
 		return Built{}, fmt.Errorf("Cannot specify multiple modes: use --stream, --copy-and-stream, or --copy")
 	}
+	replicas := s.Int("nats-replicas")
+	if replicas < 1 || replicas > 5 {
+		return Built{}, fmt.Errorf("--nats-replicas must be between 1 and 5, got %d", replicas)
+	}
 	input := map[string]any{
 		"dsn":                        keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")),
 		"group":                      s.String("group"),
@@ -92,9 +96,16 @@ func Replicator(s Settings) (Built, error) {
 		// copy modes their snapshot record).
 		"nats_url": s.String("nats-url"),
 	}
+	output := map[string]any{"url": s.String("nats-url"), "group": s.String("group")}
+	if replicas != 1 {
+		// The group's state lives next to its changes: both survive
+		// the loss of a node, or neither does.
+		input["state_replicas"] = replicas
+		output["stream_replicas"] = replicas
+	}
 	doc := map[string]any{
 		"input":  map[string]any{"pg_flo_replicator": input},
-		"output": map[string]any{"pg_flo_jetstream": map[string]any{"url": s.String("nats-url"), "group": s.String("group")}},
+		"output": map[string]any{"pg_flo_jetstream": output},
 		"logger": logger,
 	}
 	text, err := marshal(doc)

@@ -77,6 +77,34 @@ func TestReplicatorConfig(t *testing.T) {
 	}
 }
 
+// --nats-replicas sets the replicas of the stream and of the state bucket
+// alike; the default leaves both fields out.
+func TestReplicatorNATSReplicas(t *testing.T) {
+	built, err := replicatorWith(t, map[string]any{"nats-replicas": 3, "nats-url": "nats://a:4222,nats://b:4222,nats://c:4222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"state_replicas: 3", "stream_replicas: 3", "url: nats://a:4222,nats://b:4222,nats://c:4222"} {
+		if !strings.Contains(built.YAML, want) {
+			t.Errorf("config lacks %q:\n%s", want, built.YAML)
+		}
+	}
+	built, err = replicatorWith(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(built.YAML, "replicas") {
+		t.Errorf("default config sets replicas:\n%s", built.YAML)
+	}
+	if _, err := replicatorWith(t, map[string]any{"nats-replicas": 0}); err == nil || !strings.Contains(err.Error(), "--nats-replicas") {
+		t.Errorf("nats-replicas 0: error %v, want one naming --nats-replicas", err)
+	}
+	s, err := resolve(replicatorSettings, fakeSource(map[string]any{}, map[string]string{"PG_FLO_NATS_REPLICAS": "3"}, nil))
+	if err != nil || s.Int("nats-replicas") != 3 {
+		t.Errorf("PG_FLO_NATS_REPLICAS=3 resolved to %v (%v)", s["nats-replicas"], err)
+	}
+}
+
 // Every combination pg_flo rejects is rejected with pg_flo's message.
 func TestRejectedCombinations(t *testing.T) {
 	if _, err := replicatorWith(t, map[string]any{"copy": true, "stream": true}); err == nil || err.Error() != "Cannot specify multiple modes: use --stream, --copy-and-stream, or --copy" {

@@ -69,6 +69,7 @@ var replicatorSettings = []setting{
 	{"copy", kindBool, false, "copy the tables' rows only"},
 	{"max-copy-workers-per-table", kindInt, 4, "parallel copy workers per table"},
 	{"track-ddl", kindBool, false, "capture DDL on the replicated tables"},
+	{"nats-replicas", kindInt, 1, "replicas of the group's JetStream stream and state bucket, when created (3 in a 3-node NATS cluster)"},
 }
 
 var workerSettings = []setting{

@@ -52,6 +52,7 @@ const (
 	repFieldQueueEvents         = "queue_events"
 	repFieldSnapshotPacks       = "snapshot_packs"
 	repFieldOwnerLease          = "owner_lease"
+	repFieldStateReplicas       = "state_replicas"
 )
 
 const replicatorDescription = `
@@ -214,6 +215,10 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("How long the group's ownership lease lasts without renewal (see One owner per group): a standby takes over this long after the owner stopped renewing it — killed, hung or cut off from NATS — and the owner, renewing every third of it, stops producing once two thirds passed without a renewal. A cleanly stopped owner hands over at once. Shorter fails over sooner; longer rides out longer NATS hiccups without a hand-over. At least 1s.").
 				Default("10s").
 				Advanced(),
+			service.NewIntField(repFieldStateReplicas).
+				Description("Number of replicas of the group's state bucket (`pg_flo_state_<group>`) in a NATS cluster, used when the bucket is created. Set it like `pg_flo_jetstream`'s `stream_replicas`: 3 in a 3-node cluster, so the snapshot progress and the ownership lease survive the loss of a node as the changes do. An existing bucket keeps its replicas; a warning says when they are fewer.").
+				Default(1).
+				Advanced(),
 			service.NewIntField(repFieldQueueEvents).
 				Description("How many events may wait for the pipeline. It bounds the input's memory; when the queue is full, reading from the slot and copying pause (the source keeps the WAL).").
 				Default(32768).
@@ -246,6 +251,7 @@ type replicatorInput struct {
 	conf       source.Config
 	group      string
 	natsURL    string
+	replicas   int // of the state bucket
 	ownerLease time.Duration
 	holder     state.Holder // this process, as its lease says
 	maxBatch   int
@@ -314,6 +320,7 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	queueEvents := r.Int(repFieldQueueEvents)
 	in.packs = r.String(repFieldSnapshotPacks) == packsKeep
 	in.ownerLease = r.Duration(repFieldOwnerLease)
+	in.replicas = r.Int(repFieldStateReplicas)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
@@ -342,6 +349,9 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 		if v < 1 {
 			return nil, fmt.Errorf("field %s: must be at least 1", name)
 		}
+	}
+	if in.replicas < 1 || in.replicas > 5 {
+		return nil, fmt.Errorf("field %s: must be between 1 and 5, got %d", repFieldStateReplicas, in.replicas)
 	}
 	if in.ownerLease < time.Second {
 		return nil, fmt.Errorf("field %s: %v is too short (at least 1s)", repFieldOwnerLease, in.ownerLease)
@@ -469,9 +479,12 @@ func (in *replicatorInput) openState(ctx context.Context) (*state.Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("field %s: %w", repFieldNATSURL, err)
 	}
-	store, err := state.Open(ctx, js, in.group)
+	store, err := state.Open(ctx, js, in.group, in.replicas)
 	if err != nil {
 		return nil, err
+	}
+	if have := store.Replicas(); have < in.replicas {
+		in.log.Warnf("State bucket %s has %d replicas, fewer than the configured %s %d: it is not changed; raise them with `nats stream edit KV_%s --replicas %d`", jsproto.StateBucket(in.group), have, repFieldStateReplicas, in.replicas, jsproto.StateBucket(in.group), in.replicas)
 	}
 	in.store = store
 	return store, nil

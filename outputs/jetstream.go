@@ -130,7 +130,7 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Default("new").
 				Advanced(),
 			service.NewIntField(jsFieldStreamReplicas).
-				Description("Number of stream replicas in a NATS cluster, used when the stream is created.").
+				Description("Number of stream replicas in a NATS cluster, used when the stream is created: 3 in a 3-node cluster, so the stream survives the loss of a node (see docs/operations.md). An existing stream keeps its replicas; a warning says when they are fewer. Set the replicator's `state_replicas` to the same.").
 				Default(1).
 				Advanced(),
 			service.NewDurationField(jsFieldDuplicateWindow).
@@ -390,6 +390,9 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 	}
 	if have.Retention == jetstream.InterestPolicy {
 		o.log.Warnf("Stream %s has interest retention: changes published while no consumer exists are dropped", want.Name)
+	}
+	if have.Replicas < want.Replicas {
+		o.log.Warnf("Stream %s has %d replicas, fewer than the configured %s %d: it is not changed; raise them with `nats stream edit %s --replicas %d`", want.Name, max(have.Replicas, 1), jsFieldStreamReplicas, want.Replicas, want.Name, want.Replicas)
 	}
 	if have.Duplicates < want.Duplicates {
 		o.log.Warnf("Stream %s de-duplicates over %v, less than the configured %v: replays older than that are stored twice", want.Name, have.Duplicates, want.Duplicates)

@@ -99,7 +99,7 @@ func eventsOf(b *feed.Batch) int {
 // one more row is handed out, though the copy had rows queued.
 func TestChunkRecordConflictStopsTheCopy(t *testing.T) {
 	nats := testenv.StartNATS(t)
-	store, err := state.Open(context.Background(), nats.JetStream(t), "g")
+	store, err := state.Open(context.Background(), nats.JetStream(t), "g", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestChunkRecordConflictStopsTheCopy(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "rows queued by the copy", func() bool { return !src.feed.Empty() })
 
 	// Another replicator of the group records its own progress.
-	other, err := state.Open(context.Background(), nats.JetStream(t), "g")
+	other, err := state.Open(context.Background(), nats.JetStream(t), "g", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestChunkRecordConflictStopsTheCopy(t *testing.T) {
 // another batch.
 func TestLostLeaseStopsTheCopy(t *testing.T) {
 	nats := testenv.StartNATS(t)
-	store, err := state.Open(context.Background(), nats.JetStream(t), "g")
+	store, err := state.Open(context.Background(), nats.JetStream(t), "g", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

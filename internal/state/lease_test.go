@@ -15,7 +15,7 @@ import (
 
 func openStore(t *testing.T, nats *testenv.NATS) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), nats.JetStream(t), "g")
+	s, err := Open(context.Background(), nats.JetStream(t), "g", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,14 +83,22 @@ func (s *Snapshot) Table(schema, name string) *Table {
 // Store reads and writes a group's state. It is safe for concurrent use.
 type Store struct {
 	kv jetstream.KeyValue
+	// replicas is the bucket's number of replicas when it was opened.
+	replicas int
 
 	mu       sync.Mutex
 	revision uint64
 }
 
-// Open returns the group's store, creating the bucket when it is missing.
-func Open(ctx context.Context, js jetstream.JetStream, group string) (*Store, error) {
+// Open returns the group's store, creating the bucket with replicas replicas
+// (1 on a single server; 3 in a three-node cluster, so the state survives the
+// loss of a node as the group's stream does) when it is missing. An existing
+// bucket is used as it is: see Replicas.
+func Open(ctx context.Context, js jetstream.JetStream, group string, replicas int) (*Store, error) {
 	bucket := jsproto.StateBucket(group)
+	if replicas < 1 {
+		return nil, fmt.Errorf("open state bucket %s: replicas must be at least 1, got %d", bucket, replicas)
+	}
 	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -98,6 +106,7 @@ func Open(ctx context.Context, js jetstream.JetStream, group string) (*Store, er
 			Description: "pgflo state of replication group " + group,
 			Storage:     jetstream.FileStorage,
 			History:     1,
+			Replicas:    replicas,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, bucket)
@@ -106,8 +115,21 @@ func Open(ctx context.Context, js jetstream.JetStream, group string) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv}, nil
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
+	}
+	found := replicas
+	if st, ok := status.(*jetstream.KeyValueBucketStatus); ok && st.StreamInfo() != nil {
+		found = st.StreamInfo().Config.Replicas
+	}
+	return &Store{kv: kv, replicas: max(found, 1)}, nil
 }
+
+// Replicas is the bucket's number of replicas as it was found when opened:
+// a bucket created earlier keeps the replicas it was created with, which may
+// be fewer than asked for.
+func (s *Store) Replicas() int { return s.replicas }
 
 // LoadSnapshot returns the snapshot record, or nil when there is none.
 func (s *Store) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
