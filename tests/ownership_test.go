@@ -96,15 +96,18 @@ func (g *ownershipGroup) waitEqual(timeout time.Duration) {
 }
 
 // churn writes to the source the whole time, as applications do: each
-// transaction upserts one random key and deletes another, about rate
-// transactions a second.
+// transaction upserts one random key of accounts and deletes another, about
+// rate transactions a second. Keys are drawn from 1..keys (upserts a twentieth
+// beyond, so new rows keep coming): over a full table, as in the ownership
+// tests, most upserts update; over a table growing from empty, the workload
+// turns from inserts to updates and deletes.
 type churn struct {
 	stop atomic.Bool
 	txs  atomic.Int64
 	wg   sync.WaitGroup
 }
 
-func startChurn(t *testing.T, dsn string, rate int) *churn {
+func startChurn(t *testing.T, dsn string, rate int, keys int64) *churn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
@@ -121,7 +124,7 @@ func startChurn(t *testing.T, dsn string, rate int) *churn {
 		ctx := context.Background()
 		for !c.stop.Load() {
 			<-tick.C
-			upsert, gone := 1+rng.Int63n(ownershipRows*21/20), 1+rng.Int63n(ownershipRows)
+			upsert, gone := 1+rng.Int63n(keys*21/20), 1+rng.Int63n(keys)
 			batch := &pgx.Batch{}
 			batch.Queue("BEGIN")
 			batch.Queue("INSERT INTO accounts (id, balance, note) VALUES ($1, 0, 'new') ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + 1, note = 'changed', at = now()", upsert)
@@ -197,7 +200,7 @@ func TestSecondReplicatorStandsByDuringTheCopy(t *testing.T) {
 	for _, delay := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
 		t.Run(fmt.Sprintf("second after %v", delay), func(t *testing.T) {
 			g := startOwnershipGroup(t, fmt.Sprintf("roll%d", delay/time.Second), "")
-			writer := startChurn(t, g.source, 200)
+			writer := startChurn(t, g.source, 200, ownershipRows)
 			started := time.Now()
 			g.startReplicatorNoWait()
 			// (A process on a busy machine may take a while to get going.)
@@ -235,7 +238,7 @@ func TestSecondReplicatorStandsByDuringTheCopy(t *testing.T) {
 // ends equal to the source.
 func TestStandbyTakesOverAKilledOwnersCopy(t *testing.T) {
 	g := startOwnershipGroup(t, "killed", "    copy_chunk_pages: 200\n")
-	writer := startChurn(t, g.source, 200)
+	writer := startChurn(t, g.source, 200, ownershipRows)
 	g.startReplicatorNoWait()
 	testenv.Eventually(t, 60*time.Second, "A owning the group", func() bool { return strings.Contains(g.replicator.Log(), "owns replication group") })
 	b := g.startReplicatorProcess("replicator-b")

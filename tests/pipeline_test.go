@@ -19,12 +19,15 @@ import (
 // pipeline is one replication group run as two processes of the built binary:
 // replicator (slot → JetStream) and worker (JetStream → an output).
 type pipeline struct {
-	t      *testing.T
-	bin    string
-	dir    string
-	dsn    string
-	group  string
-	nats   *testenv.NATS
+	t     *testing.T
+	bin   string
+	dir   string
+	dsn   string
+	group string
+	nats  *testenv.NATS
+	// urls, when set, are the NATS URLs the processes use instead of nats's
+	// (a cluster's, comma-separated).
+	urls   string
 	output string // the worker's file output, one event per line
 
 	// replicatorExtra is YAML added under pg_flo_replicator (indented by 4),
@@ -64,6 +67,14 @@ func itemsPipeline(t *testing.T, group string, lease bool) *pipeline {
 	return p
 }
 
+// natsURL is the NATS URL (or URLs) the processes connect to.
+func (p *pipeline) natsURL() string {
+	if p.urls != "" {
+		return p.urls
+	}
+	return p.nats.URL()
+}
+
 func (p *pipeline) writeConfig(name, body string) string {
 	p.t.Helper()
 	path := filepath.Join(p.dir, name)
@@ -78,7 +89,7 @@ const quietHTTP = "http:\n  enabled: false\nlogger:\n  level: DEBUG\n  format: l
 func (p *pipeline) replicatorConfig() string {
 	output := p.replicatorOutput
 	if output == "" {
-		output = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s", p.nats.URL(), p.group)
+		output = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s", p.natsURL(), p.group)
 	}
 	return p.writeConfig("replicator.yaml", fmt.Sprintf(`%s
 input:
@@ -144,7 +155,7 @@ input:
     group: %s
 %soutput:
   %s
-`, quietHTTP, p.nats.URL(), p.group, pipelineYAML, outputYAML))
+`, quietHTTP, p.natsURL(), p.group, pipelineYAML, outputYAML))
 	p.worker = testenv.StartProcess(p.t, "worker", p.bin, "run", cfg)
 }
 
