@@ -13,7 +13,11 @@
 // decodes exactly the workload. The table printed gives seconds, changes/s and
 // the ratio to pg_recvlogical, and the peak RSS of the replicator and worker.
 //
-//	go run ./bench --bin ./pgflo [--updates 200000] [--tx 1000] [--rows 10000] [--out bench/results/stream.md]
+// --nats r3 or r3-sync runs pgflo against three `pgflo nats` servers in a
+// cluster (stream with 3 replicas; r3-sync with sync_interval: always)
+// instead of one.
+//
+//	go run ./bench --bin ./pgflo [--updates 200000] [--tx 1000] [--rows 10000] [--nats r1|r3|r3-sync] [--out bench/results/stream.md]
 package main
 
 import (
@@ -55,6 +59,7 @@ type options struct {
 	out     string
 	keep    bool
 	timeout time.Duration
+	nats    string
 }
 
 func main() {
@@ -66,6 +71,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the result table (markdown) to this file, e.g. bench/results/stream.md")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, output, PostgreSQL data dir)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up on a reader that takes longer than this")
+	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, benchkit.NATSModeUsage)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\n"+
 			"Times pgflo streaming N committed UPDATEs from PostgreSQL through JetStream into a file,\n"+
@@ -85,6 +91,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
+	}
+	if err := benchkit.CheckNATSMode(o.nats); err != nil {
+		return err
 	}
 	bin, err := benchkit.ResolveBin(o.bin)
 	if err != nil {
@@ -320,8 +329,9 @@ func measureRecvlogical(ctx context.Context, o options, work, bin, dsn, endLSN s
 // pgfloResult holds what the pgflo run measured.
 type pgfloResult struct {
 	endToEnd, replicator          benchkit.Measurement
-	repRSS, workerRSS, natsRSS    int64 // bytes, 0 when unknown
+	repRSS, workerRSS, natsRSS    int64 // bytes, 0 when unknown (natsRSS: the largest server's)
 	lines, duplicates, otherLines int
+	natsSetup                     string // the NATS pgflo ran against
 }
 
 // measurePgflo runs `pgflo nats`, the replicator and the worker as separate
@@ -334,11 +344,13 @@ func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (re
 	var procs benchkit.Procs // stopped in reverse order
 	defer func() { procs.StopAll(err == nil) }()
 
-	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
+	natsSetup, err := benchkit.StartNATSMode(ctx, work, o.bin, o.nats)
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, natsProc)
+	procs = append(procs, natsSetup.Procs...)
+	natsURL := natsSetup.URL
+	res.natsSetup = natsSetup.Describe()
 	watch, err := benchkit.NewStreamWatch(natsURL, group)
 	if err != nil {
 		return res, err
@@ -357,7 +369,7 @@ output:
   pg_flo_jetstream:
     url: %q
     group: %s
-`, common, dsn, group, natsURL, group)), 0o600); err != nil {
+%s`, common, dsn, group, natsURL, group, natsSetup.ReplicaFields("    ", "stream_replicas"))), 0o600); err != nil {
 		return res, err
 	}
 	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`%sinput:
@@ -435,7 +447,7 @@ output:
 
 	res.repRSS, _ = rep.MaxRSS()
 	res.workerRSS, _ = worker.MaxRSS()
-	res.natsRSS, _ = natsProc.MaxRSS()
+	res.natsRSS = natsSetup.MaxRSS()
 	return res, nil
 }
 
@@ -443,9 +455,9 @@ func formatReport(o options, e env, ms []benchkit.Measurement, res pgfloResult) 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## pgflo stream benchmark\n\n")
 	fmt.Fprintf(&b, "%s single-row UPDATEs in transactions of %s (table of %s rows), committed on the source while pgflo was stopped; "+
-		"then the time until every change is read. PostgreSQL %s, %d CPUs, %s/%s, %s.\n\n",
+		"then the time until every change is read. PostgreSQL %s, %d CPUs, %s/%s, %s. NATS (`--nats %s`): %s.\n\n",
 		benchkit.Thousands(o.updates), benchkit.Thousands(o.tx), benchkit.Thousands(o.rows), e.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), o.nats, res.natsSetup)
 
 	var recv benchkit.Measurement
 	for _, m := range ms {

@@ -16,7 +16,11 @@
 // The table printed gives seconds, rows/s and the ratio to the 4-range COPY,
 // and the peak RSS of the replicator, the worker and `pgflo nats`.
 //
-//	go run ./bench/snapshot --bin ./pgflo [--rows 1000000] [--out bench/results/snapshot.md]
+// --nats r3 or r3-sync runs pgflo against three `pgflo nats` servers in a
+// cluster (stream and state bucket with 3 replicas; r3-sync with
+// sync_interval: always) instead of one.
+//
+//	go run ./bench/snapshot --bin ./pgflo [--rows 1000000] [--nats r1|r3|r3-sync] [--out bench/results/snapshot.md]
 package main
 
 import (
@@ -43,6 +47,7 @@ type options struct {
 	out     string
 	keep    bool
 	timeout time.Duration
+	nats    string
 }
 
 func main() {
@@ -52,6 +57,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the result table (markdown) to this file, e.g. bench/results/snapshot.md")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, output, PostgreSQL data dir)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on pgflo when it takes longer than this")
+	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, benchkit.NATSModeUsage)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/snapshot [flags]\n\n"+
 			"Times pgflo's copy_and_stream snapshot of a table of N mixed-type rows through JetStream into a file,\n"+
@@ -67,6 +73,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
+	}
+	if err := benchkit.CheckNATSMode(o.nats); err != nil {
+		return err
 	}
 	bin, err := benchkit.ResolveBin(o.bin)
 	if err != nil {

@@ -27,7 +27,8 @@ type pgfloResult struct {
 	repCPU, workerCPU, natsCPU float64 // seconds of user+system CPU, -1 when unknown
 	lines, duplicates          int
 	outputBytes                int64
-	chunks                     int // chunks in the snapshot plan
+	chunks                     int    // chunks in the snapshot plan
+	natsSetup                  string // the NATS pgflo ran against
 }
 
 // measurePgflo runs `pgflo nats`, the replicator (copy_and_stream) and the
@@ -42,11 +43,13 @@ func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloRe
 	var procs benchkit.Procs // stopped in reverse order
 	defer func() { procs.StopAll(err == nil) }()
 
-	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
+	natsSetup, err := benchkit.StartNATSMode(ctx, work, o.bin, o.nats)
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, natsProc)
+	procs = append(procs, natsSetup.Procs...)
+	natsURL := natsSetup.URL
+	res.natsSetup = natsSetup.Describe()
 	watch, err := benchkit.NewStreamWatch(natsURL, group)
 	if err != nil {
 		return res, err
@@ -71,11 +74,11 @@ input:
     tables: [%s]
     mode: copy_and_stream
     nats_url: %q
-output:
+%soutput:
   pg_flo_jetstream:
     url: %q
     group: %s
-`, dsn, group, table, natsURL, natsURL, group)), 0o600); err != nil {
+%s`, dsn, group, table, natsURL, natsSetup.ReplicaFields("    ", "state_replicas"), natsURL, group, natsSetup.ReplicaFields("    ", "stream_replicas"))), 0o600); err != nil {
 		return res, err
 	}
 	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`http:
@@ -169,8 +172,8 @@ output:
 
 	res.repRSS, _ = rep.MaxRSS()
 	res.workerRSS, _ = worker.MaxRSS()
-	res.natsRSS, _ = natsProc.MaxRSS()
-	res.repCPU, res.workerCPU, res.natsCPU = rep.CPU(), worker.CPU(), natsProc.CPU()
+	res.natsRSS = natsSetup.MaxRSS()
+	res.repCPU, res.workerCPU, res.natsCPU = rep.CPU(), worker.CPU(), natsSetup.CPU()
 	return res, nil
 }
 

@@ -19,10 +19,10 @@ func formatReport(o options, src source, env runEnv, one, four copyResult, res p
 	fmt.Fprintf(&b, "## pgflo snapshot benchmark\n\n")
 	fmt.Fprintf(&b, "%s rows of a mixed-type table (bigint PK, int, text, numeric, timestamptz, bool, jsonb, uuid, bytea, text[]; "+
 		"heap %s in %s blocks, %s of COPY text), read whole by each reader. PostgreSQL %s, %d CPUs, %s/%s, %s; "+
-		"load average %s before the anchors, %s after pgflo.\n\n",
+		"load average %s before the anchors, %s after pgflo. NATS (`--nats %s`): %s.\n\n",
 		benchkit.Thousands(o.rows), mib(src.tableBytes), benchkit.Thousands(int(src.blocks)), mib(one.bytes),
 		src.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		env.load, env.loadAfter)
+		env.load, env.loadAfter, o.nats, res.natsSetup)
 
 	base := four.m
 	fmt.Fprintf(&b, "| reader | seconds | rows/s | × 4-range COPY |\n|---|---:|---:|---:|\n")

@@ -56,6 +56,9 @@ func (w *StreamWatch) WaitCreated(ctx context.Context, rep *Proc, timeout time.D
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) && time.Now().Before(deadline):
+			// In a cluster, a stream being created answers nothing until
+			// its replicas have elected a leader.
 		case !errors.Is(err, jetstream.ErrStreamNotFound):
 			return fmt.Errorf("look up stream %s: %w", w.name, err)
 		case rep.Exited():

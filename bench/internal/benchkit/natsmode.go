@@ -1,0 +1,184 @@
+package benchkit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+// The NATS setups a benchmark can run pgflo against (its --nats flag), to
+// show what replication costs next to the same run's anchors.
+const (
+	// NATSR1 is one `pgflo nats` server; streams and buckets have one replica.
+	NATSR1 = "r1"
+	// NATSR3 is three `pgflo nats` servers in a cluster on this machine; the
+	// group's stream and state bucket have three replicas.
+	NATSR3 = "r3"
+	// NATSR3Sync is NATSR3 with sync_interval: always (every server fsyncs
+	// before it acknowledges).
+	NATSR3Sync = "r3-sync"
+)
+
+// NATSModeUsage is the help text of a --nats flag.
+const NATSModeUsage = "NATS for pgflo: r1 (one `pgflo nats`), r3 (three `pgflo nats` in a cluster, stream and state bucket with 3 replicas) or r3-sync (r3 with sync_interval: always)"
+
+// CheckNATSMode reports a --nats value that is not a known setup.
+func CheckNATSMode(mode string) error {
+	switch mode {
+	case NATSR1, NATSR3, NATSR3Sync:
+		return nil
+	}
+	return fmt.Errorf("--nats must be %s, %s or %s, got %q", NATSR1, NATSR3, NATSR3Sync, mode)
+}
+
+// NATS is the NATS a measurement runs pgflo against.
+type NATS struct {
+	Mode  string
+	Procs Procs
+	// URL is every server's client URL, comma-separated.
+	URL string
+	// Replicas is what the group's stream and state bucket are created with.
+	Replicas int
+}
+
+// StartNATSMode starts the setup mode (see NATSR1 and the others), with its
+// stores in work, and waits until JetStream answers (a cluster has elected
+// its meta leader).
+func StartNATSMode(ctx context.Context, work, bin, mode string) (n *NATS, err error) {
+	if err := CheckNATSMode(mode); err != nil {
+		return nil, err
+	}
+	n = &NATS{Mode: mode, Replicas: 1}
+	defer func() {
+		if err != nil {
+			n.Procs.StopAll(false)
+		}
+	}()
+	if mode == NATSR1 {
+		p, url, err := StartNATS(work, bin)
+		if err != nil {
+			return nil, err
+		}
+		n.Procs, n.URL = Procs{p}, url
+		return n, nil
+	}
+
+	n.Replicas = 3
+	var client, route [3]int
+	var routes, urls []string
+	for i := range 3 {
+		if client[i], err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
+		if route[i], err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[i]))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	var extra []string
+	if mode == NATSR3Sync {
+		conf := filepath.Join(work, "nats-sync.conf")
+		if err := os.WriteFile(conf, []byte("jetstream {\n  sync_interval: always\n}\n"), 0o600); err != nil {
+			return nil, err
+		}
+		extra = []string{"--config", conf}
+	}
+	for i := range 3 {
+		name := "n" + strconv.Itoa(i+1)
+		args := append([]string{"nats", "--port", strconv.Itoa(client[i]), "--store-dir", filepath.Join(work, "nats-store-"+name),
+			"--server-name", name, "--cluster-name", "bench", "--cluster-listen", fmt.Sprintf("127.0.0.1:%d", route[i]),
+			"--routes", strings.Join(routes, ",")}, extra...)
+		p, err := StartProc(work, "nats-"+name, bin, args...)
+		if err != nil {
+			return nil, err
+		}
+		n.Procs = append(n.Procs, p)
+	}
+	for i, p := range n.Procs {
+		if err := WaitTCP(p, client[i], 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	n.URL = strings.Join(urls, ",")
+	if err := waitJetStream(ctx, n.URL, 60*time.Second); err != nil {
+		return nil, n.Procs.Describe(err)
+	}
+	return n, nil
+}
+
+// waitJetStream waits until JetStream answers account info, which in a
+// cluster only its meta leader does.
+func waitJetStream(ctx context.Context, url string, timeout time.Duration) error {
+	nc, err := nats.Connect(url, nats.Name("pgflo-bench"))
+	if err != nil {
+		return fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	_, err = Poll(ctx, time.Now(), 100*time.Millisecond, timeout, "JetStream meta leader", func() (bool, error) {
+		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(reqCtx)
+		return err == nil, nil
+	})
+	return err
+}
+
+// ReplicaFields is the YAML (at indent) that creates the group's stream or
+// state bucket with the setup's replicas: field is stream_replicas or
+// state_replicas. Empty for one replica, the default.
+func (n *NATS) ReplicaFields(indent, field string) string {
+	if n.Replicas == 1 {
+		return ""
+	}
+	return fmt.Sprintf("%s%s: %d\n", indent, field, n.Replicas)
+}
+
+// MaxRSS is the largest peak RSS of the servers, 0 when unknown.
+func (n *NATS) MaxRSS() int64 {
+	var most int64
+	for _, p := range n.Procs {
+		if rss, ok := p.MaxRSS(); ok {
+			most = max(most, rss)
+		}
+	}
+	return most
+}
+
+// CPU is the servers' user+system CPU seconds so far, together; -1 when
+// unknown.
+func (n *NATS) CPU() float64 {
+	total := 0.0
+	for _, p := range n.Procs {
+		c := p.CPU()
+		if c < 0 {
+			return -1
+		}
+		total += c
+	}
+	return total
+}
+
+// Describe names the setup for a report.
+func (n *NATS) Describe() string {
+	switch n.Mode {
+	case NATSR3:
+		return "three `pgflo nats` servers in a cluster on this machine, the group's stream (and state bucket) with 3 replicas"
+	case NATSR3Sync:
+		return "three `pgflo nats` servers in a cluster on this machine with `sync_interval: always`, the group's stream (and state bucket) with 3 replicas"
+	}
+	return "one `pgflo nats` server"
+}
