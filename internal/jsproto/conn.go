@@ -12,19 +12,21 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ConnConfig is what pg_flo_jetstream and pg_flo_worker need to reach NATS.
+// ConnConfig is what pgflo's components need to reach NATS.
 type ConnConfig struct {
 	// URL is one NATS URL or several separated by commas.
 	URL string
 	// Name identifies the connection in the server's monitoring.
 	Name string
 
-	// At most one way to authenticate: User and Password, Token, or CredsFile
-	// (a JWT + NKey credentials file).
+	// At most one way to authenticate: User and Password, Token, CredsFile
+	// (a JWT + NKey credentials file) or NkeyFile (a file holding an NKey
+	// user seed).
 	User      string
 	Password  string
 	Token     string
 	CredsFile string
+	NkeyFile  string
 	// TLS, when not nil, makes the connection use TLS with this config.
 	TLS *tls.Config
 
@@ -50,8 +52,11 @@ func (c ConnConfig) Validate() error {
 	if c.CredsFile != "" {
 		n++
 	}
+	if c.NkeyFile != "" {
+		n++
+	}
 	if n > 1 {
-		return errors.New("user/password, token and creds_file are mutually exclusive: set one way to authenticate")
+		return errors.New("user/password, token, creds_file and nkey_file are mutually exclusive: set one way to authenticate")
 	}
 	if c.Password != "" && c.User == "" {
 		return errors.New("password: set user too")
@@ -79,6 +84,14 @@ func Connect(c ConnConfig) (*nats.Conn, error) {
 		opts = append(opts, nats.Token(c.Token))
 	case c.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	case c.NkeyFile != "":
+		// The seed is read here, once: a missing or malformed file fails
+		// at once, naming the field, not at every reconnect.
+		opt, err := nats.NkeyOptionFromSeed(c.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey_file %s: %w", c.NkeyFile, err)
+		}
+		opts = append(opts, opt)
 	}
 	if c.TLS != nil {
 		opts = append(opts, nats.Secure(c.TLS))
@@ -94,7 +107,7 @@ func Connect(c ConnConfig) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", redactURL(c.URL), err)
+		return nil, fmt.Errorf("connect to nats %s: %w", RedactURL(c.URL), err)
 	}
 	return nc, nil
 }
@@ -124,17 +137,31 @@ func Drain(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
-// redactURL hides credentials embedded in (comma-separated) URLs, for error
-// messages.
-func redactURL(urls string) string {
+// RedactURL hides credentials embedded in (comma-separated) URLs, for logs
+// and error messages: nats://user:secret@host:4222 becomes
+// nats://redacted@host:4222. An entry that does not parse as a URL but holds
+// an '@' is replaced whole, as it may still hold a password.
+func RedactURL(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, raw := range parts {
 		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil || u.User == nil {
+		if err != nil {
+			if strings.Contains(raw, "@") {
+				parts[i] = "(unparsable url)"
+			}
+			continue
+		}
+		if u.User == nil {
 			continue
 		}
 		u.User = url.User("redacted")
 		parts[i] = u.String()
 	}
 	return strings.Join(parts, ",")
+}
+
+// HasURLCredentials reports whether one of the (comma-separated) URLs
+// embeds a user or a password.
+func HasURLCredentials(urls string) bool {
+	return RedactURL(urls) != urls
 }
