@@ -17,7 +17,7 @@ func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
 	if err != nil {
 		return place{}, err
 	}
-	p := place{name: "NATS " + nc.ConnectedUrlRedacted(), close: nc.Close}
+	p := place{name: "NATS " + jsproto.RedactURL(nc.ConnectedUrl()), close: nc.Close}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		p.close()

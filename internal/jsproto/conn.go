@@ -100,7 +100,9 @@ func Connect(c ConnConfig) (*nats.Conn, error) {
 		opts = append(opts, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { c.OnDisconnect(err) }))
 	}
 	if c.OnReconnect != nil {
-		opts = append(opts, nats.ReconnectHandler(func(nc *nats.Conn) { c.OnReconnect(nc.ConnectedUrlRedacted()) }))
+		// Not ConnectedUrlRedacted: it keeps a token given as the URL's
+		// user name.
+		opts = append(opts, nats.ReconnectHandler(func(nc *nats.Conn) { c.OnReconnect(RedactURL(nc.ConnectedUrl())) }))
 	}
 	if c.OnClosed != nil {
 		opts = append(opts, nats.ClosedHandler(func(*nats.Conn) { c.OnClosed() }))
