@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -203,6 +204,33 @@ func TestNATSTLSAndPassword(t *testing.T) {
 	if nc, err := nats.Connect(ns.URL(), nats.UserInfo("pgflo", natsPassword), nats.RootCAs(files.ca)); err == nil {
 		nc.Close()
 		t.Fatal("the server accepted a client without a certificate")
+	}
+
+	// pgflo cleanup takes the same flags: it drops the group's NATS objects.
+	for _, p := range []*testenv.Process{rep, wrk} {
+		if err := p.Stop(); err != nil {
+			t.Logf("stop: %v", err)
+		}
+	}
+	out, err := runPgflo(t, append([]string{"cleanup", "--group", "natstls", "--yes"}, natsFlags...)...)
+	if err != nil {
+		t.Fatalf("pgflo cleanup: %v\n%s", err, out)
+	}
+	assertContains(t, out, "dropped     JetStream stream pgflo_natstls_stream", "dropped     JetStream key-value bucket pg_flo_state_natstls")
+	if strings.Contains(out, natsPassword) {
+		t.Errorf("pgflo cleanup shows the NATS password:\n%s", out)
+	}
+	nc, err := nats.Connect(ns.URL(), clientOpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(t.Context(), "pgflo_natstls_stream"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("after cleanup, the stream: %v, want it gone", err)
 	}
 }
 

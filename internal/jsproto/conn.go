@@ -3,9 +3,11 @@ package jsproto
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -166,4 +168,33 @@ func RedactURL(urls string) string {
 // embeds a user or a password.
 func HasURLCredentials(urls string) bool {
 	return RedactURL(urls) != urls
+}
+
+// TLSFromFiles is the client TLS config of PEM files: caFile (empty: the
+// system's roots) verifies the server, certFile and keyFile (both or
+// neither) are the client's certificate. It serves command lines; the
+// components take Benthos' tls field instead.
+func TLSFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("a client certificate needs both its certificate and its key file")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
 }
