@@ -179,7 +179,7 @@ func replicatorSpec() *service.ConfigSpec {
 				Advanced(),
 			natsconf.ObjectField(repFieldNATS,
 				"The NATS connection of the group's state: the same fields as `pg_flo_jetstream` and `pg_flo_worker` take for theirs (url, authentication, TLS).",
-				"NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group); several URLs may be given separated by commas. Required by the copy modes, recommended for `stream`; unset, the replicator uses no NATS. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, but the URL is not a secret field, so printed configs show it; prefer the `user`/`password` fields."),
+				"NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group); several URLs may be given separated by commas. Required by the copy modes, recommended for `stream`; unset or empty, the replicator uses no NATS. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, but the URL is not a secret field, so printed configs show it; prefer the `user`/`password` fields."),
 			service.NewStringField(repFieldNATSURL).
 				Description("Replaced by `nats.url`, which it stands for: still accepted, with a warning at start. Setting both is an error.").
 				Optional().
@@ -318,11 +318,9 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 		if withNATS {
 			return nil, fmt.Errorf("fields %s and %s.%s are both set: keep %s.%s (%s is its old name)", repFieldNATSURL, repFieldNATS, natsconf.FieldURL, repFieldNATS, natsconf.FieldURL, repFieldNATSURL)
 		}
+		// Empty, as before, means no NATS.
 		stateConn = jsproto.ConnConfig{URL: r.String(repFieldNATSURL)}
-		if err := stateConn.Validate(); err != nil {
-			return nil, fmt.Errorf("field %s: %w", repFieldNATSURL, err)
-		}
-		withNATS = true
+		withNATS = stateConn.URL != ""
 		in.natsField = repFieldNATSURL
 		in.log.Warnf("Field %s is deprecated: use %s.%s, which takes the same URL (and %s's authentication and TLS fields)", repFieldNATSURL, repFieldNATS, natsconf.FieldURL, repFieldNATS)
 	}

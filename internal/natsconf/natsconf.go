@@ -108,12 +108,17 @@ func ParseConn(conf *service.ParsedConfig) (jsproto.ConnConfig, error) {
 }
 
 // ParseConnAt reads the object field name of ObjectField. ok is false when
-// its url is unset; any other field set without a url is an error. Errors
-// name the object ("field nats: …").
+// its url is unset or empty (so `url: ${NATS_URL:}` can turn NATS off); any
+// other field set without a url is an error. Errors name the object
+// ("field nats: …").
 func ParseConnAt(conf *service.ParsedConfig, name string) (c jsproto.ConnConfig, ok bool, err error) {
 	block := conf.Namespace(name)
-	if !block.Contains(FieldURL) {
-		r := confread.New(block)
+	r := confread.New(block)
+	url := ""
+	if block.Contains(FieldURL) {
+		url = r.String(FieldURL)
+	}
+	if url == "" {
 		set := r.String(FieldUser) + r.String(FieldPassword) + r.String(FieldToken) + r.String(FieldCredsFile) + r.String(FieldNkeyFile)
 		if err := r.Err(); err != nil {
 			return c, false, fmt.Errorf("field %s: %w", name, err)
