@@ -70,7 +70,8 @@ input:
     group: %s
     tables: [%s]
     mode: copy_and_stream
-    nats_url: %q
+    nats:
+      url: %q
 output:
   pg_flo_jetstream:
     url: %q

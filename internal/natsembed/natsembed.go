@@ -43,6 +43,10 @@ type Options struct {
 	// Logs makes the server log to stderr; otherwise it is silent (fatal
 	// errors are still reported by Start).
 	Logs bool
+	// ServerOptions, when set, adjusts the nats-server options built from
+	// the fields above before the server starts: settings this package
+	// does not expose, such as TLS and authorization (tests use it).
+	ServerOptions func(*server.Options)
 }
 
 // Start starts a JetStream-enabled server and waits until it accepts clients.
@@ -73,6 +77,9 @@ func Start(opts Options) (*server.Server, error) {
 	// max_pending must be at least max_payload or the server refuses to start.
 	if int64(maxPayload) > server.MAX_PENDING_SIZE {
 		sopts.MaxPending = int64(maxPayload)
+	}
+	if opts.ServerOptions != nil {
+		opts.ServerOptions(sopts)
 	}
 	s, err := server.NewServer(sopts)
 	if err != nil {
