@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pgflo/pgflo/internal/jsproto"
 )
 
 // Secret is a password the built config references by environment variable
@@ -13,6 +15,75 @@ import (
 type Secret struct {
 	Env   string // e.g. PG_FLO_PASSWORD
 	Value string
+	// YAML marks a reference that is a double-quoted YAML string of its
+	// own (the NATS fields); the others sit between the single quotes of a
+	// keyword/value DSN. Each is escaped for where it sits (Escaped).
+	YAML bool
+}
+
+// Escaped is the secret's value as its environment variable must hold it:
+// Benthos pastes the variable into the config text as it is.
+func (s Secret) Escaped() string {
+	if s.YAML {
+		return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s.Value)
+	}
+	return EscapeDSNPassword(s.Value)
+}
+
+// reference is a ${env} reference as a double-quoted YAML string, which
+// any value pasted into it (escaped by Secret.Escaped) leaves intact.
+func reference(env string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: "${" + env + "}"}
+}
+
+// natsConn returns the NATS connection fields of the settings as
+// pg_flo_jetstream and pg_flo_worker spell them (and pg_flo_replicator's
+// nats object), with the secrets they reference: the password, the token,
+// and a URL holding credentials (as ${PG_FLO_NATS_URL}).
+func natsConn(s Settings) (map[string]any, []Secret, error) {
+	methods := 0
+	for _, set := range []bool{s.String("nats-user") != "" || s.String("nats-password") != "", s.String("nats-token") != "", s.String("nats-creds-file") != "", s.String("nats-nkey-file") != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		return nil, nil, fmt.Errorf("--nats-user/--nats-password, --nats-token, --nats-creds-file and --nats-nkey-file are mutually exclusive: use one way to authenticate to NATS")
+	}
+	if s.String("nats-password") != "" && s.String("nats-user") == "" {
+		return nil, nil, fmt.Errorf("--nats-password needs --nats-user")
+	}
+	if (s.String("nats-tls-cert") == "") != (s.String("nats-tls-key") == "") {
+		return nil, nil, fmt.Errorf("--nats-tls-cert and --nats-tls-key go together")
+	}
+	conn := map[string]any{"url": s.String("nats-url")}
+	var secrets []Secret
+	if url := s.String("nats-url"); jsproto.HasURLCredentials(url) {
+		conn["url"] = reference(EnvName("nats-url"))
+		secrets = append(secrets, Secret{Env: EnvName("nats-url"), Value: url, YAML: true})
+	}
+	for _, name := range []string{"nats-password", "nats-token"} {
+		if v := s.String(name); v != "" {
+			conn[strings.TrimPrefix(name, "nats-")] = reference(EnvName(name))
+			secrets = append(secrets, Secret{Env: EnvName(name), Value: v, YAML: true})
+		}
+	}
+	for flag, field := range map[string]string{"nats-user": "user", "nats-creds-file": "creds_file", "nats-nkey-file": "nkey_file"} {
+		if v := s.String(flag); v != "" {
+			conn[field] = v
+		}
+	}
+	if ca, cert := s.String("nats-tls-ca"), s.String("nats-tls-cert"); ca != "" || cert != "" {
+		tls := map[string]any{"enabled": true}
+		if ca != "" {
+			tls["root_cas_file"] = ca
+		}
+		if cert != "" {
+			tls["client_certs"] = []any{map[string]any{"cert_file": cert, "key_file": s.String("nats-tls-key")}}
+		}
+		conn["tls"] = tls
+	}
+	return conn, secrets, nil
 }
 
 // Built is a Benthos config built from pg_flo settings.
@@ -84,6 +155,10 @@ func Replicator(s Settings) (Built, error) {
 	if replicas < 1 || replicas > 5 {
 		return Built{}, fmt.Errorf("--nats-replicas must be between 1 and 5, got %d", replicas)
 	}
+	conn, secrets, err := natsConn(s)
+	if err != nil {
+		return Built{}, err
+	}
 	input := map[string]any{
 		"dsn":                        keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")),
 		"group":                      s.String("group"),
@@ -94,9 +169,12 @@ func Replicator(s Settings) (Built, error) {
 		"track_ddl":                  s.Bool("track-ddl"),
 		// Every mode keeps the group's ownership lease there (and the
 		// copy modes their snapshot record).
-		"nats_url": s.String("nats-url"),
+		"nats": conn,
 	}
-	output := map[string]any{"url": s.String("nats-url"), "group": s.String("group")}
+	output := map[string]any{"group": s.String("group")}
+	for k, v := range conn {
+		output[k] = v
+	}
 	if replicas != 1 {
 		// The group's state lives next to its changes: both survive
 		// the loss of a node, or neither does.
@@ -109,7 +187,7 @@ func Replicator(s Settings) (Built, error) {
 		"logger": logger,
 	}
 	text, err := marshal(doc)
-	return Built{YAML: text, Secrets: []Secret{{EnvName("password"), s.String("password")}}}, err
+	return Built{YAML: text, Secrets: append([]Secret{{Env: EnvName("password"), Value: s.String("password")}}, secrets...)}, err
 }
 
 // pgFloShape turns a decoded event into the JSON object pg_flo's stdout,
@@ -162,9 +240,13 @@ func Worker(sink string, s Settings) (Built, error) {
 	if f := s.String("routing-config"); f != "" {
 		processors = append(processors, map[string]any{"pg_flo_route": map[string]any{"routing_file": f}})
 	}
-	worker := map[string]any{"url": s.String("nats-url"), "group": s.String("group"), "batch_size": max(s.Int("batch-size"), 1)}
+	worker, secrets, err := natsConn(s)
+	if err != nil {
+		return Built{}, err
+	}
+	worker["group"] = s.String("group")
+	worker["batch_size"] = max(s.Int("batch-size"), 1)
 	var output map[string]any
-	var secrets []Secret
 	switch sink {
 	case "stdout":
 		processors = append(processors, map[string]any{"mapping": pgFloShape})
@@ -190,10 +272,10 @@ func Worker(sink string, s Settings) (Built, error) {
 			"disable_foreign_keys": s.Bool("target-disable-foreign-keys"),
 			"sync_schema":          s.Bool("target-sync-schema"),
 		}
-		secrets = append(secrets, Secret{EnvName("target-password"), s.String("target-password")})
+		secrets = append(secrets, Secret{Env: EnvName("target-password"), Value: s.String("target-password")})
 		if s.Bool("target-sync-schema") {
 			pg["source_dsn"] = keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password"))
-			secrets = append(secrets, Secret{EnvName("source-password"), s.String("source-password")})
+			secrets = append(secrets, Secret{Env: EnvName("source-password"), Value: s.String("source-password")})
 		}
 		output = map[string]any{"pg_flo_postgres": pg}
 		// Snapshot rows reach the target's COPY as the source's COPY wrote

@@ -136,7 +136,7 @@ func run(ctx context.Context, built Built) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	for _, secret := range built.Secrets {
-		if err := os.Setenv(secret.Env, EscapeDSNPassword(secret.Value)); err != nil {
+		if err := os.Setenv(secret.Env, secret.Escaped()); err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
 	}

@@ -3,8 +3,12 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func fakeSource(flags map[string]any, env map[string]string, file map[string]any) source {
@@ -61,7 +65,7 @@ func TestReplicatorConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"mode: copy_and_stream", "password='${PG_FLO_PASSWORD}'", "nats_url: nats://n:4222", "- users", "pg_flo_jetstream:"} {
+	for _, want := range []string{"mode: copy_and_stream", "password='${PG_FLO_PASSWORD}'", "nats:\n      url: nats://n:4222", "- users", "pg_flo_jetstream:"} {
 		if !strings.Contains(built.YAML, want) {
 			t.Errorf("config lacks %q:\n%s", want, built.YAML)
 		}
@@ -162,5 +166,119 @@ func TestConfigFile(t *testing.T) {
 	}
 	if _, _, err := loadFile(filepath.Join(t.TempDir(), "absent.yaml")); err == nil || !strings.Contains(err.Error(), "failed to read config file") {
 		t.Errorf("absent --config file: %v", err)
+	}
+}
+
+// expand does what Benthos does to a config holding ${…} references: it
+// pastes the environment's values (the built secrets, escaped as run sets
+// them) into the text, which must still parse to the secrets' values.
+func expand(t *testing.T, built Built) map[string]any {
+	t.Helper()
+	env := map[string]string{}
+	for _, s := range built.Secrets {
+		env[s.Env] = s.Escaped()
+	}
+	text := regexp.MustCompile(`\$\{[A-Z_]+\}`).ReplaceAllStringFunc(built.YAML, func(ref string) string {
+		v, ok := env[ref[2:len(ref)-1]]
+		if !ok {
+			t.Errorf("config references %s, which is not among its secrets", ref)
+		}
+		return v
+	})
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatalf("config with the secrets pasted in: %v\n%s", err, text)
+	}
+	return doc
+}
+
+func at(doc map[string]any, path ...string) any {
+	var v any = doc
+	for _, p := range path {
+		m, _ := v.(map[string]any)
+		v = m[p]
+	}
+	return v
+}
+
+// The NATS flags fill the replicator's nats block and pg_flo_jetstream's
+// connection fields alike; the password and a URL holding credentials
+// become ${PG_FLO_NATS_…} references, never text of the printed config.
+func TestReplicatorNATSFlags(t *testing.T) {
+	const pw = `p"a:ss #w\ord'`
+	built, err := replicatorWith(t, map[string]any{
+		"nats-url":      "nats://bob:url-s3cret@n1:4222,nats://n2:4222",
+		"nats-user":     "bob",
+		"nats-password": pw,
+		"nats-tls-ca":   "/etc/nats/ca.pem",
+		"nats-tls-cert": "/etc/nats/client.pem",
+		"nats-tls-key":  "/etc/nats/client-key.pem",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"url-s3cret", "a:ss"} {
+		if strings.Contains(built.YAML, leak) {
+			t.Errorf("printed config holds %q:\n%s", leak, built.YAML)
+		}
+	}
+	doc := expand(t, built)
+	want := map[string]any{
+		"url": "nats://bob:url-s3cret@n1:4222,nats://n2:4222", "user": "bob", "password": pw,
+		"tls": map[string]any{"enabled": true, "root_cas_file": "/etc/nats/ca.pem",
+			"client_certs": []any{map[string]any{"cert_file": "/etc/nats/client.pem", "key_file": "/etc/nats/client-key.pem"}}},
+	}
+	if got := at(doc, "input", "pg_flo_replicator", "nats"); !reflect.DeepEqual(got, want) {
+		t.Errorf("pg_flo_replicator.nats = %v, want %v", got, want)
+	}
+	want["group"] = "g"
+	if got := at(doc, "output", "pg_flo_jetstream"); !reflect.DeepEqual(got, want) {
+		t.Errorf("pg_flo_jetstream = %v, want %v", got, want)
+	}
+}
+
+func TestWorkerNATSFlags(t *testing.T) {
+	worker := func(flags map[string]any) (Built, error) {
+		all := append(append([]setting{}, workerSettings...), sinkSettings["stdout"]...)
+		base := map[string]any{"group": "g", "nats-url": "nats://n:4222"}
+		for k, v := range flags {
+			base[k] = v
+		}
+		s, err := resolve(all, fakeSource(base, map[string]string{"PG_FLO_NATS_TOKEN": "t0ken"}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Worker("stdout", s)
+	}
+	built, err := worker(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(built.YAML, "t0ken") || !strings.Contains(built.YAML, `token: "${PG_FLO_NATS_TOKEN}"`) {
+		t.Errorf("token from PG_FLO_NATS_TOKEN not referenced:\n%s", built.YAML)
+	}
+	if got := at(expand(t, built), "input", "pg_flo_worker", "token"); got != "t0ken" {
+		t.Errorf("pg_flo_worker.token = %v", got)
+	}
+	built, err = worker(map[string]any{"nats-token": "", "nats-nkey-file": "/etc/nats/user.nk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"url": "nats://n:4222", "group": "g", "batch_size": 1000, "nkey_file": "/etc/nats/user.nk"}
+	if got := at(expand(t, built), "input", "pg_flo_worker"); !reflect.DeepEqual(got, want) {
+		t.Errorf("pg_flo_worker = %v, want %v", got, want)
+	}
+
+	for _, c := range []struct {
+		flags map[string]any
+		want  string
+	}{
+		{map[string]any{"nats-creds-file": "a.creds"}, "--nats-user/--nats-password, --nats-token, --nats-creds-file and --nats-nkey-file are mutually exclusive: use one way to authenticate to NATS"},
+		{map[string]any{"nats-token": "", "nats-password": "p"}, "--nats-password needs --nats-user"},
+		{map[string]any{"nats-tls-cert": "c.pem"}, "--nats-tls-cert and --nats-tls-key go together"},
+	} {
+		if _, err := worker(c.flags); err == nil || err.Error() != c.want {
+			t.Errorf("flags %v: error %v, want %q", c.flags, err, c.want)
+		}
 	}
 }

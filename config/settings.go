@@ -54,7 +54,20 @@ func (s setting) flag() cli.Flag {
 	return &cli.StringFlag{Name: s.name, Value: s.def.(string), Usage: usage}
 }
 
-var replicatorSettings = []setting{
+// natsSettings are the NATS connection's authentication and TLS, for
+// both commands (pg_flo had only --nats-url).
+var natsSettings = []setting{
+	{"nats-user", kindString, "", "NATS user (user/password authentication)"},
+	{"nats-password", kindString, "", "NATS password"},
+	{"nats-token", kindString, "", "NATS token (token authentication)"},
+	{"nats-creds-file", kindString, "", "NATS credentials file (JWT and NKey seed)"},
+	{"nats-nkey-file", kindString, "", "file holding a NATS NKey user seed"},
+	{"nats-tls-ca", kindString, "", "CA certificate file (PEM) verifying the NATS server; enables TLS"},
+	{"nats-tls-cert", kindString, "", "client certificate file (PEM) for NATS TLS; enables TLS"},
+	{"nats-tls-key", kindString, "", "private key file (PEM) of --nats-tls-cert"},
+}
+
+var replicatorSettings = append([]setting{
 	{"host", kindString, "", "source PostgreSQL host"},
 	{"port", kindInt, 5432, "source PostgreSQL port"},
 	{"dbname", kindString, "", "source database"},
@@ -70,15 +83,15 @@ var replicatorSettings = []setting{
 	{"max-copy-workers-per-table", kindInt, 4, "parallel copy workers per table"},
 	{"track-ddl", kindBool, false, "capture DDL on the replicated tables"},
 	{"nats-replicas", kindInt, 1, "replicas of the group's JetStream stream and state bucket, when created (3 in a 3-node NATS cluster)"},
-}
+}, natsSettings...)
 
-var workerSettings = []setting{
+var workerSettings = append([]setting{
 	{"group", kindString, "", "replication group to consume"},
 	{"nats-url", kindString, "", "NATS server URL"},
 	{"rules-config", kindString, "", "rules YAML file"},
 	{"routing-config", kindString, "", "routing YAML file"},
 	{"batch-size", kindInt, 1000, "most changes per batch"},
-}
+}, natsSettings...)
 
 var sinkSettings = map[string][]setting{
 	"stdout": nil,

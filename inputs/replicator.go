@@ -25,6 +25,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/replication"
 	"github.com/pgflo/pgflo/internal/snapshot"
@@ -41,7 +42,8 @@ const (
 	repFieldMode                = "mode"
 	repFieldSlot                = "slot"
 	repFieldPublication         = "publication"
-	repFieldNATSURL             = "nats_url"
+	repFieldNATS                = "nats"
+	repFieldNATSURL             = "nats_url" // replaced by nats.url
 	repFieldTrackDDL            = "track_ddl"
 	repFieldMaxCopyWorkers      = "max_copy_workers"
 	repFieldMaxCopyWorkersTable = "max_copy_workers_per_table"
@@ -85,7 +87,7 @@ the pipeline.
 ### Resume by chunk
 
 The copy modes keep their plan and the chunks whose every event the pipeline acknowledged in the group's
-JetStream key-value bucket (‹pg_flo_state_<group>›, key ‹snapshot›, on ‹nats_url›). After a crash, a restart
+JetStream key-value bucket (‹pg_flo_state_<group>›, key ‹snapshot›, on ‹nats.url›). After a crash, a restart
 copies only the unfinished chunks, under a new snapshot, then streams from the slot's confirmed position (never
 past the first snapshot's consistent point). What is guaranteed: every row and every change reaches the output at
 least once; rows of redone chunks, and changes between the two snapshots, may arrive twice — an idempotent apply
@@ -94,7 +96,7 @@ get duplicate rows in that case.
 
 ### One owner per group
 
-With ‹nats_url› set, one replicator of a group copies and streams at a time: the owner holds a lease in the group's
+With ‹nats.url› set, one replicator of a group copies and streams at a time: the owner holds a lease in the group's
 key-value bucket (key ‹owner›: its id, host, pid and since when) and renews it every third of ‹owner_lease›. Another
 replicator of the same group — a rolling deploy's new one, a standby — waits: it logs once, at INFO, who owns the
 group, reports ‹pg_flo_replicator_owner› 0 and is not ready (‹/ready› answers 503, the input is not connected). It
@@ -102,7 +104,7 @@ takes over when the owner stops (a clean stop releases the lease at once) or onc
 ‹owner_lease› (the owner was killed, hung, or cut off from NATS), and then resumes as after a crash: an unfinished
 snapshot by chunk, then streaming from the slot. An owner that cannot renew its lease for two thirds of
 ‹owner_lease›, or that finds the snapshot record written by another replicator, stops producing at once — nothing
-it still holds is delivered — and waits as a standby. Without ‹nats_url› (mode ‹stream› only) the slot decides, as
+it still holds is delivered — and waits as a standby. Without ‹nats.url› (mode ‹stream› only) the slot decides, as
 PostgreSQL lets one connection stream from it: a second replicator stands by the same way and streams once the
 slot is free.
 
@@ -176,10 +178,13 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("Publication name. Default: pg_flo's name for the group, `pg_flo_<group>_publication`.").
 				Optional().
 				Advanced(),
+			natsconf.ObjectField(repFieldNATS,
+				"The NATS connection of the group's state: the same fields as `pg_flo_jetstream` and `pg_flo_worker` take for theirs (url, authentication, TLS).",
+				"NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group); several URLs may be given separated by commas. Required by the copy modes, recommended for `stream`; unset or empty, the replicator uses no NATS. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, but the URL is not a secret field, so printed configs show it; prefer the `user`/`password` fields."),
 			service.NewStringField(repFieldNATSURL).
-				Description("NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group). Required by the copy modes, recommended for `stream`; credentials can go in the URL (`nats://user:password@host:4222`).").
-				Example("nats://127.0.0.1:4222").
-				Optional(),
+				Description("Replaced by `nats.url`, which it stands for: still accepted, with a warning at start. Setting both is an error.").
+				Optional().
+				Advanced(),
 			service.NewBoolField(repFieldTrackDDL).
 				Description("Capture DDL on the published tables (pg_flo's --track-ddl) as DDL events, in commit order with the data: an event trigger (named per group, so groups don't clobber each other) writes each command into the WAL with `pg_logical_emit_message`, and the slot delivers it inside its transaction. Needs a superuser (event triggers are superuser-only). `DROP TABLE` is not captured.").
 				Default(false),
@@ -227,6 +232,7 @@ func replicatorSpec() *service.ConfigSpec {
 		LintRule(`root = [
   if this.group.or("").trim() == "" { "field group is required and must not be empty" },
   if ["true", "false"].contains(this.snapshot_packs.or("").string()) { "field snapshot_packs: true and false were replaced by keep and expand" },
+  if this.exists("nats_url") && this.exists("nats.url") { "fields nats_url and nats.url are both set: keep nats.url (nats_url is its old name)" },
 ` + confread.LintChecks(confread.Removed{Field: "snapshot_binary", Instead: "snapshot rows are read with binary COPY wherever every column's type allows it; delete the field"}) + `].filter(e -> e != null)`)
 }
 
@@ -248,9 +254,12 @@ func init() {
 }
 
 type replicatorInput struct {
-	conf       source.Config
-	group      string
-	natsURL    string
+	conf  source.Config
+	group string
+	// stateConn reaches the group's state bucket; nil without NATS.
+	// natsField names its field in errors (nats, or the old nats_url).
+	stateConn  *jsproto.ConnConfig
+	natsField  string
 	replicas   int // of the state bucket
 	ownerLease time.Duration
 	holder     state.Holder // this process, as its lease says
@@ -306,8 +315,24 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	if conf.Contains(repFieldPublication) {
 		src.Publication = r.String(repFieldPublication)
 	}
+	stateConn, withNATS, err := natsconf.ParseConnAt(conf, repFieldNATS)
+	if err != nil {
+		return nil, err
+	}
+	in.natsField = repFieldNATS
 	if conf.Contains(repFieldNATSURL) {
-		in.natsURL = r.String(repFieldNATSURL)
+		if withNATS {
+			return nil, fmt.Errorf("fields %s and %s.%s are both set: keep %s.%s (%s is its old name)", repFieldNATSURL, repFieldNATS, natsconf.FieldURL, repFieldNATS, natsconf.FieldURL, repFieldNATSURL)
+		}
+		// Empty, as before, means no NATS.
+		stateConn = jsproto.ConnConfig{URL: r.String(repFieldNATSURL)}
+		withNATS = stateConn.URL != ""
+		in.natsField = repFieldNATSURL
+		in.log.Warnf("Field %s is deprecated: use %s.%s, which takes the same URL (and %s's authentication and TLS fields)", repFieldNATSURL, repFieldNATS, natsconf.FieldURL, repFieldNATS)
+	}
+	if withNATS {
+		stateConn.Name = "pgflo replicator " + in.group + " state"
+		in.stateConn = &stateConn
 	}
 	copyCfg := snapshot.Config{
 		DSN: src.DSN, Workers: r.Int(repFieldMaxCopyWorkers), PerTable: r.Int(repFieldMaxCopyWorkersTable),
@@ -339,8 +364,8 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	if !slotNamePattern.MatchString(strings.ToLower(src.Publication)) {
 		return nil, fmt.Errorf("field publication: %q: use letters, digits and underscores", src.Publication)
 	}
-	if mode != source.ModeStream && in.natsURL == "" {
-		return nil, fmt.Errorf("field %s: mode %s records finished snapshot chunks in the group's JetStream state bucket: set %s", repFieldNATSURL, mode, repFieldNATSURL)
+	if mode != source.ModeStream && in.stateConn == nil {
+		return nil, fmt.Errorf("field %s.%s: mode %s records finished snapshot chunks in the group's JetStream state bucket: set %s.%s", repFieldNATS, natsconf.FieldURL, mode, repFieldNATS, natsconf.FieldURL)
 	}
 	if copyCfg.Workers == 0 {
 		copyCfg.Workers = defaultCopyWorkers(runtime.NumCPU())
@@ -405,7 +430,7 @@ func (in *replicatorInput) Connect(ctx context.Context) error {
 		return nil
 	}
 	conf := in.conf
-	if in.natsURL != "" {
+	if in.stateConn != nil {
 		store, err := in.openState(ctx)
 		if err != nil {
 			return err
@@ -434,7 +459,7 @@ func (in *replicatorInput) Connect(ctx context.Context) error {
 // active for another connection.
 const sqlstateObjectInUse = "55006"
 
-// startSource starts the source. Without a lease (no nats_url), a slot
+// startSource starts the source. Without a lease (no nats.url), a slot
 // another connection streams from means another replicator of the group
 // runs: this one stands by, quietly, until the slot is free.
 func (in *replicatorInput) startSource(ctx context.Context, conf source.Config) (*source.Source, error) {
@@ -450,7 +475,7 @@ func (in *replicatorInput) startSource(ctx context.Context, conf source.Config) 
 		}
 		if !announced {
 			in.owner.Set(0)
-			in.log.Infof("Standing by: %s — another replicator of group %s streams from it; streaming once it stops (set %s for an ownership lease)", pgErr.Message, in.group, repFieldNATSURL)
+			in.log.Infof("Standing by: %s — another replicator of group %s streams from it; streaming once it stops (set %s.%s for an ownership lease)", pgErr.Message, in.group, repFieldNATS, natsconf.FieldURL)
 			announced = true
 		}
 		select {
@@ -466,9 +491,9 @@ func (in *replicatorInput) openState(ctx context.Context) (*state.Store, error) 
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.nc == nil {
-		nc, err := jsproto.Connect(jsproto.ConnConfig{URL: in.natsURL, Name: "pgflo replicator " + in.group + " state"})
+		nc, err := jsproto.Connect(*in.stateConn)
 		if err != nil {
-			return nil, fmt.Errorf("field %s: %w", repFieldNATSURL, err)
+			return nil, fmt.Errorf("field %s: %w", in.natsField, err)
 		}
 		in.nc = nc
 	}
@@ -477,7 +502,7 @@ func (in *replicatorInput) openState(ctx context.Context) (*state.Store, error) 
 	}
 	js, err := jetstream.New(in.nc)
 	if err != nil {
-		return nil, fmt.Errorf("field %s: %w", repFieldNATSURL, err)
+		return nil, fmt.Errorf("field %s: %w", in.natsField, err)
 	}
 	store, err := state.Open(ctx, js, in.group, in.replicas)
 	if err != nil {

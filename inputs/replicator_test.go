@@ -164,7 +164,10 @@ func TestReplicatorRedeliversUnacknowledgedAfterRestart(t *testing.T) {
 func TestReplicatorConfigErrors(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
 		{`dsn: postgres://x@localhost/db`, "group"},
-		{"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy", "field nats_url: mode copy"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy", "field nats.url: mode copy"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nnats_url: nats://a:4222\nnats:\n  url: nats://a:4222", "fields nats_url and nats.url are both set"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nnats:\n  url: nats://a:4222\n  token: t\n  nkey_file: u.nk", "field nats: user/password, token, creds_file and nkey_file are mutually exclusive"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nnats:\n  password: p", "field nats.url: must be set"},
 		{"dsn: postgres://x@localhost/db\ngroup: Upper", `field slot: "pg_flo_Upper_publication" is not a valid replication slot name`},
 		{"dsn: postgres://x@localhost/db\ngroup: g\nmax_copy_workers: -1", "field max_copy_workers"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\ntables: [a.b.c]", "field tables[0]"},
@@ -173,6 +176,22 @@ func TestReplicatorConfigErrors(t *testing.T) {
 		_, err := newTestReplicator(t, c.yaml)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to mention %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+// nats_url, the old name of nats.url, still works: it stands for nats.url.
+func TestReplicatorNATSURLStandsForNATSURL(t *testing.T) {
+	for _, yaml := range []string{
+		"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy\nnats_url: nats://a:4222,nats://b:4222",
+		"dsn: postgres://x@localhost/db\ngroup: g\nmode: copy\nnats:\n  url: nats://a:4222,nats://b:4222",
+	} {
+		in, err := newTestReplicator(t, yaml)
+		if err != nil {
+			t.Fatalf("config %q: %v", yaml, err)
+		}
+		if in.stateConn == nil || in.stateConn.URL != "nats://a:4222,nats://b:4222" || in.stateConn.Name != "pgflo replicator g state" {
+			t.Errorf("config %q: state connection %+v", yaml, in.stateConn)
 		}
 	}
 }
@@ -378,7 +397,7 @@ type snapshotRead struct {
 // fields) to its end.
 func readSnapshot(t *testing.T, dsn, natsURL, group, config string, adjust ...func(*replicatorInput)) snapshotRead {
 	t.Helper()
-	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\nmode: copy\nnats_url: %q\n%s", dsn, group, natsURL, config), adjust...)
+	in, err := connectReplicator(t, fmt.Sprintf("dsn: %q\ngroup: %s\nmode: copy\nnats:\n  url: %q\n%s", dsn, group, natsURL, config), adjust...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func TestClusterLeaderKillDuringSnapshot(t *testing.T) {
 	testenv.Exec(t, target, accountsSQL)
 	p := newPipeline(t, source, "clustersnap")
 	p.urls = c.URLs()
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [accounts]\n    state_replicas: 3\n    copy_chunk_pages: 50", c.URLs())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [accounts]\n    state_replicas: 3\n    copy_chunk_pages: 50", c.URLs())
 	p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    stream_replicas: 3\n    publish_timeout: 5s", c.URLs(), p.group)
 	g := &ownershipGroup{pipeline: p, source: source, target: target}
 	cg := &clusterGroup{t: t, nats: c, group: p.group, source: source, target: target}

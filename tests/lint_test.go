@@ -85,6 +85,17 @@ input:
 output:
   drop: {}
 `, "true and false were replaced by keep and expand"},
+		{"nats_url and nats.url", `
+input:
+  pg_flo_replicator:
+    dsn: postgres://u@localhost/db
+    group: g
+    nats_url: nats://127.0.0.1:4222
+    nats:
+      url: nats://127.0.0.1:4222
+output:
+  drop: {}
+`, "fields nats_url and nats.url are both set"},
 		{"removed pack_max_events", `
 input:
   generate: { mapping: 'root = {}', count: 1 }

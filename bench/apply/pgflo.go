@@ -89,7 +89,8 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
     group: %s
     tables: [%s]
     mode: copy_and_stream
-    nats_url: %q
+    nats:
+      url: %q
 %s`, b.source, p.group, table, b.natsURL, indentFields(b.o.inputFields))
 	sink := fmt.Sprintf(`output:
   pg_flo_postgres:

@@ -73,7 +73,8 @@ input:
     group: %s
     tables: [%s]
     mode: copy_and_stream
-    nats_url: %q
+    nats:
+      url: %q
 %soutput:
   pg_flo_jetstream:
     url: %q

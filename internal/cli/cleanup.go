@@ -27,7 +27,11 @@ type CleanupOptions struct {
 	// NATSURL is the NATS server holding the group's stream, consumer and
 	// state bucket; empty leaves NATS alone.
 	NATSURL string
-	Group   string
+	// NATSAuth, when not nil, holds the authentication (User and Password,
+	// Token, CredsFile or NkeyFile) and TLS of the connection to NATSURL;
+	// its URL and Name are ignored.
+	NATSAuth *jsproto.ConnConfig
+	Group    string
 
 	// Slot and Publication default to replication.PgFloName(Group).
 	Slot, Publication string
@@ -207,6 +211,17 @@ const (
 	flagStreamName  = "stream-name"
 	flagConsumer    = "consumer"
 	flagYes         = "yes"
+
+	// The NATS connection's authentication and TLS, named as the pg_flo
+	// commands name them (package config).
+	flagNATSUser      = "nats-user"
+	flagNATSPassword  = "nats-password"
+	flagNATSToken     = "nats-token"
+	flagNATSCredsFile = "nats-creds-file"
+	flagNATSNkeyFile  = "nats-nkey-file"
+	flagNATSTLSCA     = "nats-tls-ca"
+	flagNATSTLSCert   = "nats-tls-cert"
+	flagNATSTLSKey    = "nats-tls-key"
 )
 
 // CleanupCommand returns `pgflo cleanup`, which removes what a replication
@@ -240,6 +255,14 @@ func CleanupCommand() *cli.Command {
 			&cli.StringFlag{Name: flagSchema, EnvVars: []string{"PG_FLO_SCHEMA"}, Usage: "accepted for pg_flo command-line compatibility; unused (a group's objects do not depend on it)"},
 			&cli.StringFlag{Name: flagGroup, EnvVars: []string{"PGFLO_GROUP", "PG_FLO_GROUP"}, Usage: "replication group whose objects to drop (required)"},
 			&cli.StringFlag{Name: flagNATSURL, EnvVars: []string{"PGFLO_NATS_URL", "PG_FLO_NATS_URL"}, Usage: "NATS server holding the group's stream and state"},
+			&cli.StringFlag{Name: flagNATSUser, EnvVars: []string{"PG_FLO_NATS_USER"}, Usage: "NATS user (user/password authentication)"},
+			&cli.StringFlag{Name: flagNATSPassword, EnvVars: []string{"PG_FLO_NATS_PASSWORD"}, Usage: "NATS password"},
+			&cli.StringFlag{Name: flagNATSToken, EnvVars: []string{"PG_FLO_NATS_TOKEN"}, Usage: "NATS token (token authentication)"},
+			&cli.StringFlag{Name: flagNATSCredsFile, EnvVars: []string{"PG_FLO_NATS_CREDS_FILE"}, Usage: "NATS credentials file (JWT and NKey seed)"},
+			&cli.StringFlag{Name: flagNATSNkeyFile, EnvVars: []string{"PG_FLO_NATS_NKEY_FILE"}, Usage: "file holding a NATS NKey user seed"},
+			&cli.StringFlag{Name: flagNATSTLSCA, EnvVars: []string{"PG_FLO_NATS_TLS_CA"}, Usage: "CA certificate file (PEM) verifying the NATS server; enables TLS"},
+			&cli.StringFlag{Name: flagNATSTLSCert, EnvVars: []string{"PG_FLO_NATS_TLS_CERT"}, Usage: "client certificate file (PEM) for NATS TLS; enables TLS"},
+			&cli.StringFlag{Name: flagNATSTLSKey, EnvVars: []string{"PG_FLO_NATS_TLS_KEY"}, Usage: "private key file (PEM) of --nats-tls-cert"},
 			&cli.StringFlag{Name: flagSlot, Usage: "replication slot, when not the group's default (pg_flo_<group>_publication)"},
 			&cli.StringFlag{Name: flagPublication, Usage: "publication, when not the group's default (pg_flo_<group>_publication)"},
 			&cli.StringFlag{Name: flagStreamName, Usage: "JetStream stream, when not the group's default (pgflo_<group>_stream)"},
@@ -259,9 +282,14 @@ func runCleanup(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
+	auth, err := natsAuth(c)
+	if err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
 	o := CleanupOptions{
 		DSN:         dsn,
 		NATSURL:     c.String(flagNATSURL),
+		NATSAuth:    auth,
 		Group:       c.String(flagGroup),
 		Slot:        c.String(flagSlot),
 		Publication: c.String(flagPublication),
@@ -279,6 +307,27 @@ func runCleanup(c *cli.Context) error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	return nil
+}
+
+// natsAuth is the NATS connection's authentication and TLS flags; nil
+// when none is given.
+func natsAuth(c *cli.Context) (*jsproto.ConnConfig, error) {
+	auth := &jsproto.ConnConfig{
+		User: c.String(flagNATSUser), Password: c.String(flagNATSPassword), Token: c.String(flagNATSToken),
+		CredsFile: c.String(flagNATSCredsFile), NkeyFile: c.String(flagNATSNkeyFile),
+	}
+	ca, cert, key := c.String(flagNATSTLSCA), c.String(flagNATSTLSCert), c.String(flagNATSTLSKey)
+	if ca != "" || cert != "" || key != "" {
+		tls, err := jsproto.TLSFromFiles(ca, cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("--%s, --%s, --%s: %w", flagNATSTLSCA, flagNATSTLSCert, flagNATSTLSKey, err)
+		}
+		auth.TLS = tls
+	}
+	if auth.User+auth.Password+auth.Token+auth.CredsFile+auth.NkeyFile == "" && auth.TLS == nil {
+		return nil, nil
+	}
+	return auth, nil
 }
 
 // sourceDSN is --dsn, or the keyword/value connection string of pg_flo's

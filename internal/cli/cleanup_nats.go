@@ -13,11 +13,16 @@ import (
 // natsTargets inspects the NATS server: the group's durable consumer, its
 // stream and its state bucket.
 func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
-	nc, err := jsproto.Connect(jsproto.ConnConfig{URL: o.NATSURL, Name: "pgflo cleanup"})
+	var conn jsproto.ConnConfig
+	if o.NATSAuth != nil {
+		conn = *o.NATSAuth
+	}
+	conn.URL, conn.Name = o.NATSURL, "pgflo cleanup"
+	nc, err := jsproto.Connect(conn)
 	if err != nil {
 		return place{}, err
 	}
-	p := place{name: "NATS " + nc.ConnectedUrlRedacted(), close: nc.Close}
+	p := place{name: "NATS " + jsproto.RedactURL(nc.ConnectedUrl()), close: nc.Close}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		p.close()

@@ -42,6 +42,8 @@ func TestCleanupFlagErrors(t *testing.T) {
 		{[]string{"--group", "g", "--dsn", "postgres://u@127.0.0.1:1/db", "--user", "u"}, "--dsn and --user both name the source"},
 		{[]string{"--group", "g", "--host", "127.0.0.1", "--user", "u"}, "--dbname is required"},
 		{[]string{"--group", "g", "extra"}, `unexpected argument "extra"`},
+		{[]string{"--group", "g", "--nats-url", "nats://127.0.0.1:1", "--nats-tls-cert", "c.pem"}, "a client certificate needs both its certificate and its key file"},
+		{[]string{"--group", "g", "--nats-url", "nats://127.0.0.1:1", "--nats-tls-ca", "/nonexistent/ca.pem"}, "--nats-tls-ca, --nats-tls-cert, --nats-tls-key: read CA file"},
 	} {
 		out, err := runApp(t, CleanupCommand(), append([]string{"cleanup"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

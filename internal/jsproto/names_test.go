@@ -119,6 +119,9 @@ func TestConnConfigValidate(t *testing.T) {
 		{"user and token", ConnConfig{URL: "nats://x", User: "u", Token: "t"}, "mutually exclusive"},
 		{"token and creds", ConnConfig{URL: "nats://x", Token: "t", CredsFile: "f"}, "mutually exclusive"},
 		{"password alone", ConnConfig{URL: "nats://x", Password: "p"}, "password"},
+		{"nkey", ConnConfig{URL: "nats://x", NkeyFile: "user.nk"}, ""},
+		{"creds and nkey", ConnConfig{URL: "nats://x", CredsFile: "f", NkeyFile: "user.nk"}, "creds_file and nkey_file are mutually exclusive"},
+		{"user and nkey", ConnConfig{URL: "nats://x", User: "u", Password: "p", NkeyFile: "user.nk"}, "mutually exclusive"},
 	}
 	for _, tt := range tests {
 		err := tt.conf.Validate()
@@ -135,9 +138,21 @@ func TestConnConfigValidate(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	got := redactURL("nats://bob:secret@h1:4222, nats://h2:4222")
-	if strings.Contains(got, "secret") || !strings.Contains(got, "h1:4222") || !strings.Contains(got, "h2:4222") {
-		t.Errorf("redactURL = %q", got)
+	for _, tt := range []struct {
+		urls, want string
+		creds      bool
+	}{
+		{"nats://bob:secret@h1:4222, nats://h2:4222", "nats://redacted@h1:4222, nats://h2:4222", true},
+		{"nats://h1:4222,tls://s3cr3t-token@h2:4222", "nats://h1:4222,tls://redacted@h2:4222", true},
+		{"nats://h1:4222,nats://h2:4222", "nats://h1:4222,nats://h2:4222", false},
+		{"nats://bob:se%zzret@h1:4222", "(unparsable url)", true},
+	} {
+		if got := RedactURL(tt.urls); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.urls, got, tt.want)
+		}
+		if got := HasURLCredentials(tt.urls); got != tt.creds {
+			t.Errorf("HasURLCredentials(%q) = %v, want %v", tt.urls, got, tt.creds)
+		}
 	}
 }
 

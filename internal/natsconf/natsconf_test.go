@@ -30,10 +30,12 @@ func TestParseConn(t *testing.T) {
 			want: jsproto.ConnConfig{URL: "nats://a:4222,nats://b:4222", User: "u", Password: "p"}},
 		{name: "token", yaml: "token: t\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL, Token: "t"}},
 		{name: "creds file", yaml: "creds_file: ./nats.creds\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL, CredsFile: "./nats.creds"}},
+		{name: "nkey file", yaml: "nkey_file: ./user.nk\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL, NkeyFile: "./user.nk"}},
 		{name: "tls", yaml: "tls:\n  enabled: true\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL}, tls: true},
 		{name: "tls off", yaml: "tls:\n  enabled: false\n  skip_cert_verify: true\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL}},
 		{name: "empty url", yaml: "url: ''\n", err: "url: must not be empty"},
 		{name: "two auth methods", yaml: "user: u\ntoken: t\n", err: "mutually exclusive"},
+		{name: "creds and nkey", yaml: "creds_file: a.creds\nnkey_file: u.nk\n", err: "user/password, token, creds_file and nkey_file are mutually exclusive"},
 		{name: "password alone", yaml: "password: p\n", err: "password: set user too"},
 		{name: "bad tls", yaml: "tls:\n  enabled: true\n  root_cas_file: /nonexistent/ca.pem\n", err: "field tls: "},
 	} {
@@ -94,8 +96,53 @@ func TestAuthFieldsSecrets(t *testing.T) {
 			secret[f.Name] = f.Secret
 		}
 	})
-	want := map[string]bool{"url": false, "user": false, "password": true, "token": true, "creds_file": false, "tls": false}
+	want := map[string]bool{"url": false, "user": false, "password": true, "token": true, "creds_file": false, "nkey_file": false, "tls": false}
 	if !reflect.DeepEqual(secret, want) {
 		t.Fatalf("secret fields %v, want %v", secret, want)
+	}
+}
+
+// The connection block nested in an object field (pg_flo_replicator's
+// `nats`): absent, present with defaults, and its errors naming the object.
+func TestParseConnAt(t *testing.T) {
+	spec := service.NewConfigSpec().Field(natsconf.ObjectField("nats", "The NATS connection.", "NATS server URL."))
+	for _, tt := range []struct {
+		name, yaml string
+		present    bool
+		want       jsproto.ConnConfig
+		err        string
+	}{
+		{name: "absent", yaml: "{}"},
+		{name: "empty", yaml: "nats: {}\n"},
+		{name: "url only", yaml: "nats:\n  url: nats://a:4222\n", present: true, want: jsproto.ConnConfig{URL: "nats://a:4222"}},
+		{name: "user", yaml: "nats:\n  url: nats://a:4222\n  user: u\n  password: p\n", present: true, want: jsproto.ConnConfig{URL: "nats://a:4222", User: "u", Password: "p"}},
+		{name: "nkey", yaml: "nats:\n  url: nats://a:4222\n  nkey_file: u.nk\n", present: true, want: jsproto.ConnConfig{URL: "nats://a:4222", NkeyFile: "u.nk"}},
+		{name: "no url", yaml: "nats:\n  user: u\n  password: p\n", err: "field nats.url: must be set with the other nats fields"},
+		{name: "empty url", yaml: "nats:\n  url: ''\n"},
+		{name: "two auth methods", yaml: "nats:\n  url: nats://a:4222\n  token: t\n  nkey_file: u.nk\n", err: "field nats: user/password, token, creds_file and nkey_file are mutually exclusive"},
+		{name: "bad tls", yaml: "nats:\n  url: nats://a:4222\n  tls:\n    enabled: true\n    root_cas_file: /nonexistent/ca.pem\n", err: "field nats: field tls: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := spec.ParseYAML(tt.yaml, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := natsconf.ParseConnAt(conf, "nats")
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tt.present {
+				t.Fatalf("ok = %v, want %v", ok, tt.present)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parsed %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -55,6 +55,10 @@ type Options struct {
 	// Logs makes the server log to stderr; otherwise it is silent (fatal
 	// errors are still reported by Start).
 	Logs bool
+	// ServerOptions, when set, adjusts the nats-server options built from
+	// the fields above before the server starts: settings this package
+	// does not expose, such as TLS and authorization (tests use it).
+	ServerOptions func(*server.Options)
 
 	// ServerName names the server. A JetStream cluster requires it, the same
 	// across restarts: peers of a replicated stream are known by name.
@@ -79,6 +83,9 @@ func Start(opts Options) (*server.Server, error) {
 	sopts, err := serverOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	if opts.ServerOptions != nil {
+		opts.ServerOptions(sopts)
 	}
 	host := sopts.Host
 	s, err := server.NewServer(sopts)

@@ -80,7 +80,7 @@ type Source struct {
 // anything is created on the source; the copy itself runs in the background.
 func Start(ctx context.Context, cfg Config) (*Source, error) {
 	if cfg.Mode != ModeStream && cfg.State == nil {
-		return nil, fmt.Errorf("mode %s needs the group's state store (field nats_url) to record which snapshot chunks are done", cfg.Mode)
+		return nil, fmt.Errorf("mode %s needs the group's state store (field nats.url) to record which snapshot chunks are done", cfg.Mode)
 	}
 	cfg.Source.NeedSelect = cfg.Mode != ModeStream
 	cfg.Source.TrackDDL = cfg.TrackDDL

@@ -32,6 +32,14 @@ func WithMaxPayload(bytes int32) NATSOption {
 	return func(o *natsembed.Options) { o.MaxPayload = bytes }
 }
 
+// WithServerOptions adjusts the server's nats-server options (TLS,
+// users, operator mode, …) every time it starts (natsembed.Options.ServerOptions).
+// Clients of such a server need its credentials: URL and JetStream still
+// connect without any.
+func WithServerOptions(adjust func(*server.Options)) NATSOption {
+	return func(o *natsembed.Options) { o.ServerOptions = adjust }
+}
+
 // StartNATS starts an embedded JetStream server on a free port with a store dir
 // in t.TempDir, and shuts it down when the test ends.
 func StartNATS(t testing.TB, opts ...NATSOption) *NATS {
