@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,5 +161,52 @@ func TestCommandRunsUntilCancelled(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("nats command did not stop after cancellation")
+	}
+}
+
+// A config file gives what the options leave unset; options that are set
+// override it; the defaults fill in what neither gives.
+func TestServerOptionsConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte(`server_name: from-file
+port: 4333
+max_payload: 2MB
+jetstream { store_dir: "/from/file", sync_interval: always }
+cluster { name: c, listen: "127.0.0.1:6333", routes: ["nats://127.0.0.1:6333"] }
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := serverOptions(Options{ConfigFile: conf, Port: 4444})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ServerName != "from-file" || o.Port != 4444 || o.MaxPayload != 2<<20 || o.StoreDir != "/from/file" || !o.SyncAlways ||
+		o.Cluster.Name != "c" || o.Cluster.Port != 6333 || len(o.Routes) != 1 || o.Host != "127.0.0.1" || !o.JetStream {
+		t.Fatalf("options from file and flags: %+v", o)
+	}
+	o, err = serverOptions(Options{ConfigFile: conf, ServerName: "n1", ClusterListen: "0.0.0.0:7000", Routes: []string{"nats://a:7000", "nats://b:7000"}, StoreDir: "/flag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ServerName != "n1" || o.Cluster.Host != "0.0.0.0" || o.Cluster.Port != 7000 || len(o.Routes) != 2 || o.StoreDir != "/flag" {
+		t.Fatalf("overrides not applied: %+v", o)
+	}
+	o, err = serverOptions(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MaxPayload != DefaultMaxPayload || o.Host != "127.0.0.1" || o.Cluster.Port != 0 {
+		t.Fatalf("defaults: %+v", o)
+	}
+	for _, bad := range []Options{
+		{Routes: []string{"nats://a:7000"}},
+		{ClusterListen: "7000"},
+		{ClusterListen: "127.0.0.1:7000", Routes: []string{"a:7000"}},
+		{ConfigFile: filepath.Join(dir, "missing.conf")},
+	} {
+		if _, err := serverOptions(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 // Package testenv provides helpers for tests that run against real servers: a
 // throwaway PostgreSQL cluster per test package, an embedded NATS JetStream
-// server per test, the built pgflo binary and its subprocesses, and polling.
+// server per test (or a cluster of nats-server processes, StartNATSCluster,
+// for tests that kill its nodes), the built pgflo binary and its subprocesses,
+// and polling.
 //
 // It exists because pgflo's guarantees (no loss, order, restart anywhere) can only
 // be shown against the real thing; nothing here mocks a server.
