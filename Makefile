@@ -41,15 +41,19 @@ fmt-check:
 docs:
 	$(GO) run ./internal/docgen/cmd
 
+# NATS=r3 or NATS=r3-sync runs bench and bench-snapshot against a three-server
+# NATS cluster (replicas 3; r3-sync with sync_interval: always) instead of one.
+NATS ?= r1
+
 bench: build
-	$(GO) run ./bench --bin $(BIN)
+	$(GO) run ./bench --bin $(BIN) --nats $(NATS)
 
 # Worker processors on one core: decode → rules → route next to a Bloblang mapping.
 bench-processors:
 	$(GO) run ./bench/processors --out bench/results/processors.md
 
 bench-snapshot: build
-	$(GO) run ./bench/snapshot --bin $(BIN) --out bench/results/snapshot.md
+	$(GO) run ./bench/snapshot --bin $(BIN) --nats $(NATS) --out bench/results/snapshot.md
 
 # pg_flo_postgres: initial sync and backlog catch-up next to COPY pipes and
 # native logical replication, three runs and their medians (about 3.5 min).
