@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pgflo/pgflo/bench/internal/benchkit"
@@ -218,6 +219,11 @@ func (w *kvWatch) load(ctx context.Context) (*state.Snapshot, error) {
 	}
 	entry, err := w.kv.Get(reqCtx, state.SnapshotKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+		// A replicated bucket answers nothing while its replicas elect a
+		// leader (just created, or a server busy): read it next time.
 		return nil, nil
 	}
 	if err != nil {
