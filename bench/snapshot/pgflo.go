@@ -209,7 +209,7 @@ func (w *kvWatch) load(ctx context.Context) (*state.Snapshot, error) {
 	defer cancel()
 	if w.kv == nil {
 		kv, err := w.js.KeyValue(reqCtx, w.bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if errors.Is(err, jetstream.ErrBucketNotFound) || electing(err) {
 			return nil, nil
 		}
 		if err != nil {
@@ -221,9 +221,7 @@ func (w *kvWatch) load(ctx context.Context) (*state.Snapshot, error) {
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
-	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-		// A replicated bucket answers nothing while its replicas elect a
-		// leader (just created, or a server busy): read it next time.
+	if electing(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -235,6 +233,13 @@ func (w *kvWatch) load(ctx context.Context) (*state.Snapshot, error) {
 	}
 	w.last = &snap
 	return &snap, nil
+}
+
+// electing reports an error of a replicated bucket that answers nothing
+// while its replicas elect a leader (just created, or a server busy): it is
+// read again next poll.
+func electing(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // summary describes the last record read.
