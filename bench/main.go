@@ -322,10 +322,8 @@ func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (re
 	}
 	defer watch.Close()
 
-	output := filepath.Join(work, "out.jsonl")
 	const common = "http:\n  enabled: false\nlogger:\n  level: WARN\n  format: logfmt\n"
 	repCfg := filepath.Join(work, "rep.yaml")
-	workerCfg := filepath.Join(work, "worker.yaml")
 	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`%sinput:
   pg_flo_replicator:
     dsn: %q
@@ -337,20 +335,8 @@ output:
 `, common, dsn, group, natsURL, group)), 0o600); err != nil {
 		return res, err
 	}
-	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`%sinput:
-  pg_flo_worker:
-    url: %q
-    group: %s
-pipeline:
-  processors:
-    # As resources/worker.yaml: one write per batch instead of two per event.
-    - archive:
-        format: lines
-output:
-  file:
-    path: %q
-    codec: lines
-`, common, natsURL, group, output)), 0o600); err != nil {
+	workerCfg, output, err := benchkit.WriteFileWorker(work, natsURL, group)
+	if err != nil {
 		return res, err
 	}
 

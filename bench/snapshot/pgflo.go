@@ -49,9 +49,7 @@ func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloRe
 	defer watch.Close()
 	kv := &kvWatch{js: watch.JetStream(), bucket: jsproto.StateBucket(group)}
 
-	output := filepath.Join(work, "out.jsonl")
 	repCfg := filepath.Join(work, "rep.yaml")
-	workerCfg := filepath.Join(work, "worker.yaml")
 	// The replicator logs at INFO: its per-table snapshot progress lands in
 	// its log (shown on failure, kept with --keep).
 	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`http:
@@ -73,25 +71,8 @@ output:
 `, dsn, group, table, natsURL, natsURL, group)), 0o600); err != nil {
 		return res, err
 	}
-	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`http:
-  enabled: false
-logger:
-  level: WARN
-  format: logfmt
-input:
-  pg_flo_worker:
-    url: %q
-    group: %s
-pipeline:
-  processors:
-    # One write per batch instead of two per event (see resources/worker.yaml).
-    - archive:
-        format: lines
-output:
-  file:
-    path: %q
-    codec: lines
-`, natsURL, group, output)), 0o600); err != nil {
+	workerCfg, output, err := benchkit.WriteFileWorker(work, natsURL, group)
+	if err != nil {
 		return res, err
 	}
 

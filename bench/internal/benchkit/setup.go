@@ -221,6 +221,33 @@ func (ps Procs) Wait(ctx context.Context, start time.Time, timeout, interval tim
 	}
 }
 
+// WriteFileWorker writes the config of a worker that writes group's
+// change events, read from NATS at natsURL, to a file, one JSON line each;
+// it returns the config's path and the file's, both in work.
+func WriteFileWorker(work, natsURL, group string) (cfg, output string, err error) {
+	cfg, output = filepath.Join(work, "worker.yaml"), filepath.Join(work, "out.jsonl")
+	err = os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
+  enabled: false
+logger:
+  level: WARN
+  format: logfmt
+input:
+  pg_flo_worker:
+    url: %q
+    group: %s
+pipeline:
+  processors:
+    # As resources/worker.yaml: one write per batch instead of two per event.
+    - archive:
+        format: lines
+output:
+  file:
+    path: %q
+    codec: lines
+`, natsURL, group, output)), 0o600)
+	return cfg, output, err
+}
+
 // StartPipeline starts the replicator (`bin run repCfg`) and then the worker
 // (`bin run workerCfg`), both logging to work and added to ps. The worker
 // needs the group's stream, which the replicator's output creates; started
