@@ -293,7 +293,7 @@ func (b *bench) prepare(ctx context.Context) error {
 		if db == sourceDB {
 			cluster = b.pg
 		}
-		if err := execAll(ctx, cluster.AdminDSN(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		if err := benchkit.ExecAll(ctx, cluster.AdminDSN(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 			return fmt.Errorf("create database %s: %w", db, err)
 		}
 		if db == sourceDB {
@@ -301,18 +301,18 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 		// No autovacuum on the targets either: it would start on a loaded
 		// target at a moment that differs between appliers (see settle).
-		if err := execAll(ctx, b.dsn(db), typestest.MixedTable(table),
+		if err := benchkit.ExecAll(ctx, b.dsn(db), typestest.MixedTable(table),
 			"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"); err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}
 	}
 	b.source = b.dsn(sourceDB)
-	if err := queryRow(ctx, b.source, "SHOW server_version", &b.pgVer); err != nil {
+	if err := benchkit.QueryRow(ctx, b.source, "SHOW server_version", &b.pgVer); err != nil {
 		return err
 	}
 	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(b.o.rows))
 	start := time.Now()
-	err := execAll(ctx, b.source,
+	err := benchkit.ExecAll(ctx, b.source,
 		typestest.MixedTable(table),
 		"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
 		typestest.MixedFill(table, b.o.rows),
@@ -329,7 +329,7 @@ func (b *bench) prepare(ctx context.Context) error {
 // or the dirty buffers it must evict, would make it pay for the one before.
 func (b *bench) checkpoint(ctx context.Context) error {
 	for _, dsn := range []string{b.pg.AdminDSN(), b.tpg.AdminDSN()} {
-		if err := execAll(ctx, dsn, "CHECKPOINT"); err != nil {
+		if err := benchkit.ExecAll(ctx, dsn, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
@@ -341,36 +341,9 @@ func (b *bench) checkpoint(ctx context.Context) error {
 // visibility map and statistics current, whichever loaded its table last.
 func (b *bench) settle(ctx context.Context, targets []string) error {
 	for _, db := range targets {
-		if err := execAll(ctx, b.dsn(db), "VACUUM (ANALYZE) "+table, "CHECKPOINT"); err != nil {
+		if err := benchkit.ExecAll(ctx, b.dsn(db), "VACUUM (ANALYZE) "+table, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("vacuum %s: %w", db, err)
 		}
-	}
-	return nil
-}
-
-func execAll(ctx context.Context, dsn string, stmts ...string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			first, _, _ := strings.Cut(s, "\n")
-			return fmt.Errorf("%s: %w", first, err)
-		}
-	}
-	return nil
-}
-
-func queryRow(ctx context.Context, dsn, sql string, dest ...any) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		return fmt.Errorf("%s: %w", sql, err)
 	}
 	return nil
 }
@@ -426,7 +399,7 @@ func (b *bench) waitMarker(ctx context.Context, target string, start time.Time, 
 func (b *bench) verify(ctx context.Context, targets []string) (int, error) {
 	sum := func(dsn string) (string, error) {
 		var s string
-		err := queryRow(ctx, dsn, fmt.Sprintf("SELECT md5(string_agg(x::text, E'\\n' ORDER BY id)) FROM %s x", table), &s)
+		err := benchkit.QueryRow(ctx, dsn, fmt.Sprintf("SELECT md5(string_agg(x::text, E'\\n' ORDER BY id)) FROM %s x", table), &s)
 		return s, err
 	}
 	want, err := sum(b.source)

@@ -61,25 +61,20 @@ type options struct {
 func main() {
 	var o options
 	var counts string
-	flag.StringVar(&o.bin, "bin", "./pgflo", "path of the built pgflo binary")
+	common := benchkit.Flags{Bin: &o.bin, Out: &o.out, Keep: &o.keep, Timeout: &o.timeout}
+	common.Register("bench/results/partitions.md", 15*time.Minute, "give up on a partition count that takes longer than this")
 	flag.IntVar(&o.rows, "rows", 200000, "rows in the table (each UPDATE of the backlog changes another row while there are rows)")
 	flag.IntVar(&o.changes, "changes", 200000, "single-row UPDATEs in the backlog")
 	flag.IntVar(&o.tx, "tx", 100, "UPDATEs per source transaction")
 	flag.StringVar(&counts, "partitions", "1,2,4,8", "partition counts to measure, comma-separated; the first is the anchor of the ratios")
 	flag.DurationVar(&o.delay, "delay", 2*time.Millisecond, "delay added to each direction between the workers and the target")
 	flag.IntVar(&o.runs, "runs", 3, "measure this many times, each in fresh clusters, and print minimum and median")
-	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/partitions.md")
-	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dirs)")
-	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on a partition count that takes longer than this")
 	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of every pg_flo_worker, comma-separated (\"batch_size: 2000\")")
 	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"apply_connections: 2\")")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/partitions [flags]\n\n"+
-			"Times the apply of a backlog of single-row UPDATEs by 1, 2, 4 and 8 partitions and workers, each worker\n"+
-			"reaching the target PostgreSQL through a proxy that adds --delay each way.\n\nflags:\n")
-		flag.PrintDefaults()
-	}
-	benchkit.Main("bench/partitions", func() error { return o.validate(counts) }, func(ctx context.Context) error { return run(ctx, o) })
+	benchkit.Main("bench/partitions", "Times the apply of a backlog of single-row UPDATEs by 1, 2, 4 and 8 partitions and workers, each worker\n"+
+		"reaching the target PostgreSQL through a proxy that adds --delay each way.",
+		func(ctx context.Context) error { return run(ctx, o) },
+		func() error { return o.validate(counts) }, common.Check)
 }
 
 func (o *options) validate(counts string) error {
@@ -104,14 +99,7 @@ func (o *options) validate(counts string) error {
 		return fmt.Errorf("--delay must not be negative, got %v", o.delay)
 	case o.runs < 1:
 		return fmt.Errorf("--runs must be at least 1, got %d", o.runs)
-	case o.timeout <= 0:
-		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
 	}
-	bin, err := benchkit.ResolveBin(o.bin)
-	if err != nil {
-		return err
-	}
-	o.bin = bin
 	return nil
 }
 
@@ -198,7 +186,7 @@ func runOnce(ctx context.Context, o options) (_ result, err error) {
 		return result{}, err
 	}
 	for _, n := range o.partitions {
-		if err := execAll(ctx, tpg.AdminDSN(), "CHECKPOINT"); err != nil {
+		if err := benchkit.ExecAll(ctx, tpg.AdminDSN(), "CHECKPOINT"); err != nil {
 			return result{}, err
 		}
 		took, err := b.apply(ctx, n)
@@ -228,21 +216,21 @@ func (b *bench) prepare(ctx context.Context) error {
 		typestest.MixedFill(table, b.o.rows),
 		"VACUUM (ANALYZE, FREEZE) " + table}
 	benchkit.Say("source and %d targets: table %s with %s mixed-type rows", len(b.o.partitions), table, benchkit.Thousands(b.o.rows))
-	if err := execAll(ctx, b.pg.AdminDSN(), "CREATE DATABASE "+sourceDB); err != nil {
+	if err := benchkit.ExecAll(ctx, b.pg.AdminDSN(), "CREATE DATABASE "+sourceDB); err != nil {
 		return err
 	}
-	if err := execAll(ctx, b.source(), fill...); err != nil {
+	if err := benchkit.ExecAll(ctx, b.source(), fill...); err != nil {
 		return err
 	}
 	for _, n := range b.o.partitions {
-		if err := execAll(ctx, b.tpg.AdminDSN(), "CREATE DATABASE "+targetDB(n)); err != nil {
+		if err := benchkit.ExecAll(ctx, b.tpg.AdminDSN(), "CREATE DATABASE "+targetDB(n)); err != nil {
 			return err
 		}
-		if err := execAll(ctx, b.tpg.DSN(targetDB(n)), fill...); err != nil {
+		if err := benchkit.ExecAll(ctx, b.tpg.DSN(targetDB(n)), fill...); err != nil {
 			return err
 		}
 	}
-	return execAll(ctx, b.tpg.AdminDSN(), "CHECKPOINT")
+	return benchkit.ExecAll(ctx, b.tpg.AdminDSN(), "CHECKPOINT")
 }
 
 // backlog starts one replicator per partition count, commits the UPDATEs,
@@ -275,7 +263,7 @@ func (b *bench) backlog(ctx context.Context) (time.Duration, error) {
 	// Published once every slot confirmed the source's WAL end: a replicator
 	// confirms a transaction after JetStream stored it.
 	var end string
-	if err := queryRow(ctx, b.source(), "SELECT pg_current_wal_lsn()::text", &end); err != nil {
+	if err := benchkit.QueryRow(ctx, b.source(), "SELECT pg_current_wal_lsn()::text", &end); err != nil {
 		return 0, err
 	}
 	conn, err := pgx.Connect(ctx, b.source())
@@ -360,7 +348,7 @@ output:
   pg_flo_postgres:
     dsn: %q
     group: %s
-%s`, b.natsURL, group(n), part, indentFields(b.o.workerFields), b.targetDSN(n), group(n), indentFields(b.o.outputFields))
+%s`, b.natsURL, group(n), part, benchkit.IndentFields(b.o.workerFields), b.targetDSN(n), group(n), benchkit.IndentFields(b.o.outputFields))
 }
 
 // workload commits the backlog on the source: each UPDATE adds one to the
@@ -389,7 +377,7 @@ func (b *bench) workload(ctx context.Context) (time.Duration, error) {
 // apply runs n workers until target n's counter sum equals the source's.
 func (b *bench) apply(ctx context.Context, n int) (time.Duration, error) {
 	var want int64
-	if err := queryRow(ctx, b.source(), "SELECT sum(n) FROM "+table, &want); err != nil {
+	if err := benchkit.QueryRow(ctx, b.source(), "SELECT sum(n) FROM "+table, &want); err != nil {
 		return 0, err
 	}
 	var workers benchkit.Procs
@@ -432,13 +420,13 @@ func (b *bench) apply(ctx context.Context, n int) (time.Duration, error) {
 func (b *bench) verify(ctx context.Context) error {
 	const digest = "SELECT md5(string_agg(x::text, E'\\n' ORDER BY id)) FROM " + table + " x"
 	var want string
-	if err := queryRow(ctx, b.source(), digest, &want); err != nil {
+	if err := benchkit.QueryRow(ctx, b.source(), digest, &want); err != nil {
 		return err
 	}
 	var errs []error
 	for _, n := range b.o.partitions {
 		var got string
-		if err := queryRow(ctx, b.tpg.DSN(targetDB(n)), digest, &got); err != nil {
+		if err := benchkit.QueryRow(ctx, b.tpg.DSN(targetDB(n)), digest, &got); err != nil {
 			return err
 		}
 		if got != want {
@@ -446,42 +434,4 @@ func (b *bench) verify(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func execAll(ctx context.Context, dsn string, stmts ...string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			first, _, _ := strings.Cut(s, "\n")
-			return fmt.Errorf("%s: %w", first, err)
-		}
-	}
-	return nil
-}
-
-func queryRow(ctx context.Context, dsn, sql string, dest ...any) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		return fmt.Errorf("%s: %w", sql, err)
-	}
-	return nil
-}
-
-// indentFields turns "a: 1, b: 2" into YAML lines of a component's fields.
-func indentFields(fields string) string {
-	var out strings.Builder
-	for f := range strings.SplitSeq(fields, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out.WriteString("    " + f + "\n")
-		}
-	}
-	return out.String()
 }
