@@ -64,21 +64,17 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.bin, "bin", "./pgflo", "path of the built pgflo binary")
+	common := benchkit.Flags{Bin: &o.bin, Out: &o.out, Keep: &o.keep, Timeout: &o.timeout}
+	common.Register(
+		"bench/results/stream.md", 10*time.Minute, "give up on a reader that takes longer than this")
 	flag.IntVar(&o.updates, "updates", 200000, "number of single-row UPDATEs (changes) to replicate")
 	flag.IntVar(&o.tx, "tx", 1000, "UPDATEs per source transaction")
 	flag.IntVar(&o.rows, "rows", 10000, "rows in the table; the UPDATEs cycle over them")
-	flag.StringVar(&o.out, "out", "", "also write the result table (markdown) to this file, e.g. bench/results/stream.md")
-	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, output, PostgreSQL data dir)")
-	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up on a reader that takes longer than this")
 	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, benchkit.NATSModeUsage)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench [flags]\n\n"+
-			"Times pgflo streaming N committed UPDATEs from PostgreSQL through JetStream into a file,\n"+
-			"next to pg_recvlogical and pg_logical_slot_peek_binary_changes reading the same WAL.\n\nflags:\n")
-		flag.PrintDefaults()
-	}
-	benchkit.Main("bench", o.validate, func(ctx context.Context) error { return run(ctx, o) })
+	benchkit.Main("bench", "Times pgflo streaming N committed UPDATEs from PostgreSQL through JetStream into a file,\n"+
+		"next to pg_recvlogical and pg_logical_slot_peek_binary_changes reading the same WAL.",
+		func(ctx context.Context) error { return run(ctx, o) }, o.validate,
+		common.Check)
 }
 
 func (o *options) validate() error {
@@ -89,18 +85,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--tx must be at least 1, got %d", o.tx)
 	case o.rows < 1:
 		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
-	case o.timeout <= 0:
-		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
 	}
-	if err := benchkit.CheckNATSMode(o.nats); err != nil {
-		return err
-	}
-	bin, err := benchkit.ResolveBin(o.bin)
-	if err != nil {
-		return err
-	}
-	o.bin = bin
-	return nil
+	return benchkit.CheckNATSMode(o.nats)
 }
 
 // env describes the run, for the report.
@@ -111,18 +97,11 @@ type env struct {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	work, removeWork, err := benchkit.WorkDir("pgflo-bench-", o.keep)
+	work, pg, cleanup, err := benchkit.StartRun("pgflo-bench-", o.keep)
 	if err != nil {
 		return err
 	}
-	defer removeWork()
-
-	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
-	pg, stopPG, err := benchkit.StartPostgres(o.keep, " (the next harness run removes it once it is a minute old)")
-	if err != nil {
-		return err
-	}
-	defer stopPG()
+	defer cleanup()
 
 	var e env
 	dsn, err := prepareSource(ctx, pg, o, &e)
@@ -344,23 +323,16 @@ func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (re
 	var procs benchkit.Procs // stopped in reverse order
 	defer func() { procs.StopAll(err == nil) }()
 
-	natsSetup, err := benchkit.StartNATSMode(ctx, work, o.bin, o.nats)
-	if err != nil {
-		return res, err
-	}
-	procs = append(procs, natsSetup.Procs...)
-	natsURL := natsSetup.URL
-	res.natsSetup = natsSetup.Describe()
-	watch, err := benchkit.NewStreamWatch(natsURL, group)
+	natsSetup, watch, err := procs.StartNATSMode(ctx, work, o.bin, o.nats, group)
 	if err != nil {
 		return res, err
 	}
 	defer watch.Close()
+	natsURL := natsSetup.URL
+	res.natsSetup = natsSetup.Describe()
 
-	output := filepath.Join(work, "out.jsonl")
 	const common = "http:\n  enabled: false\nlogger:\n  level: WARN\n  format: logfmt\n"
 	repCfg := filepath.Join(work, "rep.yaml")
-	workerCfg := filepath.Join(work, "worker.yaml")
 	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`%sinput:
   pg_flo_replicator:
     dsn: %q
@@ -372,20 +344,8 @@ output:
 %s`, common, dsn, group, natsURL, group, natsSetup.ReplicaFields("    ", "stream_replicas"))), 0o600); err != nil {
 		return res, err
 	}
-	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`%sinput:
-  pg_flo_worker:
-    url: %q
-    group: %s
-pipeline:
-  processors:
-    # As resources/worker.yaml: one write per batch instead of two per event.
-    - archive:
-        format: lines
-output:
-  file:
-    path: %q
-    codec: lines
-`, common, natsURL, group, output)), 0o600); err != nil {
+	workerCfg, output, err := benchkit.WriteFileWorker(work, natsURL, group)
+	if err != nil {
 		return res, err
 	}
 
@@ -396,11 +356,9 @@ output:
 	t0 := rep.Started
 
 	counter := newOutputCounter(output, table)
-	deadline := t0.Add(o.timeout)
-	nextProgress := t0.Add(5 * time.Second)
-	for !res.endToEnd.OK || !res.replicator.OK {
+	err = procs.Wait(ctx, t0, o.timeout, pollEvery, fmt.Sprintf("deliver all %d changes", o.updates), func() (bool, error) {
 		if err := counter.poll(); err != nil {
-			return res, err
+			return false, err
 		}
 		if !res.endToEnd.OK && counter.distinct() >= o.updates {
 			res.endToEnd.Seconds, res.endToEnd.OK = time.Since(t0).Seconds(), true
@@ -408,31 +366,18 @@ output:
 		if !res.replicator.OK {
 			holds, err := watch.Holds(ctx, lastLSN)
 			if err != nil {
-				return res, procs.Describe(err)
+				return false, procs.Describe(err)
 			}
 			if holds {
 				res.replicator.Seconds, res.replicator.OK = time.Since(t0).Seconds(), true
 			}
 		}
-		if res.endToEnd.OK && res.replicator.OK {
-			break
-		}
-		if err := procs.Exited(counter.summary); err != nil {
-			return res, err
-		}
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		now := time.Now()
-		if now.After(deadline) {
-			return res, procs.Describe(fmt.Errorf("pgflo did not deliver all %d changes within %v; output so far: %s; the stream holds the last change: %v",
-				o.updates, o.timeout, counter.summary(), res.replicator.OK))
-		}
-		if now.After(nextProgress) {
-			benchkit.Say("    %.0fs: %s", now.Sub(t0).Seconds(), counter.summary())
-			nextProgress = now.Add(5 * time.Second)
-		}
-		time.Sleep(pollEvery)
+		return res.endToEnd.OK && res.replicator.OK, nil
+	}, func() string {
+		return fmt.Sprintf("%s; the stream holds the last change: %v", counter.summary(), res.replicator.OK)
+	})
+	if err != nil {
+		return res, err
 	}
 	// A moment for stragglers (duplicates) before counting what arrived.
 	time.Sleep(200 * time.Millisecond)

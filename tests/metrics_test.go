@@ -35,6 +35,27 @@ func metricValue(metrics, pattern string) (float64, bool) {
 	return v, err == nil
 }
 
+// readyStatus is the HTTP status of the process's /ready at base (0 while it
+// does not answer).
+func readyStatus(base string) int {
+	resp, err := http.Get(base + "/ready")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// ownerGauge is pg_flo_replicator_owner of the replicator at base, -1 while
+// it is not exposed.
+func ownerGauge(t *testing.T, base string) float64 {
+	v, ok := metricValue(scrape(t, base+"/metrics"), `pg_flo_replicator_owner(\{.*\})?`)
+	if !ok {
+		return -1
+	}
+	return v
+}
+
 // The replicator's Prometheus metrics show the events by table and op, and the lag
 // gauge falls to 0 once the output caught up; /ready answers while the
 // replication connection is up.
@@ -109,38 +130,23 @@ func standbyIsNotReady(t *testing.T, lease bool) {
 	p.replicatorHTTP = strings.TrimPrefix(bases[1], "http://")
 	standby := testenv.StartProcess(t, "replicator-b", p.bin, "run", p.replicatorConfig())
 
-	ready := func(base string) int {
-		resp, err := http.Get(base + "/ready")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	owner := func(base string) float64 {
-		v, ok := metricValue(scrape(t, base+"/metrics"), `pg_flo_replicator_owner(\{.*\})?`)
-		if !ok {
-			return -1
-		}
-		return v
-	}
 	testenv.Eventually(t, 30*time.Second, "the second replicator standing by", func() bool {
-		return strings.Contains(standby.Log(), "Standing by") && owner(bases[1]) == 0
+		return strings.Contains(standby.Log(), "Standing by") && ownerGauge(t, bases[1]) == 0
 	})
 	if n := strings.Count(standby.Log(), "Standing by"); n != 1 || strings.Contains(standby.Log(), "level=error") {
 		t.Fatalf("the standby said %d times that it stands by, or logged errors:\n%s", n, infoLines(standby.Log()))
 	}
-	if code := ready(bases[1]); code != http.StatusServiceUnavailable {
+	if code := readyStatus(bases[1]); code != http.StatusServiceUnavailable {
 		t.Fatalf("standby's /ready answered %d", code)
 	}
-	if code, v := ready(bases[0]), owner(bases[0]); code != http.StatusOK || v != 1 {
+	if code, v := readyStatus(bases[0]), ownerGauge(t, bases[0]); code != http.StatusOK || v != 1 {
 		t.Fatalf("owner's /ready %d, pg_flo_replicator_owner %v", code, v)
 	}
 	if err := p.replicator.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, "the standby owning the group and ready", func() bool {
-		return ready(bases[1]) == http.StatusOK && owner(bases[1]) == 1
+		return readyStatus(bases[1]) == http.StatusOK && ownerGauge(t, bases[1]) == 1
 	})
 	// It streams: a change reaches the stream.
 	testenv.Exec(t, dsn, "INSERT INTO items VALUES (1, 'after the hand-over')")

@@ -22,7 +22,7 @@ func (b *bench) copyPipe(ctx context.Context, target string, n int) (benchkit.Me
 		m.Reader = fmt.Sprintf("the same in %d ctid ranges (%d pipes, concurrently)", n, n)
 	}
 	var blocks int64
-	if err := queryRow(ctx, b.source, "SELECT pg_relation_size('"+table+"') / current_setting('block_size')::bigint", &blocks); err != nil {
+	if err := benchkit.QueryRow(ctx, b.source, "SELECT pg_relation_size('"+table+"') / current_setting('block_size')::bigint", &blocks); err != nil {
 		return m, err
 	}
 	type pair struct{ from, to *pgx.Conn }
@@ -98,7 +98,7 @@ func (b *bench) copyPipe(ctx context.Context, target string, n int) (benchkit.Me
 // ready; then disables it for the backlog.
 func (b *bench) nativeInitialSync(ctx context.Context) (benchkit.Measurement, error) {
 	m := benchkit.Measurement{Reader: "native logical replication: CREATE SUBSCRIPTION (copy_data) until the table is ready"}
-	if err := execAll(ctx, b.source, "SELECT pg_create_logical_replication_slot('"+nativeSlot+"', 'pgoutput')"); err != nil {
+	if err := benchkit.ExecAll(ctx, b.source, "SELECT pg_create_logical_replication_slot('"+nativeSlot+"', 'pgoutput')"); err != nil {
 		return m, err
 	}
 	conn, err := pgx.Connect(ctx, b.dsn(targetNative))
@@ -130,7 +130,7 @@ func (b *bench) nativeInitialSync(ctx context.Context) (benchkit.Measurement, er
 	// before the backlog is written, so it is all a backlog.
 	_, err = benchkit.Poll(ctx, time.Now(), pollEvery, time.Minute, "native apply worker stopped", func() (bool, error) {
 		var active bool
-		err := queryRow(ctx, b.source, "SELECT active FROM pg_replication_slots WHERE slot_name = '"+nativeSlot+"'", &active)
+		err := benchkit.QueryRow(ctx, b.source, "SELECT active FROM pg_replication_slots WHERE slot_name = '"+nativeSlot+"'", &active)
 		return !active, err
 	})
 	return m, err
@@ -141,7 +141,7 @@ func (b *bench) nativeInitialSync(ctx context.Context) (benchkit.Measurement, er
 func (b *bench) nativeCatchUp(ctx context.Context) (benchkit.Measurement, error) {
 	m := benchkit.Measurement{Reader: "native logical replication: subscription enabled after the workload"}
 	start := time.Now()
-	if err := execAll(ctx, b.dsn(targetNative), "ALTER SUBSCRIPTION "+nativeSlot+" ENABLE"); err != nil {
+	if err := benchkit.ExecAll(ctx, b.dsn(targetNative), "ALTER SUBSCRIPTION "+nativeSlot+" ENABLE"); err != nil {
 		return m, err
 	}
 	took, err := b.waitMarker(ctx, targetNative, start, "native catch-up", nil)
@@ -152,5 +152,5 @@ func (b *bench) nativeCatchUp(ctx context.Context) (benchkit.Measurement, error)
 	b.nativeCPU = b.measureCatchUpCPU(ctx, targetNative, nativeSlot)
 	// Disabled again: its walsender would compete with the other appliers
 	// for the CPUs while they are measured.
-	return m, execAll(ctx, b.dsn(targetNative), "ALTER SUBSCRIPTION "+nativeSlot+" DISABLE")
+	return m, benchkit.ExecAll(ctx, b.dsn(targetNative), "ALTER SUBSCRIPTION "+nativeSlot+" DISABLE")
 }

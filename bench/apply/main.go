@@ -83,27 +83,23 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.bin, "bin", "./pgflo", "path of the built pgflo binary")
+	common := benchkit.Flags{Bin: &o.bin, Out: &o.out, Keep: &o.keep, Timeout: &o.timeout}
+	common.Register(
+		"bench/results/apply.md", 15*time.Minute, "give up on an applier that takes longer than this")
 	flag.IntVar(&o.rows, "rows", 1000000, "rows in the table to sync")
 	flag.IntVar(&o.updates, "updates", 200000, "single-row UPDATEs of the backlog")
 	flag.IntVar(&o.tx, "tx", 1000, "UPDATEs per source transaction")
 	flag.IntVar(&o.runs, "runs", 3, "measure this many times, each in fresh clusters, and print the medians")
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
-	flag.StringVar(&o.out, "out", "", "also write the result (markdown) to this file, e.g. bench/results/apply.md")
-	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, PostgreSQL data dir)")
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory; with --runs above 1 each run overwrites the one before")
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
 	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"max_copy_workers: 4\")")
 	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, apply_connections: 1\")")
 	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of the pg_flo_worker, comma-separated (\"fetch_wait: 10ms\")")
-	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on an applier that takes longer than this")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/apply [flags]\n\n"+
-			"Times pgflo's pg_flo_postgres output on an initial sync of N mixed-type rows and on the catch-up of a\n"+
-			"backlog of single-row UPDATEs, next to COPY pipes and PostgreSQL's native logical replication.\n\nflags:\n")
-		flag.PrintDefaults()
-	}
-	benchkit.Main("bench/apply", o.validate, func(ctx context.Context) error { return run(ctx, o) })
+	benchkit.Main("bench/apply", "Times pgflo's pg_flo_postgres output on an initial sync of N mixed-type rows and on the catch-up of a\n"+
+		"backlog of single-row UPDATEs, next to COPY pipes and PostgreSQL's native logical replication.",
+		func(ctx context.Context) error { return run(ctx, o) }, o.validate,
+		common.Check)
 }
 
 func (o *options) validate() error {
@@ -118,14 +114,7 @@ func (o *options) validate() error {
 		return fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	case o.batchSize < 0:
 		return fmt.Errorf("--batch-size must not be negative, got %d", o.batchSize)
-	case o.timeout <= 0:
-		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
 	}
-	bin, err := benchkit.ResolveBin(o.bin)
-	if err != nil {
-		return err
-	}
-	o.bin = bin
 	return nil
 }
 
@@ -304,7 +293,7 @@ func (b *bench) prepare(ctx context.Context) error {
 		if db == sourceDB {
 			cluster = b.pg
 		}
-		if err := execAll(ctx, cluster.AdminDSN(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		if err := benchkit.ExecAll(ctx, cluster.AdminDSN(), "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 			return fmt.Errorf("create database %s: %w", db, err)
 		}
 		if db == sourceDB {
@@ -312,18 +301,18 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 		// No autovacuum on the targets either: it would start on a loaded
 		// target at a moment that differs between appliers (see settle).
-		if err := execAll(ctx, b.dsn(db), typestest.MixedTable(table),
+		if err := benchkit.ExecAll(ctx, b.dsn(db), typestest.MixedTable(table),
 			"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"); err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}
 	}
 	b.source = b.dsn(sourceDB)
-	if err := queryRow(ctx, b.source, "SHOW server_version", &b.pgVer); err != nil {
+	if err := benchkit.QueryRow(ctx, b.source, "SHOW server_version", &b.pgVer); err != nil {
 		return err
 	}
 	benchkit.Say("source: table %s with %s mixed-type rows", table, benchkit.Thousands(b.o.rows))
 	start := time.Now()
-	err := execAll(ctx, b.source,
+	err := benchkit.ExecAll(ctx, b.source,
 		typestest.MixedTable(table),
 		"ALTER TABLE "+table+" SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
 		typestest.MixedFill(table, b.o.rows),
@@ -340,7 +329,7 @@ func (b *bench) prepare(ctx context.Context) error {
 // or the dirty buffers it must evict, would make it pay for the one before.
 func (b *bench) checkpoint(ctx context.Context) error {
 	for _, dsn := range []string{b.pg.AdminDSN(), b.tpg.AdminDSN()} {
-		if err := execAll(ctx, dsn, "CHECKPOINT"); err != nil {
+		if err := benchkit.ExecAll(ctx, dsn, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
@@ -352,36 +341,9 @@ func (b *bench) checkpoint(ctx context.Context) error {
 // visibility map and statistics current, whichever loaded its table last.
 func (b *bench) settle(ctx context.Context, targets []string) error {
 	for _, db := range targets {
-		if err := execAll(ctx, b.dsn(db), "VACUUM (ANALYZE) "+table, "CHECKPOINT"); err != nil {
+		if err := benchkit.ExecAll(ctx, b.dsn(db), "VACUUM (ANALYZE) "+table, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("vacuum %s: %w", db, err)
 		}
-	}
-	return nil
-}
-
-func execAll(ctx context.Context, dsn string, stmts ...string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			first, _, _ := strings.Cut(s, "\n")
-			return fmt.Errorf("%s: %w", first, err)
-		}
-	}
-	return nil
-}
-
-func queryRow(ctx context.Context, dsn, sql string, dest ...any) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		return fmt.Errorf("%s: %w", sql, err)
 	}
 	return nil
 }
@@ -437,7 +399,7 @@ func (b *bench) waitMarker(ctx context.Context, target string, start time.Time, 
 func (b *bench) verify(ctx context.Context, targets []string) (int, error) {
 	sum := func(dsn string) (string, error) {
 		var s string
-		err := queryRow(ctx, dsn, fmt.Sprintf("SELECT md5(string_agg(x::text, E'\\n' ORDER BY id)) FROM %s x", table), &s)
+		err := benchkit.QueryRow(ctx, dsn, fmt.Sprintf("SELECT md5(string_agg(x::text, E'\\n' ORDER BY id)) FROM %s x", table), &s)
 		return s, err
 	}
 	want, err := sum(b.source)

@@ -91,12 +91,12 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
     mode: copy_and_stream
     nats:
       url: %q
-%s`, b.source, p.group, table, b.natsURL, indentFields(b.o.inputFields))
+%s`, b.source, p.group, table, b.natsURL, benchkit.IndentFields(b.o.inputFields))
 	sink := fmt.Sprintf(`output:
   pg_flo_postgres:
     dsn: %q
     group: %s
-%s`, b.dsn(p.target), p.group, indentFields(b.o.outputFields))
+%s`, b.dsn(p.target), p.group, benchkit.IndentFields(b.o.outputFields))
 	rep = filepath.Join(b.work, p.group+"-replicator.yaml")
 	if !p.viaNATS {
 		return rep, "", os.WriteFile(rep, []byte(b.httpSection(replicatorPort)+logging+source+sink), 0o600)
@@ -118,7 +118,7 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
     url: %q
     group: %s
     snapshot_packs: keep
-%s%s`, b.natsURL, p.group, batch, indentFields(b.o.workerFields))+sink), 0o600)
+%s%s`, b.natsURL, p.group, batch, benchkit.IndentFields(b.o.workerFields))+sink), 0o600)
 }
 
 // start starts the pipeline's processes; the worker as soon as the
@@ -277,14 +277,3 @@ func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
 	return b.stop(p)
 }
 
-// indentFields turns "a: 1, b: 2" (--output-fields, --input-fields) into
-// YAML lines of a component's fields.
-func indentFields(fields string) string {
-	var out strings.Builder
-	for f := range strings.SplitSeq(fields, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out.WriteString("    " + f + "\n")
-		}
-	}
-	return out.String()
-}

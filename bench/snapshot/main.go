@@ -52,52 +52,30 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.bin, "bin", "./pgflo", "path of the built pgflo binary")
+	common := benchkit.Flags{Bin: &o.bin, Out: &o.out, Keep: &o.keep, Timeout: &o.timeout}
+	common.Register(
+		"bench/results/snapshot.md", 15*time.Minute, "give up on pgflo when it takes longer than this")
 	flag.IntVar(&o.rows, "rows", 1000000, "rows in the table to copy")
-	flag.StringVar(&o.out, "out", "", "also write the result table (markdown) to this file, e.g. bench/results/snapshot.md")
-	flag.BoolVar(&o.keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, output, PostgreSQL data dir)")
-	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on pgflo when it takes longer than this")
 	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, benchkit.NATSModeUsage)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/snapshot [flags]\n\n"+
-			"Times pgflo's copy_and_stream snapshot of a table of N mixed-type rows through JetStream into a file,\n"+
-			"next to COPY ... TO STDOUT of the same table on 1 connection and in 4 ctid ranges on 4 connections.\n\nflags:\n")
-		flag.PrintDefaults()
-	}
-	benchkit.Main("bench/snapshot", o.validate, func(ctx context.Context) error { return run(ctx, o) })
+	benchkit.Main("bench/snapshot", "Times pgflo's copy_and_stream snapshot of a table of N mixed-type rows through JetStream into a file,\n"+
+		"next to COPY ... TO STDOUT of the same table on 1 connection and in 4 ctid ranges on 4 connections.",
+		func(ctx context.Context) error { return run(ctx, o) }, o.validate,
+		common.Check)
 }
 
 func (o *options) validate() error {
-	switch {
-	case o.rows < 1:
+	if o.rows < 1 {
 		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
-	case o.timeout <= 0:
-		return fmt.Errorf("--timeout must be positive, got %v", o.timeout)
 	}
-	if err := benchkit.CheckNATSMode(o.nats); err != nil {
-		return err
-	}
-	bin, err := benchkit.ResolveBin(o.bin)
-	if err != nil {
-		return err
-	}
-	o.bin = bin
-	return nil
+	return benchkit.CheckNATSMode(o.nats)
 }
 
 func run(ctx context.Context, o options) (err error) {
-	work, removeWork, err := benchkit.WorkDir("pgflo-bench-snapshot-", o.keep)
+	work, pg, cleanup, err := benchkit.StartRun("pgflo-bench-snapshot-", o.keep)
 	if err != nil {
 		return err
 	}
-	defer removeWork()
-
-	benchkit.Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
-	pg, stopPG, err := benchkit.StartPostgres(o.keep, " (the next harness run removes it once it is a minute old)")
-	if err != nil {
-		return err
-	}
-	defer stopPG()
+	defer cleanup()
 
 	src, err := prepareSource(ctx, pg, o)
 	if err != nil {

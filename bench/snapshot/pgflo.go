@@ -44,23 +44,16 @@ func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloRe
 	var procs benchkit.Procs // stopped in reverse order
 	defer func() { procs.StopAll(err == nil) }()
 
-	natsSetup, err := benchkit.StartNATSMode(ctx, work, o.bin, o.nats)
-	if err != nil {
-		return res, err
-	}
-	procs = append(procs, natsSetup.Procs...)
-	natsURL := natsSetup.URL
-	res.natsSetup = natsSetup.Describe()
-	watch, err := benchkit.NewStreamWatch(natsURL, group)
+	natsSetup, watch, err := procs.StartNATSMode(ctx, work, o.bin, o.nats, group)
 	if err != nil {
 		return res, err
 	}
 	defer watch.Close()
+	natsURL := natsSetup.URL
+	res.natsSetup = natsSetup.Describe()
 	kv := &kvWatch{js: watch.JetStream(), bucket: jsproto.StateBucket(group)}
 
-	output := filepath.Join(work, "out.jsonl")
 	repCfg := filepath.Join(work, "rep.yaml")
-	workerCfg := filepath.Join(work, "worker.yaml")
 	// The replicator logs at INFO: its per-table snapshot progress lands in
 	// its log (shown on failure, kept with --keep).
 	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`http:
@@ -83,25 +76,8 @@ input:
 %s`, dsn, group, table, natsURL, natsSetup.ReplicaFields("    ", "state_replicas"), natsURL, group, natsSetup.ReplicaFields("    ", "stream_replicas"))), 0o600); err != nil {
 		return res, err
 	}
-	if err := os.WriteFile(workerCfg, []byte(fmt.Sprintf(`http:
-  enabled: false
-logger:
-  level: WARN
-  format: logfmt
-input:
-  pg_flo_worker:
-    url: %q
-    group: %s
-pipeline:
-  processors:
-    # One write per batch instead of two per event (see resources/worker.yaml).
-    - archive:
-        format: lines
-output:
-  file:
-    path: %q
-    codec: lines
-`, natsURL, group, output)), 0o600); err != nil {
+	workerCfg, output, err := benchkit.WriteFileWorker(work, natsURL, group)
+	if err != nil {
 		return res, err
 	}
 
@@ -113,12 +89,10 @@ output:
 	benchkit.Say("    the stream existed after %.3fs; worker started", time.Since(t0).Seconds())
 
 	counter := newOutputCounter(output, table, o.rows)
-	deadline := t0.Add(o.timeout)
-	nextProgress := t0.Add(5 * time.Second)
 	var kvGiveUp time.Time
-	for {
+	err = procs.Wait(ctx, t0, o.timeout, pollEvery, fmt.Sprintf("deliver all %d rows", o.rows), func() (bool, error) {
 		if err := counter.poll(); err != nil {
-			return res, err
+			return false, err
 		}
 		if !res.endToEnd.OK && counter.distinct >= o.rows {
 			res.endToEnd.Seconds, res.endToEnd.OK = time.Since(t0).Seconds(), true
@@ -127,7 +101,7 @@ output:
 		if !res.complete.OK {
 			snap, err := kv.load(ctx)
 			if err != nil {
-				return res, procs.Describe(err)
+				return false, procs.Describe(err)
 			}
 			if snap != nil {
 				res.chunks = chunkCount(snap)
@@ -136,25 +110,12 @@ output:
 				}
 			}
 		}
-		if res.endToEnd.OK && (res.complete.OK || time.Now().After(kvGiveUp)) {
-			break
-		}
-		if err := procs.Exited(counter.summary); err != nil {
-			return res, err
-		}
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		now := time.Now()
-		if now.After(deadline) {
-			return res, procs.Describe(fmt.Errorf("pgflo did not deliver all %d rows within %v; output so far: %s; KV record complete: %v (%s)",
-				o.rows, o.timeout, counter.summary(), res.complete.OK, kv.summary()))
-		}
-		if now.After(nextProgress) {
-			benchkit.Say("    %.0fs: %s; KV: %s", now.Sub(t0).Seconds(), counter.summary(), kv.summary())
-			nextProgress = now.Add(5 * time.Second)
-		}
-		time.Sleep(pollEvery)
+		return res.endToEnd.OK && (res.complete.OK || time.Now().After(kvGiveUp)), nil
+	}, func() string {
+		return fmt.Sprintf("%s; KV record complete: %v (%s)", counter.summary(), res.complete.OK, kv.summary())
+	})
+	if err != nil {
+		return res, err
 	}
 	if !res.complete.OK {
 		res.complete.Note = fmt.Sprintf("the KV record did not say complete within %v after the output held every row (%s)", completeGrace, kv.summary())
@@ -218,10 +179,7 @@ func (w *kvWatch) load(ctx context.Context) (*state.Snapshot, error) {
 		w.kv = kv
 	}
 	entry, err := w.kv.Get(reqCtx, state.SnapshotKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if electing(err) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || electing(err) {
 		return nil, nil
 	}
 	if err != nil {

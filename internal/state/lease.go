@@ -111,13 +111,12 @@ func (s *Store) AcquireLease(ctx context.Context, cfg LeaseConfig) (*Lease, erro
 		announced    string
 	)
 	for {
-		sent := time.Now()
 		entry, err := s.kv.Get(ctx, LeaseKey)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			// No owner, or it released the lease: Create handles a delete
 			// marker and fails when another standby was quicker.
-			if ok, err := l.take(ctx, sent, 0); ok || err != nil {
+			if ok, err := l.take(ctx, 0); ok || err != nil {
 				return l, err
 			}
 		case err != nil:
@@ -133,7 +132,7 @@ func (s *Store) AcquireLease(ctx context.Context, cfg LeaseConfig) (*Lease, erro
 			_ = json.Unmarshal(entry.Value(), &owner)
 			if owner.ID == l.holder.ID {
 				// Our own lease, written by a renewal whose answer was lost.
-				if ok, err := l.take(ctx, sent, entry.Revision()); ok || err != nil {
+				if ok, err := l.take(ctx, entry.Revision()); ok || err != nil {
 					return l, err
 				}
 				break
@@ -147,7 +146,7 @@ func (s *Store) AcquireLease(ctx context.Context, cfg LeaseConfig) (*Lease, erro
 				break
 			}
 			if time.Since(seenAt) >= cfg.TTL {
-				if ok, err := l.take(ctx, sent, seenRevision); ok || err != nil {
+				if ok, err := l.take(ctx, seenRevision); ok || err != nil {
 					return l, err
 				}
 			}
@@ -161,8 +160,11 @@ func (s *Store) AcquireLease(ctx context.Context, cfg LeaseConfig) (*Lease, erro
 }
 
 // take writes the lease over revision (0: create it) and starts renewing it.
-// A lost race is (false, nil).
-func (l *Lease) take(ctx context.Context, sent time.Time, revision uint64) (bool, error) {
+// A lost race is (false, nil). The lease counts as valid from when this
+// write is sent, as after a renewal, not from when the lease was read before
+// it: a read held up by a NATS outage would otherwise leave a standby that
+// takes over with a lease already expired, lost again at once.
+func (l *Lease) take(ctx context.Context, revision uint64) (bool, error) {
 	now := time.Now()
 	l.holder.Since, l.holder.Renewed = now, now
 	value, err := json.Marshal(l.holder)
@@ -185,7 +187,7 @@ func (l *Lease) take(ctx context.Context, sent time.Time, revision uint64) (bool
 		l.debugf("taking the group's lease: %v", err)
 		return false, nil
 	}
-	l.revision, l.validUntil = rev, sent.Add(l.cfg.validFor())
+	l.revision, l.validUntil = rev, now.Add(l.cfg.validFor())
 	go l.renew()
 	return true, nil
 }

@@ -135,6 +135,26 @@ func TestLeaseReleaseHandsOverAtOnce(t *testing.T) {
 	}
 }
 
+// The owner crashes and NATS goes down for longer than the lease's validity:
+// the standby's reads of the lease wait out the outage, and once NATS is back
+// it takes over — and keeps the lease, instead of counting it valid from a
+// read sent before the outage and so losing it at once.
+func TestLeaseTakenOverAfterANATSOutageIsHeld(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	const ttl = 900 * time.Millisecond
+	owner := acquire(t, openStore(t, nats), LeaseConfig{TTL: ttl, Holder: NewHolder()})
+	sb := startStandby(t, openStore(t, nats), ttl)
+	<-sb.waiting
+	crash(owner)
+	nats.Shutdown()
+	time.Sleep(2 * ttl)
+	nats.Start(t)
+	testenv.Eventually(t, 30*time.Second, "the standby owns the group", func() bool { return sb.lease.Load() != nil })
+	if err := sb.lease.Load().Err(); err != nil {
+		t.Fatalf("the new owner lost the lease it just took: %v", err)
+	}
+}
+
 // An owner whose lease was taken from it (here: overwritten, as by an
 // operator or a replicator that judged it expired) learns it at its next
 // renewal and stops.

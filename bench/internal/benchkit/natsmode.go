@@ -182,3 +182,19 @@ func (n *NATS) Describe() string {
 	}
 	return "one `pgflo nats` server"
 }
+
+// StartNATSMode is StartNATS for any setup: it starts mode (StartNATSMode),
+// adds its servers to ps, and watches group's stream on it; the caller
+// closes the watch.
+func (ps *Procs) StartNATSMode(ctx context.Context, work, bin, mode, group string) (*NATS, *StreamWatch, error) {
+	n, err := StartNATSMode(ctx, work, bin, mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	*ps = append(*ps, n.Procs...)
+	watch, err := NewStreamWatch(n.URL, group)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, watch, nil
+}

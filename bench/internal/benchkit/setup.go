@@ -15,21 +15,29 @@ import (
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
-// Main finishes a benchmark's command line and runs it: after flag.Parse (the
-// program registers its flags and Usage first), an extra argument or an error
-// from validate ends the program with status 2; then run gets a context that
-// SIGINT or SIGTERM cancels, and an error from it ends the program with status
-// 1. Errors are printed prefixed with name (e.g. "bench/snapshot").
-func Main(name string, validate func() error, run func(context.Context) error) {
+// Main finishes a benchmark's command line and runs it: the program
+// registers its flags first (Flags.Register for the common ones), Main sets
+// the usage text from about and parses; an extra argument or an error from
+// one of checks (in order) ends the program with status 2; then run gets a
+// context that SIGINT or SIGTERM cancels, and an error from it ends the
+// program with status 1. Errors are printed prefixed with name, the package
+// path below the module (e.g. "bench/snapshot").
+func Main(name, about string, run func(context.Context) error, checks ...func() error) {
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./%s [flags]\n\n%s\n\nflags:\n", name, about)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", name, flag.Arg(0))
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := validate(); err != nil {
-		fmt.Fprintln(os.Stderr, name+":", err)
-		os.Exit(2)
+	for _, check := range checks {
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, name+":", err)
+			os.Exit(2)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -43,6 +51,37 @@ func Main(name string, validate func() error, run func(context.Context) error) {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
+}
+
+// Flags binds the flags every benchmark has to the program's own option
+// fields, so that its code keeps reading them where they are.
+type Flags struct {
+	Bin     *string        // --bin: the built pgflo binary; Check makes it absolute
+	Out     *string        // --out: also write the report to this file
+	Keep    *bool          // --keep: keep the temp and data dirs
+	Timeout *time.Duration // --timeout: give up on a measurement taking longer
+}
+
+// Register registers the flags: outExample is where the report usually
+// goes, timeout the default of --timeout and timeoutUsage its help text.
+func (f Flags) Register(outExample string, timeout time.Duration, timeoutUsage string) {
+	flag.StringVar(f.Bin, "bin", "./pgflo", "path of the built pgflo binary")
+	flag.StringVar(f.Out, "out", "", "also write the result table (markdown) to this file, e.g. "+outExample)
+	flag.BoolVar(f.Keep, "keep", false, "keep the temp dirs (configs, logs, NATS store, output, PostgreSQL data dir)")
+	flag.DurationVar(f.Timeout, "timeout", timeout, timeoutUsage)
+}
+
+// Check validates --timeout and resolves --bin to an absolute path.
+func (f Flags) Check() error {
+	if *f.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %v", *f.Timeout)
+	}
+	bin, err := ResolveBin(*f.Bin)
+	if err != nil {
+		return err
+	}
+	*f.Bin = bin
+	return nil
 }
 
 // WorkDir creates a temp dir (os.MkdirTemp pattern) for a run's configs, logs
@@ -81,6 +120,26 @@ func StartPostgres(keep bool, keptNote string) (pg *testenv.Postgres, stop func(
 	}, nil
 }
 
+// StartRun creates a run's work dir (WorkDir) and starts its throwaway
+// PostgreSQL cluster (StartPostgres); cleanup stops the cluster and removes
+// the dir, or with keep says where they are.
+func StartRun(pattern string, keep bool) (work string, pg *testenv.Postgres, cleanup func(), err error) {
+	work, removeWork, err := WorkDir(pattern, keep)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	Say("starting a throwaway PostgreSQL cluster (wal_level=logical, fsync off)")
+	pg, stopPG, err := StartPostgres(keep, " (the next harness run removes it once it is a minute old)")
+	if err != nil {
+		removeWork()
+		return "", nil, nil, err
+	}
+	return work, pg, func() {
+		stopPG()
+		removeWork()
+	}, nil
+}
+
 // Procs is the set of processes a measurement started, in start order.
 type Procs []*Proc
 
@@ -115,6 +174,78 @@ func (ps Procs) Exited(summary func() string) error {
 		}
 	}
 	return nil
+}
+
+// StartNATS runs `pgflo nats` with its store in work (StartNATS), adds it
+// to ps, and watches group's stream on it; the caller closes the watch.
+func (ps *Procs) StartNATS(work, bin, group string) (nats *Proc, url string, watch *StreamWatch, err error) {
+	nats, url, err = StartNATS(work, bin)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	*ps = append(*ps, nats)
+	watch, err = NewStreamWatch(url, group)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return nats, url, watch, nil
+}
+
+// Wait calls step every interval until it reports done, and says status
+// every 5 seconds. It fails when step does, when a process of ps exits, when
+// ctx ends, or when timeout has passed since start: "pgflo did not <what>
+// within <timeout>", with status and every process log.
+func (ps Procs) Wait(ctx context.Context, start time.Time, timeout, interval time.Duration, what string, step func() (bool, error), status func() string) error {
+	deadline := start.Add(timeout)
+	nextProgress := start.Add(5 * time.Second)
+	for {
+		done, err := step()
+		if err != nil || done {
+			return err
+		}
+		if err := ps.Exited(status); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			return ps.Describe(fmt.Errorf("pgflo did not %s within %v; output so far: %s", what, timeout, status()))
+		}
+		if now.After(nextProgress) {
+			Say("    %.0fs: %s", now.Sub(start).Seconds(), status())
+			nextProgress = now.Add(5 * time.Second)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// WriteFileWorker writes the config of a worker that writes group's
+// change events, read from NATS at natsURL, to a file, one JSON line each;
+// it returns the config's path and the file's, both in work.
+func WriteFileWorker(work, natsURL, group string) (cfg, output string, err error) {
+	cfg, output = filepath.Join(work, "worker.yaml"), filepath.Join(work, "out.jsonl")
+	err = os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
+  enabled: false
+logger:
+  level: WARN
+  format: logfmt
+input:
+  pg_flo_worker:
+    url: %q
+    group: %s
+pipeline:
+  processors:
+    # As resources/worker.yaml: one write per batch instead of two per event.
+    - archive:
+        format: lines
+output:
+  file:
+    path: %q
+    codec: lines
+`, natsURL, group, output)), 0o600)
+	return cfg, output, err
 }
 
 // StartPipeline starts the replicator (`bin run repCfg`) and then the worker

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
+)
+
+// report formats every run and, over the runs, the minimum and median time of
+// each partition count, with its rate and its speed-up over the anchor (the
+// first count), each taken from the same statistic.
+func report(o options, results []result) string {
+	var s strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&s, "## Partitioned apply: %s single-row UPDATEs, target %v away each way\n\n", benchkit.Thousands(o.changes), o.delay)
+	fmt.Fprintf(&s, "%s, %d cores (%s), %s, %d run(s), UPDATEs in transactions of %d, table of %s rows.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), host, runtime.GOOS+"/"+runtime.GOARCH, len(results), o.tx, benchkit.Thousands(o.rows))
+	anchor := o.partitions[0]
+	s.WriteString("| partitions | every run (s) | min (s) | median (s) | changes/s (median) | × " + fmt.Sprint(anchor) + " partition(s), min | median |\n")
+	s.WriteString("|---|---|---|---|---|---|---|\n")
+	anchorMin, anchorMed := stats(results, anchor)
+	for _, n := range o.partitions {
+		mn, med := stats(results, n)
+		var runs []string
+		for _, r := range results {
+			runs = append(runs, fmt.Sprintf("%.2f", r.seconds[n]))
+		}
+		fmt.Fprintf(&s, "| %d | %s | %.2f | %.2f | %s | %.2f | %.2f |\n", n, strings.Join(runs, ", "), mn, med,
+			benchkit.Thousands(int(float64(o.changes)/med)), anchorMin/mn, anchorMed/med)
+	}
+	s.WriteString("\n")
+	return s.String()
+}
+
+// stats is the minimum and median seconds of partition count n over the runs.
+func stats(results []result, n int) (minimum, median float64) {
+	var xs []float64
+	for _, r := range results {
+		xs = append(xs, r.seconds[n])
+	}
+	slices.Sort(xs)
+	if len(xs)%2 == 1 {
+		return xs[0], xs[len(xs)/2]
+	}
+	return xs[0], (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
