@@ -92,9 +92,13 @@ func Replicator(s Settings) (Built, error) {
 		// copy modes their snapshot record).
 		"nats_url": s.String("nats-url"),
 	}
+	jsOut := map[string]any{"url": s.String("nats-url"), "group": s.String("group")}
+	if n := s.Int("partitions"); n != 1 {
+		jsOut["partitions"] = n
+	}
 	doc := map[string]any{
 		"input":  map[string]any{"pg_flo_replicator": input},
-		"output": map[string]any{"pg_flo_jetstream": map[string]any{"url": s.String("nats-url"), "group": s.String("group")}},
+		"output": map[string]any{"pg_flo_jetstream": jsOut},
 		"logger": logger,
 	}
 	text, err := marshal(doc)
@@ -152,6 +156,9 @@ func Worker(sink string, s Settings) (Built, error) {
 		processors = append(processors, map[string]any{"pg_flo_route": map[string]any{"routing_file": f}})
 	}
 	worker := map[string]any{"url": s.String("nats-url"), "group": s.String("group"), "batch_size": max(s.Int("batch-size"), 1)}
+	if k := s.Int("partition"); k >= 0 {
+		worker["partition"] = k
+	}
 	var output map[string]any
 	var secrets []Secret
 	switch sink {

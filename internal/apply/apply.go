@@ -107,6 +107,9 @@ type Applier struct {
 	noCopyBatches map[TableName]int
 	searchPath    string
 	progressIdent string
+	// partition is the partition of a partitioned group whose progress row
+	// batches use ("" for the group's own row; see UsePartition).
+	partition string
 	// splitSeed hashes keys to the connections of a split step.
 	splitSeed maphash.Seed
 	// created counts the tables schema sync created.
@@ -321,7 +324,7 @@ func (a *Applier) applyOnce(ctx context.Context, batch *Batch, mode applyMode) (
 	}
 	res.Skipped += skipped
 	if res.Skipped > 0 {
-		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, rowsOf(changes), a.cfg.Group, b.at)
+		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, rowsOf(changes), a.progressRow(), b.at)
 	}
 	for name := range a.noCopyBatches {
 		if a.noCopyBatches[name]--; a.noCopyBatches[name] <= 0 {

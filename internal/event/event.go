@@ -61,6 +61,10 @@ const (
 	// schema sync reads the definition from there.
 	MetaSourceSchema = "pg_flo_source_schema"
 	MetaSourceTable  = "pg_flo_source_table"
+	// MetaPartition is the partition of a partitioned group an event was
+	// read from (pg_flo_worker sets it); pg_flo_postgres keeps a progress
+	// row per partition.
+	MetaPartition = "pg_flo_partition"
 )
 
 // A DDL event's new row holds the statement as the source executed it and

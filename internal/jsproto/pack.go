@@ -64,6 +64,12 @@ type Item struct {
 	// (internal/copypack) of Rows snapshot rows at positions Pos.. .
 	Body []byte
 	Rows int
+	// Barrier, when set, makes the item a barrier copy (see HeaderBarrier):
+	// published alone, with this header value, and with IDSuffix appended to
+	// its de-duplication id, so the copies of one barrier in different
+	// partitions are each stored.
+	Barrier  string
+	IDSuffix string
 }
 
 // Limits bound the packs Build makes.
@@ -87,6 +93,8 @@ type Pack struct {
 	// Rows > 0 marks a copy pack: Events holds its one body, standing for
 	// Rows events.
 	Rows int
+	// Barrier is the HeaderBarrier value of a barrier copy.
+	Barrier string
 }
 
 // Packed reports whether the pack holds more than one event, i.e. whether it
@@ -121,6 +129,9 @@ func (p Pack) Msg() *nats.Msg { return p.MsgFrom(nil) }
 // once JetStream acknowledged the message; until then it is the message's.
 func (p Pack) MsgFrom(pool *BodyPool) *nats.Msg {
 	m := nats.NewMsg(p.Subject)
+	if p.Barrier != "" {
+		m.Header.Set(HeaderBarrier, p.Barrier)
+	}
 	if !p.Packed() {
 		m.Data = p.Body()
 		return m
@@ -195,8 +206,9 @@ func MsgID(tx string, first, last uint64) string {
 }
 
 // ParseMsgID splits an id made by MsgID into its transaction and position
-// range. ok is false for ids of another form (e.g. set by another producer).
+// range; the partition suffix of a barrier copy's id ("/p<k>") is ignored. ok is false for ids of another form (e.g. set by another producer).
 func ParseMsgID(id string) (tx string, first, last uint64, ok bool) {
+	id = trimPartitionSuffix(id)
 	i := strings.LastIndexByte(id, ':')
 	if i <= 0 {
 		return "", 0, 0, false
@@ -235,6 +247,18 @@ func Build(items []Item, lim Limits) []Pack {
 		size              int
 	}
 	for _, it := range items {
+		if it.Barrier != "" {
+			p := Pack{Subject: it.Subject, Barrier: it.Barrier}
+			if len(it.Body) > 0 {
+				p.Events = [][]byte{it.Body}
+			}
+			if it.Tx != "" {
+				p.MsgID = MsgID(it.Tx, it.Pos, it.Pos) + it.IDSuffix
+			}
+			packs = append(packs, p)
+			run.open = false
+			continue
+		}
 		if it.Rows > 0 {
 			// Packed already: published as it is, never merged.
 			p := Pack{Subject: it.Subject, Events: [][]byte{it.Body}, Rows: it.Rows}
