@@ -96,8 +96,9 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   from a worker that crashed or lost its connection, the consumer is reset to its acknowledgement floor, so
   delivery resumes with the oldest unacknowledged change instead of newer ones with the old ones redelivered
   after `+"`ack_wait`"+`. For the same reason a gap or a step back in the delivery sequence also resets the
-  consumer. A reset repeats changes already applied, which idempotent outputs absorb. One worker per group:
-  several workers sharing the durable consumer would reorder changes (and reset each other).
+  consumer. A reset repeats changes already applied, which idempotent outputs absorb. One worker per group
+  (per partition, see `+"`partition`"+`): several workers sharing the durable consumer would reorder changes (and reset
+  each other).
 - **Malformed messages are not dropped**: a message whose packing is broken, or an event that is not a
   valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
   (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that

@@ -65,6 +65,9 @@ discarding old messages when full, a shorter duplicate window) a warning says so
 cover ours (a stream made by pg_flo, whose single subject is `+"`pgflo.<group>`"+`), connecting fails with an
 error saying how to fix it.
 
+With `+"`partitions`"+` above 1, each subject gets one more token, the change's partition:
+`+"`pgflo.<group>.<schema>.<table>.<k>`"+` (see the field).
+
 ### Packing
 
 With `+"`pack`"+` on, consecutive events of one transaction and table are packed into one JetStream message
