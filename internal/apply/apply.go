@@ -207,6 +207,8 @@ func (a *Applier) Close(ctx context.Context) error {
 func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) {
 	mode := applyMode{parallel: a.cfg.ApplyConnections > 1, early: true}
 	backoff := 50 * time.Millisecond
+	var unknownCol *unknownColumnError
+	reread := false
 	for attempt := 0; ; attempt++ {
 		res, err := a.applyOnce(ctx, batch, mode)
 		if err == nil {
@@ -244,6 +246,9 @@ func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) 
 			case <-time.After(backoff + rand.N(backoff/2)):
 			}
 			backoff = min(backoff*2, 5*time.Second)
+		case errors.As(err, &unknownCol) && !reread:
+			// invalidate (above) has the tables read again.
+			reread = true
 		case !mode.serial && !retryable(err):
 			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", batch.total, err)
 			mode.serial = true

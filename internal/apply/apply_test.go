@@ -935,3 +935,24 @@ func TestProgressRowPerPartition(t *testing.T) {
 		t.Fatalf("target:\n%s", got)
 	}
 }
+
+// A column added to a target table after the applier read it (DDL replayed
+// by another process, such as the worker of another partition) is found by
+// reading the table again, without falling back to change-by-change apply.
+func TestColumnAddedBehindTheAppliersBack(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	apply(t, a, s.tx(upd("users", "1", "a", "1"))...)
+	testenv.Exec(t, dsn, "ALTER TABLE users ADD COLUMN extra text")
+	change := upd("users", "2", "b", "2")
+	change.Columns = append(append([]event.Column{}, usersCols...), event.Column{Name: "extra", Type: "text", OID: 25})
+	change.New = append(change.New, event.Value{Name: "extra", Text: "x"})
+	if res := apply(t, a, s.tx(change)...); res.Applied != 1 || res.Serial {
+		t.Fatalf("change with the new column: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT id, coalesce(extra, '-') FROM users ORDER BY id"); got != "1|-\n2|x" {
+		t.Fatalf("target:\n%s", got)
+	}
+}
