@@ -313,18 +313,18 @@ const maxWorkerPartition = 256
 // checkPartitions is the worker's check of the stream: partition is set
 // exactly when the group has more than one partition, and names one of
 // them. It returns the stream's number of partitions.
-func checkPartitions(stream jetstream.StreamConfig, partition int) (int, error) {
+func checkPartitions(stream jetstream.StreamConfig, k int) (int, error) {
 	n, err := jsproto.StreamPartitions(stream.Metadata)
 	if err != nil {
 		return 0, fmt.Errorf("stream %s: %w", stream.Name, err)
 	}
 	switch {
-	case n > 1 && partition < 0:
+	case n > 1 && k < 0:
 		return 0, fmt.Errorf("field %s: stream %s has %d partitions: set %s to the partition this worker applies, 0 to %d (one worker per partition)", workerFieldPartition, stream.Name, n, workerFieldPartition, n-1)
-	case n == 1 && partition >= 0:
+	case n == 1 && k >= 0:
 		return 0, fmt.Errorf("field %s: stream %s is not partitioned (pg_flo_jetstream's partitions is 1): remove %s", workerFieldPartition, stream.Name, workerFieldPartition)
-	case partition >= n:
-		return 0, fmt.Errorf("field %s: stream %s has %d partitions, 0 to %d; got %d", workerFieldPartition, stream.Name, n, n-1, partition)
+	case k >= n:
+		return 0, fmt.Errorf("field %s: stream %s has %d partitions, 0 to %d; got %d", workerFieldPartition, stream.Name, n, n-1, k)
 	}
 	return n, nil
 }
@@ -542,6 +542,7 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 	malformed := func(err error) {
 		bm := service.NewMessage(m.Data())
 		bm.MetaSet(WorkerMetaStreamSeq, seqText)
+		bm.MetaSet(WorkerMetaPartition, w.partitionText)
 		err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.stream, streamSeq, m.Subject(), err)
 		bm.SetError(err)
 		um.batch, um.errs = service.MessageBatch{bm}, append(um.errs, err)
