@@ -690,11 +690,7 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 			items = append(items, it)
 			continue
 		}
-		var ev event.RawEvent
-		if err := o.decoder.DecodeRaw(body, &ev); err != nil {
-			return nil, false, fmt.Errorf("message %d: route to a partition: %w", i, err)
-		}
-		route, err := partition.Route(&ev, n)
+		route, op, err := o.route(msg, body)
 		if err != nil {
 			return nil, false, fmt.Errorf("message %d: %w", i, err)
 		}
@@ -704,7 +700,7 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 			continue
 		}
 		if !streamed || !hasPos {
-			return nil, false, fmt.Errorf("message %d: a %s of %s.%s concerns every partition and needs the metadata %s (a commit LSN) and %s to order it, as pg_flo_replicator sets them", i, ev.Op, schema, table, event.MetaTx, event.MetaTxPos)
+			return nil, false, fmt.Errorf("message %d: a %s of %s.%s concerns every partition and needs the metadata %s (a commit LSN) and %s to order it, as pg_flo_replicator sets them", i, op, schema, table, event.MetaTx, event.MetaTxPos)
 		}
 		id := partition.BarrierID{CommitLSN: commitLSN, Pos: it.Pos}
 		for k := 0; k < n; k++ {
@@ -715,6 +711,35 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 		}
 	}
 	return items, needSync, nil
+}
+
+// route is where an event goes among the partitions: by the hashes
+// pg_flo_replicator computed from the decoded row (metadata
+// pg_flo_key_hash, pg_flo_new_key_hash), or else by its body's key. It
+// returns the event's operation too, for messages.
+func (o *jsOutput) route(msg *service.Message, body []byte) (partition.Routing, event.Op, error) {
+	n := o.conf.partitions
+	op, _ := msg.MetaGet(event.MetaOp)
+	if hashText, ok := msg.MetaGet(event.MetaKeyHash); ok {
+		hash, err := strconv.ParseUint(hashText, 10, 64)
+		if err != nil {
+			return partition.Routing{}, "", fmt.Errorf("metadata %s=%q is not a hash: %w", event.MetaKeyHash, hashText, err)
+		}
+		var newHash uint64
+		newText, moved := msg.MetaGet(event.MetaNewKeyHash)
+		if moved {
+			if newHash, err = strconv.ParseUint(newText, 10, 64); err != nil {
+				return partition.Routing{}, "", fmt.Errorf("metadata %s=%q is not a hash: %w", event.MetaNewKeyHash, newText, err)
+			}
+		}
+		return partition.RouteHashes(hash, newHash, moved, n), event.Op(op), nil
+	}
+	var ev event.RawEvent
+	if err := o.decoder.DecodeRaw(body, &ev); err != nil {
+		return partition.Routing{}, event.Op(op), fmt.Errorf("route to a partition: %w", err)
+	}
+	route, err := partition.Route(&ev, n)
+	return route, ev.Op, err
 }
 
 // Close drains the connection: publishes in flight complete, then it closes.

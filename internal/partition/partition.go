@@ -54,14 +54,31 @@ func (h *Hasher) sep() {
 	h.h *= fnvPrime
 }
 
-// Add adds one key value: its JSON as the event carries it (a string, or
-// null for SQL NULL).
-func (h *Hasher) Add(value []byte) {
-	for _, b := range value {
-		h.h ^= uint64(b)
-		h.h *= fnvPrime
-	}
+// Add adds one key value, in its PostgreSQL text form (the event's string).
+func (h *Hasher) Add(text string) { h.addString(text) }
+
+// AddNull adds a NULL key value: 0xfe never occurs in UTF-8 text.
+func (h *Hasher) AddNull() {
+	h.h ^= 0xfe
+	h.h *= fnvPrime
 	h.sep()
+}
+
+// addRaw adds a key value as an event's JSON holds it: a string's text, a
+// null, or (a typed event's, see pg_flo_decode) the JSON value itself.
+func (h *Hasher) addRaw(f event.RawField) {
+	switch {
+	case f.Null():
+		h.AddNull()
+	case len(f.Value) > 0 && f.Value[0] == '"':
+		if text, err := f.Text(); err == nil {
+			h.Add(text)
+			return
+		}
+		fallthrough
+	default:
+		h.addString(string(f.Value))
+	}
 }
 
 // Sum is the hash.
@@ -111,13 +128,7 @@ func Route(ev *event.RawEvent, n int) (Routing, error) {
 	if n <= 1 {
 		return Routing{}, nil
 	}
-	keys := 0
-	for _, c := range ev.Columns {
-		if c.Key {
-			keys++
-		}
-	}
-	if keys == 0 || keys == len(ev.Columns) {
+	if !byKey(ev.Columns) {
 		h := NewHasher(ev.Schema, ev.Table)
 		return Routing{Partition: Of(h.Sum(), n)}, nil
 	}
@@ -161,7 +172,81 @@ func rowPartition(ev *event.RawEvent, row, fallback event.RawRow, n int) (int, e
 		if i < 0 {
 			return 0, fmt.Errorf("route %s of %s.%s: %w: %s", ev.Op, ev.Schema, ev.Table, ErrNoKey, c.Name)
 		}
-		h.Add(r[i].Value)
+		h.addRaw(r[i])
 	}
 	return Of(h.Sum(), n), nil
+}
+
+// byKey reports whether a table's changes are routed by key: it has key
+// columns, and columns that are not (with REPLICA IDENTITY FULL every column
+// is a key column, and no key survives an UPDATE).
+func byKey(cols []event.Column) bool {
+	keys := 0
+	for _, c := range cols {
+		if c.Key {
+			keys++
+		}
+	}
+	return keys > 0 && keys < len(cols)
+}
+
+// EventHashes computes, from a decoded event (the replicator's, before it is
+// encoded), what Route computes from its JSON, for the metadata
+// event.MetaKeyHash and event.MetaNewKeyHash: the hash of the row's key
+// before the change (of the table alone when it is not routed by key), and
+// for an UPDATE whose key changed, the hash of the new key. ok is false for
+// TRUNCATE and DDL, which are barriers by kind, and when a key value is
+// missing (Route then reports it).
+func EventHashes(ev *event.Event) (hash, newHash uint64, moved, ok bool) {
+	switch ev.Op {
+	case event.Insert, event.Update, event.Delete:
+	default:
+		return 0, 0, false, false
+	}
+	if !byKey(ev.Columns) {
+		return NewHasher(ev.Schema, ev.Table).Sum(), 0, false, true
+	}
+	before := ev.Old
+	if ev.Op == event.Insert {
+		before = ev.New
+	}
+	hash, ok = textRowHash(ev, before, nil)
+	if !ok || ev.Op != event.Update {
+		return hash, 0, false, ok
+	}
+	newHash, ok = textRowHash(ev, ev.New, ev.Old)
+	return hash, newHash, ok && newHash != hash, ok
+}
+
+// textRowHash is rowPartition's hash for a row of text values.
+func textRowHash(ev *event.Event, row, fallback event.Row) (uint64, bool) {
+	h := NewHasher(ev.Schema, ev.Table)
+	for _, c := range ev.Columns {
+		if !c.Key {
+			continue
+		}
+		v, ok := row.Get(c.Name)
+		if !ok && fallback != nil {
+			v, ok = fallback.Get(c.Name)
+		}
+		if !ok {
+			return 0, false
+		}
+		if v.Null {
+			h.AddNull()
+		} else {
+			h.Add(v.Text)
+		}
+	}
+	return h.Sum(), true
+}
+
+// RouteHashes is Route for an event whose hashes came with it (see
+// EventHashes): hasNew when its key changed.
+func RouteHashes(hash, newHash uint64, hasNew bool, n int) Routing {
+	from := Of(hash, n)
+	if hasNew && Of(newHash, n) != from {
+		return Routing{Barrier: true}
+	}
+	return Routing{Partition: from}
 }
