@@ -115,6 +115,8 @@ COMMIT`, set, ids[0], nextID, nextID+1, 1+rng.Intn(nextID), 1000+i))
 	// without it, moving them between partitions.
 	exec("UPDATE acct SET id = id + 100000, counter = counter + 1 WHERE id % 10 = 0 AND id < 400")
 	exec("UPDATE acct SET id = id + 200000 WHERE id % 7 = 3 AND id < 300")
+	// Moved rows change again at once, in their new partitions.
+	exec("UPDATE acct SET counter = counter + 1 WHERE id > 100000")
 	churn(50)
 	exec("TRUNCATE logt")
 	churn(50)
@@ -130,6 +132,7 @@ COMMIT`, set, ids[0], nextID, nextID+1, 1+rng.Intn(nextID), 1000+i))
 	startWorker(0)
 	churn(100)
 	exec("UPDATE acct SET id = id + 300000 WHERE id % 10 = 0 AND id BETWEEN 400 AND 600")
+	exec("UPDATE acct SET counter = counter + 1, note = 'moved' WHERE id > 300000")
 	churn(20)
 
 	waitDigestsEqual(t, source, target, []string{"acct", "logt"}, 120*time.Second)
