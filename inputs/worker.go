@@ -562,8 +562,13 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 		return um
 	}
 	tx, first, last, hasID := jsproto.ParseMsgID(m.Headers().Get(jetstream.MsgIDHeader))
-	// Positions are known per event only when the pack's range is dense.
+	// Positions are known per event when the pack's range is dense, or
+	// else listed in its header.
 	hasPos := hasID && last-first+1 == uint64(len(events))
+	var positions []uint64
+	if v := m.Headers().Get(jsproto.HeaderPositions); hasID && !hasPos && v != "" {
+		positions, _ = jsproto.DecodePositions(v, first, last, len(events))
+	}
 	um.batch = make(service.MessageBatch, 0, len(events))
 	for i, body := range events {
 		bm := service.NewMessage(body)
@@ -574,6 +579,8 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 		}
 		if hasPos {
 			bm.MetaSet(event.MetaTxPos, strconv.FormatUint(first+uint64(i), 10))
+		} else if positions != nil {
+			bm.MetaSet(event.MetaTxPos, strconv.FormatUint(positions[i], 10))
 		}
 		head, err := event.Peek(body)
 		if err != nil {

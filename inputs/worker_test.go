@@ -792,3 +792,38 @@ func TestWorkerPartitionConfig(t *testing.T) {
 		})
 	}
 }
+
+// The events of a pack whose positions have gaps (a partition's share of a
+// transaction) get their positions from the pack's Pgflo-Positions header.
+func TestWorkerReadsPackPositions(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	workerStartWriter(t, ns.URL(), "")(workerTestEvents(1, 1)) // creates the stream
+	var items []jsproto.Item
+	for _, pos := range []int{0, 2, 5} {
+		body, err := workerTestEvent("users", "0/2000", pos, 100+pos).AsBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, jsproto.Item{Tx: "0/2000", Pos: uint64(pos), Subject: "pgflo.g1.public.users", Body: body})
+	}
+	packs := jsproto.Build(items, jsproto.Limits{MaxEvents: jsproto.PackWindow})
+	if len(packs) != 1 || packs[0].MsgID != "0/2000:0-5" {
+		t.Fatalf("%d packs", len(packs))
+	}
+	if _, err := ns.JetStream(t).PublishMsg(context.Background(), packs[0].Msg(), jetstream.WithMsgID(packs[0].MsgID)); err != nil {
+		t.Fatal(err)
+	}
+	in := workerTestInput(t, ns.URL(), "")
+	var got []string
+	for len(got) < 4 {
+		_, ack, batch := workerRead(t, in)
+		for _, m := range batch {
+			meta := workerMetaOf(m)
+			got = append(got, meta.tx+"#"+meta.pos)
+		}
+		workerAck(t, ack)
+	}
+	if want := []string{"0/1001#0", "0/2000#0", "0/2000#2", "0/2000#5"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("positions %v, want %v", got, want)
+	}
+}

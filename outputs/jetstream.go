@@ -610,9 +610,13 @@ func storedSize(m *nats.Msg, headerBytes int) uint64 {
 
 // jsHeaderBytes bounds the size of the headers a pack is published with.
 func jsHeaderBytes(p jsproto.Pack, stream string) int {
-	// NATS/1.0, Nats-Msg-Id, Nats-Expected-Stream, Pgflo-Events and
-	// Pgflo-Barrier lines.
-	return 128 + len(p.MsgID) + len(stream) + len(p.Barrier)
+	// NATS/1.0, Nats-Msg-Id, Nats-Expected-Stream, Pgflo-Events,
+	// Pgflo-Barrier and Pgflo-Positions lines.
+	n := 128 + len(p.MsgID) + len(stream) + len(p.Barrier)
+	if p.Positions != nil {
+		n += len(jsproto.HeaderPositions) + 4 + (int(p.Positions[len(p.Positions)-1]-p.Positions[0])/8+1)*4/3 + 4
+	}
+	return n
 }
 
 // items maps the batch to the events to publish, with their identity and
@@ -624,6 +628,15 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 	items = make([]jsproto.Item, 0, len(batch))
 	needSync = o.needSync
 	n := o.conf.partitions
+	// parts holds each item's partition, -1 for a barrier copy.
+	var parts []int
+	if n > 1 {
+		parts = make([]int, 0, len(batch))
+	}
+	add := func(it jsproto.Item, k int) {
+		items = append(items, it)
+		parts = append(parts, k)
+	}
 	// A batch's events mostly come in runs of one table: its subject is
 	// built once a run.
 	var lastSchema, lastTable, lastSubject string
@@ -678,16 +691,17 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 		} else if needSync {
 			id := partition.BarrierID{CommitLSN: commitLSN, Pos: it.Pos, Sync: true}
 			for k := 0; k < n; k++ {
-				items = append(items, jsproto.Item{
+				add(jsproto.Item{
 					Tx: it.Tx, Pos: it.Pos, Subject: jsproto.PartitionSubject(it.Subject, k),
 					Barrier: id.String(), IDSuffix: "/sync" + jsproto.PartitionIDSuffix(k),
-				})
+				}, -1)
 			}
 			needSync = false
 		}
 		if it.Rows > 0 {
-			it.Subject = jsproto.PartitionSubject(it.Subject, partition.PackPartition(it.Tx, it.Pos, n))
-			items = append(items, it)
+			k := partition.PackPartition(it.Tx, it.Pos, n)
+			it.Subject = jsproto.PartitionSubject(it.Subject, k)
+			add(it, k)
 			continue
 		}
 		route, op, err := o.route(msg, body)
@@ -696,7 +710,7 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 		}
 		if !route.Barrier {
 			it.Subject = jsproto.PartitionSubject(it.Subject, route.Partition)
-			items = append(items, it)
+			add(it, route.Partition)
 			continue
 		}
 		if !streamed || !hasPos {
@@ -707,10 +721,43 @@ func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, need
 			c := it
 			c.Subject = jsproto.PartitionSubject(it.Subject, k)
 			c.Barrier, c.IDSuffix = id.String(), jsproto.PartitionIDSuffix(k)
-			items = append(items, c)
+			add(c, -1)
 		}
 	}
+	if n > 1 {
+		items = groupByPartition(items, parts, n)
+	}
 	return items, needSync, nil
+}
+
+// groupByPartition puts together, between two barriers, the items of each
+// partition, keeping their order: consecutive changes of a transaction and
+// table in one partition are then packed into one message (their positions
+// in its Pgflo-Positions header), where in the source's order they would
+// alternate between partitions, one message each. The order between
+// partitions does not matter; barriers keep their place. A unit of the
+// replicator (a transaction piece) is always in one batch and barriers are
+// at fixed positions of it, so a replay is grouped, packed and identified
+// the same way.
+func groupByPartition(items []jsproto.Item, parts []int, n int) []jsproto.Item {
+	out := make([]jsproto.Item, 0, len(items))
+	byPart := make([][]jsproto.Item, n)
+	flush := func() {
+		for k := range byPart {
+			out = append(out, byPart[k]...)
+			byPart[k] = byPart[k][:0]
+		}
+	}
+	for i, it := range items {
+		if parts[i] < 0 {
+			flush()
+			out = append(out, it)
+			continue
+		}
+		byPart[parts[i]] = append(byPart[parts[i]], it)
+	}
+	flush()
+	return out
 }
 
 // route is where an event goes among the partitions: by the hashes

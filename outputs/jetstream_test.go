@@ -496,6 +496,45 @@ func TestJetStreamOutputPartitions(t *testing.T) {
 		t.Fatalf("stored\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
+	// A transaction whose rows alternate between the partitions is packed
+	// into one message per partition, its positions in the header.
+	var tx service.MessageBatch
+	for pos := 0; pos < 12; pos++ {
+		ev := &event.Event{Op: event.Insert, Schema: "public", Table: "users", LSN: 0x300, CommitLSN: 0x300,
+			Columns: []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "v", Type: "text", OID: 25}},
+			New:     event.Row{{Name: "id", Text: strconv.Itoa(100 + pos)}, {Name: "v", Text: "x"}}}
+		msg := service.NewMessage(ev.AppendJSON(nil))
+		msg.MetaSet(event.MetaTx, "0/300")
+		msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+		tx = append(tx, msg)
+	}
+	if err := out.WriteBatch(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	info, err = s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := info.State.LastSeq - uint64(len(want)); stored != 2 {
+		t.Fatalf("12 changes stored in %d messages, want one per partition", stored)
+	}
+	events := 0
+	for seq := uint64(len(want)) + 1; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, first, last, ok := jsproto.ParseMsgID(m.Header.Get(jetstream.MsgIDHeader))
+		n := jsproto.EventCount(m.Header)
+		if !ok || (last-first+1 != uint64(n) && m.Header.Get(jsproto.HeaderPositions) == "") {
+			t.Fatalf("message %d: id %q, %d events, no positions", seq, m.Header.Get(jetstream.MsgIDHeader), n)
+		}
+		events += n
+	}
+	if events != 12 {
+		t.Fatalf("%d events stored", events)
+	}
+
 	conf, err := jsOutputSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\npartitions: 3\n", ns.URL()), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package jsproto
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -95,6 +96,10 @@ type Pack struct {
 	Rows int
 	// Barrier is the HeaderBarrier value of a barrier copy.
 	Barrier string
+	// Positions are the events' positions when they are not the whole
+	// range of MsgID (events between went to another message: filtered
+	// out by a processor, or to another partition); nil when they are.
+	Positions []uint64
 }
 
 // Packed reports whether the pack holds more than one event, i.e. whether it
@@ -135,6 +140,9 @@ func (p Pack) MsgFrom(pool *BodyPool) *nats.Msg {
 	if !p.Packed() {
 		m.Data = p.Body()
 		return m
+	}
+	if len(p.Positions) > 0 {
+		m.Header.Set(HeaderPositions, EncodePositions(p.Positions))
 	}
 	if p.Rows > 0 {
 		m.Header.Set(HeaderFormat, copypack.Format)
@@ -191,6 +199,44 @@ func (b *BodyPool) Put(m *nats.Msg) {
 	if m.Header.Get(HeaderEncoding) != "" {
 		putBuffer(&b.bodies, m.Data)
 	}
+}
+
+// HeaderPositions lists the positions of a packed message's events when they
+// are not every position of its id's range: a bitmap over the range (bit i,
+// least significant first within each byte, for position first+i), base64
+// (standard alphabet, no padding). A pack stays within one PackWindow, so it
+// is at most 172 characters.
+const HeaderPositions = "Pgflo-Positions"
+
+// EncodePositions is the HeaderPositions value of ascending positions.
+func EncodePositions(positions []uint64) string {
+	first := positions[0]
+	bits := make([]byte, (positions[len(positions)-1]-first)/8+1)
+	for _, pos := range positions {
+		i := pos - first
+		bits[i/8] |= 1 << (i % 8)
+	}
+	return base64.RawStdEncoding.EncodeToString(bits)
+}
+
+// DecodePositions reads a HeaderPositions value for the range first..last
+// holding n events; ok is false when it does not name exactly n positions
+// starting with first and ending with last.
+func DecodePositions(value string, first, last uint64, n int) ([]uint64, bool) {
+	bits, err := base64.RawStdEncoding.DecodeString(value)
+	if err != nil || n < 1 || last < first || uint64(len(bits)) != (last-first)/8+1 {
+		return nil, false
+	}
+	positions := make([]uint64, 0, n)
+	for i := uint64(0); i < uint64(len(bits))*8; i++ {
+		if bits[i/8]&(1<<(i%8)) != 0 {
+			positions = append(positions, first+i)
+		}
+	}
+	if len(positions) != n || positions[0] != first || positions[n-1] != last {
+		return nil, false
+	}
+	return positions, true
 }
 
 // MsgID is the de-duplication id of the events at positions first..last of
@@ -277,6 +323,15 @@ func Build(items []Item, lim Limits) []Pack {
 			fits := len(cur.Events) < lim.MaxEvents &&
 				(lim.MaxBytes <= 0 || run.size+1+len(it.Body) <= lim.MaxBytes)
 			if sameRun && fits {
+				if it.Pos != run.lastPos+1 && cur.Positions == nil {
+					// The first gap: the positions so far were dense.
+					for pos := run.firstPos; pos <= run.lastPos; pos++ {
+						cur.Positions = append(cur.Positions, pos)
+					}
+				}
+				if cur.Positions != nil {
+					cur.Positions = append(cur.Positions, it.Pos)
+				}
 				cur.Events = append(cur.Events, it.Body)
 				run.size += 1 + len(it.Body)
 				run.lastPos = it.Pos

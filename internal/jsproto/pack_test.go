@@ -374,3 +374,34 @@ func TestBuildBarriers(t *testing.T) {
 		}
 	}
 }
+
+// A pack whose positions have gaps lists them in its header, and the list
+// reads back only for the id's range and count.
+func TestPackPositions(t *testing.T) {
+	items := []Item{ev("0/1", 0, "s.a.0"), ev("0/1", 2, "s.a.0"), ev("0/1", 3, "s.a.0"), ev("0/1", 1023, "s.a.0")}
+	packs := Build(items, Limits{MaxEvents: PackWindow})
+	if len(packs) != 1 || packs[0].MsgID != "0/1:0-1023" {
+		t.Fatalf("packs %v", describe(packs))
+	}
+	header := packs[0].Msg().Header.Get(HeaderPositions)
+	got, ok := DecodePositions(header, 0, 1023, 4)
+	if !ok || !reflect.DeepEqual(got, []uint64{0, 2, 3, 1023}) {
+		t.Fatalf("positions %q read back as %v, %v", header, got, ok)
+	}
+	if len(header) > 172 {
+		t.Fatalf("header of %d characters", len(header))
+	}
+	for _, bad := range []struct {
+		first, last uint64
+		n           int
+	}{{0, 1023, 3}, {1, 1023, 4}, {0, 1022, 4}, {0, 1023, 0}} {
+		if _, ok := DecodePositions(header, bad.first, bad.last, bad.n); ok {
+			t.Errorf("positions read for range %d-%d of %d events", bad.first, bad.last, bad.n)
+		}
+	}
+	// Dense packs need no list.
+	dense := Build([]Item{ev("0/1", 4, "s.a.0"), ev("0/1", 5, "s.a.0")}, Limits{MaxEvents: PackWindow})
+	if h := dense[0].Msg().Header.Get(HeaderPositions); h != "" || dense[0].Positions != nil {
+		t.Fatalf("dense pack lists positions %q", h)
+	}
+}
