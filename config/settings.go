@@ -82,6 +82,7 @@ var replicatorSettings = append([]setting{
 	{"copy", kindBool, false, "copy the tables' rows only"},
 	{"max-copy-workers-per-table", kindInt, 4, "parallel copy workers per table"},
 	{"track-ddl", kindBool, false, "capture DDL on the replicated tables"},
+	{"partitions", kindInt, 1, "partitions of the group, applied by one worker each (fixed when the group's stream is created)"},
 }, natsSettings...)
 
 var workerSettings = append([]setting{
@@ -90,6 +91,7 @@ var workerSettings = append([]setting{
 	{"rules-config", kindString, "", "rules YAML file"},
 	{"routing-config", kindString, "", "routing YAML file"},
 	{"batch-size", kindInt, 1000, "most changes per batch"},
+	{"partition", kindInt, -1, "partition this worker applies, 0 to N-1, in a group of N > 1 partitions (-1: the group has one)"},
 }, natsSettings...)
 
 var sinkSettings = map[string][]setting{

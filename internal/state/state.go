@@ -90,6 +90,17 @@ type Store struct {
 
 // Open returns the group's store, creating the bucket when it is missing.
 func Open(ctx context.Context, js jetstream.JetStream, group string) (*Store, error) {
+	kv, err := OpenBucket(ctx, js, group)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{kv: kv}, nil
+}
+
+// OpenBucket returns the group's key-value bucket, creating it when it is
+// missing; besides the Store, the workers of a partitioned group keep their
+// barrier records there (internal/partition).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, group string) (jetstream.KeyValue, error) {
 	bucket := jsproto.StateBucket(group)
 	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -106,7 +117,7 @@ func Open(ctx context.Context, js jetstream.JetStream, group string) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv}, nil
+	return kv, nil
 }
 
 // LoadSnapshot returns the snapshot record, or nil when there is none.
