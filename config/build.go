@@ -181,6 +181,9 @@ func Replicator(s Settings) (Built, error) {
 		input["state_replicas"] = replicas
 		output["stream_replicas"] = replicas
 	}
+	if n := s.Int("partitions"); n != 1 {
+		output["partitions"] = n
+	}
 	doc := map[string]any{
 		"input":  map[string]any{"pg_flo_replicator": input},
 		"output": map[string]any{"pg_flo_jetstream": output},
@@ -246,6 +249,9 @@ func Worker(sink string, s Settings) (Built, error) {
 	}
 	worker["group"] = s.String("group")
 	worker["batch_size"] = max(s.Int("batch-size"), 1)
+	if k := s.Int("partition"); k >= 0 {
+		worker["partition"] = k
+	}
 	var output map[string]any
 	switch sink {
 	case "stdout":

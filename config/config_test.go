@@ -282,3 +282,41 @@ func TestWorkerNATSFlags(t *testing.T) {
 		}
 	}
 }
+
+// --partitions (PG_FLO_PARTITIONS) sets pg_flo_jetstream's partitions and
+// --partition pg_flo_worker's partition; their defaults leave both out.
+func TestPartitionFlags(t *testing.T) {
+	built, err := replicatorWith(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(built.YAML, "partitions") {
+		t.Errorf("default replicator config names partitions:\n%s", built.YAML)
+	}
+	base := map[string]any{"host": "h", "dbname": "d", "user": "u", "password": "p", "group": "g", "nats-url": "nats://n:4222"}
+	s, err := resolve(replicatorSettings, fakeSource(base, map[string]string{"PG_FLO_PARTITIONS": "4"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if built, err = Replicator(s); err != nil || !strings.Contains(built.YAML, "partitions: 4") {
+		t.Errorf("replicator with PG_FLO_PARTITIONS=4: %v\n%s", err, built.YAML)
+	}
+	all := append(append([]setting{}, workerSettings...), sinkSettings["stdout"]...)
+	for _, tc := range []struct {
+		flags map[string]any
+		want  string
+		has   bool
+	}{
+		{map[string]any{"group": "g", "nats-url": "n"}, "partition", false},
+		{map[string]any{"group": "g", "nats-url": "n", "partition": 2}, "partition: 2", true},
+	} {
+		s, err := resolve(all, fakeSource(tc.flags, nil, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		built, err := Worker("stdout", s)
+		if err != nil || strings.Contains(built.YAML, tc.want) != tc.has {
+			t.Errorf("worker %v: %v\n%s", tc.flags, err, built.YAML)
+		}
+	}
+}

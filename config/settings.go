@@ -83,6 +83,7 @@ var replicatorSettings = append([]setting{
 	{"max-copy-workers-per-table", kindInt, 4, "parallel copy workers per table"},
 	{"track-ddl", kindBool, false, "capture DDL on the replicated tables"},
 	{"nats-replicas", kindInt, 1, "replicas of the group's JetStream stream and state bucket, when created (3 in a 3-node NATS cluster)"},
+	{"partitions", kindInt, 1, "partitions of the group, applied by one worker each (fixed when the group's stream is created)"},
 }, natsSettings...)
 
 var workerSettings = append([]setting{
@@ -91,6 +92,7 @@ var workerSettings = append([]setting{
 	{"rules-config", kindString, "", "rules YAML file"},
 	{"routing-config", kindString, "", "routing YAML file"},
 	{"batch-size", kindInt, 1000, "most changes per batch"},
+	{"partition", kindInt, -1, "partition this worker applies, 0 to N-1, in a group of N > 1 partitions (-1: the group has one)"},
 }, natsSettings...)
 
 var sinkSettings = map[string][]setting{

@@ -1,6 +1,13 @@
 package inputs
 
-import "github.com/redpanda-data/benthos/v4/public/service"
+import (
+	"strconv"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/feed"
+)
 
 // boxed keeps a metadata value boxed as the any MetaSetMut takes: runs of
 // events share their operation, table and transaction, and boxing a string
@@ -29,3 +36,12 @@ const (
 	packsKeep   = "keep"
 	packsExpand = "expand"
 )
+
+// setKeyHashes sets the partitioning hashes of a row change (see
+// event.MetaKeyHash), which a partitioned pg_flo_jetstream routes by.
+func setKeyHashes(msg *service.Message, e *feed.Encoded) {
+	msg.MetaSetMut(event.MetaKeyHash, strconv.FormatUint(e.KeyHash, 10))
+	if e.Moved {
+		msg.MetaSetMut(event.MetaNewKeyHash, strconv.FormatUint(e.NewKeyHash, 10))
+	}
+}

@@ -64,7 +64,8 @@ change, in the JSON change event format ([docs/event.md](../event.md)).
 
 Every message carries the metadata ‹pg_flo_op›, ‹pg_flo_schema›, ‹pg_flo_table› and ‹pg_flo_lsn› (plus
 ‹pg_flo_tx› and ‹pg_flo_tx_pos›, which identify the change across replays and from which ‹pg_flo_jetstream›
-derives its de-duplication ids).
+derives its de-duplication ids). Row changes also carry ‹pg_flo_key_hash› (and ‹pg_flo_new_key_hash› when an UPDATE
+changed the key), which a partitioned ‹pg_flo_jetstream› routes them by.
 
 ### Modes
 
@@ -678,6 +679,9 @@ func toMessages(b *feed.Batch, packs bool) (service.MessageBatch, error) {
 		msg.MetaSetMut(event.MetaTxPos, strconv.Itoa(e.Pos))
 		if e.Rows > 0 {
 			msg.MetaSetMut(event.MetaPackRows, strconv.Itoa(e.Rows))
+		}
+		if e.Hashed {
+			setKeyHashes(msg, e)
 		}
 		if e.Rows == 0 || packs {
 			batch = append(batch, msg)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +18,8 @@ import (
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/packmsg"
+	"github.com/pgflo/pgflo/internal/partition"
+	"github.com/pgflo/pgflo/internal/state"
 )
 
 // Field names of pg_flo_worker; the connection fields are natsconf's.
@@ -31,6 +34,7 @@ const (
 	workerFieldMaxAckPending  = "max_ack_pending"
 	workerFieldDeliver        = "deliver"
 	workerFieldSnapshotPacks  = "snapshot_packs"
+	workerFieldPartition      = "partition"
 )
 
 // Default batch sizes: pg_flo's, and with snapshot_packs: keep four packs.
@@ -49,6 +53,10 @@ const (
 // WorkerMetaStreamSeq is the metadata key holding the JetStream stream
 // sequence of the message an event came from.
 const WorkerMetaStreamSeq = "pg_flo_stream_seq"
+
+// WorkerMetaPartition is the metadata key holding the partition an event
+// came from, on the events of a partitioned group's worker.
+const WorkerMetaPartition = event.MetaPartition
 
 // errWorkerClosed is returned by a closed pg_flo_worker.
 var errWorkerClosed = errors.New("pg_flo_worker: input is closed")
@@ -88,8 +96,9 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   from a worker that crashed or lost its connection, the consumer is reset to its acknowledgement floor, so
   delivery resumes with the oldest unacknowledged change instead of newer ones with the old ones redelivered
   after `+"`ack_wait`"+`. For the same reason a gap or a step back in the delivery sequence also resets the
-  consumer. A reset repeats changes already applied, which idempotent outputs absorb. One worker per group:
-  several workers sharing the durable consumer would reorder changes (and reset each other).
+  consumer. A reset repeats changes already applied, which idempotent outputs absorb. One worker per group
+  (per partition, see `+"`partition`"+`): several workers sharing the durable consumer would reorder changes (and reset
+  each other).
 - **Malformed messages are not dropped**: a message whose packing is broken, or an event that is not a
   valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
   (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that
@@ -141,6 +150,10 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 			}).
 				Description("What becomes of a message holding packed snapshot rows (`Pgflo-Format: copy`). `batch_size` counts a pack's rows either way. Use `keep` in front of `pg_flo_postgres`.").
 				Default(packsExpand),
+			service.NewIntField(workerFieldPartition).
+				Description("The partition this worker applies, from 0 to N-1, in a group created with N > 1 partitions (`pg_flo_jetstream`'s `partitions`, recorded in the stream); required there, and refused for a group of one partition. The consumer is then `pgflo_<group>_consumer_p<k>`, filtering `pgflo.<group>.*.*.<k>`, and every event carries the metadata `pg_flo_partition`, which `pg_flo_postgres` keys its progress row by. Run one worker per partition. A barrier (TRUNCATE, DDL, an UPDATE moving a row between partitions, the end of a snapshot) is delivered once everything before it was acknowledged and every partition reached it: partition 0's worker delivers its event, the others wait until it is acknowledged and skip their copy. The workers coordinate through the group's key-value bucket `pg_flo_state_<group>`.").
+				Optional().
+				Example(0),
 		).
 		Fields(natsconf.AuthFields()...).
 		LintRule(`root = [
@@ -182,6 +195,9 @@ func init() {
 type workerConfig struct {
 	consumer.Config
 	keepPacks bool // snapshot_packs: keep
+	// partition is the partition this worker applies, -1 for a group of
+	// one partition.
+	partition int
 }
 
 func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
@@ -200,8 +216,15 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	c.MaxAckPending = r.Int(workerFieldMaxAckPending)
 	deliver := r.String(workerFieldDeliver)
 	packs := r.String(workerFieldSnapshotPacks)
+	c.partition = -1
+	if conf.Contains(workerFieldPartition) {
+		c.partition = r.Int(workerFieldPartition)
+	}
 	if err := r.Err(); err != nil {
 		return c, err
+	}
+	if conf.Contains(workerFieldPartition) && (c.partition < 0 || c.partition >= maxWorkerPartition) {
+		return c, fmt.Errorf("field %s: must be between 0 and %d, got %d", workerFieldPartition, maxWorkerPartition-1, c.partition)
 	}
 
 	if err := jsproto.ValidateGroup(c.Group); err != nil {
@@ -212,12 +235,20 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	} else if err := jsproto.ValidateName("stream", c.Stream); err != nil {
 		return c, fmt.Errorf("field %s: %w", workerFieldStream, err)
 	}
-	if c.Durable == "" {
+	switch {
+	case c.Durable == "" && c.partition >= 0:
+		c.Durable = jsproto.PartitionConsumerName(c.Group, c.partition)
+	case c.Durable == "":
 		c.Durable = jsproto.ConsumerName(c.Group)
-	} else if err := jsproto.ValidateName("consumer", c.Durable); err != nil {
-		return c, fmt.Errorf("field %s: %w", workerFieldDurable, err)
+	default:
+		if err := jsproto.ValidateName("consumer", c.Durable); err != nil {
+			return c, fmt.Errorf("field %s: %w", workerFieldDurable, err)
+		}
 	}
-	if len(c.FilterSubjects) == 0 {
+	switch {
+	case len(c.FilterSubjects) == 0 && c.partition >= 0:
+		c.FilterSubjects = []string{jsproto.PartitionFilter(jsproto.SubjectPrefix(c.Group), c.partition)}
+	case len(c.FilterSubjects) == 0:
 		c.FilterSubjects = []string{jsproto.GroupSubjects(c.Group)}
 	}
 	for _, f := range c.FilterSubjects {
@@ -269,16 +300,54 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	}
 	c.Conn = conn
 	c.Conn.Name = "pgflo pg_flo_worker " + c.Group
+	if c.partition >= 0 {
+		c.Conn.Name += " partition " + strconv.Itoa(c.partition)
+	}
 	return c, nil
+}
+
+// maxWorkerPartition bounds partition (pg_flo_jetstream's partitions is at
+// most 256).
+const maxWorkerPartition = 256
+
+// checkPartitions is the worker's check of the stream: partition is set
+// exactly when the group has more than one partition, and names one of
+// them. It returns the stream's number of partitions.
+func checkPartitions(stream jetstream.StreamConfig, k int) (int, error) {
+	n, err := jsproto.StreamPartitions(stream.Metadata)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream.Name, err)
+	}
+	switch {
+	case n > 1 && k < 0:
+		return 0, fmt.Errorf("field %s: stream %s has %d partitions: set %s to the partition this worker applies, 0 to %d (one worker per partition)", workerFieldPartition, stream.Name, n, workerFieldPartition, n-1)
+	case n == 1 && k >= 0:
+		return 0, fmt.Errorf("field %s: stream %s is not partitioned (pg_flo_jetstream's partitions is 1): remove %s", workerFieldPartition, stream.Name, workerFieldPartition)
+	case k >= n:
+		return 0, fmt.Errorf("field %s: stream %s has %d partitions, 0 to %d; got %d", workerFieldPartition, stream.Name, n, n-1, k)
+	}
+	return n, nil
 }
 
 // workerInput is the pg_flo_worker input: the group's consumer
 // (internal/consumer), its JetStream messages made Benthos messages.
 type workerInput struct {
 	stream    string // named in the errors of malformed messages
+	group     string
 	keepPacks bool
 	log       *service.Logger
 	consumer  *consumer.Consumer
+
+	// partition is the partition applied (-1: the group has one) and
+	// partitionText its metadata value.
+	partition     int
+	partitionText string
+	// partitions is the stream's number of partitions, read by Connect
+	// (through the consumer's stream check); coord runs the barrier
+	// protocol once connected.
+	mu         sync.Mutex
+	partitions int
+	coord      *partition.Coordinator
 }
 
 func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*workerInput, error) {
@@ -291,8 +360,21 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 
 // newWorker builds the input of a parsed configuration.
 func newWorker(c workerConfig, log *service.Logger) *workerInput {
-	w := &workerInput{stream: c.Stream, keepPacks: c.keepPacks, log: log}
+	w := &workerInput{stream: c.Stream, group: c.Group, keepPacks: c.keepPacks, log: log, partition: c.partition}
+	if c.partition >= 0 {
+		w.partitionText = strconv.Itoa(c.partition)
+	}
 	c.Logger = w.log
+	c.CheckStream = func(stream jetstream.StreamConfig) error {
+		n, err := checkPartitions(stream, c.partition)
+		if err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.partitions = n
+		w.mu.Unlock()
+		return nil
+	}
 	// Unpack the messages fetched ahead while the batch before is written:
 	// decompressing copy packs and building a message per event would
 	// otherwise be a pause between two batches on the target.
@@ -309,18 +391,83 @@ func newWorker(c workerConfig, log *service.Logger) *workerInput {
 // Connect connects the consumer; Benthos calls it again after ReadBatch
 // reported service.ErrNotConnected.
 func (w *workerInput) Connect(ctx context.Context) error {
-	return workerErr(w.consumer.Connect(ctx))
+	if err := w.consumer.Connect(ctx); err != nil {
+		return workerErr(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.partition < 0 || w.coord != nil {
+		return nil
+	}
+	kv, err := state.OpenBucket(ctx, w.consumer.JetStream(), w.group)
+	if err != nil {
+		return err
+	}
+	w.coord = partition.NewCoordinator(kv, w.partitions, w.partition, w.log)
+	w.log.Infof("Applying partition %d of %d of group %s", w.partition, w.partitions, w.group)
+	return nil
 }
 
 // ReadBatch returns the next batch once the previous one was acknowledged:
 // exactly one batch is in flight, so a batch that fails downstream is resent
 // (handed back to JetStream and read again) before anything newer.
 func (w *workerInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
-	b, err := w.consumer.Next(ctx)
-	if err != nil {
-		return nil, nil, workerErr(err)
+	for {
+		b, err := w.consumer.Next(ctx)
+		if err != nil {
+			return nil, nil, workerErr(err)
+		}
+		id := b.Msgs[0].Headers().Get(jsproto.HeaderBarrier)
+		if id == "" || w.partition < 0 {
+			return w.toMessages(b.Msgs), func(_ context.Context, res error) error {
+				return workerErr(b.Done(res))
+			}, nil
+		}
+		msgs, ack, err := w.barrier(ctx, b, id)
+		if err != nil || msgs != nil {
+			return msgs, ack, err
+		}
 	}
-	return w.toMessages(b.Msgs), func(_ context.Context, res error) error {
+}
+
+// barrier runs the barrier protocol for a batch holding one barrier copy
+// (the consumer hands it out alone, once everything before it was
+// acknowledged): the batch to deliver (its event, on the designated
+// partition), or nil once the copy was acknowledged without delivery.
+func (w *workerInput) barrier(ctx context.Context, b *consumer.Batch, idText string) (service.MessageBatch, service.AckFunc, error) {
+	w.mu.Lock()
+	coord := w.coord
+	w.mu.Unlock()
+	fail := func(err error) (service.MessageBatch, service.AckFunc, error) {
+		_ = b.Done(err) // handed back: met again next
+		return nil, nil, err
+	}
+	if coord == nil {
+		return fail(service.ErrNotConnected)
+	}
+	id, err := partition.ParseBarrierID(idText)
+	if err != nil {
+		return fail(fmt.Errorf("pg_flo_worker: stream %s: header %s: %w", w.stream, jsproto.HeaderBarrier, err))
+	}
+	deliver, err := coord.Meet(ctx, id)
+	if err != nil {
+		return fail(fmt.Errorf("pg_flo_worker: partition %d at barrier %s: %w", w.partition, id, err))
+	}
+	if !deliver {
+		if err := b.Done(nil); err != nil {
+			return nil, nil, workerErr(err)
+		}
+		return nil, nil, nil
+	}
+	w.log.Debugf("Partition %d delivers barrier %s: every partition reached it", w.partition, id)
+	return w.toMessages(b.Msgs), func(ctx context.Context, res error) error {
+		if res == nil {
+			if err := coord.Applied(ctx, id); err != nil {
+				// Not acknowledged: delivered again, and skipped by an
+				// output that records its progress.
+				res = err
+			}
+		}
 		return workerErr(b.Done(res))
 	}, nil
 }
@@ -377,6 +524,7 @@ type unpackedMsg struct {
 type messageBuilder struct {
 	w                                         *workerInput
 	seqBox, txBox, opBox, schemaBox, tableBox boxed
+	partBox                                   boxed
 }
 
 // unpack returns m unpacked (m itself when it was already).
@@ -394,6 +542,7 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 	malformed := func(err error) {
 		bm := service.NewMessage(m.Data())
 		bm.MetaSet(WorkerMetaStreamSeq, seqText)
+		bm.MetaSet(WorkerMetaPartition, w.partitionText)
 		err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.stream, streamSeq, m.Subject(), err)
 		bm.SetError(err)
 		um.batch, um.errs = service.MessageBatch{bm}, append(um.errs, err)
@@ -413,17 +562,25 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 		return um
 	}
 	tx, first, last, hasID := jsproto.ParseMsgID(m.Headers().Get(jetstream.MsgIDHeader))
-	// Positions are known per event only when the pack's range is dense.
+	// Positions are known per event when the pack's range is dense, or
+	// else listed in its header.
 	hasPos := hasID && last-first+1 == uint64(len(events))
+	var positions []uint64
+	if v := m.Headers().Get(jsproto.HeaderPositions); hasID && !hasPos && v != "" {
+		positions, _ = jsproto.DecodePositions(v, first, last, len(events))
+	}
 	um.batch = make(service.MessageBatch, 0, len(events))
 	for i, body := range events {
 		bm := service.NewMessage(body)
 		mb.seqBox.set(bm, WorkerMetaStreamSeq, seqText)
+		mb.partBox.set(bm, WorkerMetaPartition, w.partitionText)
 		if hasID {
 			mb.txBox.set(bm, event.MetaTx, tx)
 		}
 		if hasPos {
 			bm.MetaSet(event.MetaTxPos, strconv.FormatUint(first+uint64(i), 10))
+		} else if positions != nil {
+			bm.MetaSet(event.MetaTxPos, strconv.FormatUint(positions[i], 10))
 		}
 		head, err := event.Peek(body)
 		if err != nil {
@@ -459,6 +616,9 @@ func (w *workerInput) copyPackMessages(m jetstream.Msg, seqText string) (service
 	}
 	pm := service.NewMessage(body)
 	pm.MetaSetMut(WorkerMetaStreamSeq, seqText)
+	if w.partitionText != "" {
+		pm.MetaSetMut(WorkerMetaPartition, w.partitionText)
+	}
 	pm.MetaSetMut(event.MetaOp, string(event.Insert))
 	pm.MetaSetMut(event.MetaSchema, p.Schema)
 	pm.MetaSetMut(event.MetaTable, p.Table)

@@ -428,6 +428,7 @@ func TestWorkerConfigErrors(t *testing.T) {
 		{"max ack pending", "group: g\nbatch_size: 100\nmax_ack_pending: 10\n", "field max_ack_pending"},
 		{"deliver", "group: g\ndeliver: last\n", "deliver"},
 		{"snapshot packs", "group: g\nsnapshot_packs: unpack\n", "snapshot_packs"},
+		{"partition", "group: g\npartition: -1\n", "field partition: must be between 0 and 255"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -751,5 +752,78 @@ func TestWorkerBatchSizeDefaults(t *testing.T) {
 		if got.BatchSize != c.batch || got.MaxAckPending != c.ackPending {
 			t.Errorf("%q: batch_size %d, max_ack_pending %d; want %d, %d", c.settings, got.BatchSize, got.MaxAckPending, c.batch, c.ackPending)
 		}
+	}
+}
+
+// A worker of partition k has a consumer and a filter of its own; the
+// stream decides whether partition must be set and which values it takes.
+func TestWorkerPartitionConfig(t *testing.T) {
+	conf, err := workerSpec().ParseYAML("url: nats://x\ngroup: g\npartition: 2\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := workerParseConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Durable != "pgflo_g_consumer_p2" || !reflect.DeepEqual(c.FilterSubjects, []string{"pgflo.g.*.*.2"}) {
+		t.Fatalf("durable %q, filters %v", c.Durable, c.FilterSubjects)
+	}
+	partitioned := func(n string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{Name: "pgflo_g_stream", Metadata: map[string]string{jsproto.StreamMetaPartitions: n}}
+	}
+	for _, tc := range []struct {
+		name      string
+		stream    jetstream.StreamConfig
+		partition int
+		want      string // error, "" for none
+	}{
+		{"unpartitioned", jetstream.StreamConfig{Name: "pgflo_g_stream"}, -1, ""},
+		{"partition of an unpartitioned stream", jetstream.StreamConfig{Name: "pgflo_g_stream"}, 0, "field partition: stream pgflo_g_stream is not partitioned"},
+		{"partition missing", partitioned("4"), -1, "field partition: stream pgflo_g_stream has 4 partitions: set partition"},
+		{"partition out of range", partitioned("4"), 4, "field partition: stream pgflo_g_stream has 4 partitions, 0 to 3; got 4"},
+		{"partition", partitioned("4"), 3, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := checkPartitions(tc.stream, tc.partition)
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The events of a pack whose positions have gaps (a partition's share of a
+// transaction) get their positions from the pack's Pgflo-Positions header.
+func TestWorkerReadsPackPositions(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	workerStartWriter(t, ns.URL(), "")(workerTestEvents(1, 1)) // creates the stream
+	var items []jsproto.Item
+	for _, pos := range []int{0, 2, 5} {
+		body, err := workerTestEvent("users", "0/2000", pos, 100+pos).AsBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, jsproto.Item{Tx: "0/2000", Pos: uint64(pos), Subject: "pgflo.g1.public.users", Body: body})
+	}
+	packs := jsproto.Build(items, jsproto.Limits{MaxEvents: jsproto.PackWindow})
+	if len(packs) != 1 || packs[0].MsgID != "0/2000:0-5" {
+		t.Fatalf("%d packs", len(packs))
+	}
+	if _, err := ns.JetStream(t).PublishMsg(context.Background(), packs[0].Msg(), jetstream.WithMsgID(packs[0].MsgID)); err != nil {
+		t.Fatal(err)
+	}
+	in := workerTestInput(t, ns.URL(), "")
+	var got []string
+	for len(got) < 4 {
+		_, ack, batch := workerRead(t, in)
+		for _, m := range batch {
+			meta := workerMetaOf(m)
+			got = append(got, meta.tx+"#"+meta.pos)
+		}
+		workerAck(t, ack)
+	}
+	if want := []string{"0/1001#0", "0/2000#0", "0/2000#2", "0/2000#5"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("positions %v, want %v", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -16,6 +17,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/natsconf"
+	"github.com/pgflo/pgflo/internal/partition"
 )
 
 // Field names of pg_flo_jetstream; the connection fields are natsconf's.
@@ -32,7 +34,12 @@ const (
 	jsFieldStreamReplicas  = "stream_replicas"
 	jsFieldDuplicateWindow = "duplicate_window"
 	jsFieldPublishTimeout  = "publish_timeout"
+	jsFieldPartitions      = "partitions"
 )
+
+// maxPartitions bounds partitions: each is a worker, a consumer and a copy
+// of every barrier.
+const maxPartitions = 256
 
 // jsPayloadHeadroom is kept free below the server's max payload for the
 // headers of a packed message (Nats-Msg-Id, Pgflo-Events, Nats-Expected-Stream).
@@ -57,6 +64,9 @@ settings below). An existing stream is never changed: when its settings can lose
 discarding old messages when full, a shorter duplicate window) a warning says so; when its subjects do not
 cover ours (a stream made by pg_flo, whose single subject is `+"`pgflo.<group>`"+`), connecting fails with an
 error saying how to fix it.
+
+With `+"`partitions`"+` above 1, each subject gets one more token, the change's partition:
+`+"`pgflo.<group>.<schema>.<table>.<k>`"+` (see the field).
 
 ### Packing
 
@@ -137,6 +147,10 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Description("JetStream de-duplication window, used when the stream is created: a message whose id was stored less than this long ago is acknowledged without being stored again. Replays of a batch or a transaction after a restart of the replicator within the window are therefore stored once; a longer window costs server memory (one entry per message id).").
 				Default("10m").
 				Advanced(),
+			service.NewIntField(jsFieldPartitions).
+				Description("Number of partitions of the group, fixed when the stream is created (it is recorded in the stream's metadata, and connecting to a stream created with another number fails). With 1, every change goes to its table's subject and one worker applies the group. With N > 1, each change goes to one of N subjects per table, `<prefix>.<schema>.<table>.<k>`, chosen by a hash of its table and replica-identity key, and N workers (`pg_flo_worker`'s `partition`) apply the partitions in parallel: the changes of one row stay in order, changes of different partitions do not. TRUNCATE, DDL, an UPDATE that moves a row to another partition, and the end of a snapshot are barriers, published to every partition and applied once, after every partition reached them. Events need the metadata `pg_flo_tx` and `pg_flo_tx_pos` (as `pg_flo_replicator` sets them) for barriers. To change the number, drain the group and recreate its stream and consumers (see docs/operations.md).").
+				Default(1).
+				Example(4),
 			service.NewDurationField(jsFieldPublishTimeout).
 				Description("How long to wait for JetStream's acknowledgement of a published message before the batch fails and is resent.").
 				Default("30s").
@@ -183,6 +197,7 @@ type jsOutputConfig struct {
 	packMaxBytes   int
 	streamConfig   jetstream.StreamConfig
 	publishTimeout time.Duration
+	partitions     int
 }
 
 func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
@@ -200,6 +215,7 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	replicas := r.Int(jsFieldStreamReplicas)
 	dupWindow := r.Duration(jsFieldDuplicateWindow)
 	c.publishTimeout = r.Duration(jsFieldPublishTimeout)
+	c.partitions = r.Int(jsFieldPartitions)
 	if err := r.Err(); err != nil {
 		return c, err
 	}
@@ -238,6 +254,9 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	if c.publishTimeout <= 0 {
 		return c, fmt.Errorf("field %s: must be positive, got %v", jsFieldPublishTimeout, c.publishTimeout)
 	}
+	if c.partitions < 1 || c.partitions > maxPartitions {
+		return c, fmt.Errorf("field %s: must be between 1 and %d, got %d", jsFieldPartitions, maxPartitions, c.partitions)
+	}
 	conn, err := natsconf.ParseConn(conf)
 	if err != nil {
 		return c, err
@@ -254,6 +273,9 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 		MaxMsgs:     -1,
 		Replicas:    replicas,
 		Duplicates:  dupWindow,
+	}
+	if c.partitions > 1 {
+		c.streamConfig.Metadata = map[string]string{jsproto.StreamMetaPartitions: strconv.Itoa(c.partitions)}
 	}
 	switch retention {
 	case "limits":
@@ -297,6 +319,13 @@ type jsOutput struct {
 	closed bool
 	// bodies holds the memory of the packed bodies published before.
 	bodies jsproto.BodyPool
+	// With partitions: the decoder of events routed by their key, and
+	// whether a sync barrier must precede the next streamed change (at
+	// first, so what a replicator published before it restarted is
+	// behind one, and after snapshot rows, so every partition applied the
+	// snapshot before any change streamed after it).
+	decoder  event.Decoder
+	needSync bool
 }
 
 func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput, error) {
@@ -304,7 +333,7 @@ func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput,
 	if err != nil {
 		return nil, err
 	}
-	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes}
+	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes, needSync: true}
 	o.conf.conn.OnDisconnect = func(err error) {
 		if err != nil {
 			o.log.Warnf("Disconnected from NATS: %v", err)
@@ -358,7 +387,7 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = o.js.CreateStream(ctx, want)
 		if err == nil {
-			o.log.Infof("Created JetStream stream %s (subjects %v, max age %v, duplicate window %v)", want.Name, want.Subjects, want.MaxAge, want.Duplicates)
+			o.log.Infof("Created JetStream stream %s (subjects %v, max age %v, duplicate window %v, %d partition(s))", want.Name, want.Subjects, want.MaxAge, want.Duplicates, o.conf.partitions)
 			return nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -370,7 +399,18 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 	}
 	have := s.CachedInfo().Config
 	o.bounded = have.Discard == jetstream.DiscardNew && have.MaxBytes > 0
+	partitions, err := jsproto.StreamPartitions(have.Metadata)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", want.Name, err)
+	}
+	if partitions != o.conf.partitions {
+		return fmt.Errorf("field %s: stream %s was created with %d partition(s), this output is configured with %d; the number is fixed when the stream is created: keep %d, or drain the group (stop the replicator, let every worker finish), delete the stream and the workers' consumers, and start again (docs/operations.md, Partitions)",
+			jsFieldPartitions, want.Name, partitions, o.conf.partitions, partitions)
+	}
 	sample := jsproto.TableSubject(o.conf.subjectPrefix, "public", "t")
+	if o.conf.partitions > 1 {
+		sample = jsproto.PartitionSubject(sample, 0)
+	}
 	covered := false
 	for _, subj := range have.Subjects {
 		if jsproto.SubjectMatches(subj, sample) {
@@ -424,7 +464,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		return service.ErrNotConnected
 	}
 
-	items, err := o.items(batch)
+	items, needSync, err := o.items(batch)
 	if err != nil {
 		return err
 	}
@@ -511,6 +551,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	if dups > 0 {
 		o.log.Debugf("Stored %d messages; %d were duplicates already in stream %s", stored, dups, o.conf.stream)
 	}
+	o.needSync = needSync
 	return nil
 }
 
@@ -572,21 +613,40 @@ func storedSize(m *nats.Msg, headerBytes int) uint64 {
 
 // jsHeaderBytes bounds the size of the headers a pack is published with.
 func jsHeaderBytes(p jsproto.Pack, stream string) int {
-	// NATS/1.0, Nats-Msg-Id, Nats-Expected-Stream and Pgflo-Events lines.
-	return 128 + len(p.MsgID) + len(stream)
+	// NATS/1.0, Nats-Msg-Id, Nats-Expected-Stream, Pgflo-Events,
+	// Pgflo-Barrier and Pgflo-Positions lines.
+	n := 128 + len(p.MsgID) + len(stream) + len(p.Barrier)
+	if p.Positions != nil {
+		n += len(jsproto.HeaderPositions) + 4 + (int(p.Positions[len(p.Positions)-1]-p.Positions[0])/8+1)*4/3 + 4
+	}
+	return n
 }
 
 // items maps the batch to the events to publish, with their identity and
-// subject.
-func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
-	items := make([]jsproto.Item, len(batch))
+// subject. With partitions it also routes each event to its partition,
+// turns barriers into a copy per partition and puts a sync barrier before
+// the first streamed change that follows snapshot rows (or this output's
+// start); needSync is what o.needSync becomes once the batch is stored.
+func (o *jsOutput) items(batch service.MessageBatch) (items []jsproto.Item, needSync bool, err error) {
+	items = make([]jsproto.Item, 0, len(batch))
+	needSync = o.needSync
+	n := o.conf.partitions
+	// parts holds each item's partition, -1 for a barrier copy.
+	var parts []int
+	if n > 1 {
+		parts = make([]int, 0, len(batch))
+	}
+	add := func(it jsproto.Item, k int) {
+		items = append(items, it)
+		parts = append(parts, k)
+	}
 	// A batch's events mostly come in runs of one table: its subject is
 	// built once a run.
 	var lastSchema, lastTable, lastSubject string
 	for i, msg := range batch {
 		body, err := msg.AsBytes()
 		if err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
+			return nil, false, fmt.Errorf("message %d: %w", i, err)
 		}
 		it := jsproto.Item{Body: body}
 		tx, hasTx := msg.MetaGet(event.MetaTx)
@@ -595,14 +655,14 @@ func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
 		if hasTx && hasPos && tx != "" {
 			pos, err := strconv.ParseUint(posText, 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("message %d: metadata %s=%q is not a position: %w", i, event.MetaTxPos, posText, err)
+				return nil, false, fmt.Errorf("message %d: metadata %s=%q is not a position: %w", i, event.MetaTxPos, posText, err)
 			}
 			it.Tx, it.Pos = tx, pos
 		}
 		if rowsText, ok := msg.MetaGet(event.MetaPackRows); ok {
 			rows, err := strconv.Atoi(rowsText)
 			if err != nil || rows < 1 {
-				return nil, fmt.Errorf("message %d: metadata %s=%q is not a positive row count", i, event.MetaPackRows, rowsText)
+				return nil, false, fmt.Errorf("message %d: metadata %s=%q is not a positive row count", i, event.MetaPackRows, rowsText)
 			}
 			it.Rows = rows
 		}
@@ -611,7 +671,7 @@ func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
 		if !hasSchema || !hasTable {
 			head, err := event.Peek(body)
 			if err != nil {
-				return nil, fmt.Errorf("message %d: not a pg_flo change event and no %s/%s metadata to route it by: %w", i, event.MetaSchema, event.MetaTable, err)
+				return nil, false, fmt.Errorf("message %d: not a pg_flo change event and no %s/%s metadata to route it by: %w", i, event.MetaSchema, event.MetaTable, err)
 			}
 			schema, table = head.Schema, head.Table
 		}
@@ -620,9 +680,116 @@ func (o *jsOutput) items(batch service.MessageBatch) ([]jsproto.Item, error) {
 			lastSubject = jsproto.TableSubject(o.conf.subjectPrefix, schema, table)
 		}
 		it.Subject = lastSubject
-		items[i] = it
+		if n == 1 {
+			items = append(items, it)
+			continue
+		}
+
+		// Streamed changes are identified by their commit LSN; snapshot
+		// rows (and events without identity) are not.
+		commitLSN, lsnErr := pglogrepl.ParseLSN(it.Tx)
+		streamed := it.Tx != "" && lsnErr == nil
+		if !streamed {
+			needSync = true
+		} else if needSync {
+			id := partition.BarrierID{CommitLSN: commitLSN, Pos: it.Pos, Sync: true}
+			for k := 0; k < n; k++ {
+				add(jsproto.Item{
+					Tx: it.Tx, Pos: it.Pos, Subject: jsproto.PartitionSubject(it.Subject, k),
+					Barrier: id.String(), IDSuffix: "/sync" + jsproto.PartitionIDSuffix(k),
+				}, -1)
+			}
+			needSync = false
+		}
+		if it.Rows > 0 {
+			k := partition.PackPartition(it.Tx, it.Pos, n)
+			it.Subject = jsproto.PartitionSubject(it.Subject, k)
+			add(it, k)
+			continue
+		}
+		route, op, err := o.route(msg, body)
+		if err != nil {
+			return nil, false, fmt.Errorf("message %d: %w", i, err)
+		}
+		if !route.Barrier {
+			it.Subject = jsproto.PartitionSubject(it.Subject, route.Partition)
+			add(it, route.Partition)
+			continue
+		}
+		if !streamed || !hasPos {
+			return nil, false, fmt.Errorf("message %d: a %s of %s.%s concerns every partition and needs the metadata %s (a commit LSN) and %s to order it, as pg_flo_replicator sets them", i, op, schema, table, event.MetaTx, event.MetaTxPos)
+		}
+		id := partition.BarrierID{CommitLSN: commitLSN, Pos: it.Pos}
+		for k := 0; k < n; k++ {
+			c := it
+			c.Subject = jsproto.PartitionSubject(it.Subject, k)
+			c.Barrier, c.IDSuffix = id.String(), jsproto.PartitionIDSuffix(k)
+			add(c, -1)
+		}
 	}
-	return items, nil
+	if n > 1 {
+		items = groupByPartition(items, parts, n)
+	}
+	return items, needSync, nil
+}
+
+// groupByPartition puts together, between two barriers, the items of each
+// partition, keeping their order: consecutive changes of a transaction and
+// table in one partition are then packed into one message (their positions
+// in its Pgflo-Positions header), where in the source's order they would
+// alternate between partitions, one message each. The order between
+// partitions does not matter; barriers keep their place. A unit of the
+// replicator (a transaction piece) is always in one batch and barriers are
+// at fixed positions of it, so a replay is grouped, packed and identified
+// the same way.
+func groupByPartition(items []jsproto.Item, parts []int, n int) []jsproto.Item {
+	out := make([]jsproto.Item, 0, len(items))
+	byPart := make([][]jsproto.Item, n)
+	flush := func() {
+		for k := range byPart {
+			out = append(out, byPart[k]...)
+			byPart[k] = byPart[k][:0]
+		}
+	}
+	for i, it := range items {
+		if parts[i] < 0 {
+			flush()
+			out = append(out, it)
+			continue
+		}
+		byPart[parts[i]] = append(byPart[parts[i]], it)
+	}
+	flush()
+	return out
+}
+
+// route is where an event goes among the partitions: by the hashes
+// pg_flo_replicator computed from the decoded row (metadata
+// pg_flo_key_hash, pg_flo_new_key_hash), or else by its body's key. It
+// returns the event's operation too, for messages.
+func (o *jsOutput) route(msg *service.Message, body []byte) (partition.Routing, event.Op, error) {
+	n := o.conf.partitions
+	op, _ := msg.MetaGet(event.MetaOp)
+	if hashText, ok := msg.MetaGet(event.MetaKeyHash); ok {
+		hash, err := strconv.ParseUint(hashText, 10, 64)
+		if err != nil {
+			return partition.Routing{}, "", fmt.Errorf("metadata %s=%q is not a hash: %w", event.MetaKeyHash, hashText, err)
+		}
+		var newHash uint64
+		newText, moved := msg.MetaGet(event.MetaNewKeyHash)
+		if moved {
+			if newHash, err = strconv.ParseUint(newText, 10, 64); err != nil {
+				return partition.Routing{}, "", fmt.Errorf("metadata %s=%q is not a hash: %w", event.MetaNewKeyHash, newText, err)
+			}
+		}
+		return partition.RouteHashes(hash, newHash, moved, n), event.Op(op), nil
+	}
+	var ev event.RawEvent
+	if err := o.decoder.DecodeRaw(body, &ev); err != nil {
+		return partition.Routing{}, event.Op(op), fmt.Errorf("route to a partition: %w", err)
+	}
+	route, err := partition.Route(&ev, n)
+	return route, ev.Op, err
 }
 
 // Close drains the connection: publishes in flight complete, then it closes.

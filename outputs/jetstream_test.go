@@ -18,6 +18,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/event/eventtest"
 	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/partition"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
@@ -345,6 +346,7 @@ func TestJetStreamOutputConfigErrors(t *testing.T) {
 		{"retention", "group: g\nstream_retention: forever\n", "stream_retention"},
 		{"window longer than age", "group: g\nstream_max_age: 1m\nduplicate_window: 2m\n", "field duplicate_window"},
 		{"two auth methods", "group: g\nuser: u\ntoken: t\n", "mutually exclusive"},
+		{"partitions", "group: g\npartitions: 0\n", "field partitions: must be between 1 and 256"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -428,4 +430,137 @@ func TestJetStreamOutputWaitsForRoomInABoundedStream(t *testing.T) {
 	if len(ids) != 30 || ids[0] != "101" || ids[29] != "130" || !sort.SliceIsSorted(ids, func(i, j int) bool { return ids[i] < ids[j] }) {
 		t.Fatalf("stream holds %v, want ids 101..130 in order", ids)
 	}
+}
+
+// With partitions, a change goes to its partition's subject; a TRUNCATE goes
+// to every partition as a barrier copy, and so does a sync barrier before
+// the first streamed change after snapshot rows. The number of partitions
+// is recorded in the stream, and an output configured with another one is
+// refused.
+func TestJetStreamOutputPartitions(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\npartitions: 2\n", ns.URL()))
+	truncate := func() *service.Message {
+		ev := &event.Event{Op: event.Truncate, Schema: "public", Table: "users", LSN: 0x100, CommitLSN: 0x100,
+			Columns: []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}}}
+		msg := service.NewMessage(ev.AppendJSON(nil))
+		msg.MetaSet(event.MetaTx, "0/100")
+		msg.MetaSet(event.MetaTxPos, "1")
+		return msg
+	}()
+	batch := service.MessageBatch{jsTestPack("users", "snapshot.r.0", 0, 1, 3), jsTestEvent("users", "0/100", 0, 7), truncate, jsTestEvent("users", "0/100", 2, 8)}
+	if err := out.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	// A resend stores nothing new.
+	if err := out.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := ns.JetStream(t).Stream(ctx, "pgflo_g1_stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Metadata[jsproto.StreamMetaPartitions] != "2" {
+		t.Fatalf("stream metadata %v", info.Config.Metadata)
+	}
+	var got []string
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %s", m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Header.Get(jsproto.HeaderBarrier)))
+	}
+	part := func(id string) string {
+		r, err := partition.Route(rawInsert(t, id), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strconv.Itoa(r.Partition)
+	}
+	want := []string{
+		"pgflo.g1.public.users." + strconv.Itoa(partition.PackPartition("snapshot.r.0", 0, 2)) + " snapshot.r.0:0-2 ",
+		"pgflo.g1.public.users.0 0/100:0/sync/p0 0/100:0:sync",
+		"pgflo.g1.public.users.1 0/100:0/sync/p1 0/100:0:sync",
+		"pgflo.g1.public.users." + part("7") + " 0/100:0 ",
+		"pgflo.g1.public.users.0 0/100:1/p0 0/100:1",
+		"pgflo.g1.public.users.1 0/100:1/p1 0/100:1",
+		"pgflo.g1.public.users." + part("8") + " 0/100:2 ",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stored\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A transaction whose rows alternate between the partitions is packed
+	// into one message per partition, its positions in the header.
+	var tx service.MessageBatch
+	for pos := 0; pos < 12; pos++ {
+		ev := &event.Event{Op: event.Insert, Schema: "public", Table: "users", LSN: 0x300, CommitLSN: 0x300,
+			Columns: []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "v", Type: "text", OID: 25}},
+			New:     event.Row{{Name: "id", Text: strconv.Itoa(100 + pos)}, {Name: "v", Text: "x"}}}
+		msg := service.NewMessage(ev.AppendJSON(nil))
+		msg.MetaSet(event.MetaTx, "0/300")
+		msg.MetaSet(event.MetaTxPos, strconv.Itoa(pos))
+		tx = append(tx, msg)
+	}
+	if err := out.WriteBatch(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	info, err = s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := info.State.LastSeq - uint64(len(want)); stored != 2 {
+		t.Fatalf("12 changes stored in %d messages, want one per partition", stored)
+	}
+	events := 0
+	for seq := uint64(len(want)) + 1; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, first, last, ok := jsproto.ParseMsgID(m.Header.Get(jetstream.MsgIDHeader))
+		n := jsproto.EventCount(m.Header)
+		if !ok || (last-first+1 != uint64(n) && m.Header.Get(jsproto.HeaderPositions) == "") {
+			t.Fatalf("message %d: id %q, %d events, no positions", seq, m.Header.Get(jetstream.MsgIDHeader), n)
+		}
+		events += n
+	}
+	if events != 12 {
+		t.Fatalf("%d events stored", events)
+	}
+
+	conf, err := jsOutputSpec().ParseYAML(fmt.Sprintf("url: %s\ngroup: g1\npartitions: 3\n", ns.URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := newJSOutput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	if err := other.Connect(ctx); err == nil || !strings.Contains(err.Error(), "created with 2 partition(s), this output is configured with 3") {
+		t.Fatalf("connect with another number of partitions: %v", err)
+	}
+}
+
+// rawInsert is the INSERT of jsTestEvent as the output routes it.
+func rawInsert(t *testing.T, id string) *event.RawEvent {
+	t.Helper()
+	body, err := jsTestEvent("users", "0/100", 0, 0).AsBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = []byte(strings.Replace(string(body), `"id":"0"`, `"id":"`+id+`"`, 1))
+	var dec event.Decoder
+	var ev event.RawEvent
+	if err := dec.DecodeRaw(body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return &ev
 }

@@ -369,6 +369,11 @@ func (o *pgOutput) applyBatch(ctx context.Context, batch service.MessageBatch) (
 	if o.applier == nil {
 		return apply.Result{}, service.ErrNotConnected
 	}
+	part, err := batchPartition(batch)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	o.applier.UsePartition(part)
 	started := time.Now()
 	changes := apply.NewBatch(len(batch))
 	stop := make(chan struct{})
@@ -394,6 +399,22 @@ func (o *pgOutput) applyBatch(ctx context.Context, batch service.MessageBatch) (
 		o.log.Infof("Applied a batch of %d changes one by one: the set statements failed (a constraint that only holds in the source's order)", res.Applied+res.Skipped)
 	}
 	return res, nil
+}
+
+// batchPartition is the partition of a partitioned group the batch came
+// from (metadata pg_flo_partition), "" for a group of one partition. Each
+// partition records its own position, so a batch must not mix them.
+func batchPartition(batch service.MessageBatch) (string, error) {
+	var part string
+	for i, msg := range batch {
+		p, _ := msg.MetaGet(event.MetaPartition)
+		if i == 0 {
+			part = p
+		} else if p != part {
+			return "", fmt.Errorf("message %d of the batch is of partition %q, message 0 of partition %q: a batch must come from one partition (one pg_flo_worker)", i, p, part)
+		}
+	}
+	return part, nil
 }
 
 // decode decodes the batch's events, and where they go, into changes,

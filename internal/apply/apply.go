@@ -107,6 +107,9 @@ type Applier struct {
 	noCopyBatches map[TableName]int
 	searchPath    string
 	progressIdent string
+	// partition is the partition of a partitioned group whose progress row
+	// batches use ("" for the group's own row; see UsePartition).
+	partition string
 	// splitSeed hashes keys to the connections of a split step.
 	splitSeed maphash.Seed
 	// created counts the tables schema sync created.
@@ -204,6 +207,8 @@ func (a *Applier) Close(ctx context.Context) error {
 func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) {
 	mode := applyMode{parallel: a.cfg.ApplyConnections > 1, early: true}
 	backoff := 50 * time.Millisecond
+	var unknownCol *unknownColumnError
+	reread := false
 	for attempt := 0; ; attempt++ {
 		res, err := a.applyOnce(ctx, batch, mode)
 		if err == nil {
@@ -241,6 +246,9 @@ func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) 
 			case <-time.After(backoff + rand.N(backoff/2)):
 			}
 			backoff = min(backoff*2, 5*time.Second)
+		case errors.As(err, &unknownCol) && !reread:
+			// invalidate (above) has the tables read again.
+			reread = true
 		case !mode.serial && !retryable(err):
 			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", batch.total, err)
 			mode.serial = true
@@ -321,7 +329,7 @@ func (a *Applier) applyOnce(ctx context.Context, batch *Batch, mode applyMode) (
 	}
 	res.Skipped += skipped
 	if res.Skipped > 0 {
-		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, rowsOf(changes), a.cfg.Group, b.at)
+		a.log.Infof("Skipped %d of %d changes already applied (group %s is at %s)", res.Skipped, rowsOf(changes), a.progressRow(), b.at)
 	}
 	for name := range a.noCopyBatches {
 		if a.noCopyBatches[name]--; a.noCopyBatches[name] <= 0 {

@@ -904,3 +904,55 @@ func TestChunkFailureWhilePlanningAhead(t *testing.T) {
 		t.Fatal("Apply did not return")
 	}
 }
+
+// Each partition of a partitioned group records its position in a row of its
+// own: a change of partition 1 that comes before what partition 0 applied
+// is applied, and each partition skips what it applied itself.
+func TestProgressRowPerPartition(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE log (id int8, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	tx1 := s.tx(ins("log", "1", "a", "1"))
+	tx2 := s.tx(ins("log", "2", "b", "2"))
+	a.UsePartition("0")
+	apply(t, a, tx2...)
+	a.UsePartition("1")
+	if res := apply(t, a, tx1...); res.Applied != 1 {
+		t.Fatalf("partition 1's earlier change: %+v", res)
+	}
+	if res := apply(t, a, tx1...); res.Skipped != 1 {
+		t.Fatalf("partition 1's change again: %+v", res)
+	}
+	a.UsePartition("0")
+	if res := apply(t, a, tx2...); res.Skipped != 1 {
+		t.Fatalf("partition 0's change again: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT group_name, commit_lsn, events FROM pgflo.progress ORDER BY group_name"); got != "g|0/0|0\ng/p0|"+event.FormatLSN(tx2[0].CommitLSN)+"|1\ng/p1|"+event.FormatLSN(tx1[0].CommitLSN)+"|1" {
+		t.Fatalf("progress rows:\n%s", got)
+	}
+	if got := rows(t, dsn, "SELECT id FROM log ORDER BY id"); got != "1\n2" {
+		t.Fatalf("target:\n%s", got)
+	}
+}
+
+// A column added to a target table after the applier read it (DDL replayed
+// by another process, such as the worker of another partition) is found by
+// reading the table again, without falling back to change-by-change apply.
+func TestColumnAddedBehindTheAppliersBack(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE users (id int8 PRIMARY KEY, email text, n int4, bio text)")
+	a, _ := connectApplier(t, dsn, nil)
+	var s stream
+	apply(t, a, s.tx(upd("users", "1", "a", "1"))...)
+	testenv.Exec(t, dsn, "ALTER TABLE users ADD COLUMN extra text")
+	change := upd("users", "2", "b", "2")
+	change.Columns = append(append([]event.Column{}, usersCols...), event.Column{Name: "extra", Type: "text", OID: 25})
+	change.New = append(change.New, event.Value{Name: "extra", Text: "x"})
+	if res := apply(t, a, s.tx(change)...); res.Applied != 1 || res.Serial {
+		t.Fatalf("change with the new column: %+v", res)
+	}
+	if got := rows(t, dsn, "SELECT id, coalesce(extra, '-') FROM users ORDER BY id"); got != "1|-\n2|x" {
+		t.Fatalf("target:\n%s", got)
+	}
+}

@@ -132,3 +132,12 @@ func sqlState(err error) string {
 	}
 	return ""
 }
+
+// unknownColumnError is an event column the target table, as last read,
+// lacks. The table may have changed since it was read — a column added by
+// DDL another process replayed, such as the worker of another partition of
+// the group — so ApplyBatch tries the batch once more with the table read
+// again before it gives up on set statements.
+type unknownColumnError struct{ msg string }
+
+func (e *unknownColumnError) Error() string { return e.msg }

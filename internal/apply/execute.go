@@ -57,7 +57,7 @@ func (a *Applier) applyRest(ctx context.Context, b *batchTx, pl *planning) (appl
 		default:
 			skipped += it.skipped
 			if it.late > 0 {
-				a.log.Warnf("Skipped %d snapshot rows taken before changes group %s already applied (it is at %s): rows of an older copy, such as one by a replicator that no longer owns the group; the newer changes stay", it.late, a.cfg.Group, b.at)
+				a.log.Warnf("Skipped %d snapshot rows taken before changes group %s already applied (it is at %s): rows of an older copy, such as one by a replicator that no longer owns the group; the newer changes stay", it.late, a.progressRow(), b.at)
 			}
 			if err := a.execSteps(ctx, b, it.steps); err != nil {
 				return applied, skipped, err

@@ -607,7 +607,7 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 		for _, name := range ch.UnchangedToast {
 			i, ok := t.Column(name)
 			if !ok {
-				return fmt.Errorf("column %q of the event does not exist in target table %s", name, t.Name)
+				return &unknownColumnError{fmt.Sprintf("column %q of the event does not exist in target table %s", name, t.Name)}
 			}
 			if oldHas != nil && oldHas[i] {
 				vals[i], has[i] = oldVals[i], true
@@ -813,7 +813,7 @@ func writableColumn(t *Table, pos int, name string) (int, error) {
 		i, ok = t.Column(name)
 	}
 	if !ok {
-		return 0, fmt.Errorf("column %q of the event does not exist in target table %s (add it on the target, or rename or drop it with pg_flo_route)", name, t.Name)
+		return 0, &unknownColumnError{fmt.Sprintf("column %q of the event does not exist in target table %s (add it on the target, or rename or drop it with pg_flo_route)", name, t.Name)}
 	}
 	if t.Columns[i].Generated {
 		return 0, fmt.Errorf("column %q of target table %s is a generated column and cannot be written", name, t.Name)

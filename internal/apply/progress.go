@@ -151,7 +151,7 @@ func (a *Applier) writeProgress(ctx context.Context, b *batchTx) error {
 	_, err := b.tx.Exec(ctx, "UPDATE "+a.progressIdent+` SET commit_lsn = $2::text::pg_lsn, tx_pos = $3,
 		events = events + $4, snapshot_rows = snapshot_rows + $5, batches = batches + 1,
 		pending_commit_lsn = NULL, pending_tx_pos = NULL, updated_at = now() WHERE group_name = $1`,
-		a.cfg.Group, event.FormatLSN(to.CommitLSN), to.Pos, events, snapshotRows)
+		a.progressRow(), event.FormatLSN(to.CommitLSN), to.Pos, events, snapshotRows)
 	if err != nil {
 		return fmt.Errorf("update progress table %s: %w", a.progressIdent, err)
 	}
@@ -212,6 +212,28 @@ func (a *Applier) setupProgress(ctx context.Context) error {
 	return nil
 }
 
+// ProgressRow is the progress row of partition k of a partitioned group,
+// "<group>/p<k>": each partition is a stream of its own, applied in its own
+// transactions, so each has its own position. A group of one partition
+// keeps the row named after it.
+func ProgressRow(group string, k string) string { return group + "/p" + k }
+
+// UsePartition makes the batches that follow record their position in
+// partition k's row (ProgressRow); "" is the group's own row. The row is
+// created when the first batch reads it.
+func (a *Applier) UsePartition(k string) {
+	a.partition = k
+}
+
+// progressRow is the group_name of the row batches record their position
+// in.
+func (a *Applier) progressRow() string {
+	if a.partition == "" {
+		return a.cfg.Group
+	}
+	return ProgressRow(a.cfg.Group, a.partition)
+}
+
 // Progress reads the group's position in the progress table.
 func (a *Applier) Progress(ctx context.Context) (Position, error) {
 	at, _, err := a.readProgress(ctx, "")
@@ -229,10 +251,10 @@ func (a *Applier) readProgress(ctx context.Context, lock string) (at, pending Po
 	var pendingLSN *string
 	var pendingPos *int64
 	err = a.conn.QueryRow(ctx, "SELECT commit_lsn::text, tx_pos, pending_commit_lsn::text, pending_tx_pos FROM "+a.progressIdent+" WHERE group_name = $1"+lock,
-		a.cfg.Group).Scan(&lsn, &at.Pos, &pendingLSN, &pendingPos)
+		a.progressRow()).Scan(&lsn, &at.Pos, &pendingLSN, &pendingPos)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The row was deleted: start over, as for a new group.
-		if _, err := a.conn.Exec(ctx, "INSERT INTO "+a.progressIdent+" (group_name, commit_lsn, tx_pos) VALUES ($1, '0/0', -1) ON CONFLICT (group_name) DO NOTHING", a.cfg.Group); err != nil {
+		if _, err := a.conn.Exec(ctx, "INSERT INTO "+a.progressIdent+" (group_name, commit_lsn, tx_pos) VALUES ($1, '0/0', -1) ON CONFLICT (group_name) DO NOTHING", a.progressRow()); err != nil {
 			return at, pending, fmt.Errorf("progress table %s: %w", a.progressIdent, err)
 		}
 		return at, pending, nil
@@ -265,7 +287,7 @@ func (a *Applier) markPending(ctx context.Context, at Position) error {
 		lsn = &text
 	}
 	_, err := a.conn.Exec(ctx, "UPDATE "+a.progressIdent+" SET pending_commit_lsn = $2::text::pg_lsn, pending_tx_pos = $3 WHERE group_name = $1",
-		a.cfg.Group, lsn, at.Pos)
+		a.progressRow(), lsn, at.Pos)
 	if err != nil {
 		return fmt.Errorf("progress table %s: %w", a.progressIdent, err)
 	}

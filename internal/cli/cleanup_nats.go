@@ -10,8 +10,8 @@ import (
 	"github.com/pgflo/pgflo/internal/jsproto"
 )
 
-// natsTargets inspects the NATS server: the group's durable consumer, its
-// stream and its state bucket.
+// natsTargets inspects the NATS server: the group's durable consumers (one
+// per partition in a partitioned group), its stream and its state bucket.
 func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
 	var conn jsproto.ConnConfig
 	if o.NATSAuth != nil {
@@ -27,22 +27,6 @@ func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
 	if err != nil {
 		p.close()
 		return place{}, fmt.Errorf("open JetStream: %w", err)
-	}
-
-	consumer := target{what: fmt.Sprintf("JetStream consumer %s of stream %s", o.Consumer, o.Stream)}
-	c, err := js.Consumer(ctx, o.Stream, o.Consumer)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
-	case err != nil:
-		p.close()
-		return place{}, fmt.Errorf("look up consumer %q: %w", o.Consumer, err)
-	default:
-		info := c.CachedInfo()
-		consumer.exists = true
-		consumer.detail = fmt.Sprintf("%s to deliver, %d awaiting acknowledgement", plural(int(info.NumPending), "message"), info.NumAckPending)
-	}
-	consumer.drop = func(ctx context.Context) (string, error) {
-		return "", ignoreNotFound(js.DeleteConsumer(ctx, o.Stream, o.Consumer))
 	}
 
 	stream := target{what: "JetStream stream " + o.Stream}
@@ -78,8 +62,45 @@ func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
 		return "", ignoreNotFound(js.DeleteKeyValue(ctx, o.Bucket))
 	}
 
-	p.targets = []target{consumer, stream, bucket}
+	// The workers' consumers: the group's, and in a partitioned group (the
+	// stream records its partitions) one per partition.
+	names := []string{o.Consumer}
+	if stream.exists && o.Consumer == jsproto.ConsumerName(o.Group) {
+		if n, err := jsproto.StreamPartitions(s.CachedInfo().Config.Metadata); err == nil {
+			for k := 0; k < n && n > 1; k++ {
+				names = append(names, jsproto.PartitionConsumerName(o.Group, k))
+			}
+		}
+	}
+	for _, name := range names {
+		consumer, err := consumerTarget(ctx, js, o.Stream, name)
+		if err != nil {
+			p.close()
+			return place{}, err
+		}
+		p.targets = append(p.targets, consumer)
+	}
+	p.targets = append(p.targets, stream, bucket)
 	return p, nil
+}
+
+// consumerTarget is the durable consumer name of stream.
+func consumerTarget(ctx context.Context, js jetstream.JetStream, stream, name string) (target, error) {
+	consumer := target{what: fmt.Sprintf("JetStream consumer %s of stream %s", name, stream)}
+	c, err := js.Consumer(ctx, stream, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
+	case err != nil:
+		return target{}, fmt.Errorf("look up consumer %q: %w", name, err)
+	default:
+		info := c.CachedInfo()
+		consumer.exists = true
+		consumer.detail = fmt.Sprintf("%s to deliver, %d awaiting acknowledgement", plural(int(info.NumPending), "message"), info.NumAckPending)
+	}
+	consumer.drop = func(ctx context.Context) (string, error) {
+		return "", ignoreNotFound(js.DeleteConsumer(ctx, stream, name))
+	}
+	return consumer, nil
 }
 
 // ignoreNotFound treats an object that vanished before its drop as dropped.

@@ -54,6 +54,9 @@ type Config struct {
 	// DeliverNew makes a newly created consumer start with new messages.
 	DeliverNew bool
 	Logger     logging.Logger
+	// CheckStream, when set, is given the stream's configuration before the
+	// consumer is created or reused; an error it returns fails Connect.
+	CheckStream func(jetstream.StreamConfig) error
 	// Ahead, when set, is given the messages fetched for the next batch
 	// while the current one is out, and may replace each with a wrapper of
 	// itself; the batch then holds the wrappers. Work done there overlaps
@@ -174,6 +177,14 @@ func (c *Consumer) Connect(ctx context.Context) error {
 	return nil
 }
 
+// JetStream returns the connection's JetStream context, nil before Connect
+// succeeded.
+func (c *Consumer) JetStream() jetstream.JetStream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.js
+}
+
 // ensureConsumer looks the durable consumer up, creating it when missing and
 // updating the settings pgflo depends on when they differ. Called with c.mu
 // held.
@@ -185,6 +196,11 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up stream %s: %w", conf.Stream, err)
+	}
+	if conf.CheckStream != nil {
+		if err := conf.CheckStream(stream.CachedInfo().Config); err != nil {
+			return nil, err
+		}
 	}
 	want := jetstream.ConsumerConfig{
 		Durable:       conf.Durable,
@@ -625,23 +641,39 @@ func (c *Config) cost(h nats.Header) int64 {
 	return n * int64(c.SnapshotBatch)
 }
 
-// room is how much msgs leave of a batch (negative when they exceed it).
+// room is how much msgs leave of a batch (negative when they exceed it). A
+// barrier copy (jsproto.HeaderBarrier) fills the batch: it is a batch of its
+// own (see split), so nothing is fetched after it.
 func (c *Config) room(msgs []jetstream.Msg) int64 {
 	left := int64(c.BatchSize) * int64(c.SnapshotBatch)
 	for _, m := range msgs {
+		if isBarrier(m) {
+			return 0
+		}
 		left -= c.cost(m.Headers())
 	}
 	return left
 }
 
+// isBarrier reports whether m is a barrier copy of a partitioned group.
+func isBarrier(m jetstream.Msg) bool { return m.Headers().Get(jsproto.HeaderBarrier) != "" }
+
 // full reports whether msgs fill a batch.
 func (c *Config) full(msgs []jetstream.Msg) bool { return c.room(msgs) <= 0 }
 
 // split cuts msgs after as many messages as fit in a batch, at least one: a
-// packed message is never split.
+// packed message is never split. A barrier copy is a batch of its own: the
+// worker coordinates with the other partitions once everything before it
+// was delivered.
 func (c *Config) split(msgs []jetstream.Msg) (batch, rest []jetstream.Msg) {
 	left := int64(c.BatchSize) * int64(c.SnapshotBatch)
 	for i, m := range msgs {
+		if isBarrier(m) {
+			if i == 0 {
+				return msgs[:1], msgs[1:]
+			}
+			return msgs[:i], msgs[i:]
+		}
 		left -= c.cost(m.Headers())
 		if left < 0 && i > 0 {
 			return msgs[:i], msgs[i:]

@@ -363,3 +363,49 @@ func TestMissingStream(t *testing.T) {
 		t.Fatalf("connect = %v, want a stream not found error", err)
 	}
 }
+
+// A barrier copy of a partitioned group is a batch of its own: the batch
+// before it ends before it, and what follows it waits for the next batch.
+func TestBarrierIsABatchOfItsOwn(t *testing.T) {
+	ns := startStream(t)
+	js := ns.JetStream(t)
+	items := testEvents(1, 3)
+	barrier := testEvents(4, 1)[0]
+	barrier.Barrier = "0/1004:0"
+	items = append(items, barrier)
+	items = append(items, testEvents(5, 3)...)
+	publish(t, js, jsproto.Limits{}, items...)
+	c := open(t, testConfig(ns.URL(), 100))
+	ctx := context.Background()
+	for _, want := range [][]int{{1, 2, 3}, {4}, {5, 6, 7}} {
+		b, err := c.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(t, b); !reflect.DeepEqual(got, want) {
+			t.Fatalf("batch %v, want %v", got, want)
+		}
+		isBarrier := b.Msgs[0].Headers().Get(jsproto.HeaderBarrier) != ""
+		if isBarrier != (want[0] == 4) {
+			t.Fatalf("batch %v: barrier %v", want, isBarrier)
+		}
+		if err := b.Done(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The stream check sees the stream before the consumer is created and can
+// refuse it.
+func TestCheckStream(t *testing.T) {
+	ns := startStream(t)
+	conf := testConfig(ns.URL(), 10)
+	conf.CheckStream = func(s jetstream.StreamConfig) error {
+		return fmt.Errorf("refused %s", s.Name)
+	}
+	c := New(conf)
+	defer c.Close(context.Background())
+	if err := c.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), "refused "+jsproto.StreamName("g1")) {
+		t.Fatalf("connect: %v", err)
+	}
+}

@@ -61,6 +61,17 @@ const (
 	// schema sync reads the definition from there.
 	MetaSourceSchema = "pg_flo_source_schema"
 	MetaSourceTable  = "pg_flo_source_table"
+	// MetaPartition is the partition of a partitioned group an event was
+	// read from (pg_flo_worker sets it); pg_flo_postgres keeps a progress
+	// row per partition.
+	MetaPartition = "pg_flo_partition"
+	// MetaKeyHash is the partitioning hash of the row a change concerns
+	// (its key before the change, in decimal; see internal/partition), and
+	// MetaNewKeyHash that of its new key when an UPDATE changed it:
+	// pg_flo_replicator sets them so a partitioned pg_flo_jetstream routes
+	// the change without decoding it.
+	MetaKeyHash    = "pg_flo_key_hash"
+	MetaNewKeyHash = "pg_flo_new_key_hash"
 )
 
 // A DDL event's new row holds the statement as the source executed it and

@@ -33,6 +33,11 @@ type Encoded struct {
 	// position in it.
 	Tx  string
 	Pos int
+	// Hashed marks a row change whose partitioning hashes were computed
+	// (internal/partition.EventHashes): KeyHash, and NewKeyHash when Moved
+	// (an UPDATE changed the key).
+	Hashed, Moved       bool
+	KeyHash, NewKeyHash uint64
 }
 
 // Count is the number of events e stands for.

@@ -14,6 +14,7 @@ package jsproto
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -200,4 +201,72 @@ func SubjectMatches(filter, subject string) bool {
 		}
 	}
 	return len(ft) == len(st)
+}
+
+// Partitions. A group created with N > 1 partitions (pg_flo_jetstream's
+// partitions) publishes each change to one of N subjects per table,
+// "<prefix>.<schema>.<table>.<k>" (k from 0 to N-1), and runs one worker per
+// partition; N is recorded in the stream's metadata. A group of one partition
+// is laid out as before partitions existed.
+
+// StreamMetaPartitions is the stream metadata key recording the number of
+// partitions of a partitioned group's stream.
+const StreamMetaPartitions = "pgflo_partitions"
+
+// HeaderBarrier marks a barrier copy: a change that concerns rows of more
+// than one partition (TRUNCATE, DDL, an UPDATE moving a row to another
+// partition), or the end of a snapshot, published to every partition. Its
+// value is the barrier's id (internal/partition.BarrierID); a copy without
+// a body is a sync barrier, which carries no change.
+const HeaderBarrier = "Pgflo-Barrier"
+
+// StreamPartitions is the number of partitions recorded in a stream's
+// metadata: 1 when none is recorded.
+func StreamPartitions(metadata map[string]string) (int, error) {
+	v, ok := metadata[StreamMetaPartitions]
+	if !ok {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("stream metadata %s=%q is not a positive number of partitions", StreamMetaPartitions, v)
+	}
+	return n, nil
+}
+
+// PartitionSubject is the subject of partition k's changes of a table
+// subject (see TableSubject): "<table subject>.<k>". Per-table filters
+// ("<prefix>.<schema>.<table>.*") keep working.
+func PartitionSubject(tableSubject string, k int) string {
+	return tableSubject + "." + strconv.Itoa(k)
+}
+
+// PartitionFilter is the subject filter of partition k's changes of every
+// table under prefix: "<prefix>.*.*.<k>".
+func PartitionFilter(prefix string, k int) string {
+	return prefix + ".*.*." + strconv.Itoa(k)
+}
+
+// PartitionConsumerName is the durable consumer of partition k's worker:
+// "pgflo_<group>_consumer_p<k>".
+func PartitionConsumerName(group string, k int) string {
+	return ConsumerName(group) + "_p" + strconv.Itoa(k)
+}
+
+// PartitionIDSuffix is appended to the de-duplication id of partition k's
+// copy of a barrier: "/p<k>".
+func PartitionIDSuffix(k int) string { return "/p" + strconv.Itoa(k) }
+
+// trimPartitionSuffix removes a PartitionIDSuffix from a message id.
+func trimPartitionSuffix(id string) string {
+	i := strings.LastIndex(id, "/p")
+	if i < 0 || i+2 == len(id) {
+		return id
+	}
+	for _, r := range id[i+2:] {
+		if r < '0' || r > '9' {
+			return id
+		}
+	}
+	return id[:i]
 }

@@ -172,3 +172,34 @@ func TestValidateName(t *testing.T) {
 func Subject(group, schema, table string) string {
 	return TableSubject(SubjectPrefix(group), schema, table)
 }
+
+func TestPartitionNames(t *testing.T) {
+	if got := PartitionSubject(TableSubject("pgflo.g", "public", "users"), 3); got != "pgflo.g.public.users.3" {
+		t.Errorf("subject %q", got)
+	}
+	filter := PartitionFilter(SubjectPrefix("g"), 3)
+	if !SubjectMatches(filter, "pgflo.g.public.users.3") || SubjectMatches(filter, "pgflo.g.public.users.2") || SubjectMatches(filter, "pgflo.g.public.users") {
+		t.Errorf("filter %q", filter)
+	}
+	if !SubjectMatches(GroupSubjects("g"), "pgflo.g.public.users.3") {
+		t.Error("the stream's subjects do not cover partitioned subjects")
+	}
+	if got := PartitionConsumerName("g", 3); got != "pgflo_g_consumer_p3" {
+		t.Errorf("consumer %q", got)
+	}
+	for _, tc := range []struct {
+		meta map[string]string
+		n    int
+		ok   bool
+	}{
+		{nil, 1, true},
+		{map[string]string{StreamMetaPartitions: "4"}, 4, true},
+		{map[string]string{StreamMetaPartitions: "0"}, 0, false},
+		{map[string]string{StreamMetaPartitions: "four"}, 0, false},
+	} {
+		n, err := StreamPartitions(tc.meta)
+		if n != tc.n || (err == nil) != tc.ok {
+			t.Errorf("StreamPartitions(%v) = %d, %v", tc.meta, n, err)
+		}
+	}
+}

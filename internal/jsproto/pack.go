@@ -2,6 +2,7 @@ package jsproto
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -64,6 +65,12 @@ type Item struct {
 	// (internal/copypack) of Rows snapshot rows at positions Pos.. .
 	Body []byte
 	Rows int
+	// Barrier, when set, makes the item a barrier copy (see HeaderBarrier):
+	// published alone, with this header value, and with IDSuffix appended to
+	// its de-duplication id, so the copies of one barrier in different
+	// partitions are each stored.
+	Barrier  string
+	IDSuffix string
 }
 
 // Limits bound the packs Build makes.
@@ -87,6 +94,12 @@ type Pack struct {
 	// Rows > 0 marks a copy pack: Events holds its one body, standing for
 	// Rows events.
 	Rows int
+	// Barrier is the HeaderBarrier value of a barrier copy.
+	Barrier string
+	// Positions are the events' positions when they are not the whole
+	// range of MsgID (events between went to another message: filtered
+	// out by a processor, or to another partition); nil when they are.
+	Positions []uint64
 }
 
 // Packed reports whether the pack holds more than one event, i.e. whether it
@@ -121,9 +134,15 @@ func (p Pack) Msg() *nats.Msg { return p.MsgFrom(nil) }
 // once JetStream acknowledged the message; until then it is the message's.
 func (p Pack) MsgFrom(pool *BodyPool) *nats.Msg {
 	m := nats.NewMsg(p.Subject)
+	if p.Barrier != "" {
+		m.Header.Set(HeaderBarrier, p.Barrier)
+	}
 	if !p.Packed() {
 		m.Data = p.Body()
 		return m
+	}
+	if len(p.Positions) > 0 {
+		m.Header.Set(HeaderPositions, EncodePositions(p.Positions))
 	}
 	if p.Rows > 0 {
 		m.Header.Set(HeaderFormat, copypack.Format)
@@ -182,6 +201,44 @@ func (b *BodyPool) Put(m *nats.Msg) {
 	}
 }
 
+// HeaderPositions lists the positions of a packed message's events when they
+// are not every position of its id's range: a bitmap over the range (bit i,
+// least significant first within each byte, for position first+i), base64
+// (standard alphabet, no padding). A pack stays within one PackWindow, so it
+// is at most 172 characters.
+const HeaderPositions = "Pgflo-Positions"
+
+// EncodePositions is the HeaderPositions value of ascending positions.
+func EncodePositions(positions []uint64) string {
+	first := positions[0]
+	bits := make([]byte, (positions[len(positions)-1]-first)/8+1)
+	for _, pos := range positions {
+		i := pos - first
+		bits[i/8] |= 1 << (i % 8)
+	}
+	return base64.RawStdEncoding.EncodeToString(bits)
+}
+
+// DecodePositions reads a HeaderPositions value for the range first..last
+// holding n events; ok is false when it does not name exactly n positions
+// starting with first and ending with last.
+func DecodePositions(value string, first, last uint64, n int) ([]uint64, bool) {
+	bits, err := base64.RawStdEncoding.DecodeString(value)
+	if err != nil || n < 1 || last < first || uint64(len(bits)) != (last-first)/8+1 {
+		return nil, false
+	}
+	positions := make([]uint64, 0, n)
+	for i := uint64(0); i < uint64(len(bits))*8; i++ {
+		if bits[i/8]&(1<<(i%8)) != 0 {
+			positions = append(positions, first+i)
+		}
+	}
+	if len(positions) != n || positions[0] != first || positions[n-1] != last {
+		return nil, false
+	}
+	return positions, true
+}
+
 // MsgID is the de-duplication id of the events at positions first..last of
 // transaction tx: "<tx>:<first>-<last>", or "<tx>:<pos>" for a single event.
 // It depends only on the events, so a replay after a restart publishes the
@@ -195,8 +252,9 @@ func MsgID(tx string, first, last uint64) string {
 }
 
 // ParseMsgID splits an id made by MsgID into its transaction and position
-// range. ok is false for ids of another form (e.g. set by another producer).
+// range; the partition suffix of a barrier copy's id ("/p<k>") is ignored. ok is false for ids of another form (e.g. set by another producer).
 func ParseMsgID(id string) (tx string, first, last uint64, ok bool) {
+	id = trimPartitionSuffix(id)
 	i := strings.LastIndexByte(id, ':')
 	if i <= 0 {
 		return "", 0, 0, false
@@ -235,6 +293,18 @@ func Build(items []Item, lim Limits) []Pack {
 		size              int
 	}
 	for _, it := range items {
+		if it.Barrier != "" {
+			p := Pack{Subject: it.Subject, Barrier: it.Barrier}
+			if len(it.Body) > 0 {
+				p.Events = [][]byte{it.Body}
+			}
+			if it.Tx != "" {
+				p.MsgID = MsgID(it.Tx, it.Pos, it.Pos) + it.IDSuffix
+			}
+			packs = append(packs, p)
+			run.open = false
+			continue
+		}
 		if it.Rows > 0 {
 			// Packed already: published as it is, never merged.
 			p := Pack{Subject: it.Subject, Events: [][]byte{it.Body}, Rows: it.Rows}
@@ -253,6 +323,15 @@ func Build(items []Item, lim Limits) []Pack {
 			fits := len(cur.Events) < lim.MaxEvents &&
 				(lim.MaxBytes <= 0 || run.size+1+len(it.Body) <= lim.MaxBytes)
 			if sameRun && fits {
+				if it.Pos != run.lastPos+1 && cur.Positions == nil {
+					// The first gap: the positions so far were dense.
+					for pos := run.firstPos; pos <= run.lastPos; pos++ {
+						cur.Positions = append(cur.Positions, pos)
+					}
+				}
+				if cur.Positions != nil {
+					cur.Positions = append(cur.Positions, it.Pos)
+				}
 				cur.Events = append(cur.Events, it.Body)
 				run.size += 1 + len(it.Body)
 				run.lastPos = it.Pos

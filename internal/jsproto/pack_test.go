@@ -284,6 +284,10 @@ func TestMsgID(t *testing.T) {
 		{":5", "", 0, 0, false},
 		{"t:x", "", 0, 0, false},
 		{"t:1-", "", 0, 0, false},
+		// A barrier copy's partition suffix is not part of its position.
+		{MsgID("0/16B37A0", 3, 3) + PartitionIDSuffix(2), "0/16B37A0", 3, 3, true},
+		{MsgID("0/16B37A0", 3, 3) + "/sync" + PartitionIDSuffix(12), "", 0, 0, false},
+		{"0/1:3/p", "", 0, 0, false},
 	}
 	for _, tt := range tests {
 		tx, first, last, ok := ParseMsgID(tt.id)
@@ -332,5 +336,72 @@ func TestMsgFromPoolEqualsMsg(t *testing.T) {
 			}
 			pool.Put(got)
 		}
+	}
+}
+
+// Barrier copies are published alone, each with its header and an id of its
+// own, between the packs of the events around them.
+func TestBuildBarriers(t *testing.T) {
+	items := []Item{ev("0/1", 0, "s.a.0"), ev("0/1", 1, "s.a.0")}
+	for k := 0; k < 2; k++ {
+		c := ev("0/1", 2, "s.a."+strconv.Itoa(k))
+		c.Barrier, c.IDSuffix = "0/1:2", PartitionIDSuffix(k)
+		items = append(items, c)
+	}
+	items = append(items, ev("0/1", 3, "s.a.0"), Item{Tx: "0/1", Pos: 4, Subject: "s.a.1", Barrier: "0/1:4:sync", IDSuffix: "/sync/p1"})
+	packs := Build(items, Limits{MaxEvents: PackWindow})
+	got := describe(packs)
+	wantPacks := []want{
+		{"s.a.0", "0/1:0-1", []string{"0/1/0", "0/1/1"}},
+		{"s.a.0", "0/1:2/p0", []string{"0/1/2"}},
+		{"s.a.1", "0/1:2/p1", []string{"0/1/2"}},
+		{"s.a.0", "0/1:3", []string{"0/1/3"}},
+		{"s.a.1", "0/1:4/sync/p1", nil},
+	}
+	if !reflect.DeepEqual(got, wantPacks) {
+		t.Fatalf("packs\n%v\nwant\n%v", got, wantPacks)
+	}
+	for i, p := range packs {
+		m := p.Msg()
+		if h, want := m.Header.Get(HeaderBarrier), items[i+1].Barrier; i >= 1 && i <= 2 && h != want {
+			t.Errorf("pack %d: header %s=%q, want %q", i, HeaderBarrier, h, want)
+		}
+		if i == 4 && (m.Header.Get(HeaderBarrier) != "0/1:4:sync" || len(m.Data) != 0) {
+			t.Errorf("sync barrier: header %q, body %q", m.Header.Get(HeaderBarrier), m.Data)
+		}
+		if i == 0 && m.Header.Get(HeaderBarrier) != "" {
+			t.Error("an event pack is marked as a barrier")
+		}
+	}
+}
+
+// A pack whose positions have gaps lists them in its header, and the list
+// reads back only for the id's range and count.
+func TestPackPositions(t *testing.T) {
+	items := []Item{ev("0/1", 0, "s.a.0"), ev("0/1", 2, "s.a.0"), ev("0/1", 3, "s.a.0"), ev("0/1", 1023, "s.a.0")}
+	packs := Build(items, Limits{MaxEvents: PackWindow})
+	if len(packs) != 1 || packs[0].MsgID != "0/1:0-1023" {
+		t.Fatalf("packs %v", describe(packs))
+	}
+	header := packs[0].Msg().Header.Get(HeaderPositions)
+	got, ok := DecodePositions(header, 0, 1023, 4)
+	if !ok || !reflect.DeepEqual(got, []uint64{0, 2, 3, 1023}) {
+		t.Fatalf("positions %q read back as %v, %v", header, got, ok)
+	}
+	if len(header) > 172 {
+		t.Fatalf("header of %d characters", len(header))
+	}
+	for _, bad := range []struct {
+		first, last uint64
+		n           int
+	}{{0, 1023, 3}, {1, 1023, 4}, {0, 1022, 4}, {0, 1023, 0}} {
+		if _, ok := DecodePositions(header, bad.first, bad.last, bad.n); ok {
+			t.Errorf("positions read for range %d-%d of %d events", bad.first, bad.last, bad.n)
+		}
+	}
+	// Dense packs need no list.
+	dense := Build([]Item{ev("0/1", 4, "s.a.0"), ev("0/1", 5, "s.a.0")}, Limits{MaxEvents: PackWindow})
+	if h := dense[0].Msg().Header.Get(HeaderPositions); h != "" || dense[0].Positions != nil {
+		t.Fatalf("dense pack lists positions %q", h)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
 	"github.com/pgflo/pgflo/internal/logging"
+	"github.com/pgflo/pgflo/internal/partition"
 )
 
 // StreamConfig tunes the stream.
@@ -297,10 +298,14 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 				}
 				st.cur = st.newUnit()
 			}
-			st.cur.Events = append(st.cur.Events, feed.Encoded{
+			enc := feed.Encoded{
 				JSON: st.arena.Encode(ev), Op: ev.Op, Schema: ev.Schema, Table: ev.Table,
 				LSN: event.FormatLSN(ev.LSN), Tx: tx, Pos: pos,
-			})
+			}
+			// From the decoded tuple, so a partitioned output routes the
+			// change without decoding its JSON.
+			enc.KeyHash, enc.NewKeyHash, enc.Moved, enc.Hashed = partition.EventHashes(ev)
+			st.cur.Events = append(st.cur.Events, enc)
 		}
 	}
 	if res.Commit {

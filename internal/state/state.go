@@ -95,6 +95,31 @@ type Store struct {
 // loss of a node as the group's stream does) when it is missing. An existing
 // bucket is used as it is: see Replicas.
 func Open(ctx context.Context, js jetstream.JetStream, group string, replicas int) (*Store, error) {
+	kv, err := openBucket(ctx, js, group, replicas)
+	if err != nil {
+		return nil, err
+	}
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open state bucket %s: %w", jsproto.StateBucket(group), err)
+	}
+	found := replicas
+	if st, ok := status.(*jetstream.KeyValueBucketStatus); ok && st.StreamInfo() != nil {
+		found = st.StreamInfo().Config.Replicas
+	}
+	return &Store{kv: kv, replicas: max(found, 1)}, nil
+}
+
+// OpenBucket returns the group's key-value bucket, creating it when it is
+// missing; besides the Store, the workers of a partitioned group keep their
+// barrier records there (internal/partition). A bucket it creates has one
+// replica: the group's replicator, which opens it first (its output created
+// the stream a worker reads), sets the replicas.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, group string) (jetstream.KeyValue, error) {
+	return openBucket(ctx, js, group, 1)
+}
+
+func openBucket(ctx context.Context, js jetstream.JetStream, group string, replicas int) (jetstream.KeyValue, error) {
 	bucket := jsproto.StateBucket(group)
 	if replicas < 1 {
 		return nil, fmt.Errorf("open state bucket %s: replicas must be at least 1, got %d", bucket, replicas)
@@ -115,15 +140,7 @@ func Open(ctx context.Context, js jetstream.JetStream, group string, replicas in
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	status, err := kv.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
-	}
-	found := replicas
-	if st, ok := status.(*jetstream.KeyValueBucketStatus); ok && st.StreamInfo() != nil {
-		found = st.StreamInfo().Config.Replicas
-	}
-	return &Store{kv: kv, replicas: max(found, 1)}, nil
+	return kv, nil
 }
 
 // Replicas is the bucket's number of replicas as it was found when opened:
