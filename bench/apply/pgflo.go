@@ -276,4 +276,3 @@ func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
 	}
 	return b.stop(p)
 }
-
