@@ -76,7 +76,7 @@ func TestCleanupDropsEverythingOfAGroup(t *testing.T) {
 	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, 'v' FROM generate_series(1, 10) g")
 	const group = "clean-up"
 	p := newPipeline(t, dsn, group)
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    track_ddl: true\n    nats_url: %s", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    track_ddl: true\n    nats:\n      url: %s", p.nats.URL())
 	slot := "pg_flo_clean_up_publication" // dashes become underscores
 	p.startReplicatorNoWait()
 	testenv.Eventually(t, 30*time.Second, "replicator streaming from its slot", func() bool {

@@ -107,7 +107,7 @@ func TestReplicatorMetrics(t *testing.T) {
 
 // A second replicator of a group stands by: its /ready answers 503 and
 // pg_flo_replicator_owner is 0 while the first owns the group; once the
-// first stops it takes over, and both turn. With nats_url the group's lease
+// first stops it takes over, and both turn. With nats.url the group's lease
 // decides; without, the slot PostgreSQL lets one connection stream from.
 func TestStandbyReplicatorIsNotReady(t *testing.T) {
 	t.Run("lease", func(t *testing.T) { standbyIsNotReady(t, true) })

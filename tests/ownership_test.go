@@ -45,7 +45,7 @@ func startOwnershipGroup(t *testing.T, group, lease string) *ownershipGroup {
 	testenv.Exec(t, source, fmt.Sprintf("INSERT INTO accounts (id, balance, note) SELECT g, g, md5(g::text) || md5((g + 1)::text) || md5((g * 7)::text) FROM generate_series(1, %d) g", ownershipRows))
 	testenv.Exec(t, target, accountsSQL)
 	p := newPipeline(t, source, group)
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [accounts]\n%s", p.nats.URL(), lease)
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [accounts]\n%s", p.nats.URL(), lease)
 	p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    stream_max_bytes: 20000000\n    stream_discard: new\n    stream_retention: interest", p.nats.URL(), group)
 
 	// With interest retention, messages published before the worker's
@@ -484,7 +484,7 @@ func (a *ackWatch) finish(t *testing.T) {
 
 // kill -9 of the owner while it streams, a standby of the same config
 // running: the standby says once, at INFO, that it stands by, is not ready
-// and reports pg_flo_replicator_owner 0; it takes over (with nats_url once
+// and reports pg_flo_replicator_owner 0; it takes over (with nats.url once
 // the owner's lease goes unrenewed, without it once the slot is free), turns
 // ready and owner; the target ends equal to the source, and the slot is
 // never confirmed past a change the stream does not hold. Once more with

@@ -54,7 +54,7 @@ INSERT INTO logt SELECT g, 'l' || g FROM generate_series(1, 100) g;`)
 
 	group := "parts"
 	p := newPipeline(t, source, group)
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [acct, logt]\n    track_ddl: true", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [acct, logt]\n    track_ddl: true", p.nats.URL())
 	p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    partitions: %d", p.nats.URL(), group, partitions)
 	p.startReplicator()
 	workers := make([]*testenv.Process, partitions)

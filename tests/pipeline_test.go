@@ -55,14 +55,14 @@ func newPipeline(t *testing.T, dsn, group string) *pipeline {
 
 // itemsPipeline is a pipeline of group over a new database holding an empty
 // table items; with lease its replicator keeps the group's state on NATS
-// (nats_url), and so takes part in the group's ownership lease.
+// (nats.url), and so takes part in the group's ownership lease.
 func itemsPipeline(t *testing.T, group string, lease bool) *pipeline {
 	t.Helper()
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
 	p := newPipeline(t, dsn, group)
 	if lease {
-		p.replicatorExtra = "    nats_url: " + p.nats.URL()
+		p.replicatorExtra = "    nats:\n      url: " + p.nats.URL()
 	}
 	return p
 }

@@ -120,7 +120,7 @@ func copyAndStreamConverges(t *testing.T, oneProcess bool) {
 	tables := []string{"mixed", "nokey", "small", "types"}
 
 	p := newPipeline(t, source, "pgout")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [%s]", p.nats.URL(), strings.Join(tables, ", "))
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [%s]", p.nats.URL(), strings.Join(tables, ", "))
 	output := postgresOutput(target, "pgout", fmt.Sprintf("    sync_schema: true\n    source_dsn: %q\n", source))
 	if oneProcess {
 		p.replicatorOutput = output
@@ -276,7 +276,7 @@ func TestPostgresFollowsDDL(t *testing.T) {
 	testenv.Exec(t, source, mixedTablesSQL)
 	tables := []string{"mixed", "nokey", "small"}
 	p := newPipeline(t, source, "ddl")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [%s]\n    track_ddl: true", p.nats.URL(), strings.Join(tables, ", "))
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [%s]\n    track_ddl: true", p.nats.URL(), strings.Join(tables, ", "))
 	p.startReplicator()
 	p.startWorker(postgresOutput(target, "ddl", fmt.Sprintf("    sync_schema: true\n    source_dsn: %q\n", source)))
 	w := startWorkloadWriter(t, source)
@@ -352,7 +352,7 @@ func TestPostgresRoutedTableWithDDL(t *testing.T) {
 	testenv.Exec(t, source, `CREATE TABLE users (id int PRIMARY KEY, email text, age int);
 		INSERT INTO users SELECT g, 'u' || g || '@example.com', g % 90 FROM generate_series(1, 2000) g`)
 	p := newPipeline(t, source, "routed")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [users]\n    track_ddl: true", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [users]\n    track_ddl: true", p.nats.URL())
 	p.workerProcessors = `    - pg_flo_route:
         routes:
           users:

@@ -272,7 +272,7 @@ func TestCopyAndStreamWhileWriting(t *testing.T) {
 		INSERT INTO nopk SELECT g % 100, 'b' || g FROM generate_series(1, 1000) g;
 		ALTER TABLE nopk ADD COLUMN dropped int; ALTER TABLE nopk DROP COLUMN dropped;`)
 	p := newPipeline(t, dsn, "snap")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [big, empty, nopk]\n    copy_chunk_pages: 200\n    max_copy_workers: 3\n    max_copy_workers_per_table: 2", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [big, empty, nopk]\n    copy_chunk_pages: 200\n    max_copy_workers: 3\n    max_copy_workers_per_table: 2", p.nats.URL())
 	p.workerProcessors = tagTx
 
 	var stop atomic.Bool
@@ -352,7 +352,7 @@ func TestCopyModeEnds(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5000) g")
 	p := newPipeline(t, dsn, "copyonly")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy\n    nats_url: %s\n    copy_chunk_pages: 5", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy\n    nats:\n      url: %s\n    copy_chunk_pages: 5", p.nats.URL())
 	p.startReplicatorNoWait()
 	p.startWorker("")
 	done := make(chan error, 1)
@@ -383,7 +383,7 @@ func TestSnapshotResumesByChunk(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, fmt.Sprintf(bigTableSQL, 200000))
 	p := newPipeline(t, dsn, "resume")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    copy_chunk_pages: 100\n    max_copy_workers: 1\n    max_batch_events: 1024", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    copy_chunk_pages: 100\n    max_copy_workers: 1\n    max_batch_events: 1024", p.nats.URL())
 	p.workerProcessors = tagTx
 	p.startReplicatorNoWait()
 	p.startWorker("")
@@ -452,7 +452,7 @@ func TestSnapshotNeedsSelect(t *testing.T) {
 		DO $$ BEGIN CREATE ROLE copier LOGIN REPLICATION PASSWORD 'c0pier-pw'; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 		GRANT CREATE ON DATABASE `+pgx.Identifier{db}.Sanitize()+` TO copier;`)
 	p := newPipeline(t, strings.Replace(dsn, "postgres@", "copier:c0pier-pw@", 1), "noselect")
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats_url: %s\n    tables: [secret]", p.nats.URL())
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [secret]", p.nats.URL())
 	p.startReplicatorNoWait()
 	testenv.Eventually(t, 30*time.Second, "the error in the replicator's log", func() bool {
 		return strings.Contains(p.replicator.Log(), `has no SELECT privilege on public.secret`)

@@ -150,7 +150,7 @@ func waitAllInserted(t *testing.T, p *pipeline, n int, timeout time.Duration) {
 
 // Killing (SIGKILL) the replicator, the worker, or restarting NATS while
 // changes flow loses nothing — also with the group's ownership lease
-// (nats_url), which the killed replicator leaves behind for its successor to
+// (nats.url), which the killed replicator leaves behind for its successor to
 // wait out, and which the owner keeps across the NATS restart.
 func TestRestartsLoseNothing(t *testing.T) {
 	t.Run("without group state", func(t *testing.T) { restartsLoseNothing(t, false) })
