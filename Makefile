@@ -4,7 +4,7 @@ GO ?= go
 BIN ?= ./pgflo
 export CGO_ENABLED ?= 0
 
-.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply clean
+.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply bench-partitions clean
 
 build:
 	$(GO) build -o $(BIN) .
@@ -59,6 +59,11 @@ bench-snapshot: build
 # native logical replication, three runs and their medians (about 3.5 min).
 bench-apply: build
 	$(GO) run ./bench/apply --bin $(BIN) --out bench/results/apply.md
+
+# A backlog applied by 1, 2, 4 and 8 partitions and workers, the target behind
+# a proxy adding 2 ms each way; three runs, minimum and median.
+bench-partitions: build
+	$(GO) run ./bench/partitions --bin $(BIN) --out bench/results/partitions.md
 
 clean:
 	rm -f $(BIN)
