@@ -345,8 +345,11 @@ type workerInput struct {
 	// partitions is the stream's number of partitions, read by Connect
 	// (through the consumer's stream check); coord runs the barrier
 	// protocol once connected.
+	// replicas is the stream's, given to the group's key-value bucket
+	// when this worker is the first to need it.
 	mu         sync.Mutex
 	partitions int
+	replicas   int
 	coord      *partition.Coordinator
 }
 
@@ -371,7 +374,7 @@ func newWorker(c workerConfig, log *service.Logger) *workerInput {
 			return err
 		}
 		w.mu.Lock()
-		w.partitions = n
+		w.partitions, w.replicas = n, max(stream.Replicas, 1)
 		w.mu.Unlock()
 		return nil
 	}
@@ -399,7 +402,7 @@ func (w *workerInput) Connect(ctx context.Context) error {
 	if w.partition < 0 || w.coord != nil {
 		return nil
 	}
-	kv, err := state.OpenBucket(ctx, w.consumer.JetStream(), w.group)
+	kv, err := state.OpenBucket(ctx, w.consumer.JetStream(), w.group, w.replicas)
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ type Store struct {
 // loss of a node as the group's stream does) when it is missing. An existing
 // bucket is used as it is: see Replicas.
 func Open(ctx context.Context, js jetstream.JetStream, group string, replicas int) (*Store, error) {
-	kv, err := openBucket(ctx, js, group, replicas)
+	kv, err := OpenBucket(ctx, js, group, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -110,16 +110,13 @@ func Open(ctx context.Context, js jetstream.JetStream, group string, replicas in
 	return &Store{kv: kv, replicas: max(found, 1)}, nil
 }
 
-// OpenBucket returns the group's key-value bucket, creating it when it is
-// missing; besides the Store, the workers of a partitioned group keep their
-// barrier records there (internal/partition). A bucket it creates has one
-// replica: the group's replicator, which opens it first (its output created
-// the stream a worker reads), sets the replicas.
-func OpenBucket(ctx context.Context, js jetstream.JetStream, group string) (jetstream.KeyValue, error) {
-	return openBucket(ctx, js, group, 1)
-}
-
-func openBucket(ctx context.Context, js jetstream.JetStream, group string, replicas int) (jetstream.KeyValue, error) {
+// OpenBucket returns the group's key-value bucket, creating it with
+// replicas when it is missing; besides the Store, the workers of a
+// partitioned group keep their barrier records there (internal/partition).
+// The replicator usually creates it (with state_replicas); a worker that
+// comes first creates it with its stream's replicas, so the bucket is as
+// durable as the stream either way.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, group string, replicas int) (jetstream.KeyValue, error) {
 	bucket := jsproto.StateBucket(group)
 	if replicas < 1 {
 		return nil, fmt.Errorf("open state bucket %s: replicas must be at least 1, got %d", bucket, replicas)
