@@ -14,7 +14,7 @@ import (
 func bucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
 	n := testenv.StartNATS(t)
-	kv, err := state.OpenBucket(context.Background(), n.JetStream(t), "g")
+	kv, err := state.OpenBucket(context.Background(), n.JetStream(t), "g", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
