@@ -311,12 +311,7 @@ func (b *bench) replicatorConfig(n int) string {
 	if n > 1 {
 		partitions = fmt.Sprintf("    partitions: %d\n", n)
 	}
-	return fmt.Sprintf(`http:
-  enabled: false
-logger:
-  level: INFO
-  format: logfmt
-input:
+	return benchkit.QuietProcess + fmt.Sprintf(`input:
   pg_flo_replicator:
     dsn: %q
     group: %s
@@ -334,12 +329,7 @@ func (b *bench) workerConfig(n, partition int) string {
 	if n > 1 {
 		part = fmt.Sprintf("    partition: %d\n", partition)
 	}
-	return fmt.Sprintf(`http:
-  enabled: false
-logger:
-  level: INFO
-  format: logfmt
-input:
+	return benchkit.QuietProcess + fmt.Sprintf(`input:
   pg_flo_worker:
     url: %q
     group: %s

@@ -56,12 +56,7 @@ func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloRe
 	repCfg := filepath.Join(work, "rep.yaml")
 	// The replicator logs at INFO: its per-table snapshot progress lands in
 	// its log (shown on failure, kept with --keep).
-	if err := os.WriteFile(repCfg, []byte(fmt.Sprintf(`http:
-  enabled: false
-logger:
-  level: INFO
-  format: logfmt
-input:
+	if err := os.WriteFile(repCfg, []byte(benchkit.QuietProcess+fmt.Sprintf(`input:
   pg_flo_replicator:
     dsn: %q
     group: %s

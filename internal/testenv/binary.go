@@ -19,34 +19,48 @@ import (
 // once and shares it across test packages).
 const BinaryEnv = "PGFLO_TEST_BINARY"
 
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
+// pgfloBinary is the pgflo binary of this repository (Binary).
+var pgfloBinary = &cachedBuild{what: "pgflo", env: BinaryEnv, pkg: ".", name: "pgflo"}
 
 // Binary returns the path of the pgflo binary built from this repository, for
 // tests that run the replicator or worker as real subprocesses. It is built once
 // per test process (go build of the repository root, found by walking up to
 // go.mod); a build failure fails the test with the compiler output.
-//
-// The binary goes to a fixed path per repository under the OS temp dir
-// (pgflo-testbin-<uid>/<hash of repo root>/pgflo), replaced atomically on each
-// build, so repeated runs do not pile up copies and concurrent test packages
-// each keep executing a complete file.
 func Binary(t testing.TB) string {
 	t.Helper()
-	binaryOnce.Do(func() { binaryPath, binaryErr = buildBinary() })
-	if binaryErr != nil {
-		t.Fatalf("build pgflo: %v", binaryErr)
-	}
-	return binaryPath
+	return pgfloBinary.path(t)
 }
 
-func buildBinary() (string, error) {
-	if p := os.Getenv(BinaryEnv); p != "" {
+// cachedBuild is a program tests run as a subprocess, built once per test
+// process, unless the environment variable env names a prebuilt one.
+//
+// The binary goes to a fixed path per repository under the OS temp dir
+// (pgflo-testbin-<uid>/<hash of repo root>/<name>), replaced atomically on each
+// build, so repeated runs do not pile up copies and concurrent test packages
+// each keep executing a complete file.
+type cachedBuild struct {
+	what, env string
+	pkg       string // main package: a directory of the module or an import path it resolves
+	name      string
+
+	once  sync.Once
+	built string
+	err   error
+}
+
+func (b *cachedBuild) path(t testing.TB) string {
+	t.Helper()
+	b.once.Do(func() { b.built, b.err = b.build() })
+	if b.err != nil {
+		t.Fatalf("build %s: %v", b.what, b.err)
+	}
+	return b.built
+}
+
+func (b *cachedBuild) build() (string, error) {
+	if p := os.Getenv(b.env); p != "" {
 		if !isExecutable(p) {
-			return "", fmt.Errorf("%s=%s is not an executable file", BinaryEnv, p)
+			return "", fmt.Errorf("%s=%s is not an executable file", b.env, p)
 		}
 		return p, nil
 	}
@@ -56,7 +70,7 @@ func buildBinary() (string, error) {
 	}
 	sum := sha256.Sum256([]byte(root))
 	dir := filepath.Join(os.TempDir(), "pgflo-testbin-"+strconv.Itoa(os.Getuid()), hex.EncodeToString(sum[:6]))
-	return buildMain(root, dir, "pgflo")
+	return buildPackage(root, b.pkg, dir, b.name)
 }
 
 // buildMain builds the main package in dir pkgDir into outDir/name, replacing an

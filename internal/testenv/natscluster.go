@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -23,11 +21,8 @@ import (
 // building one.
 const NATSServerEnv = "PGFLO_TEST_NATS_SERVER"
 
-var (
-	natsServerOnce sync.Once
-	natsServerPath string
-	natsServerErr  error
-)
+// natsServerBinary is the stock nats-server (NATSServerBinary).
+var natsServerBinary = &cachedBuild{what: "nats-server", env: NATSServerEnv, pkg: "github.com/nats-io/nats-server/v2", name: "nats-server"}
 
 // NATSServerBinary returns the path of the stock nats-server binary, for tests
 // that run a NATS cluster of separate processes (which one test process cannot
@@ -36,27 +31,7 @@ var (
 // requires, into a fixed path next to Binary's.
 func NATSServerBinary(t testing.TB) string {
 	t.Helper()
-	natsServerOnce.Do(func() { natsServerPath, natsServerErr = buildNATSServer() })
-	if natsServerErr != nil {
-		t.Fatalf("build nats-server: %v", natsServerErr)
-	}
-	return natsServerPath
-}
-
-func buildNATSServer() (string, error) {
-	if p := os.Getenv(NATSServerEnv); p != "" {
-		if !isExecutable(p) {
-			return "", fmt.Errorf("%s=%s is not an executable file", NATSServerEnv, p)
-		}
-		return p, nil
-	}
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256([]byte(root))
-	dir := filepath.Join(os.TempDir(), "pgflo-testbin-"+strconv.Itoa(os.Getuid()), hex.EncodeToString(sum[:6]))
-	return buildPackage(root, "github.com/nats-io/nats-server/v2", dir, "nats-server")
+	return natsServerBinary.path(t)
 }
 
 // NATSCluster is a JetStream cluster of nats-server processes on this machine,

@@ -49,3 +49,8 @@ func IndentFields(fields string) string {
 	}
 	return out.String()
 }
+
+// QuietProcess is the top of a pgflo process's config in a benchmark: no
+// HTTP server (several processes run side by side) and INFO logs, which
+// hold a replicator's snapshot progress for a failure's report.
+const QuietProcess = "http:\n  enabled: false\nlogger:\n  level: INFO\n  format: logfmt\n"
