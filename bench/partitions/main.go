@@ -114,9 +114,11 @@ type bench struct {
 	nats    *benchkit.Proc
 }
 
-// result is one run: the seconds each partition count took.
+// result is one run: the seconds each partition count took and the CPU
+// its processes spent meanwhile.
 type result struct {
 	seconds map[int]float64
+	cpu     map[int]applyCPU
 	write   time.Duration
 }
 
@@ -181,7 +183,7 @@ func runOnce(ctx context.Context, o options) (_ result, err error) {
 	}()
 	b.natsURL, b.nats = natsURL, natsProc
 
-	r := result{seconds: map[int]float64{}}
+	r := result{seconds: map[int]float64{}, cpu: map[int]applyCPU{}}
 	if r.write, err = b.backlog(ctx); err != nil {
 		return result{}, err
 	}
@@ -189,11 +191,11 @@ func runOnce(ctx context.Context, o options) (_ result, err error) {
 		if err := benchkit.ExecAll(ctx, tpg.AdminDSN(), "CHECKPOINT"); err != nil {
 			return result{}, err
 		}
-		took, err := b.apply(ctx, n)
+		took, cpu, err := b.apply(ctx, n)
 		if err != nil {
 			return result{}, err
 		}
-		r.seconds[n] = took.Seconds()
+		r.seconds[n], r.cpu[n] = took.Seconds(), cpu
 		benchkit.Say("    %d partition(s): %.2fs (%s changes/s)", n, took.Seconds(), benchkit.Thousands(int(float64(o.changes)/took.Seconds())))
 	}
 	benchkit.Say("checking every target against the source (md5 of all rows)")
@@ -364,24 +366,26 @@ func (b *bench) workload(ctx context.Context) (time.Duration, error) {
 	return took, nil
 }
 
-// apply runs n workers until target n's counter sum equals the source's.
-func (b *bench) apply(ctx context.Context, n int) (time.Duration, error) {
+// apply runs n workers until target n's counter sum equals the source's, and
+// returns how long that took and the CPU spent meanwhile.
+func (b *bench) apply(ctx context.Context, n int) (time.Duration, applyCPU, error) {
 	var want int64
 	if err := benchkit.QueryRow(ctx, b.source(), "SELECT sum(n) FROM "+table, &want); err != nil {
-		return 0, err
+		return 0, applyCPU{}, err
 	}
 	var workers benchkit.Procs
 	defer workers.StopAll(true)
+	cpu0 := b.readCPU(nil)
 	start := time.Now()
 	for k := range n {
 		name := fmt.Sprintf("%s-worker-%d", group(n), k)
 		cfg := filepath.Join(b.work, name+".yaml")
 		if err := os.WriteFile(cfg, []byte(b.workerConfig(n, k)), 0o600); err != nil {
-			return 0, err
+			return 0, applyCPU{}, err
 		}
 		w, err := benchkit.StartProc(b.work, name, b.o.bin, "run", cfg)
 		if err != nil {
-			return 0, err
+			return 0, applyCPU{}, err
 		}
 		workers = append(workers, w)
 	}
@@ -389,7 +393,7 @@ func (b *bench) apply(ctx context.Context, n int) (time.Duration, error) {
 	// behind the workers' traffic.
 	conn, err := pgx.Connect(ctx, b.tpg.DSN(targetDB(n)))
 	if err != nil {
-		return 0, err
+		return 0, applyCPU{}, err
 	}
 	defer conn.Close(context.Background())
 	took, err := benchkit.Poll(ctx, start, pollEvery, b.o.timeout, fmt.Sprintf("%d partition(s) applied the backlog", n), func() (bool, error) {
@@ -401,9 +405,9 @@ func (b *bench) apply(ctx context.Context, n int) (time.Duration, error) {
 		return got == want, err
 	})
 	if err != nil {
-		return 0, workers.Describe(err)
+		return 0, applyCPU{}, workers.Describe(err)
 	}
-	return took, nil
+	return took, b.readCPU(workers).minus(cpu0), nil
 }
 
 // verify compares every target with the source.

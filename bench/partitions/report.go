@@ -34,18 +34,49 @@ func report(o options, results []result) string {
 			benchkit.Thousands(int(float64(o.changes)/med)), anchorMin/mn, anchorMed/med)
 	}
 	s.WriteString("\n")
+	s.WriteString(cpuReport(o, results))
 	return s.String()
 }
 
+// cpuReport prints, per partition count, the CPU seconds each party spent per
+// million changes (median over the runs) and how busy the machine was: the
+// CPU of all of them over the cores × the elapsed time. Near 100 % the count
+// was bound by the machine, and more workers cannot add throughput here.
+func cpuReport(o options, results []result) string {
+	var s strings.Builder
+	perMillion := 1e6 / float64(o.changes)
+	fmt.Fprintf(&s, "CPU seconds per million changes (median of the runs) and the machine's %d cores' busy share while applying:\n\n", runtime.NumCPU())
+	s.WriteString("| partitions | workers | target PostgreSQL | NATS | proxy + poll | together | machine busy, every run |\n")
+	s.WriteString("|---|---|---|---|---|---|---|\n")
+	for _, n := range o.partitions {
+		var workers, target, nats, proxy, total []float64
+		var busy []string
+		for _, r := range results {
+			c := r.cpu[n]
+			workers, target, nats, proxy, total = append(workers, c.workers), append(target, c.target), append(nats, c.nats), append(proxy, c.bench), append(total, c.total())
+			busy = append(busy, fmt.Sprintf("%.0f %%", 100*c.total()/(r.seconds[n]*float64(runtime.NumCPU()))))
+		}
+		fmt.Fprintf(&s, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", n, median(workers)*perMillion, median(target)*perMillion,
+			median(nats)*perMillion, median(proxy)*perMillion, median(total)*perMillion, strings.Join(busy, ", "))
+	}
+	s.WriteString("\n")
+	return s.String()
+}
+
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
+
 // stats is the minimum and median seconds of partition count n over the runs.
-func stats(results []result, n int) (minimum, median float64) {
+func stats(results []result, n int) (minimum, med float64) {
 	var xs []float64
 	for _, r := range results {
 		xs = append(xs, r.seconds[n])
 	}
-	slices.Sort(xs)
-	if len(xs)%2 == 1 {
-		return xs[0], xs[len(xs)/2]
-	}
-	return xs[0], (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+	return slices.Min(xs), median(xs)
 }
