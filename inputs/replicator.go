@@ -147,8 +147,8 @@ behind; on PostgreSQL 16+ also a slot ‹conflicting› with recovery), or a slo
 and a new slot would skip them without a word. The input then logs one error, with PostgreSQL's own reason, naming the
 way out — ‹pgflo resync --group <group>› (docs/operations.md) — sets ‹pg_flo_replicator_slot_lost› to 1 and stays not
 connected (‹/ready› answers 503): it neither exits nor retries in a loop. It looks again, quietly, every 15 seconds, and
-once a resync was requested it resumes by itself: it creates a new slot, emits a TRUNCATE event of every table (events
-with ‹snapshot: true›), then copies every table and streams, whatever its mode (‹stream› included). A first start, with
+once a resync was requested it resumes by itself: it creates a new slot, emits a TRUNCATE event of every table (all at the
+LSN just before the new slot's consistent point), then copies every table and streams, whatever its mode (‹stream› included). A first start, with
 no trace of the group in its state, creates the slot as always. Without ‹nats.url› a dropped slot cannot be told from
 a first start.
 

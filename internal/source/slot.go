@@ -91,12 +91,14 @@ func (s *Source) recordSlot(ctx context.Context, slot replication.Slot) error {
 // on the source while the group could not stream are in no snapshot, and
 // nothing else would remove them downstream.
 //
-// The events are snapshot events (snapshot: true) of the unit just before
-// the snapshot's consistent point, cp-1: an LSN no WAL record starts at
-// (records are aligned), after every change the group delivered before,
-// and before every change streamed after the copy, so appliers that
-// compare positions (pg_flo_postgres' progress) apply them, and JetStream
-// de-duplication ids never meet a real transaction's.
+// The events are ordinary TRUNCATE events (snapshot false) of a unit at
+// cp-1, just before the snapshot's consistent point: an LSN no WAL record
+// starts at (records are aligned), after every change the group delivered
+// before and before every row and change of the new slot. Appliers that
+// compare positions (pg_flo_postgres' progress) apply them once and the
+// copy after them, and JetStream de-duplication ids never meet a real
+// transaction's. A partitioned group treats them as barriers, like any
+// TRUNCATE.
 func (s *Source) startResync(ctx context.Context, tables []*snapshot.TableInfo, cp pglogrepl.LSN) error {
 	lsn := cp - 1
 	tx := event.FormatLSN(lsn)
@@ -106,7 +108,7 @@ func (s *Source) startResync(ctx context.Context, tables []*snapshot.TableInfo, 
 	for i, t := range tables {
 		ev := event.Event{
 			V: event.Version, Op: event.Truncate, Schema: t.Schema, Table: t.Name,
-			LSN: lsn, CommitLSN: lsn, CommitTime: now, Snapshot: true, Columns: t.Columns,
+			LSN: lsn, CommitLSN: lsn, CommitTime: now, Columns: t.Columns,
 		}
 		u.Events = append(u.Events, feed.Encoded{
 			JSON: ev.AppendJSON(nil), Op: event.Truncate, Schema: t.Schema, Table: t.Name,
