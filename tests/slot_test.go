@@ -192,3 +192,17 @@ func TestSlotRetainedWALWarning(t *testing.T) {
 		t.Errorf("pgflo resync of a valid slot: %v\n%s", err, out)
 	}
 }
+
+// pgflo resync needs both places: the source, which holds the slot, and
+// NATS, which holds the group's state; it says so before touching either.
+func TestResyncNeedsSourceAndNATS(t *testing.T) {
+	for _, args := range [][]string{
+		{"resync", "--group", "g", "--nats-url", "nats://127.0.0.1:1"},
+		{"resync", "--group", "g", "--dsn", "postgres://postgres@127.0.0.1:1/db"},
+	} {
+		out, err := runPgflo(t, args...)
+		if err == nil || !strings.Contains(out, "resync needs the source database") {
+			t.Errorf("pgflo %v: %v\n%s", args, err, out)
+		}
+	}
+}
