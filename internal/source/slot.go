@@ -74,6 +74,19 @@ func checkSlot(ctx context.Context, cfg Config, prep *replication.Prepared) (*st
 	return nil, nil
 }
 
+// resyncUnfinished reports whether the group's snapshot record is a
+// resync's copy of the configured slot that is not finished.
+func resyncUnfinished(ctx context.Context, cfg Config) (bool, error) {
+	if cfg.State == nil {
+		return false, nil
+	}
+	snap, err := cfg.State.LoadSnapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	return snap != nil && snap.Resync && !snap.Complete && snap.Slot == cfg.Source.Slot, nil
+}
+
 // recordSlot notes in the group's state that the group now streams from
 // the slot just created.
 func (s *Source) recordSlot(ctx context.Context, slot replication.Slot) error {

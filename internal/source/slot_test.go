@@ -14,13 +14,13 @@ import (
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
-// startGroup starts a copy_and_stream source of group "g" over dsn's table
-// items, in chunks of 10 pages.
-func startGroup(t *testing.T, dsn string, store *state.Store) (*Source, error) {
+// startGroup starts a source of group "g" in mode over dsn's table items,
+// in chunks of 10 pages.
+func startGroup(t *testing.T, dsn, mode string, store *state.Store) (*Source, error) {
 	t.Helper()
 	log := testLogger{t}
 	return Start(context.Background(), Config{
-		Mode: ModeCopyAndStream,
+		Mode: mode,
 		Source: replication.Source{DSN: dsn, Schema: "public", Tables: []string{"items"},
 			Publication: "pub_g", Slot: "slot_g"},
 		StatusInterval: time.Second, QueueEvents: 2048, ChunkPages: 10,
@@ -58,9 +58,10 @@ func startsWithTruncate(b *feed.Batch) bool {
 // again after a crash as long as no chunk was recorded (then every chunk is
 // copied again, so emptying the table loses nothing); once a chunk is
 // recorded, the TRUNCATE was delivered before it and is not sent again.
-// The resync request is gone once the copy is planned. Finally, the group's
-// slot dropped under it: the source refuses to start rather than create a
-// new one.
+// The resync request is gone once the copy is planned. Mode stream copies
+// too, and finishes an interrupted resync's copy. Finally, the group's slot
+// dropped under it: the source refuses to start rather than create a new
+// one.
 func TestResyncTruncatesFirstUntilAChunkIsDone(t *testing.T) {
 	ctx := context.Background()
 	nats := testenv.StartNATS(t)
@@ -74,7 +75,7 @@ func TestResyncTruncatesFirstUntilAChunkIsDone(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	src, err := startGroup(t, dsn, store)
+	src, err := startGroup(t, dsn, ModeStream, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestResyncTruncatesFirstUntilAChunkIsDone(t *testing.T) {
 	}
 	closeSource(t, src) // a crash before anything was acknowledged
 
-	src, err = startGroup(t, dsn, store)
+	src, err = startGroup(t, dsn, ModeStream, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestResyncTruncatesFirstUntilAChunkIsDone(t *testing.T) {
 	}
 	closeSource(t, src)
 
-	src, err = startGroup(t, dsn, store)
+	src, err = startGroup(t, dsn, ModeCopyAndStream, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestResyncTruncatesFirstUntilAChunkIsDone(t *testing.T) {
 		return testenv.QueryInt(t, dsn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'slot_g' AND NOT active") == 1
 	})
 	testenv.Exec(t, dsn, "SELECT pg_drop_replication_slot('slot_g')")
-	_, err = startGroup(t, dsn, store)
+	_, err = startGroup(t, dsn, ModeStream, store)
 	var lost *replication.SlotLostError
 	if !errors.As(err, &lost) || !lost.Dropped {
 		t.Fatalf("start with the group's slot dropped: %v; want a dropped slot error", err)

@@ -102,10 +102,20 @@ func Start(ctx context.Context, cfg Config) (*Source, error) {
 		if resync, err = checkSlot(ctx, cfg, prep); err != nil {
 			return nil, err
 		}
-		if resync != nil && cfg.Mode == ModeStream {
-			// The group lost changes: only a copy brings them back.
-			cfg.Logger.Infof("a resync of the group was requested: copying the tables again before streaming, although the mode is %s", cfg.Mode)
-			cfg.Mode = ModeCopyAndStream
+		if cfg.Mode == ModeStream {
+			copyFirst := resync != nil
+			if !copyFirst {
+				// A resync's copy that a crash interrupted is finished
+				// in any mode too.
+				if copyFirst, err = resyncUnfinished(ctx, cfg); err != nil {
+					return nil, err
+				}
+			}
+			if copyFirst {
+				// The group lost changes: only a copy brings them back.
+				cfg.Logger.Infof("a resync of the group was requested: copying the tables before streaming, although the mode is %s", cfg.Mode)
+				cfg.Mode = ModeCopyAndStream
+			}
 		}
 	}
 	bg, cancel := context.WithCancel(context.Background())
