@@ -12,8 +12,9 @@ import (
 
 // slotPipeline is a copy_and_stream group of the table items (rows 1..200)
 // with its state on NATS and its replicator's HTTP server on a free port,
-// whose worker applies it to a target database with pg_flo_postgres.
-func slotPipeline(t *testing.T, group string) (p *pipeline, target, base string) {
+// whose workers (one per partition) apply it to a target database with
+// pg_flo_postgres.
+func slotPipeline(t *testing.T, group string, partitions int) (p *pipeline, target, base string) {
 	t.Helper()
 	source := pg.NewDatabase(t)
 	target = pg.NewDatabase(t)
@@ -27,8 +28,18 @@ func slotPipeline(t *testing.T, group string) (p *pipeline, target, base string)
 	p = newPipeline(t, source, group)
 	p.replicatorHTTP = fmt.Sprintf("127.0.0.1:%d", port)
 	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    tables: [items]\n    nats:\n      url: %s", p.nats.URL())
-	p.startReplicator()
-	p.startWorker(postgresOutput(target, group, ""))
+	if partitions == 1 {
+		p.startReplicator()
+		p.startWorker(postgresOutput(target, group, ""))
+	} else {
+		p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    partitions: %d", p.nats.URL(), group, partitions)
+		p.startReplicator()
+		for k := range partitions {
+			cfg := p.writeConfig(fmt.Sprintf("worker-p%d.yaml", k), fmt.Sprintf("%s\ninput:\n  pg_flo_worker:\n    url: %s\n    group: %s\n    partition: %d\noutput:\n  %s\n",
+				quietHTTP, p.nats.URL(), group, k, postgresOutput(target, group, "")))
+			testenv.StartProcess(t, fmt.Sprintf("worker-p%d", k), p.bin, "run", cfg)
+		}
+	}
 	waitDigestsEqual(t, source, target, []string{"items"}, 60*time.Second)
 	return p, target, fmt.Sprintf("http://127.0.0.1:%d", port)
 }
@@ -80,9 +91,15 @@ func waitSlotLostReported(t *testing.T, p *pipeline, base string, want ...string
 // without retrying in a loop. `pgflo resync` then drops the slot and
 // requests a new snapshot; the waiting replicator resumes by itself, emits
 // a TRUNCATE of the table and copies it again, and the target converges —
-// rows deleted on the source while the slot was lost are gone from it too.
+// rows deleted on the source while the slot was lost are gone from it too;
+// with partitions as well, where each TRUNCATE is a barrier.
 func TestSlotInvalidatedThenResync(t *testing.T) {
-	p, target, base := slotPipeline(t, "slot-lost")
+	t.Run("one partition", func(t *testing.T) { slotInvalidatedThenResync(t, "slot-lost", 1) })
+	t.Run("two partitions", func(t *testing.T) { slotInvalidatedThenResync(t, "slot-lost-p", 2) })
+}
+
+func slotInvalidatedThenResync(t *testing.T, group string, partitions int) {
+	p, target, base := slotPipeline(t, group, partitions)
 	if err := p.replicator.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +150,7 @@ func TestSlotInvalidatedThenResync(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "pg_flo_replicator_slot_lost back at 0 and /ready 200", func() bool {
 		return slotLostGauge(t, base) == 0 && readyStatus(base) == http.StatusOK
 	})
-	assertContains(t, p.replicator.Log(), "resync: emitting a TRUNCATE of 1 tables", "Replication group slot-lost resumes")
+	assertContains(t, p.replicator.Log(), "resync: emitting a TRUNCATE of 1 tables", "Replication group "+group+" resumes")
 
 	// And it streams on.
 	testenv.Exec(t, p.dsn, "DELETE FROM items WHERE id < 20; UPDATE items SET v = 'after' WHERE id > 240")
@@ -144,7 +161,7 @@ func TestSlotInvalidatedThenResync(t *testing.T) {
 // not create a new one (which would skip the changes in between) but
 // reports it as lost, once, with the way out.
 func TestSlotDroppedUnderAStreamedGroup(t *testing.T) {
-	p, _, base := slotPipeline(t, "slot-dropped")
+	p, _, base := slotPipeline(t, "slot-dropped", 1)
 	if err := p.replicator.Stop(); err != nil {
 		t.Fatal(err)
 	}
