@@ -146,11 +146,11 @@ behind; on PostgreSQL 16+ also a slot ‹conflicting› with recovery), or a slo
 ‹nats.url›) says the group streamed from it, cannot bring back the changes made since its last confirmed position,
 and a new slot would skip them without a word. The input then logs one error, with PostgreSQL's own reason, naming the
 way out — ‹pgflo resync --group <group>› (docs/operations.md) — sets ‹pg_flo_replicator_slot_lost› to 1 and stays not
-connected (‹/ready› answers 503): it neither exits nor retries in a loop. It looks again, quietly, every 15 seconds, and
-once a resync was requested it resumes by itself: it creates a new slot, emits a TRUNCATE event of every table (all at the
-LSN just before the new slot's consistent point), then copies every table and streams, whatever its mode (‹stream› included). A first start, with
-no trace of the group in its state, creates the slot as always. Without ‹nats.url› a dropped slot cannot be told from
-a first start.
+connected (‹/ready› answers 503): it neither exits nor retries in a loop. It looks again, quietly, every 15 seconds,
+and once a resync was requested it resumes by itself: it creates a new slot, emits a TRUNCATE event of every table
+(all at the LSN just before the new slot's consistent point), then copies every table and streams, whatever its mode
+(‹stream› included). A first start, with no trace of the group in its state, creates the slot as always. Without
+‹nats.url› a dropped slot cannot be told from a first start.
 
 The WAL the slot retains on the source is checked every ‹status_interval› (gauge ‹pg_flo_slot_retained_wal_bytes›);
 past ‹slot_retained_wal_warning› a warning is logged, once each time it grows past it.
