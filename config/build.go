@@ -184,6 +184,9 @@ func Replicator(s Settings) (Built, error) {
 	if n := s.Int("partitions"); n != 1 {
 		output["partitions"] = n
 	}
+	if v := s.String("slot-retained-wal-warning"); v != "" {
+		input["slot_retained_wal_warning"] = v
+	}
 	doc := map[string]any{
 		"input":  map[string]any{"pg_flo_replicator": input},
 		"output": map[string]any{"pg_flo_jetstream": output},

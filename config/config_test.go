@@ -320,3 +320,24 @@ func TestPartitionFlags(t *testing.T) {
 		}
 	}
 }
+
+// --slot-retained-wal-warning (PG_FLO_SLOT_RETAINED_WAL_WARNING) sets
+// pg_flo_replicator's slot_retained_wal_warning; unset, the field's default
+// applies and the config does not name it.
+func TestSlotRetainedWALWarningFlag(t *testing.T) {
+	built, err := replicatorWith(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(built.YAML, "slot_retained_wal_warning") {
+		t.Errorf("default replicator config names slot_retained_wal_warning:\n%s", built.YAML)
+	}
+	base := map[string]any{"host": "h", "dbname": "d", "user": "u", "password": "p", "group": "g", "nats-url": "nats://n:4222"}
+	s, err := resolve(replicatorSettings, fakeSource(base, map[string]string{"PG_FLO_SLOT_RETAINED_WAL_WARNING": "512MiB"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if built, err = Replicator(s); err != nil || !strings.Contains(built.YAML, "slot_retained_wal_warning: 512MiB") {
+		t.Errorf("replicator with PG_FLO_SLOT_RETAINED_WAL_WARNING=512MiB: %v\n%s", err, built.YAML)
+	}
+}

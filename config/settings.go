@@ -84,6 +84,7 @@ var replicatorSettings = append([]setting{
 	{"track-ddl", kindBool, false, "capture DDL on the replicated tables"},
 	{"nats-replicas", kindInt, 1, "replicas of the group's JetStream stream and state bucket, when created (3 in a 3-node NATS cluster)"},
 	{"partitions", kindInt, 1, "partitions of the group, applied by one worker each (fixed when the group's stream is created)"},
+	{"slot-retained-wal-warning", kindString, "", "warn when the group's slot keeps more WAL than this on the source, e.g. 512MiB (default 1GiB; 0 turns it off)"},
 }, natsSettings...)
 
 var workerSettings = append([]setting{

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/pgflo/pgflo/internal/bytesize"
 	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/feed"
@@ -55,6 +56,7 @@ const (
 	repFieldSnapshotPacks       = "snapshot_packs"
 	repFieldOwnerLease          = "owner_lease"
 	repFieldStateReplicas       = "state_replicas"
+	repFieldRetainedWALWarning  = "slot_retained_wal_warning"
 )
 
 const replicatorDescription = `
@@ -137,10 +139,26 @@ as one message, ‹pg_flo_postgres› writes it with COPY, and ‹pg_flo_decode�
 ‹pg_flo_pack_rows› (the number of rows; ‹pg_flo_tx_pos› is the first row's position). Set ‹snapshot_packs: expand›
 when stock processors or outputs read this input directly: every snapshot row is then its own event message.
 
+### Slot hazards
+
+A slot PostgreSQL invalidated (‹wal_status› ‹lost›, after the slot fell more than the source's ‹max_slot_wal_keep_size›
+behind; on PostgreSQL 16+ also a slot ‹conflicting› with recovery), or a slot dropped while the group's state (with
+‹nats.url›) says the group streamed from it, cannot bring back the changes made since its last confirmed position,
+and a new slot would skip them without a word. The input then logs one error, with PostgreSQL's own reason, naming the
+way out — ‹pgflo resync --group <group>› (docs/operations.md) — sets ‹pg_flo_replicator_slot_lost› to 1 and stays not
+connected (‹/ready› answers 503): it neither exits nor retries in a loop. It looks again, quietly, every 15 seconds,
+and once a resync was requested it resumes by itself: it creates a new slot, emits a TRUNCATE event of every table
+(all at the LSN just before the new slot's consistent point), then copies every table and streams, whatever its mode
+(‹stream› included). A first start, with no trace of the group in its state, creates the slot as always. Without
+‹nats.url› a dropped slot cannot be told from a first start.
+
+The WAL the slot retains on the source is checked every ‹status_interval› (gauge ‹pg_flo_slot_retained_wal_bytes›);
+past ‹slot_retained_wal_warning› a warning is logged, once each time it grows past it.
+
 ### Metrics
 
 ‹pg_flo_replication_lag_bytes› (the server's WAL end minus the slot's confirmed position, updated with every
-status update), ‹pg_flo_replicator_owner› (1 while this replicator owns its group, 0 while it stands by), ‹pg_flo_events_total› by ‹table› and ‹op›, and for snapshots ‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
+status update), ‹pg_flo_replicator_owner› (1 while this replicator owns its group, 0 while it stands by), ‹pg_flo_replicator_slot_lost› (1 while the group's slot is invalidated or dropped, see Slot hazards), ‹pg_flo_slot_retained_wal_bytes› (the WAL the slot keeps on the source), ‹pg_flo_events_total› by ‹table› and ‹op›, and for snapshots ‹pg_flo_snapshot_rows_total›, ‹pg_flo_snapshot_chunks_done› and ‹pg_flo_snapshot_chunks_total›, labelled by
 ‹table›; progress (rows, chunks done/total, rows/s, ETA) is logged per table every ‹progress_interval›.`
 
 // defaultCopyWorkers is max_copy_workers' default on a machine of cpus
@@ -225,6 +243,11 @@ func replicatorSpec() *service.ConfigSpec {
 				Description("Number of replicas of the group's state bucket (`pg_flo_state_<group>`) in a NATS cluster, used when the bucket is created. Set it like `pg_flo_jetstream`'s `stream_replicas`: 3 in a 3-node cluster, so the snapshot progress and the ownership lease survive the loss of a node as the changes do. An existing bucket keeps its replicas; a warning says when they are fewer.").
 				Default(1).
 				Advanced(),
+			service.NewStringField(repFieldRetainedWALWarning).
+				Description("Log a warning when the group's slot keeps more WAL than this on the source (from the slot's restart position to the end of WAL, checked every `status_interval`; see Slot hazards): the replicator, its output or a worker is down or too slow, and the source's disk fills — or, with `max_slot_wal_keep_size`, the slot will be invalidated. Set it well below `max_slot_wal_keep_size`. Units B, KiB (kB), MiB (MB), GiB (GB), TiB (TB), powers of 1024. `0` turns the warning off; the gauge `pg_flo_slot_retained_wal_bytes` is kept either way.").
+				Example("512MiB").
+				Example("10GiB").
+				Default("1GiB"),
 			service.NewIntField(repFieldQueueEvents).
 				Description("How many events may wait for the pipeline. It bounds the input's memory; when the queue is full, reading from the slot and copying pause (the source keeps the WAL).").
 				Default(32768).
@@ -269,6 +292,8 @@ type replicatorInput struct {
 	log        *service.Logger
 
 	owner       *service.MetricGauge // pg_flo_replicator_owner
+	slotLost    *service.MetricGauge // pg_flo_replicator_slot_lost
+	retainedWAL *service.MetricGauge // pg_flo_slot_retained_wal_bytes
 	lagBytes    *service.MetricGauge
 	eventsTotal *service.MetricCounter
 	rowsTotal   *service.MetricCounter
@@ -276,6 +301,10 @@ type replicatorInput struct {
 	chunksTotal *service.MetricGauge
 	countMu     sync.Mutex
 	doneCount   map[string]int64 // chunks done per table, for the gauge
+
+	// slotLostReported is the slot hazard last logged, so that it is
+	// logged once however often it is found again.
+	slotLostReported string
 
 	mu      sync.Mutex
 	current *source.Source
@@ -347,8 +376,13 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	in.packs = r.String(repFieldSnapshotPacks) == packsKeep
 	in.ownerLease = r.Duration(repFieldOwnerLease)
 	in.replicas = r.Int(repFieldStateReplicas)
+	retainedWarning := r.String(repFieldRetainedWALWarning)
 	if err := r.Err(); err != nil {
 		return nil, err
+	}
+	retainedLimit, err := bytesize.Parse(retainedWarning)
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", repFieldRetainedWALWarning, err)
 	}
 
 	if strings.TrimSpace(in.group) == "" {
@@ -390,6 +424,8 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	metrics := mgr.Metrics()
 	in.lagBytes = metrics.NewGauge("pg_flo_replication_lag_bytes")
 	in.owner = metrics.NewGauge("pg_flo_replicator_owner")
+	in.slotLost = metrics.NewGauge("pg_flo_replicator_slot_lost")
+	in.retainedWAL = metrics.NewGauge("pg_flo_slot_retained_wal_bytes")
 	in.eventsTotal = metrics.NewCounter("pg_flo_events_total", "table", "op")
 	in.rowsTotal = metrics.NewCounter("pg_flo_snapshot_rows_total", "table")
 	in.chunksDone = metrics.NewGauge("pg_flo_snapshot_chunks_done", "table")
@@ -401,6 +437,8 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 		OnStatus: func(serverWALEnd, confirmed pglogrepl.LSN) {
 			in.lagBytes.Set(int64(serverWALEnd - confirmed))
 		},
+		RetainedWALWarning: retainedLimit,
+		OnSlotUsage:        func(u replication.SlotUsage) { in.retainedWAL.Set(u.RetainedBytes) },
 		ChunksPlanned: func(schema, table string, total, done int) {
 			name := schema + "." + table
 			in.countMu.Lock()
@@ -441,7 +479,7 @@ func (in *replicatorInput) Connect(ctx context.Context) error {
 		}
 		conf.State = store
 	}
-	src, err := in.startSource(ctx, conf)
+	src, err := in.startResumable(ctx, conf)
 	if err != nil {
 		return err
 	}
@@ -485,6 +523,55 @@ func (in *replicatorInput) startSource(ctx context.Context, conf source.Config) 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// slotRecheck is how often a replicator whose slot is lost looks again
+// whether a resync made the group resumable.
+const slotRecheck = 15 * time.Second
+
+// startResumable starts the source unless the group's slot is lost
+// (invalidated, or dropped under a group that streamed): then it logs why
+// and the way out once, reports pg_flo_replicator_slot_lost 1 and waits
+// inside Connect, looking again every slotRecheck without a word, until a
+// resync lets the source start (or the input is closed).
+//
+// Waiting, rather than failing Connect or ending the pipeline, is on
+// purpose: a failed Connect is retried and logged by Benthos every second
+// or so, and an exit makes a supervisor restart the process into the same
+// error again and again; neither can end without a person running the
+// resync. A waiting input keeps /ready at 503 and /metrics up for the
+// alert, and resumes by itself once the resync is done.
+func (in *replicatorInput) startResumable(ctx context.Context, conf source.Config) (*source.Source, error) {
+	for {
+		src, err := in.startSource(ctx, conf)
+		var lost *replication.SlotLostError
+		if !errors.As(err, &lost) {
+			if err == nil && in.slotLostReported != "" {
+				in.log.Infof("Replication group %s resumes: its slot was lost, and a resync was requested", in.group)
+				in.slotLostReported = ""
+			}
+			in.slotLost.Set(0)
+			return src, err
+		}
+		in.slotLost.Set(1)
+		if msg := lost.Error(); msg != in.slotLostReported {
+			in.slotLostReported = msg
+			in.log.Errorf("Cannot resume replication group %s: %v. %s", in.group, err, in.resyncHint())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(slotRecheck):
+		}
+	}
+}
+
+// resyncHint says how to get a group with a lost slot going again.
+func (in *replicatorInput) resyncHint() string {
+	if in.stateConn == nil {
+		return "Copy the tables again: drop the slot (pgflo cleanup --dsn … --group " + in.group + " --yes) and start the group afresh in mode copy_and_stream (with nats.url, so that a lost slot is told from a first start); the target keeps rows deleted meanwhile. Not retrying"
+	}
+	return "To copy every table again (after a TRUNCATE event of each, so that rows deleted meanwhile go too), run: pgflo resync --group " + in.group + " --dsn <source> --nats-url <nats> --yes (see docs/operations.md, Slot hazards). Waiting for it: this replicator then resumes by itself; it does not retry until then"
 }
 
 // openState connects to NATS and opens the group's state bucket, once.

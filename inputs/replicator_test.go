@@ -172,6 +172,7 @@ func TestReplicatorConfigErrors(t *testing.T) {
 		{"dsn: postgres://x@localhost/db\ngroup: g\nmax_copy_workers: -1", "field max_copy_workers"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\ntables: [a.b.c]", "field tables[0]"},
 		{"dsn: postgres://x@localhost/db\ngroup: g\nstatus_interval: 1ms", "field status_interval"},
+		{"dsn: postgres://x@localhost/db\ngroup: g\nslot_retained_wal_warning: lots", "field slot_retained_wal_warning: \"lots\" is not a size"},
 	} {
 		_, err := newTestReplicator(t, c.yaml)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -181,20 +181,6 @@ func plural(n int, noun string) string {
 	return strconv.Itoa(n) + " " + noun + "s"
 }
 
-// byteSize formats n bytes for people (IEC units).
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // Flag names of `pgflo cleanup`.
 const (
 	flagDSN         = "dsn"
@@ -245,31 +231,40 @@ func CleanupCommand() *cli.Command {
 			"Example:\n" +
 			"  pgflo cleanup --dsn postgres://postgres@localhost:5432/app --group users \\\n" +
 			"    --nats-url nats://localhost:4222 --yes",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagDSN, EnvVars: []string{"PGFLO_SOURCE_DSN"}, Usage: "source database connection string (URL or key=value); its password is never printed"},
-			&cli.StringFlag{Name: flagHost, EnvVars: []string{"PG_FLO_HOST"}, Usage: "source PostgreSQL host (pg_flo style, instead of --dsn)"},
-			&cli.IntFlag{Name: flagPort, EnvVars: []string{"PG_FLO_PORT"}, Value: 5432, Usage: "source PostgreSQL port (pg_flo style)"},
-			&cli.StringFlag{Name: flagDBName, EnvVars: []string{"PG_FLO_DBNAME"}, Usage: "source database (pg_flo style)"},
-			&cli.StringFlag{Name: flagUser, EnvVars: []string{"PG_FLO_USER"}, Usage: "source user (pg_flo style)"},
-			&cli.StringFlag{Name: flagPassword, EnvVars: []string{"PG_FLO_PASSWORD"}, Usage: "source password (pg_flo style)"},
-			&cli.StringFlag{Name: flagSchema, EnvVars: []string{"PG_FLO_SCHEMA"}, Usage: "accepted for pg_flo command-line compatibility; unused (a group's objects do not depend on it)"},
-			&cli.StringFlag{Name: flagGroup, EnvVars: []string{"PGFLO_GROUP", "PG_FLO_GROUP"}, Usage: "replication group whose objects to drop (required)"},
-			&cli.StringFlag{Name: flagNATSURL, EnvVars: []string{"PGFLO_NATS_URL", "PG_FLO_NATS_URL"}, Usage: "NATS server holding the group's stream and state"},
-			&cli.StringFlag{Name: flagNATSUser, EnvVars: []string{"PG_FLO_NATS_USER"}, Usage: "NATS user (user/password authentication)"},
-			&cli.StringFlag{Name: flagNATSPassword, EnvVars: []string{"PG_FLO_NATS_PASSWORD"}, Usage: "NATS password"},
-			&cli.StringFlag{Name: flagNATSToken, EnvVars: []string{"PG_FLO_NATS_TOKEN"}, Usage: "NATS token (token authentication)"},
-			&cli.StringFlag{Name: flagNATSCredsFile, EnvVars: []string{"PG_FLO_NATS_CREDS_FILE"}, Usage: "NATS credentials file (JWT and NKey seed)"},
-			&cli.StringFlag{Name: flagNATSNkeyFile, EnvVars: []string{"PG_FLO_NATS_NKEY_FILE"}, Usage: "file holding a NATS NKey user seed"},
-			&cli.StringFlag{Name: flagNATSTLSCA, EnvVars: []string{"PG_FLO_NATS_TLS_CA"}, Usage: "CA certificate file (PEM) verifying the NATS server; enables TLS"},
-			&cli.StringFlag{Name: flagNATSTLSCert, EnvVars: []string{"PG_FLO_NATS_TLS_CERT"}, Usage: "client certificate file (PEM) for NATS TLS; enables TLS"},
-			&cli.StringFlag{Name: flagNATSTLSKey, EnvVars: []string{"PG_FLO_NATS_TLS_KEY"}, Usage: "private key file (PEM) of --nats-tls-cert"},
-			&cli.StringFlag{Name: flagSlot, Usage: "replication slot, when not the group's default (pg_flo_<group>_publication)"},
+		Flags: append(groupFlags(),
 			&cli.StringFlag{Name: flagPublication, Usage: "publication, when not the group's default (pg_flo_<group>_publication)"},
 			&cli.StringFlag{Name: flagStreamName, Usage: "JetStream stream, when not the group's default (pgflo_<group>_stream)"},
 			&cli.StringFlag{Name: flagConsumer, Usage: "durable consumer, when not the group's default (pgflo_<group>_consumer)"},
 			&cli.BoolFlag{Name: flagYes, Aliases: []string{"y"}, Usage: "drop the objects (without it, only list what would be dropped)"},
-		},
+		),
 		Action: runCleanup,
+	}
+}
+
+// groupFlags are the flags naming a group and where its objects live,
+// shared by `pgflo cleanup` and `pgflo resync`: the source (--dsn or pg_flo's
+// connection flags and PG_FLO_* variables), NATS and its authentication, and
+// the slot.
+func groupFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagDSN, EnvVars: []string{"PGFLO_SOURCE_DSN"}, Usage: "source database connection string (URL or key=value); its password is never printed"},
+		&cli.StringFlag{Name: flagHost, EnvVars: []string{"PG_FLO_HOST"}, Usage: "source PostgreSQL host (pg_flo style, instead of --dsn)"},
+		&cli.IntFlag{Name: flagPort, EnvVars: []string{"PG_FLO_PORT"}, Value: 5432, Usage: "source PostgreSQL port (pg_flo style)"},
+		&cli.StringFlag{Name: flagDBName, EnvVars: []string{"PG_FLO_DBNAME"}, Usage: "source database (pg_flo style)"},
+		&cli.StringFlag{Name: flagUser, EnvVars: []string{"PG_FLO_USER"}, Usage: "source user (pg_flo style)"},
+		&cli.StringFlag{Name: flagPassword, EnvVars: []string{"PG_FLO_PASSWORD"}, Usage: "source password (pg_flo style)"},
+		&cli.StringFlag{Name: flagSchema, EnvVars: []string{"PG_FLO_SCHEMA"}, Usage: "accepted for pg_flo command-line compatibility; unused (a group's objects do not depend on it)"},
+		&cli.StringFlag{Name: flagGroup, EnvVars: []string{"PGFLO_GROUP", "PG_FLO_GROUP"}, Usage: "the replication group (required)"},
+		&cli.StringFlag{Name: flagNATSURL, EnvVars: []string{"PGFLO_NATS_URL", "PG_FLO_NATS_URL"}, Usage: "NATS server holding the group's stream and state"},
+		&cli.StringFlag{Name: flagNATSUser, EnvVars: []string{"PG_FLO_NATS_USER"}, Usage: "NATS user (user/password authentication)"},
+		&cli.StringFlag{Name: flagNATSPassword, EnvVars: []string{"PG_FLO_NATS_PASSWORD"}, Usage: "NATS password"},
+		&cli.StringFlag{Name: flagNATSToken, EnvVars: []string{"PG_FLO_NATS_TOKEN"}, Usage: "NATS token (token authentication)"},
+		&cli.StringFlag{Name: flagNATSCredsFile, EnvVars: []string{"PG_FLO_NATS_CREDS_FILE"}, Usage: "NATS credentials file (JWT and NKey seed)"},
+		&cli.StringFlag{Name: flagNATSNkeyFile, EnvVars: []string{"PG_FLO_NATS_NKEY_FILE"}, Usage: "file holding a NATS NKey user seed"},
+		&cli.StringFlag{Name: flagNATSTLSCA, EnvVars: []string{"PG_FLO_NATS_TLS_CA"}, Usage: "CA certificate file (PEM) verifying the NATS server; enables TLS"},
+		&cli.StringFlag{Name: flagNATSTLSCert, EnvVars: []string{"PG_FLO_NATS_TLS_CERT"}, Usage: "client certificate file (PEM) for NATS TLS; enables TLS"},
+		&cli.StringFlag{Name: flagNATSTLSKey, EnvVars: []string{"PG_FLO_NATS_TLS_KEY"}, Usage: "private key file (PEM) of --nats-tls-cert"},
+		&cli.StringFlag{Name: flagSlot, Usage: "replication slot, when not the group's default (pg_flo_<group>_publication)"},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pgflo/pgflo/internal/bytesize"
 	"github.com/pgflo/pgflo/internal/jsproto"
 )
 
@@ -39,7 +40,7 @@ func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
 	default:
 		state := s.CachedInfo().State
 		stream.exists = true
-		stream.detail = fmt.Sprintf("%s, %s", plural(int(state.Msgs), "message"), byteSize(int64(state.Bytes)))
+		stream.detail = fmt.Sprintf("%s, %s", plural(int(state.Msgs), "message"), bytesize.Format(int64(state.Bytes)))
 	}
 	stream.drop = func(ctx context.Context) (string, error) {
 		return "", ignoreNotFound(js.DeleteStream(ctx, o.Stream))

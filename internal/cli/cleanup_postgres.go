@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgflo/pgflo/internal/bytesize"
 	"github.com/pgflo/pgflo/internal/pgdsn"
 	"github.com/pgflo/pgflo/internal/replication"
 )
@@ -99,7 +100,7 @@ func slotTarget(ctx context.Context, conn *pgx.Conn, o CleanupOptions, database 
 		details = append(details, "inactive")
 	}
 	if retained != nil {
-		details = append(details, "retains "+byteSize(*retained)+" of WAL")
+		details = append(details, "retains "+bytesize.Format(*retained)+" of WAL")
 	}
 	switch {
 	case slotDB == nil:

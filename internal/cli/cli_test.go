@@ -84,11 +84,3 @@ func TestKeywordDSNRoundTrips(t *testing.T) {
 		t.Errorf("%s parsed as host %q port %d db %q user %q password %q", dsn, cfg.Host, cfg.Port, cfg.Database, cfg.User, cfg.Password)
 	}
 }
-
-func TestByteSize(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
-		if got := byteSize(n); got != want {
-			t.Errorf("byteSize(%d) = %q, want %q", n, got, want)
-		}
-	}
-}

@@ -59,6 +59,9 @@ type Prepared struct {
 	ConfirmedLSN pglogrepl.LSN
 	// ServerVersion is server_version_num.
 	ServerVersion int
+	// SlotHealth is the existing slot's health: an invalidated slot
+	// exists but cannot be streamed from.
+	SlotHealth SlotHealth
 }
 
 // Sentinel errors for the conditions a user must fix on the source.
@@ -179,8 +182,9 @@ func Prepare(ctx context.Context, src Source) (*Prepared, error) {
 
 	var plugin, database, slotDB string
 	var confirmed *string
-	err = conn.QueryRow(ctx, `SELECT plugin, database, current_database(), confirmed_flush_lsn::text
-		FROM pg_replication_slots WHERE slot_name = $1`, src.Slot).Scan(&plugin, &slotDB, &database, &confirmed)
+	h := &p.SlotHealth
+	err = conn.QueryRow(ctx, `SELECT plugin, database, current_database(), confirmed_flush_lsn::text, `+slotHealthColumns(p.ServerVersion)+`
+		FROM pg_replication_slots WHERE slot_name = $1`, src.Slot).Scan(&plugin, &slotDB, &database, &confirmed, &h.WALStatus, &h.Conflicting, &h.InvalidationReason)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:

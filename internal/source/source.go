@@ -57,6 +57,12 @@ type Config struct {
 	ChunksPlanned func(schema, table string, total, done int)
 	// OnStatus is passed to the stream (replication lag).
 	OnStatus func(serverWALEnd, confirmed pglogrepl.LSN)
+	// RetainedWALWarning, when positive, is the WAL the slot may retain on
+	// the source before a warning is logged (once per crossing); the slot
+	// is checked every StatusInterval and OnSlotUsage, when set, is told
+	// each reading.
+	RetainedWALWarning int64
+	OnSlotUsage        func(replication.SlotUsage)
 }
 
 // Source produces the replicator's batches.
@@ -70,6 +76,9 @@ type Source struct {
 	// fenced is why the source stopped producing for good (the group is
 	// no longer this replicator's); nil while it produces.
 	fenced error
+	// resync is the pending resync request this source carries out (a
+	// copy that starts with a TRUNCATE of every table); nil otherwise.
+	resync *state.ResyncRequest
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -88,8 +97,29 @@ func Start(ctx context.Context, cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	var resync *state.ResyncRequest
+	if cfg.Mode != ModeCopy {
+		if resync, err = checkSlot(ctx, cfg, prep); err != nil {
+			return nil, err
+		}
+		if cfg.Mode == ModeStream {
+			copyFirst := resync != nil
+			if !copyFirst {
+				// A resync's copy that a crash interrupted is finished
+				// in any mode too.
+				if copyFirst, err = resyncUnfinished(ctx, cfg); err != nil {
+					return nil, err
+				}
+			}
+			if copyFirst {
+				// The group lost changes: only a copy brings them back.
+				cfg.Logger.Infof("a resync of the group was requested: copying the tables before streaming, although the mode is %s", cfg.Mode)
+				cfg.Mode = ModeCopyAndStream
+			}
+		}
+	}
 	bg, cancel := context.WithCancel(context.Background())
-	s := &Source{cfg: cfg, feed: feed.New(cfg.QueueEvents), cancel: cancel}
+	s := &Source{cfg: cfg, feed: feed.New(cfg.QueueEvents), cancel: cancel, resync: resync}
 	if cfg.Owner != nil {
 		s.wg.Add(1)
 		go func() {
@@ -116,6 +146,13 @@ func Start(ctx context.Context, cfg Config) (*Source, error) {
 		s.wg.Wait()
 		return nil, err
 	}
+	if cfg.Mode != ModeCopy && (cfg.RetainedWALWarning > 0 || cfg.OnSlotUsage != nil) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.watchSlot(bg, prep.ServerVersion)
+		}()
+	}
 	return s, nil
 }
 
@@ -136,6 +173,9 @@ func (s *Source) startStream(ctx context.Context, prep *replication.Prepared) er
 	start := prep.ConfirmedLSN
 	if !prep.SlotExists {
 		slot, err := replication.CreateSlot(ctx, conn, s.cfg.Source.Slot, false, s.cfg.Logger)
+		if err == nil {
+			err = s.recordSlot(ctx, slot)
+		}
 		if err != nil {
 			_ = conn.Close(context.Background())
 			return err
@@ -182,6 +222,13 @@ func (s *Source) startCopyAndStream(ctx, bg context.Context, prep *replication.P
 	switch {
 	case !prep.SlotExists:
 		return s.firstCopy(ctx, bg, prep, snap)
+	case snap != nil && !snap.Complete && snap.Slot == slotName && snap.Resync:
+		// A resync whose copy was interrupted: its request was carried
+		// out (the slot exists), so it must not start another one.
+		if err := s.cfg.State.DeleteResync(ctx); err != nil {
+			return err
+		}
+		return s.resumeCopy(ctx, bg, prep, snap, true)
 	case snap != nil && !snap.Complete && snap.Slot == slotName:
 		return s.resumeCopy(ctx, bg, prep, snap, true)
 	default:
@@ -201,6 +248,9 @@ func (s *Source) firstCopy(ctx, bg context.Context, prep *replication.Prepared, 
 	// A record first, so a crash between creating the slot and planning is
 	// seen on restart as an unfinished snapshot, not as a finished one.
 	snap := &state.Snapshot{Slot: s.cfg.Source.Slot}
+	// A resync's copy stays one across a crash before its slot was
+	// created (its request may already be gone then).
+	snap.Resync = s.resync != nil || (previous != nil && previous.Resync && previous.Slot == snap.Slot)
 	if previous != nil {
 		if err := s.cfg.State.DeleteSnapshot(ctx); err != nil {
 			return err
@@ -214,11 +264,17 @@ func (s *Source) firstCopy(ctx, bg context.Context, prep *replication.Prepared, 
 		return err
 	}
 	slot, err := replication.CreateSlot(ctx, conn, s.cfg.Source.Slot, true, s.cfg.Logger)
+	if err == nil {
+		err = s.recordSlot(ctx, slot)
+	}
 	if err != nil {
 		_ = conn.Close(context.Background())
 		return err
 	}
 	infos, err := s.plan(ctx, prep, snap, slot.ConsistentPoint)
+	if err == nil && snap.Resync {
+		err = s.startResync(ctx, infos, slot.ConsistentPoint)
+	}
 	if err != nil {
 		_ = conn.Close(context.Background())
 		return err
@@ -276,8 +332,26 @@ func (s *Source) resumeCopy(ctx, bg context.Context, prep *replication.Prepared,
 		_ = exporter.Close(context.Background())
 		return err
 	}
-	if done := countDone(snap); done > 0 {
+	done := countDone(snap)
+	if done > 0 {
 		s.cfg.Logger.Infof("resuming the snapshot: %d chunks already copied, %d to go", done, snap.Remaining())
+	}
+	if snap.Resync && done == 0 {
+		// Chunks are recorded only after the TRUNCATEs before them were
+		// acknowledged: with none recorded, they may not have been
+		// delivered, and sending them again only empties tables whose
+		// every chunk is copied again.
+		err = func() error {
+			cp, err := pglogrepl.ParseLSN(snap.LSN)
+			if err != nil {
+				return fmt.Errorf("snapshot position: %w", err)
+			}
+			return s.startResync(ctx, infos, cp)
+		}()
+		if err != nil {
+			_ = exporter.Close(context.Background())
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.snap = snap

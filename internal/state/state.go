@@ -49,6 +49,10 @@ type Snapshot struct {
 	Tables []*Table `json:"tables"`
 	// Complete is set once every chunk is acknowledged downstream.
 	Complete bool `json:"complete"`
+	// Resync marks the copy a resync asked for (ResyncRequest): before
+	// any row, it emits a TRUNCATE of every table, so that rows deleted
+	// while the group could not stream disappear downstream too.
+	Resync bool `json:"resync,omitempty"`
 }
 
 // IsDone reports whether the chunk of table t was acknowledged.
