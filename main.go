@@ -59,6 +59,7 @@ func main() {
 		service.CLIOptAddCommand(natsembed.Command()),
 		service.CLIOptAddCommand(cli.VersionCommand(cli.Build{Version: version, Commit: commit, Date: dateBuilt})),
 		service.CLIOptAddCommand(cli.CleanupCommand()),
+		service.CLIOptAddCommand(cli.DeadLettersCommand()),
 	}
 	// pg_flo's own commands: replicator, worker stdout|file|postgres|webhook.
 	for _, cmd := range config.Commands() {

@@ -227,7 +227,7 @@ type pgOutput struct {
 	syncer    *schemasync.Syncer
 	// deadLetter is on_error: dead_letter.
 	deadLetter bool
-	log       *service.Logger
+	log        *service.Logger
 
 	mu      sync.Mutex
 	applier *apply.Applier
