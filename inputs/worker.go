@@ -107,8 +107,8 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   consumer. A reset repeats changes already applied, which idempotent outputs absorb. One worker per group
   (per partition, see `+"`partition`"+`): several workers sharing the durable consumer would reorder changes (and reset
   each other).
-- **Malformed messages are not dropped**: a message whose packing is broken, or an event that is not a
-  valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
+- **Malformed messages are not dropped**: with `+"`on_error: stop`"+` (the default) a message whose packing is
+  broken, or an event that is not a valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
   (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that
   change and retries it; a `+"`switch`"+` output on `+"`errored()`"+` can send it to a dead-letter destination
   instead. Messages are never terminated.

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pgflo/pgflo/internal/deadletter"
 	"github.com/pgflo/pgflo/internal/jsproto"
@@ -285,6 +287,17 @@ func TestDeadLetterUndecodableMessage(t *testing.T) {
 		g.waitRowsEqual("a change after the replay")
 		if list := g.deadLetters("list"); !strings.Contains(list, "1 dead letter") {
 			t.Errorf("dead-letters list after the replay:\n%s", list)
+		}
+
+		// Dropping the group drops its dead letters.
+		g.worker.Kill()
+		g.replicator.Kill()
+		out, err := runPgflo(t, "cleanup", "--group", g.group, "--nats-url", g.natsURL(), "--yes")
+		if err != nil || !strings.Contains(out, "dropped     JetStream stream "+deadletter.StreamName(g.group)+" (1 dead letter)") {
+			t.Fatalf("cleanup: %v\n%s", err, out)
+		}
+		if _, err := js.Stream(context.Background(), deadletter.StreamName(g.group)); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatalf("the dead-letter stream after cleanup: %v", err)
 		}
 	})
 }
