@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/consumer"
 	"github.com/pgflo/pgflo/internal/deadletter"
+	"github.com/pgflo/pgflo/internal/packmsg"
 )
 
 // pg_flo_worker with on_error: dead_letter. A poison message — one that is
@@ -52,6 +53,7 @@ type origin struct {
 	seq   uint64
 	event int    // the event's place in msg; -1: msg as a whole (a kept copy pack)
 	body  []byte // the event, for event >= 0
+	pack  bool   // the message is a kept copy pack
 }
 
 // skips reports whether the change was stored as a dead letter and is to be
@@ -64,6 +66,19 @@ func (d *deadLetters) skips(seq uint64, event int) bool {
 	defer d.mu.Unlock()
 	_, ok := d.skip[deadKey{seq, event}]
 	return ok
+}
+
+// skipsRows reports whether a row of the copy pack of stream sequence seq
+// was stored as a dead letter.
+func (d *deadLetters) skipsRows(seq uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k := range d.skip {
+		if k.seq == seq && k.event >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // deadLetterBatch unpacks a batch, stores what is malformed as dead
@@ -125,7 +140,7 @@ func rejected(res error, index *service.Indexer, origins []origin) ([]*deadlette
 	var letters []*deadletter.Letter
 	seen := map[int]bool{}
 	ok := true
-	batchErr.WalkMessagesIndexedBy(index, func(i int, _ *service.Message, err error) bool {
+	batchErr.WalkMessagesIndexedBy(index, func(i int, m *service.Message, err error) bool {
 		if err == nil {
 			return true
 		}
@@ -143,7 +158,17 @@ func rejected(res error, index *service.Indexer, origins []origin) ([]*deadlette
 			Reason: rej.Reason, Err: rej.Err.Error(), Subject: o.msg.Subject(), StreamSeq: o.seq, Event: o.event,
 			Table: rej.Table, Key: rej.Key, LSN: rej.LSN, Body: o.body,
 		}
-		if o.event < 0 {
+		switch {
+		case o.pack && rej.Row >= 0:
+			// One row of a pack of snapshot rows: that row's event alone.
+			rows, err := packmsg.ExpandOne(m)
+			if err != nil || rej.Row >= len(rows) {
+				ok = false
+				return false
+			}
+			l.Event = rej.Row
+			l.Body, _ = rows[rej.Row].AsBytes()
+		case o.event < 0:
 			l.Header, l.Body = o.msg.Headers(), o.msg.Data()
 		}
 		letters = append(letters, l)

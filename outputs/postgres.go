@@ -533,7 +533,7 @@ func (e *messageError) Unwrap() error { return e.err }
 // naming the message's stream sequence when it is known.
 func (o *pgOutput) failure(batch service.MessageBatch, err error) error {
 	index := -1
-	rejection := &deadletter.Rejection{Err: err}
+	rejection := &deadletter.Rejection{Err: err, Row: -1}
 	var changeErr *apply.ChangeError
 	var msgErr *messageError
 	switch {
@@ -546,6 +546,9 @@ func (o *pgOutput) failure(batch service.MessageBatch, err error) error {
 	if index < 0 || index >= len(batch) {
 		return err
 	}
+	if changeErr != nil && changeErr.Pos >= 0 {
+		rejection.Row = packRow(batch[index], changeErr.Pos)
+	}
 	if seq, ok := batch[index].MetaGet(pgMetaStreamSeq); ok && seq != "" {
 		err = fmt.Errorf("%w (stream sequence %s)", err, seq)
 		rejection.Err = err
@@ -554,6 +557,22 @@ func (o *pgOutput) failure(batch service.MessageBatch, err error) error {
 		return err
 	}
 	return service.NewBatchError(batch, err).Failed(index, rejection)
+}
+
+// packRow is the row of a pack message the change at position pos is, -1
+// when msg is not a pack or the row is not known.
+func packRow(msg *service.Message, pos int64) int {
+	rows, isPack := msg.MetaGet(event.MetaPackRows)
+	first, hasPos := msg.MetaGet(event.MetaTxPos)
+	if !isPack || !hasPos {
+		return -1
+	}
+	n, err1 := strconv.ParseInt(rows, 10, 64)
+	at, err2 := strconv.ParseInt(first, 10, 64)
+	if err1 != nil || err2 != nil || pos < at || pos-at >= n {
+		return -1
+	}
+	return int(pos - at)
 }
 
 // Close closes the target and source connections. It is safe to call more

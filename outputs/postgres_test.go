@@ -413,3 +413,27 @@ func TestPGOutputReportsRejections(t *testing.T) {
 		t.Fatalf("on_error: stop: error %v", err)
 	}
 }
+
+// packRow finds the row of a pack of snapshot rows a rejected change is,
+// from the pack's first position.
+func TestPGOutputPackRow(t *testing.T) {
+	pack := service.NewMessage(nil)
+	pack.MetaSetMut(event.MetaPackRows, "1024")
+	pack.MetaSetMut(event.MetaTxPos, "2048")
+	noPos := service.NewMessage(nil)
+	noPos.MetaSetMut(event.MetaPackRows, "1024")
+	plain := service.NewMessage(nil)
+	plain.MetaSetMut(event.MetaTxPos, "7")
+	for _, tc := range []struct {
+		msg  *service.Message
+		pos  int64
+		want int
+	}{
+		{pack, 2048, 0}, {pack, 2548, 500}, {pack, 3071, 1023}, {pack, 3072, -1}, {pack, 2047, -1},
+		{noPos, 5, -1}, {plain, 7, -1},
+	} {
+		if got := packRow(tc.msg, tc.pos); got != tc.want {
+			t.Errorf("packRow(pos %d) = %d, want %d", tc.pos, got, tc.want)
+		}
+	}
+}

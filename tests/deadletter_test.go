@@ -34,12 +34,18 @@ type deadLetterGroup struct {
 	metrics string // the worker's HTTP base URL
 }
 
-func newDeadLetterGroup(t *testing.T, group string) *deadLetterGroup {
+func newDeadLetterGroup(t *testing.T, group string, sourceSQL ...string) *deadLetterGroup {
 	t.Helper()
 	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
 	testenv.Exec(t, source, "CREATE TABLE small (id int PRIMARY KEY, v text)")
+	for _, sql := range sourceSQL {
+		testenv.Exec(t, source, sql)
+	}
 	testenv.Exec(t, target, "CREATE TABLE small (id int PRIMARY KEY, v text CONSTRAINT no_forbidden CHECK (v <> 'forbidden'))")
 	g := &deadLetterGroup{pipeline: newPipeline(t, source, group), target: target}
+	if len(sourceSQL) > 0 {
+		g.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s", g.nats.URL())
+	}
 	g.startReplicator()
 	return g
 }
@@ -107,8 +113,16 @@ func (g *deadLetterGroup) waitRowsEqual(what string, except ...int) {
 		}
 	}
 	if !ok {
-		g.t.Fatalf("%s: the target differs from the source (but for %v)\nsource: %v\ntarget: %v\nworker log:\n%s", what, except, src, dst, lastLines(g.worker.Log(), 40))
+		g.t.Fatalf("%s: the target differs from the source (but for %v)\nsource: %s\ntarget: %s\nworker log:\n%s", what, except, abridged(src), abridged(dst), lastLines(g.worker.Log(), 40))
 	}
+}
+
+// abridged shows a long list of rows by its length, ends and size.
+func abridged(rows []string) string {
+	if len(rows) <= 20 {
+		return fmt.Sprint(rows)
+	}
+	return fmt.Sprintf("%d rows: %v … %v", len(rows), rows[:10], rows[len(rows)-10:])
 }
 
 // deadLetters runs `pgflo dead-letters <args> --group … --nats-url …`.
@@ -300,4 +314,25 @@ func TestDeadLetterUndecodableMessage(t *testing.T) {
 			t.Fatalf("the dead-letter stream after cleanup: %v", err)
 		}
 	})
+}
+
+// A snapshot row the target refuses, in a pack of snapshot rows the worker
+// keeps whole (snapshot_packs: keep): the row alone becomes a dead letter,
+// every other row of its pack is applied, and the replayed row lands once
+// the constraint is gone.
+func TestDeadLetterRefusedSnapshotRow(t *testing.T) {
+	g := newDeadLetterGroup(t, "dlsnapshot",
+		"INSERT INTO small SELECT g, CASE WHEN g = 500 THEN 'forbidden' ELSE 'v' || g END FROM generate_series(1, 2000) g")
+	g.startWorker("dead_letter")
+	g.waitRowsEqual("every snapshot row but the refused one", 500)
+	testenv.Exec(t, g.dsn, "INSERT INTO small VALUES (3000, 'streamed')")
+	g.waitRowsEqual("a streamed change after the snapshot", 500)
+	list := g.deadLetters("list")
+	t.Logf("pgflo dead-letters list:\n%s", list)
+	if !strings.Contains(list, "(id)=(500)") || !strings.Contains(list, "1 dead letter") {
+		t.Fatalf("dead-letters list:\n%s", list)
+	}
+	testenv.Exec(t, g.target, "ALTER TABLE small DROP CONSTRAINT no_forbidden")
+	g.deadLetters("replay")
+	g.waitRowsEqual("after the replay")
 }

@@ -94,7 +94,11 @@ type Rejection struct {
 	Reason Reason
 	// Table, Key and LSN name the change when known.
 	Table, Key, LSN string
-	Err             error
+	// Row is the change's row in its message when the message is a pack of
+	// snapshot rows, so that the row alone becomes a dead letter; -1 when
+	// the message is not a pack, or the row is not known.
+	Row int
+	Err error
 }
 
 func (r *Rejection) Error() string { return r.Err.Error() }
@@ -122,11 +126,15 @@ type Letter struct {
 func (l *Letter) msg(group string) *nats.Msg {
 	h := nats.Header{}
 	for k, v := range l.Header {
-		if k == jetstream.MsgIDHeader {
+		switch {
+		case k == jetstream.MsgIDHeader:
 			h[HeaderMsgID] = v
-			continue
+		case strings.HasPrefix(k, "Nats-"):
+			// JetStream's own (Nats-Expected-Stream, …): they were for the
+			// group's stream.
+		default:
+			h[k] = v
 		}
-		h[k] = v
 	}
 	h.Set(HeaderReason, string(l.Reason))
 	h.Set(HeaderError, oneLine(l.Err))

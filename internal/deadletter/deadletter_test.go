@@ -33,7 +33,8 @@ func TestStoreListReplay(t *testing.T) {
 	}
 	whole := &Letter{
 		Reason: ReasonDecode, Err: "malformed\npacked message", Subject: "pgflo.g1.public.users", StreamSeq: 4, Event: -1,
-		Header: nats.Header{jsproto.HeaderEvents: {"3"}, jetstream.MsgIDHeader: {"0/10:0-2"}}, Body: []byte("garbage"),
+		Header: nats.Header{jsproto.HeaderEvents: {"3"}, jetstream.MsgIDHeader: {"0/10:0-2"}, jetstream.ExpectedStreamHeader: {"pgflo_g1_stream"}},
+		Body:   []byte("garbage"),
 	}
 	event := &Letter{
 		Reason: ReasonTarget, Err: "violates check constraint", Subject: "pgflo.g1.public.users", StreamSeq: 7, Event: 2,
@@ -54,7 +55,7 @@ func TestStoreListReplay(t *testing.T) {
 	if len(letters) != 2 {
 		t.Fatalf("%d dead letters, want 2: %+v", len(letters), letters)
 	}
-	if l := letters[0]; l.Err != "malformed packed message" || l.Event != -1 || l.StreamSeq != 4 || l.Header.Get(jsproto.HeaderEvents) != "3" || l.Header.Get(jetstream.MsgIDHeader) != "0/10:0-2" || l.Time.IsZero() {
+	if l := letters[0]; l.Err != "malformed packed message" || l.Event != -1 || l.StreamSeq != 4 || l.Header.Get(jsproto.HeaderEvents) != "3" || l.Header.Get(jetstream.MsgIDHeader) != "0/10:0-2" || l.Header.Get(jetstream.ExpectedStreamHeader) != "" || l.Time.IsZero() {
 		t.Errorf("first dead letter %+v", l)
 	}
 	if l := letters[1]; l.Table != `"public"."users"` || l.Key != "(id)=(2)" || l.LSN != "0/1002" || l.Event != 2 || l.Header != nil || string(l.Body) != `{"v":1}` {
