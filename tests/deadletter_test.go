@@ -336,3 +336,23 @@ func TestDeadLetterRefusedSnapshotRow(t *testing.T) {
 	g.deadLetters("replay")
 	g.waitRowsEqual("after the replay")
 }
+
+// pg_flo's command line: `pgflo worker postgres` with PG_FLO_ON_ERROR=
+// dead_letter sets the refused row aside and applies the rest.
+func TestDeadLetterCommandLine(t *testing.T) {
+	g := newDeadLetterGroup(t, "dlcli")
+	g.worker = testenv.StartProcessEnv(t, "worker", []string{"PG_FLO_ON_ERROR=dead_letter"}, g.bin, "worker", "postgres",
+		"--group", g.group, "--nats-url", g.natsURL(),
+		"--target-host", "127.0.0.1", "--target-port", strconv.Itoa(pg.Port()), "--target-dbname", dbName(t, g.target),
+		"--target-user", "postgres", "--target-password", compatPassword)
+	testenv.Exec(t, g.dsn, "INSERT INTO small VALUES (1, 'ok')")
+	testenv.Exec(t, g.dsn, "INSERT INTO small VALUES (2, 'forbidden')")
+	testenv.Exec(t, g.dsn, "INSERT INTO small VALUES (3, 'after')")
+	g.waitRowsEqual("everything but the refused row", 2)
+	if list := g.deadLetters("list"); !strings.Contains(list, "(id)=(2)") || !strings.Contains(list, "1 dead letter") {
+		t.Fatalf("dead-letters list:\n%s", list)
+	}
+	if strings.Contains(g.worker.Log(), compatPassword) {
+		t.Errorf("the worker's log shows the password")
+	}
+}
