@@ -644,31 +644,7 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 		}
 		um.batch = rows
 		if w.dead != nil {
-			// A kept pack is one message, expanded rows are one each. A
-			// kept pack one of whose rows is a dead letter goes as events
-			// without it.
-			kept := w.keepPacks
-			if kept && w.dead.skipsRows(streamSeq) {
-				if expanded, err := packmsg.ExpandOne(rows[0]); err == nil {
-					rows, kept = expanded, false
-				}
-			}
-			um.batch = make(service.MessageBatch, 0, len(rows))
-			for i, row := range rows {
-				event := i
-				if kept {
-					event = -1
-				}
-				if w.dead.skips(streamSeq, event) {
-					continue
-				}
-				um.batch = append(um.batch, row)
-				o := origin{msg: m, seq: streamSeq, event: event, pack: kept}
-				if event >= 0 {
-					o.body, _ = row.AsBytes()
-				}
-				um.origins = append(um.origins, o)
-			}
+			um.batch, um.origins = w.packOrigins(m, streamSeq, rows)
 		}
 		return um
 	}

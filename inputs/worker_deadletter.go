@@ -81,6 +81,36 @@ func (d *deadLetters) skipsRows(seq uint64) bool {
 	return false
 }
 
+// packOrigins returns the messages of a copy pack (the pack kept whole, or
+// its rows) but those stored as dead letters, and where each came from. A
+// kept pack one of whose rows is a dead letter goes as its other rows'
+// events.
+func (w *workerInput) packOrigins(m jetstream.Msg, seq uint64, rows service.MessageBatch) (service.MessageBatch, []origin) {
+	kept := w.keepPacks
+	if kept && w.dead.skipsRows(seq) {
+		if expanded, err := packmsg.ExpandOne(rows[0]); err == nil {
+			rows, kept = expanded, false
+		}
+	}
+	batch := make(service.MessageBatch, 0, len(rows))
+	origins := make([]origin, 0, len(rows))
+	for i, row := range rows {
+		event := i
+		if kept {
+			event = -1
+		}
+		if w.dead.skips(seq, event) {
+			continue
+		}
+		o := origin{msg: m, seq: seq, event: event, pack: kept}
+		if event >= 0 {
+			o.body, _ = row.AsBytes()
+		}
+		batch, origins = append(batch, row), append(origins, o)
+	}
+	return batch, origins
+}
+
 // deadLetterBatch unpacks a batch, stores what is malformed as dead
 // letters and returns the rest with an ack function that turns rejections
 // into dead letters. It returns a nil batch when nothing was left (the
