@@ -546,11 +546,28 @@ func (o *pgOutput) failure(batch service.MessageBatch, err error) error {
 	if index < 0 || index >= len(batch) {
 		return err
 	}
+	msg := batch[index]
 	if changeErr != nil && changeErr.Pos >= 0 {
-		rejection.Row = packRow(batch[index], changeErr.Pos)
+		rejection.Row = packRow(msg, changeErr.Pos)
 	}
-	if seq, ok := batch[index].MetaGet(pgMetaStreamSeq); ok && seq != "" {
-		err = fmt.Errorf("%w (stream sequence %s)", err, seq)
+	var where []string
+	if msgErr != nil {
+		// Not decoded: the input's metadata may still name the change.
+		schema, _ := msg.MetaGet(event.MetaSchema)
+		if table, _ := msg.MetaGet(event.MetaTable); table != "" {
+			rejection.Table = apply.TableName{Schema: schema, Name: table}.String()
+			where = append(where, "table "+rejection.Table)
+		}
+		if lsn, _ := msg.MetaGet(event.MetaLSN); lsn != "" {
+			rejection.LSN = lsn
+			where = append(where, "LSN "+lsn)
+		}
+	}
+	if seq, _ := msg.MetaGet(pgMetaStreamSeq); seq != "" {
+		where = append(where, "stream sequence "+seq)
+	}
+	if len(where) > 0 {
+		err = fmt.Errorf("%w (%s)", err, strings.Join(where, ", "))
 		rejection.Err = err
 	}
 	if !o.deadLetter || (rejection.Reason == deadletter.ReasonTarget && !apply.Permanent(changeErr)) {

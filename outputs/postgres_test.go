@@ -387,8 +387,15 @@ func TestPGOutputReportsRejections(t *testing.T) {
 		t.Fatalf("%d rows committed by a rejected batch", n)
 	}
 
-	batch = service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "ok"), service.NewMessage([]byte(`{"hello":1}`))}
-	if index, rej = rejection(batch); index != 1 || rej.Reason != deadletter.ReasonDecode {
+	// Not a change event, though its metadata names one.
+	garbage := service.NewMessage([]byte(`{"hello":1}`))
+	garbage.MetaSetMut(event.MetaSchema, "public")
+	garbage.MetaSetMut(event.MetaTable, "items")
+	garbage.MetaSetMut(event.MetaLSN, "0/1001")
+	garbage.MetaSetMut("pg_flo_stream_seq", "8")
+	batch = service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "ok"), garbage}
+	if index, rej = rejection(batch); index != 1 || rej.Reason != deadletter.ReasonDecode || rej.Table != `"public"."items"` || rej.LSN != "0/1001" ||
+		!strings.HasSuffix(rej.Err.Error(), `(table "public"."items", LSN 0/1001, stream sequence 8)`) {
 		t.Fatalf("message %d rejected: %+v", index, rej)
 	}
 
