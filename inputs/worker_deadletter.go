@@ -145,15 +145,26 @@ func (w *workerInput) deadLetterBatch(ctx context.Context, b *consumer.Batch) (s
 	}, nil
 }
 
-// done acknowledges a batch: its dead letters' originals with it.
+// done acknowledges a batch: its dead letters' originals with it, which
+// are then forgotten (what follows in the stream may hold more of them: the
+// batch delivered again need not end where the rejected one did).
 func (w *workerInput) done(b *consumer.Batch) error {
 	if err := b.Done(nil); err != nil {
 		return workerErr(err)
 	}
+	var last uint64
+	for _, m := range b.Msgs {
+		if meta, err := m.Metadata(); err == nil {
+			last = max(last, meta.Sequence.Stream)
+		}
+	}
 	d := w.dead
 	d.mu.Lock()
-	// One batch is in flight, so every original left out was in it.
-	clear(d.skip)
+	for k := range d.skip {
+		if k.seq <= last {
+			delete(d.skip, k)
+		}
+	}
 	d.mu.Unlock()
 	return nil
 }
@@ -239,8 +250,15 @@ func (w *workerInput) storeDead(ctx context.Context, letters []*deadletter.Lette
 		d.mu.Unlock()
 	}
 	for _, l := range letters {
-		if err := deadletter.Publish(ctx, js, w.group, l); err != nil {
+		stored, err := deadletter.Publish(ctx, js, w.group, l)
+		if err != nil {
 			return fmt.Errorf("pg_flo_worker: %w", err)
+		}
+		d.mu.Lock()
+		d.skip[deadKey{l.StreamSeq, l.Event}] = struct{}{}
+		d.mu.Unlock()
+		if !stored {
+			continue // stored before, by a worker that stopped before its batch was acknowledged
 		}
 		if d.count != nil {
 			d.count.Incr(1, string(l.Reason))
@@ -251,9 +269,6 @@ func (w *workerInput) storeDead(ctx context.Context, letters []*deadletter.Lette
 		}
 		w.log.With("table", l.Table, "key", l.Key, "lsn", l.LSN, "subject", l.Subject, "reason", string(l.Reason)).
 			Errorf("Stored a poison change (%s) in the dead-letter stream %s; the group goes on without it: %s", where, deadletter.StreamName(w.group), l.Err)
-		d.mu.Lock()
-		d.skip[deadKey{l.StreamSeq, l.Event}] = struct{}{}
-		d.mu.Unlock()
 	}
 	return nil
 }

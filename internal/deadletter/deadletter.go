@@ -154,9 +154,17 @@ func (l *Letter) msg(group string) *nats.Msg {
 	return &nats.Msg{Subject: Subject(group), Header: h, Data: l.Body}
 }
 
+// maxHeaderText bounds a header value taken from an error or a key, so a
+// dead letter stays within the server's max_payload.
+const maxHeaderText = 4096
+
 // oneLine makes s a valid header value: header lines end at a line break.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(strings.ReplaceAll(s, "\r", " "), "\n", " ")), " ")
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxHeaderText {
+		s = strings.ToValidUTF8(s[:maxHeaderText], "") + "…"
+	}
+	return s
 }
 
 // Ensure creates the group's dead-letter stream when missing, with the
@@ -185,12 +193,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, group string, replicas 
 }
 
 // Publish stores the letter in the group's dead-letter stream and returns
-// once JetStream acknowledged it (the stream must exist: Ensure).
-func Publish(ctx context.Context, js jetstream.JetStream, group string, l *Letter) error {
-	if _, err := js.PublishMsg(ctx, l.msg(group)); err != nil {
-		return fmt.Errorf("store dead letter of stream sequence %d in %s: %w", l.StreamSeq, StreamName(group), err)
+// once JetStream acknowledged it (the stream must exist: Ensure). It
+// reports false when the stream had it already (the same change stored
+// within the duplicate window).
+func Publish(ctx context.Context, js jetstream.JetStream, group string, l *Letter) (bool, error) {
+	ack, err := js.PublishMsg(ctx, l.msg(group))
+	if err != nil {
+		return false, fmt.Errorf("store dead letter of stream sequence %d in %s: %w", l.StreamSeq, StreamName(group), err)
 	}
-	return nil
+	return !ack.Duplicate, nil
 }
 
 // Entry is a dead letter as stored: its sequence in the dead-letter stream

@@ -40,9 +40,13 @@ func TestStoreListReplay(t *testing.T) {
 		Reason: ReasonTarget, Err: "violates check constraint", Subject: "pgflo.g1.public.users", StreamSeq: 7, Event: 2,
 		Table: `"public"."users"`, Key: "(id)=(2)", LSN: "0/1002", Body: []byte(`{"v":1}`),
 	}
-	for _, l := range []*Letter{whole, event, event} { // the second copy is a duplicate
-		if err := Publish(ctx, js, group, l); err != nil {
+	for i, l := range []*Letter{whole, event, event} { // the second copy is a duplicate
+		stored, err := Publish(ctx, js, group, l)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if stored != (i < 2) {
+			t.Errorf("letter %d stored: %v", i, stored)
 		}
 	}
 	if info, err := groupStream.Info(ctx); err != nil || info.State.Msgs != 0 {
