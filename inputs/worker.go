@@ -549,7 +549,16 @@ func workerErr(err error) error {
 // never dropped. Messages unpacked ahead (consumer.Config.Ahead) are taken
 // as they are.
 func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
-	batch, _, _ := w.unpackAll(msgs)
+	batch, _, letters := w.unpackAll(msgs)
+	// Only a barrier of a partitioned group comes here with dead letters
+	// on (one message, delivered by one partition): what is malformed in
+	// it is delivered flagged, as with on_error: stop, never dropped.
+	for _, l := range letters {
+		bm := service.NewMessage(l.Body)
+		bm.MetaSetMut(WorkerMetaStreamSeq, strconv.FormatUint(l.StreamSeq, 10))
+		bm.SetError(errors.New(l.Err))
+		batch = append(batch, bm)
+	}
 	return batch
 }
 
