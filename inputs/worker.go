@@ -118,7 +118,9 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   the error, the original subject, stream sequence, table, key and LSN in headers, and counted by the metric
   `+"`pg_flo_dead_letters_total`"+` (label `+"`reason`"+`: `+"`decode`"+` or `+"`target`"+`); the batch is then delivered again without
   them, and the original is acknowledged with it. `+"`pgflo dead-letters list`"+` and `+"`replay`"+` read and republish them
-  ([docs/operations.md](../operations.md#poison-messages-and-dead-letters)).`).
+  ([docs/operations.md](../operations.md#poison-messages-and-dead-letters)); the events of a replayed message carry
+  the metadata `+"`pg_flo_replay`"+` (whatever `+"`on_error`"+` is), which `+"`pg_flo_postgres`"+` applies even though its progress
+  table is past them.`).
 		Field(natsconf.URLField()).
 		Fields(
 			service.NewStringField(workerFieldGroup).
