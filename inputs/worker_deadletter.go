@@ -141,6 +141,7 @@ func (w *workerInput) deadLetterBatch(ctx context.Context, b *consumer.Batch) (s
 		if err := w.storeDead(ctx, letters); err != nil {
 			return workerErr(b.Done(err))
 		}
+		w.log.Debugf("Reading the batch of %d messages again without its %d dead letters", len(b.Msgs), len(letters))
 		return workerErr(b.Redeliver())
 	}, nil
 }
