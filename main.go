@@ -60,6 +60,7 @@ func main() {
 		service.CLIOptAddCommand(cli.VersionCommand(cli.Build{Version: version, Commit: commit, Date: dateBuilt})),
 		service.CLIOptAddCommand(cli.CleanupCommand()),
 		service.CLIOptAddCommand(cli.ResyncCommand()),
+		service.CLIOptAddCommand(cli.DeadLettersCommand()),
 	}
 	// pg_flo's own commands: replicator, worker stdout|file|postgres|webhook.
 	for _, cmd := range config.Commands() {

@@ -255,6 +255,15 @@ func Worker(sink string, s Settings) (Built, error) {
 	if k := s.Int("partition"); k >= 0 {
 		worker["partition"] = k
 	}
+	onError := s.String("on-error")
+	switch onError {
+	case "", "stop":
+		onError = ""
+	case "dead_letter":
+		worker["on_error"] = onError
+	default:
+		return Built{}, fmt.Errorf("--on-error: unknown value %q (stop or dead_letter)", onError)
+	}
 	var output map[string]any
 	switch sink {
 	case "stdout":
@@ -285,6 +294,9 @@ func Worker(sink string, s Settings) (Built, error) {
 		if s.Bool("target-sync-schema") {
 			pg["source_dsn"] = keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password"))
 			secrets = append(secrets, Secret{Env: EnvName("source-password"), Value: s.String("source-password")})
+		}
+		if onError != "" {
+			pg["on_error"] = onError
 		}
 		output = map[string]any{"pg_flo_postgres": pg}
 		// Snapshot rows reach the target's COPY as the source's COPY wrote

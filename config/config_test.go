@@ -309,6 +309,8 @@ func TestPartitionFlags(t *testing.T) {
 	}{
 		{map[string]any{"group": "g", "nats-url": "n"}, "partition", false},
 		{map[string]any{"group": "g", "nats-url": "n", "partition": 2}, "partition: 2", true},
+		{map[string]any{"group": "g", "nats-url": "n"}, "on_error", false},
+		{map[string]any{"group": "g", "nats-url": "n", "on-error": "dead_letter"}, "on_error: dead_letter", true},
 	} {
 		s, err := resolve(all, fakeSource(tc.flags, nil, nil))
 		if err != nil {

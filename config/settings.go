@@ -94,6 +94,7 @@ var workerSettings = append([]setting{
 	{"routing-config", kindString, "", "routing YAML file"},
 	{"batch-size", kindInt, 1000, "most changes per batch"},
 	{"partition", kindInt, -1, "partition this worker applies, 0 to N-1, in a group of N > 1 partitions (-1: the group has one)"},
+	{"on-error", kindString, "stop", "what a change that can never be applied does: stop (the group stops at it) or dead_letter (it goes to the group's dead-letter stream and the group goes on)"},
 }, natsSettings...)
 
 var sinkSettings = map[string][]setting{

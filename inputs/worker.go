@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/consumer"
+	"github.com/pgflo/pgflo/internal/deadletter"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/natsconf"
@@ -35,6 +36,13 @@ const (
 	workerFieldDeliver        = "deliver"
 	workerFieldSnapshotPacks  = "snapshot_packs"
 	workerFieldPartition      = "partition"
+	workerFieldOnError        = "on_error"
+)
+
+// Values of on_error.
+const (
+	workerOnErrorStop       = "stop"
+	workerOnErrorDeadLetter = "dead_letter"
 )
 
 // Default batch sizes: pg_flo's, and with snapshot_packs: keep four packs.
@@ -99,11 +107,20 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   consumer. A reset repeats changes already applied, which idempotent outputs absorb. One worker per group
   (per partition, see `+"`partition`"+`): several workers sharing the durable consumer would reorder changes (and reset
   each other).
-- **Malformed messages are not dropped**: a message whose packing is broken, or an event that is not a
-  valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
+- **Malformed messages are not dropped**: with `+"`on_error: stop`"+` (the default) a message whose packing is
+  broken, or an event that is not a valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
   (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that
   change and retries it; a `+"`switch`"+` output on `+"`errored()`"+` can send it to a dead-letter destination
-  instead. Messages are never terminated.`).
+  instead. Messages are never terminated.
+- **Dead letters** (`+"`on_error: dead_letter`"+`): a message that is not valid, and a change `+"`pg_flo_postgres`"+`
+  (with `+"`on_error: dead_letter`"+`) reports it can never apply, are stored in the group's dead-letter stream
+  `+"`pgflo_<group>_dead_letters`"+` (subject `+"`pgflo_dead.<group>`"+`, created with the group stream's replicas) with
+  the error, the original subject, stream sequence, table, key and LSN in headers, and counted by the metric
+  `+"`pg_flo_dead_letters_total`"+` (label `+"`reason`"+`: `+"`decode`"+` or `+"`target`"+`); the batch is then delivered again without
+  them, and the original is acknowledged with it. `+"`pgflo dead-letters list`"+` and `+"`replay`"+` read and republish them
+  ([docs/operations.md](../operations.md#poison-messages-and-dead-letters)); the events of a replayed message carry
+  the metadata `+"`pg_flo_replay`"+` (whatever `+"`on_error`"+` is), which `+"`pg_flo_postgres`"+` applies even though its progress
+  table is past them.`).
 		Field(natsconf.URLField()).
 		Fields(
 			service.NewStringField(workerFieldGroup).
@@ -154,6 +171,12 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Description("The partition this worker applies, from 0 to N-1, in a group created with N > 1 partitions (`pg_flo_jetstream`'s `partitions`, recorded in the stream); required there, and refused for a group of one partition. The consumer is then `pgflo_<group>_consumer_p<k>`, filtering `pgflo.<group>.*.*.<k>`, and every event carries the metadata `pg_flo_partition`, which `pg_flo_postgres` keys its progress row by. Run one worker per partition. A barrier (TRUNCATE, DDL, an UPDATE moving a row between partitions, the end of a snapshot) is delivered once everything before it was acknowledged and every partition reached it: partition 0's worker delivers its event, the others wait until it is acknowledged and skip their copy. The workers coordinate through the group's key-value bucket `pg_flo_state_<group>`.").
 				Optional().
 				Example(0),
+			service.NewStringAnnotatedEnumField(workerFieldOnError, map[string]string{
+				workerOnErrorStop:       "A message that is not a valid change event is delivered flagged with its error, and a batch the output rejects is delivered again until it is accepted: the group stops at the offending change, nothing after it is applied, nothing is lost.",
+				workerOnErrorDeadLetter: "A message that is not a valid change event, and a change the output reports it can never apply (`pg_flo_postgres` with `on_error: dead_letter`), go to the group's dead-letter stream `pgflo_<group>_dead_letters`; everything else is applied. The original is acknowledged only once its dead letter is stored.",
+			}).
+				Description("What becomes of poison messages: a message that cannot be decoded, and a change the output can never apply. Other failures (the output or NATS unreachable, a serialization failure) are retried either way.").
+				Default(workerOnErrorStop),
 		).
 		Fields(natsconf.AuthFields()...).
 		LintRule(`root = [
@@ -195,6 +218,8 @@ func init() {
 type workerConfig struct {
 	consumer.Config
 	keepPacks bool // snapshot_packs: keep
+	// deadLetter is on_error: dead_letter.
+	deadLetter bool
 	// partition is the partition this worker applies, -1 for a group of
 	// one partition.
 	partition int
@@ -216,6 +241,7 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	c.MaxAckPending = r.Int(workerFieldMaxAckPending)
 	deliver := r.String(workerFieldDeliver)
 	packs := r.String(workerFieldSnapshotPacks)
+	onError := r.String(workerFieldOnError)
 	c.partition = -1
 	if conf.Contains(workerFieldPartition) {
 		c.partition = r.Int(workerFieldPartition)
@@ -294,6 +320,13 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	if !c.keepPacks {
 		c.SnapshotBatch = c.BatchSize // the rows become events
 	}
+	switch onError {
+	case workerOnErrorStop:
+	case workerOnErrorDeadLetter:
+		c.deadLetter = true
+	default:
+		return c, fmt.Errorf("field %s: unknown value %q (%s or %s)", workerFieldOnError, onError, workerOnErrorStop, workerOnErrorDeadLetter)
+	}
 	conn, err := natsconf.ParseConn(conf)
 	if err != nil {
 		return c, err
@@ -351,6 +384,10 @@ type workerInput struct {
 	partitions int
 	replicas   int
 	coord      *partition.Coordinator
+
+	// dead holds the dead-letter state (on_error: dead_letter), nil
+	// otherwise.
+	dead *deadLetters
 }
 
 func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*workerInput, error) {
@@ -358,12 +395,19 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 	if err != nil {
 		return nil, err
 	}
-	return newWorker(c, mgr.Logger()), nil
+	w := newWorker(c, mgr.Logger())
+	if c.deadLetter {
+		w.dead.count = mgr.Metrics().NewCounter("pg_flo_dead_letters_total", "reason")
+	}
+	return w, nil
 }
 
 // newWorker builds the input of a parsed configuration.
 func newWorker(c workerConfig, log *service.Logger) *workerInput {
 	w := &workerInput{stream: c.Stream, group: c.Group, keepPacks: c.keepPacks, log: log, partition: c.partition}
+	if c.deadLetter {
+		w.dead = &deadLetters{skip: map[deadKey]struct{}{}}
+	}
 	if c.partition >= 0 {
 		w.partitionText = strconv.Itoa(c.partition)
 	}
@@ -421,6 +465,13 @@ func (w *workerInput) ReadBatch(ctx context.Context) (service.MessageBatch, serv
 			return nil, nil, workerErr(err)
 		}
 		id := b.Msgs[0].Headers().Get(jsproto.HeaderBarrier)
+		if w.dead != nil && (id == "" || w.partition < 0) {
+			msgs, ack, err := w.deadLetterBatch(ctx, b)
+			if err != nil || msgs != nil {
+				return msgs, ack, err
+			}
+			continue // every message of the batch was a dead letter
+		}
 		if id == "" || w.partition < 0 {
 			return w.toMessages(b.Msgs), func(_ context.Context, res error) error {
 				return workerErr(b.Done(res))
@@ -500,7 +551,26 @@ func workerErr(err error) error {
 // never dropped. Messages unpacked ahead (consumer.Config.Ahead) are taken
 // as they are.
 func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
+	batch, _, letters := w.unpackAll(msgs)
+	// Only a barrier of a partitioned group comes here with dead letters
+	// on (one message, delivered by one partition): what is malformed in
+	// it is delivered flagged, as with on_error: stop, never dropped.
+	for _, l := range letters {
+		bm := service.NewMessage(l.Body)
+		bm.MetaSetMut(WorkerMetaStreamSeq, strconv.FormatUint(l.StreamSeq, 10))
+		bm.SetError(errors.New(l.Err))
+		batch = append(batch, bm)
+	}
+	return batch
+}
+
+// unpackAll is toMessages, also returning where each message came from and
+// the dead letters of what was malformed (with on_error: dead_letter, which
+// keeps those out of the batch).
+func (w *workerInput) unpackAll(msgs []jetstream.Msg) (service.MessageBatch, []origin, []*deadletter.Letter) {
 	batch := make(service.MessageBatch, 0, len(msgs))
+	var origins []origin
+	var letters []*deadletter.Letter
 	mb := messageBuilder{w: w}
 	for _, m := range msgs {
 		um := mb.unpack(m)
@@ -508,8 +578,10 @@ func (w *workerInput) toMessages(msgs []jetstream.Msg) service.MessageBatch {
 			w.log.Errorf("%v", err)
 		}
 		batch = append(batch, um.batch...)
+		origins = append(origins, um.origins...)
+		letters = append(letters, um.dead...)
 	}
-	return batch
+	return batch, origins, letters
 }
 
 // unpackedMsg is a JetStream message unpacked (by toMessages, or ahead):
@@ -520,6 +592,11 @@ type unpackedMsg struct {
 	jetstream.Msg
 	batch service.MessageBatch
 	errs  []error
+	// With on_error: dead_letter, origins tells where each message of
+	// batch came from, and dead holds the dead letters of what was
+	// malformed (left out of batch).
+	origins []origin
+	dead    []*deadletter.Letter
 }
 
 // messageBuilder unpacks the messages of a batch, sharing the boxed
@@ -543,19 +620,42 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 	}
 	seqText := strconv.FormatUint(streamSeq, 10)
 	malformed := func(err error) {
+		err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.stream, streamSeq, m.Subject(), err)
+		um.errs = append(um.errs, err)
+		if w.dead != nil {
+			um.batch = nil
+			um.dead = append(um.dead, &deadletter.Letter{
+				Reason: deadletter.ReasonDecode, Err: err.Error(), Subject: m.Subject(), StreamSeq: streamSeq,
+				Event: -1, Header: m.Headers(), Body: m.Data(),
+			})
+			return
+		}
 		bm := service.NewMessage(m.Data())
 		bm.MetaSet(WorkerMetaStreamSeq, seqText)
 		bm.MetaSet(WorkerMetaPartition, w.partitionText)
-		err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s): %w", w.stream, streamSeq, m.Subject(), err)
 		bm.SetError(err)
-		um.batch, um.errs = service.MessageBatch{bm}, append(um.errs, err)
+		um.batch = service.MessageBatch{bm}
 	}
+	if w.dead.skips(streamSeq, -1) {
+		return um // stored as a dead letter
+	}
+	// Replayed from the dead letters: applied whatever the output's
+	// progress says.
+	replay := m.Headers().Get(deadletter.HeaderReplay)
 	if jsproto.IsCopyPack(m.Headers()) {
 		rows, err := w.copyPackMessages(m, seqText)
 		if err != nil {
 			malformed(err)
-		} else {
-			um.batch = rows
+			return um
+		}
+		if replay != "" {
+			for _, row := range rows {
+				row.MetaSetMut(deadletter.MetaReplay, replay)
+			}
+		}
+		um.batch = rows
+		if w.dead != nil {
+			um.batch, um.origins = w.packOrigins(m, streamSeq, rows)
 		}
 		return um
 	}
@@ -574,11 +674,17 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 	}
 	um.batch = make(service.MessageBatch, 0, len(events))
 	for i, body := range events {
+		if w.dead.skips(streamSeq, i) {
+			continue // stored as a dead letter
+		}
 		bm := service.NewMessage(body)
 		mb.seqBox.set(bm, WorkerMetaStreamSeq, seqText)
 		mb.partBox.set(bm, WorkerMetaPartition, w.partitionText)
 		if hasID {
 			mb.txBox.set(bm, event.MetaTx, tx)
+		}
+		if replay != "" {
+			bm.MetaSetMut(deadletter.MetaReplay, replay)
 		}
 		if hasPos {
 			bm.MetaSet(event.MetaTxPos, strconv.FormatUint(first+uint64(i), 10))
@@ -588,13 +694,23 @@ func (mb *messageBuilder) unpack(m jetstream.Msg) *unpackedMsg {
 		head, err := event.Peek(body)
 		if err != nil {
 			err = fmt.Errorf("pg_flo_worker: stream %s sequence %d (subject %s), event %d of %d: %w", w.stream, streamSeq, m.Subject(), i, len(events), err)
-			bm.SetError(err)
 			um.errs = append(um.errs, err)
+			if w.dead != nil {
+				um.dead = append(um.dead, &deadletter.Letter{
+					Reason: deadletter.ReasonDecode, Err: err.Error(), Subject: m.Subject(), StreamSeq: streamSeq,
+					Event: i, Body: body,
+				})
+				continue
+			}
+			bm.SetError(err)
 		} else {
 			mb.opBox.set(bm, event.MetaOp, string(head.Op))
 			mb.schemaBox.set(bm, event.MetaSchema, head.Schema)
 			mb.tableBox.set(bm, event.MetaTable, head.Table)
 			bm.MetaSet(event.MetaLSN, head.LSN)
+		}
+		if w.dead != nil {
+			um.origins = append(um.origins, origin{msg: m, seq: streamSeq, event: i, body: body})
 		}
 		um.batch = append(um.batch, bm)
 	}

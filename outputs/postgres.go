@@ -15,6 +15,7 @@ import (
 	"github.com/pgflo/pgflo/internal/apply"
 	"github.com/pgflo/pgflo/internal/confread"
 	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/deadletter"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/schemasync"
@@ -37,6 +38,7 @@ const (
 	pgFieldApplyConnections   = "apply_connections"
 	pgFieldRetries            = "retries"
 	pgFieldBatching           = "batching"
+	pgFieldOnError            = "on_error"
 )
 
 func pgOutputSpec() *service.ConfigSpec {
@@ -97,7 +99,10 @@ A lost connection (the target restarting) makes the output reconnect and apply t
 failures, deadlocks and lock timeouts are retried `+"`retries`"+` times with backoff. A change the target refuses
 (a constraint, a type mismatch, a missing table or column) fails the batch with an error naming the table, the
 key and the LSN; the input delivers the batch again (with backoff) until the target is fixed, and nothing after it
-is applied meanwhile.
+is applied meanwhile (`+"`on_error: stop`"+`). With `+"`on_error: dead_letter`"+` such a change, and a message that is not
+a valid change event, is reported to `+"`pg_flo_worker`"+` alone, which stores it in the group's dead-letter stream and
+delivers the batch again without it: every other change of the batch is applied, once and in order
+([docs/operations.md](../operations.md#poison-messages-and-dead-letters)).
 
 ### DDL
 
@@ -155,6 +160,12 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Description("How often a batch is retried at once after a serialization failure, deadlock or lock timeout before it fails (and is delivered again by the input).").
 				Default(5).
 				Advanced(),
+			service.NewStringAnnotatedEnumField(pgFieldOnError, map[string]string{
+				pgOnErrorStop:       "The batch fails with an error naming the change's table, key, LSN and stream sequence; the input delivers it again until the cause is fixed, and nothing after it is applied meanwhile.",
+				pgOnErrorDeadLetter: "The change alone fails: the output reports it for its message and applies nothing of the batch, so that `pg_flo_worker` with `on_error: dead_letter` stores the message in the group's dead-letter stream and delivers the batch again without it. With another input, or `pg_flo_worker` with `on_error: stop`, the batch is delivered again as with `stop`.",
+			}).
+				Description("What a change that can never be applied does: one the target refuses with a data exception (SQLSTATE class 22), an integrity constraint violation (class 23: a CHECK, a unique index, a foreign key or NOT NULL the source does not have) or a syntax error or access rule violation (class 42: a missing column or table, a type mismatch, a missing privilege); a missing target table; a message that is not a valid change event. Lost connections, serialization failures, deadlocks and lock timeouts are retried either way.").
+				Default(pgOnErrorStop),
 			service.NewBatchPolicyField(pgFieldBatching).
 				Description("Batching of messages before they are applied: one batch is one target transaction. `pg_flo_worker` and `pg_flo_replicator` batch already (`batch_size`, `max_batch_events`) and keep one batch in flight, so leave this empty with them; use it with other inputs."),
 		).
@@ -214,7 +225,9 @@ type pgOutput struct {
 	applyTime *service.MetricTimer
 	cfg       apply.Config
 	syncer    *schemasync.Syncer
-	log       *service.Logger
+	// deadLetter is on_error: dead_letter.
+	deadLetter bool
+	log        *service.Logger
 
 	mu      sync.Mutex
 	applier *apply.Applier
@@ -234,6 +247,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	copyConns := r.Int(pgFieldCopyConnections)
 	applyConns := r.Int(pgFieldApplyConnections)
 	retries := r.Int(pgFieldRetries)
+	onError := r.String(pgFieldOnError)
 	if err := r.Err(); err != nil {
 		return nil, service.BatchPolicy{}, err
 	}
@@ -271,6 +285,9 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 	if retries < 0 {
 		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: must not be negative, got %d", pgFieldRetries, retries)
 	}
+	if onError != pgOnErrorStop && onError != pgOnErrorDeadLetter {
+		return nil, service.BatchPolicy{}, fmt.Errorf("field %s: unknown value %q (%s or %s)", pgFieldOnError, onError, pgOnErrorStop, pgOnErrorDeadLetter)
+	}
 	var progressTable apply.TableName
 	if progress != "" {
 		if progressTable, err = pgTableName(progress); err != nil {
@@ -283,7 +300,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 		}
 	}
 
-	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
+	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds"), deadLetter: onError == pgOnErrorDeadLetter}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
 		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
@@ -392,7 +409,7 @@ func (o *pgOutput) applyBatch(ctx context.Context, batch service.MessageBatch) (
 		return res, service.ErrNotConnected
 	}
 	if err != nil {
-		return res, err
+		return res, o.failure(batch, err)
 	}
 	o.applyTime.Timing(time.Since(started).Nanoseconds())
 	if res.Serial {
@@ -429,7 +446,7 @@ func (o *pgOutput) decode(batch service.MessageBatch, changes *apply.Batch, stop
 		}
 		ch := &chs[i]
 		if err := o.decodeMessage(i, msg, ch); err != nil {
-			changes.Fail(err)
+			changes.Fail(&messageError{index: i, err: err})
 			return
 		}
 		changes.Add(ch)
@@ -459,6 +476,12 @@ func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) 
 		}
 	}
 	ch.Index, ch.Pos = i, -1
+	if _, ok := msg.MetaGet(deadletter.MetaReplay); ok {
+		// Replayed from the dead letters after the cause was fixed: older
+		// than what the progress table records, and applied all the same
+		// (a commit LSN of 0 is neither skipped nor recorded).
+		ch.CommitLSN = 0
+	}
 	if text, ok := msg.MetaGet(event.MetaTxPos); ok && text != "" {
 		if ch.Pos, err = strconv.ParseInt(text, 10, 64); err != nil {
 			return fmt.Errorf("message %d of the batch: metadata %s=%q is not a position", i, event.MetaTxPos, text)
@@ -482,6 +505,91 @@ func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) 
 	}
 	ch.Target = o.applier.Target(schema, table)
 	return nil
+}
+
+// Values of on_error.
+const (
+	pgOnErrorStop       = "stop"
+	pgOnErrorDeadLetter = "dead_letter"
+)
+
+// pgMetaStreamSeq is pg_flo_worker's metadata holding a message's stream
+// sequence, named in errors so the message can be found in the stream.
+const pgMetaStreamSeq = "pg_flo_stream_seq"
+
+// messageError is a message of the batch that is not a change event.
+type messageError struct {
+	index int
+	err   error
+}
+
+func (e *messageError) Error() string { return e.err.Error() }
+func (e *messageError) Unwrap() error { return e.err }
+
+// failure is the error of a batch that failed: with on_error: dead_letter
+// and a change that can never be applied, a batch error naming its message
+// alone (nothing of the batch was committed: the input delivers the batch
+// again without it once it stored it as a dead letter); otherwise the error,
+// naming the message's stream sequence when it is known.
+func (o *pgOutput) failure(batch service.MessageBatch, err error) error {
+	index := -1
+	rejection := &deadletter.Rejection{Err: err, Row: -1}
+	var changeErr *apply.ChangeError
+	var msgErr *messageError
+	switch {
+	case errors.As(err, &msgErr):
+		index, rejection.Reason = msgErr.index, deadletter.ReasonDecode
+	case errors.As(err, &changeErr):
+		index, rejection.Reason = changeErr.Index, deadletter.ReasonTarget
+		rejection.Table, rejection.Key, rejection.LSN = changeErr.Table.String(), changeErr.Key, changeErr.LSN
+	}
+	if index < 0 || index >= len(batch) {
+		return err
+	}
+	msg := batch[index]
+	if changeErr != nil && changeErr.Pos >= 0 {
+		rejection.Row = packRow(msg, changeErr.Pos)
+	}
+	var where []string
+	if msgErr != nil {
+		// Not decoded: the input's metadata may still name the change.
+		schema, _ := msg.MetaGet(event.MetaSchema)
+		if table, _ := msg.MetaGet(event.MetaTable); table != "" {
+			rejection.Table = apply.TableName{Schema: schema, Name: table}.String()
+			where = append(where, "table "+rejection.Table)
+		}
+		if lsn, _ := msg.MetaGet(event.MetaLSN); lsn != "" {
+			rejection.LSN = lsn
+			where = append(where, "LSN "+lsn)
+		}
+	}
+	if seq, _ := msg.MetaGet(pgMetaStreamSeq); seq != "" {
+		where = append(where, "stream sequence "+seq)
+	}
+	if len(where) > 0 {
+		err = fmt.Errorf("%w (%s)", err, strings.Join(where, ", "))
+		rejection.Err = err
+	}
+	if !o.deadLetter || (rejection.Reason == deadletter.ReasonTarget && !apply.Permanent(changeErr)) {
+		return err
+	}
+	return service.NewBatchError(batch, err).Failed(index, rejection)
+}
+
+// packRow is the row of a pack message the change at position pos is, -1
+// when msg is not a pack or the row is not known.
+func packRow(msg *service.Message, pos int64) int {
+	rows, isPack := msg.MetaGet(event.MetaPackRows)
+	first, hasPos := msg.MetaGet(event.MetaTxPos)
+	if !isPack || !hasPos {
+		return -1
+	}
+	n, err1 := strconv.ParseInt(rows, 10, 64)
+	at, err2 := strconv.ParseInt(first, 10, 64)
+	if err1 != nil || err2 != nil || pos < at || pos-at >= n {
+		return -1
+	}
+	return int(pos - at)
 }
 
 // Close closes the target and source connections. It is safe to call more

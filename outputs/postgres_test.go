@@ -15,6 +15,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/deadletter"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -31,6 +32,7 @@ func TestPGOutputConfigErrors(t *testing.T) {
 		{"dsn: postgres://u@h/db\ngroup: g\nprogress_table: a.b.c", "field progress_table"},
 		{"dsn: postgres://u@h/db\ngroup: g\ncopy_min_rows: -1", "field copy_min_rows"},
 		{"dsn: postgres://u@h/db\ngroup: g\nretries: -2", "field retries"},
+		{"dsn: postgres://u@h/db\ngroup: g\non_error: skip", "field on_error"},
 		{"dsn: postgres://u@h/db\ngroup: g\nschema_mapping: {public: ''}", "field schema_mapping"},
 		{"dsn: postgres://u@h/db\ngroup: g\nkey_columns: [{table: users, columns: []}]", "field key_columns[0].columns"},
 		{"dsn: postgres://u@h/db\ngroup: g\nkey_columns: [{table: '', columns: [a]}]", "field key_columns[0].table"},
@@ -338,5 +340,107 @@ func TestPGOutputRejectsBadPacks(t *testing.T) {
 	}
 	if n := testenv.QueryInt(t, dsn, "SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM narrow)"); n != 0 {
 		t.Fatalf("%d rows", n)
+	}
+}
+
+// With on_error: dead_letter a change the target can never apply, or a
+// message that is not a change event, is reported alone in a batch error
+// (a deadletter.Rejection naming it) and nothing of the batch is committed;
+// a transient failure is not. With stop the error names the stream
+// sequence.
+func TestPGOutputReportsRejections(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	testenv.Exec(t, dsn, "CREATE TABLE items (id int8 PRIMARY KEY, v text CHECK (v <> 'bad'))")
+	out := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: g1\non_error: dead_letter", dsn))
+	// As pg_flo_worker does: index the batch before the output sees it.
+	rejection := func(batch service.MessageBatch) (int, *deadletter.Rejection) {
+		t.Helper()
+		index := batch.Index()
+		err := out.WriteBatch(context.Background(), batch)
+		var batchErr *service.BatchError
+		if !errors.As(err, &batchErr) || batchErr.IndexedErrors() != 1 {
+			t.Fatalf("error %v, want a batch error naming one message", err)
+		}
+		at, rej := -1, (*deadletter.Rejection)(nil)
+		batchErr.WalkMessagesIndexedBy(index, func(i int, _ *service.Message, err error) bool {
+			if err != nil && errors.As(err, &rej) {
+				at = i
+			}
+			return true
+		})
+		return at, rej
+	}
+
+	bad := pgTestEvent(event.Insert, "items", "0/1000", 2, 3, "bad")
+	bad.MetaSetMut("pg_flo_stream_seq", "7")
+	batch := service.MessageBatch{
+		pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "ok"),
+		pgTestEvent(event.Insert, "items", "0/1000", 1, 2, "ok"),
+		bad,
+	}
+	index, rej := rejection(batch)
+	if index != 2 || rej.Reason != deadletter.ReasonTarget || rej.Key != "(id)=(3)" || rej.Table != `"public"."items"` || rej.LSN == "" ||
+		!strings.Contains(rej.Err.Error(), "SQLSTATE 23514") || !strings.Contains(rej.Err.Error(), "stream sequence 7") {
+		t.Fatalf("message %d rejected: %+v", index, rej)
+	}
+	if n := testenv.QueryInt(t, dsn, "SELECT count(*) FROM items"); n != 0 {
+		t.Fatalf("%d rows committed by a rejected batch", n)
+	}
+
+	// Not a change event, though its metadata names one.
+	garbage := service.NewMessage([]byte(`{"hello":1}`))
+	garbage.MetaSetMut(event.MetaSchema, "public")
+	garbage.MetaSetMut(event.MetaTable, "items")
+	garbage.MetaSetMut(event.MetaLSN, "0/1001")
+	garbage.MetaSetMut("pg_flo_stream_seq", "8")
+	batch = service.MessageBatch{pgTestEvent(event.Insert, "items", "0/1000", 0, 1, "ok"), garbage}
+	if index, rej = rejection(batch); index != 1 || rej.Reason != deadletter.ReasonDecode || rej.Table != `"public"."items"` || rej.LSN != "0/1001" ||
+		!strings.HasSuffix(rej.Err.Error(), `(table "public"."items", LSN 0/1001, stream sequence 8)`) {
+		t.Fatalf("message %d rejected: %+v", index, rej)
+	}
+
+	// What the batch holds once the rejected change is left out applies.
+	if err := out.WriteBatch(context.Background(), batch[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// A replayed change is applied though the progress table is past it.
+	replayed := pgTestEvent(event.Insert, "items", "0/900", 0, 9, "replayed")
+	replayed.MetaSetMut(deadletter.MetaReplay, "1")
+	if err := out.WriteBatch(context.Background(), service.MessageBatch{replayed}); err != nil {
+		t.Fatal(err)
+	}
+	if got := testenv.QueryRows(t, dsn, "SELECT id::text FROM items ORDER BY id"); len(got) != 2 || got[1][0] != "9" {
+		t.Fatalf("target rows %v, want 1 and the replayed 9", got)
+	}
+
+	stop := pgTestOutput(t, fmt.Sprintf("dsn: %q\ngroup: g2", dsn))
+	err := stop.WriteBatch(context.Background(), service.MessageBatch{bad})
+	var batchErr *service.BatchError
+	if err == nil || errors.As(err, &batchErr) || !strings.Contains(err.Error(), "key (id)=(3)") || !strings.Contains(err.Error(), "(stream sequence 7)") {
+		t.Fatalf("on_error: stop: error %v", err)
+	}
+}
+
+// packRow finds the row of a pack of snapshot rows a rejected change is,
+// from the pack's first position.
+func TestPGOutputPackRow(t *testing.T) {
+	pack := service.NewMessage(nil)
+	pack.MetaSetMut(event.MetaPackRows, "1024")
+	pack.MetaSetMut(event.MetaTxPos, "2048")
+	noPos := service.NewMessage(nil)
+	noPos.MetaSetMut(event.MetaPackRows, "1024")
+	plain := service.NewMessage(nil)
+	plain.MetaSetMut(event.MetaTxPos, "7")
+	for _, tc := range []struct {
+		msg  *service.Message
+		pos  int64
+		want int
+	}{
+		{pack, 2048, 0}, {pack, 2548, 500}, {pack, 3071, 1023}, {pack, 3072, -1}, {pack, 2047, -1},
+		{noPos, 5, -1}, {plain, 7, -1},
+	} {
+		if got := packRow(tc.msg, tc.pos); got != tc.want {
+			t.Errorf("packRow(pos %d) = %d, want %d", tc.pos, got, tc.want)
+		}
 	}
 }

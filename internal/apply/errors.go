@@ -27,7 +27,10 @@ type ChangeError struct {
 	LSN       string
 	CommitLSN string
 	Index     int // position in the batch
-	Err       error
+	// Pos is the change's position in its transaction (-1 when unknown):
+	// for a row of a pack of snapshot rows, it tells which row.
+	Pos int64
+	Err error
 }
 
 func (e *ChangeError) Error() string {
@@ -51,7 +54,7 @@ func changeError(ch *Change, t *Table, err error) error {
 	}
 	return &ChangeError{
 		Op: ch.Op, Table: ch.Target, Key: describeKey(ch, t),
-		LSN: event.FormatLSN(ch.LSN), CommitLSN: event.FormatLSN(ch.CommitLSN), Index: ch.Index, Err: err,
+		LSN: event.FormatLSN(ch.LSN), CommitLSN: event.FormatLSN(ch.CommitLSN), Index: ch.Index, Pos: ch.Pos, Err: err,
 	}
 }
 

@@ -223,7 +223,8 @@ func CleanupCommand() *cli.Command {
 			"--dbname/--user/--password) and on NATS (--nats-url), and with --yes drops them: the\n" +
 			"replication slot (terminating the walsender that holds it), the publication, the DDL\n" +
 			"capture event trigger and function (and the pgflo schema once it is empty), the\n" +
-			"JetStream consumer and stream, and the state bucket. Without --yes nothing changes.\n" +
+			"JetStream consumer and stream, the dead-letter stream and the state bucket. Without --yes\n" +
+			"nothing changes.\n" +
 			"Stop the group's replicator and workers first: a running replicator recreates its\n" +
 			"slot and publication. Objects already gone are reported as not found, so it can be\n" +
 			"run again safely. Give only --nats-url to reset the stream but keep the slot (when\n" +
@@ -246,7 +247,7 @@ func CleanupCommand() *cli.Command {
 // connection flags and PG_FLO_* variables), NATS and its authentication, and
 // the slot.
 func groupFlags() []cli.Flag {
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: flagDSN, EnvVars: []string{"PGFLO_SOURCE_DSN"}, Usage: "source database connection string (URL or key=value); its password is never printed"},
 		&cli.StringFlag{Name: flagHost, EnvVars: []string{"PG_FLO_HOST"}, Usage: "source PostgreSQL host (pg_flo style, instead of --dsn)"},
 		&cli.IntFlag{Name: flagPort, EnvVars: []string{"PG_FLO_PORT"}, Value: 5432, Usage: "source PostgreSQL port (pg_flo style)"},
@@ -255,6 +256,15 @@ func groupFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagPassword, EnvVars: []string{"PG_FLO_PASSWORD"}, Usage: "source password (pg_flo style)"},
 		&cli.StringFlag{Name: flagSchema, EnvVars: []string{"PG_FLO_SCHEMA"}, Usage: "accepted for pg_flo command-line compatibility; unused (a group's objects do not depend on it)"},
 		&cli.StringFlag{Name: flagGroup, EnvVars: []string{"PGFLO_GROUP", "PG_FLO_GROUP"}, Usage: "the replication group (required)"},
+	}
+	flags = append(flags, natsFlags()...)
+	return append(flags, &cli.StringFlag{Name: flagSlot, Usage: "replication slot, when not the group's default (pg_flo_<group>_publication)"})
+}
+
+// natsFlags are the NATS connection's flags, with pg_flo's environment
+// variables: --nats-url, its authentication and TLS (natsAuth reads them).
+func natsFlags() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: flagNATSURL, EnvVars: []string{"PGFLO_NATS_URL", "PG_FLO_NATS_URL"}, Usage: "NATS server holding the group's stream and state"},
 		&cli.StringFlag{Name: flagNATSUser, EnvVars: []string{"PG_FLO_NATS_USER"}, Usage: "NATS user (user/password authentication)"},
 		&cli.StringFlag{Name: flagNATSPassword, EnvVars: []string{"PG_FLO_NATS_PASSWORD"}, Usage: "NATS password"},
@@ -264,7 +274,6 @@ func groupFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagNATSTLSCA, EnvVars: []string{"PG_FLO_NATS_TLS_CA"}, Usage: "CA certificate file (PEM) verifying the NATS server; enables TLS"},
 		&cli.StringFlag{Name: flagNATSTLSCert, EnvVars: []string{"PG_FLO_NATS_TLS_CERT"}, Usage: "client certificate file (PEM) for NATS TLS; enables TLS"},
 		&cli.StringFlag{Name: flagNATSTLSKey, EnvVars: []string{"PG_FLO_NATS_TLS_KEY"}, Usage: "private key file (PEM) of --nats-tls-cert"},
-		&cli.StringFlag{Name: flagSlot, Usage: "replication slot, when not the group's default (pg_flo_<group>_publication)"},
 	}
 }
 

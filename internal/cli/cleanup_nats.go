@@ -81,7 +81,12 @@ func natsTargets(ctx context.Context, o CleanupOptions) (place, error) {
 		}
 		p.targets = append(p.targets, consumer)
 	}
-	p.targets = append(p.targets, stream, bucket)
+	dead, err := deadLetterTarget(ctx, js, o.Group)
+	if err != nil {
+		p.close()
+		return place{}, err
+	}
+	p.targets = append(p.targets, stream, dead, bucket)
 	return p, nil
 }
 

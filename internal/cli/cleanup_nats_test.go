@@ -42,7 +42,7 @@ func TestCleanupFindsPartitionConsumers(t *testing.T) {
 	if !reflect.DeepEqual(found, want) {
 		t.Fatalf("found %q, want %q", found, want)
 	}
-	if len(p.targets) != 5 { // the group's consumer, two partitions', stream, bucket
+	if len(p.targets) != 6 { // the group's consumer, two partitions', stream, dead-letter stream, bucket
 		t.Fatalf("%d targets", len(p.targets))
 	}
 }
