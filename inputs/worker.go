@@ -39,7 +39,7 @@ const (
 
 // Default batch sizes: pg_flo's, and with snapshot_packs: keep four packs.
 const (
-	workerBatchSize     = 1000
+	workerBatchSize     = consumer.DefaultBatchSize
 	workerBatchSizeKeep = 16384
 	// workerSnapshotBatch bounds the snapshot rows of a batch with
 	// snapshot_packs: keep: 128 packs (a fetch's byte bound caps a batch of
@@ -131,7 +131,7 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Advanced(),
 			service.NewDurationField(workerFieldAckWait).
 				Description("How long JetStream waits for an acknowledgement before redelivering, set on the consumer. A pending batch is kept alive, so this only matters when the worker dies.").
-				Default("10m").
+				Default("10m"). // consumer.DefaultAckWait
 				Advanced(),
 			service.NewIntField(workerFieldMaxAckPending).
 				Description("Most unacknowledged messages of the consumer; 0 means twice `batch_size` (the batch in flight and the next one, fetched meanwhile). Must be at least `batch_size`.").
@@ -236,20 +236,16 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 		return c, fmt.Errorf("field %s: %w", workerFieldStream, err)
 	}
 	switch {
-	case c.Durable == "" && c.partition >= 0:
-		c.Durable = jsproto.PartitionConsumerName(c.Group, c.partition)
 	case c.Durable == "":
-		c.Durable = jsproto.ConsumerName(c.Group)
+		c.Durable = consumer.GroupConfig(c.Group, c.Stream, jsproto.SubjectPrefix(c.Group), c.partition).Durable
 	default:
 		if err := jsproto.ValidateName("consumer", c.Durable); err != nil {
 			return c, fmt.Errorf("field %s: %w", workerFieldDurable, err)
 		}
 	}
 	switch {
-	case len(c.FilterSubjects) == 0 && c.partition >= 0:
-		c.FilterSubjects = []string{jsproto.PartitionFilter(jsproto.SubjectPrefix(c.Group), c.partition)}
 	case len(c.FilterSubjects) == 0:
-		c.FilterSubjects = []string{jsproto.GroupSubjects(c.Group)}
+		c.FilterSubjects = consumer.GroupConfig(c.Group, c.Stream, jsproto.SubjectPrefix(c.Group), c.partition).FilterSubjects
 	}
 	for _, f := range c.FilterSubjects {
 		if err := jsproto.ValidateFilterSubject(f); err != nil {
