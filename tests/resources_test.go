@@ -143,3 +143,119 @@ func containsAny(s string, subs ...string) bool {
 	}
 	return false
 }
+
+// startPartitionWorker starts the worker of partition k (k < 0: a group of
+// one partition) applying into target with snapshot packs kept.
+func startPartitionWorker(t *testing.T, p *pipeline, target string, k int) *testenv.Process {
+	t.Helper()
+	name, partition := "worker", ""
+	if k >= 0 {
+		name, partition = fmt.Sprintf("worker-p%d", k), fmt.Sprintf("    partition: %d\n", k)
+	}
+	cfg := p.writeConfig(name+".yaml", fmt.Sprintf(`%s
+input:
+  pg_flo_worker:
+    url: %s
+    group: %s
+%s    snapshot_packs: keep
+output:
+  %s
+`, quietHTTP, p.nats.URL(), p.group, partition, postgresOutput(target, p.group, "")))
+	return testenv.StartProcess(t, name, p.bin, "run", cfg)
+}
+
+// waitSlotConfirmed waits until the group's slot confirmed the source's
+// current WAL position: everything written so far was published.
+func waitSlotConfirmed(t *testing.T, p *pipeline, timeout time.Duration) {
+	t.Helper()
+	lsn := testenv.QueryRows(t, p.dsn, "SELECT pg_current_wal_lsn()::text")[0][0]
+	testenv.Eventually(t, timeout, "the slot confirmed "+lsn, func() bool {
+		return testenv.QueryInt(t, p.dsn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn", p.slot(), lsn) == 1
+	})
+}
+
+const itemsTableSQL = "CREATE TABLE items (id int PRIMARY KEY, v text, n int)"
+
+// A stream that deletes what no consumer needs (interest or work-queue
+// retention) loses nothing published before any worker ran: the
+// replicator copies 100,000 rows and streams changes with no worker
+// running, and the workers started afterwards make the target equal to the
+// source — with one partition and with two.
+func TestRetentionKeepsChangesPublishedBeforeTheWorker(t *testing.T) {
+	t.Run("interest", func(t *testing.T) { retentionKeepsChanges(t, "interest", 1) })
+	t.Run("workqueue, two partitions", func(t *testing.T) { retentionKeepsChanges(t, "workqueue", 2) })
+}
+
+func retentionKeepsChanges(t *testing.T, retention string, partitions int) {
+	const rows = 100000
+	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
+	testenv.Exec(t, source, itemsTableSQL)
+	testenv.Exec(t, source, fmt.Sprintf("INSERT INTO items SELECT g, md5(g::text), g FROM generate_series(1, %d) g", rows))
+	testenv.Exec(t, target, itemsTableSQL)
+	group := "ret" + retention
+	p := newPipeline(t, source, group)
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [items]", p.nats.URL())
+	p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    stream_retention: %s\n    partitions: %d", p.nats.URL(), group, retention, partitions)
+	p.startReplicator()
+	testenv.Eventually(t, 120*time.Second, "the snapshot complete", func() bool {
+		return strings.Contains(p.replicator.Log(), "snapshot complete")
+	})
+	testenv.Exec(t, source, fmt.Sprintf("INSERT INTO items SELECT g, 'new', g FROM generate_series(%d, %d) g", rows+1, rows+500))
+	testenv.Exec(t, source, "UPDATE items SET n = -n WHERE id % 100 = 0")
+	testenv.Exec(t, source, "DELETE FROM items WHERE id % 777 = 0")
+	waitSlotConfirmed(t, p, 60*time.Second)
+
+	if partitions == 1 {
+		startPartitionWorker(t, p, target, -1)
+	} else {
+		for k := 0; k < partitions; k++ {
+			startPartitionWorker(t, p, target, k)
+		}
+	}
+	waitDigestsEqual(t, source, target, []string{"items"}, 180*time.Second)
+	// What the workers acknowledged is gone from the stream.
+	testenv.Eventually(t, 30*time.Second, "the stream emptied by the acknowledgements", func() bool {
+		info, err := p.nats.JetStream(t).Stream(context.Background(), "pgflo_"+group+"_stream")
+		return err == nil && info.CachedInfo().State.Msgs == 0
+	})
+}
+
+// A full stream (discard new) makes the replicator wait, not drop: with the
+// worker stopped while changes flow, the replicator stops publishing, says
+// why once, and the slot keeps the WAL; once a worker runs again, the stream
+// drains (interest retention frees what it acknowledged) and the target
+// equals the source.
+func TestFullStreamWaitsForTheWorker(t *testing.T) {
+	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
+	testenv.Exec(t, source, itemsTableSQL)
+	testenv.Exec(t, target, itemsTableSQL)
+	group := "fullstream"
+	p := newPipeline(t, source, group)
+	p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    stream_retention: interest\n    stream_max_bytes: 262144", p.nats.URL(), group)
+	p.startReplicator()
+	worker := startPartitionWorker(t, p, target, -1)
+	testenv.Exec(t, source, "INSERT INTO items SELECT g, md5(g::text), g FROM generate_series(1, 1000) g")
+	waitDigestsEqual(t, source, target, []string{"items"}, 60*time.Second)
+	terminate(t, worker, "worker")
+
+	// Far more than the stream holds, in many transactions.
+	for i := 0; i < 40; i++ {
+		testenv.Exec(t, source, fmt.Sprintf("INSERT INTO items SELECT g, repeat(md5(g::text), 4), g FROM generate_series(%d, %d) g", 1001+i*500, 1000+(i+1)*500))
+	}
+	end := testenv.QueryRows(t, source, "SELECT pg_current_wal_lsn()::text")[0][0]
+	testenv.Eventually(t, 60*time.Second, "the replicator saying the stream is full", func() bool {
+		return strings.Contains(p.replicator.Log(), "Stream pgflo_fullstream_stream is full")
+	})
+	if n := strings.Count(p.replicator.Log(), "is full ("); n != 1 {
+		t.Errorf("the stream-full warning was logged %d times, want once", n)
+	}
+	if n := testenv.QueryInt(t, source, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn", p.slot(), end); n != 1 {
+		t.Fatalf("the slot confirmed past %s while the stream was full", end)
+	}
+
+	startPartitionWorker(t, p, target, -1)
+	waitDigestsEqual(t, source, target, []string{"items"}, 180*time.Second)
+	testenv.Eventually(t, 30*time.Second, "the replicator saying publishing resumed", func() bool {
+		return strings.Contains(p.replicator.Log(), "has room again")
+	})
+}
