@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgflo/pgflo/internal/testenv"
 )
@@ -258,4 +261,89 @@ func TestFullStreamWaitsForTheWorker(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the replicator saying publishing resumed", func() bool {
 		return strings.Contains(p.replicator.Log(), "has room again")
 	})
+}
+
+// smallSource starts a cluster of its own with few WAL senders and
+// connection slots, for the tests that exhaust them.
+func smallSource(t *testing.T, settings string) *testenv.Postgres {
+	t.Helper()
+	small, err := testenv.StartPostgres()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = small.Stop() })
+	f, err := os.OpenFile(filepath.Join(small.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(settings); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := small.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	return small
+}
+
+// A source out of WAL senders or of connection slots stops the replicator
+// with an error naming the setting to raise.
+func TestSourceExhaustionNamesTheSetting(t *testing.T) {
+	small := smallSource(t, "\nmax_wal_senders = 1\nmax_connections = 6\nsuperuser_reserved_connections = 0\n")
+	ctx := context.Background()
+	source := small.NewDatabase(t)
+	testenv.Exec(t, source, itemsTableSQL)
+
+	t.Run("max_wal_senders", func(t *testing.T) {
+		// Another client holds the only WAL sender.
+		held, err := pgconn.Connect(ctx, source+"&replication=database")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close(ctx)
+		p := newPipeline(t, source, "nosender")
+		p.startReplicatorNoWait()
+		testenv.Eventually(t, 60*time.Second, "the replicator naming max_wal_senders", func() bool {
+			return strings.Contains(p.replicator.Log(), "raise max_wal_senders on the source")
+		})
+		t.Logf("%s", lineWith(p.replicator.Log(), "raise max_wal_senders"))
+	})
+
+	t.Run("max_connections", func(t *testing.T) {
+		// Other clients hold every connection slot.
+		var held []*pgconn.PgConn
+		defer func() {
+			for _, c := range held {
+				c.Close(ctx)
+			}
+		}()
+		for {
+			c, err := pgconn.Connect(ctx, source)
+			if err != nil {
+				break
+			}
+			held = append(held, c)
+			if len(held) > 10 {
+				t.Fatal("max_connections = 6 took more than 10 connections")
+			}
+		}
+		p := newPipeline(t, source, "noslot")
+		p.startReplicatorNoWait()
+		testenv.Eventually(t, 60*time.Second, "the replicator naming max_connections", func() bool {
+			return strings.Contains(p.replicator.Log(), "raise max_connections on the source")
+		})
+		t.Logf("%s", lineWith(p.replicator.Log(), "raise max_connections"))
+	})
+}
+
+// lineWith is the first line of log containing sub.
+func lineWith(log, sub string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, sub) {
+			return line
+		}
+	}
+	return ""
 }
