@@ -28,6 +28,7 @@ import (
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/replication"
+	"github.com/pgflo/pgflo/internal/shutdown"
 	"github.com/pgflo/pgflo/internal/snapshot"
 	"github.com/pgflo/pgflo/internal/source"
 	"github.com/pgflo/pgflo/internal/state"
@@ -267,6 +268,9 @@ type replicatorInput struct {
 	maxBatch   int
 	packs      bool // emit snapshot packs as they are (else expand them)
 	log        *service.Logger
+	// stop is fired when Benthos asks the input to stop, so the output
+	// gives up a batch it cannot finish (internal/shutdown).
+	stop *shutdown.Signal
 
 	owner       *service.MetricGauge // pg_flo_replicator_owner
 	lagBytes    *service.MetricGauge
@@ -303,7 +307,7 @@ const (
 var slotNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*replicatorInput, error) {
-	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1), doneCount: map[string]int64{}}
+	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1), doneCount: map[string]int64{}, stop: shutdown.Of(mgr)}
 	r := confread.New(conf)
 	src := replication.Source{DSN: r.String(repFieldDSN), Schema: r.String(repFieldSchema), Tables: r.StringList(repFieldTables)}
 	in.group = r.String(repFieldGroup)
@@ -564,6 +568,7 @@ func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch,
 		select {
 		case in.inFlight <- struct{}{}:
 		case <-ctx.Done():
+			in.stop.Fire() // Benthos asked the input to stop: tell the output
 			return nil, nil, ctx.Err()
 		}
 		b, err := in.next(ctx, src)

@@ -19,6 +19,7 @@ import (
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/partition"
+	"github.com/pgflo/pgflo/internal/shutdown"
 	"github.com/pgflo/pgflo/internal/state"
 )
 
@@ -333,6 +334,9 @@ type workerInput struct {
 	keepPacks bool
 	log       *service.Logger
 	consumer  *consumer.Consumer
+	// stop is fired when Benthos asks the input to stop, so the output
+	// gives up a batch it cannot finish (internal/shutdown); nil in tests.
+	stop *shutdown.Signal
 
 	// partition is the partition applied (-1: the group has one) and
 	// partitionText its metadata value.
@@ -354,7 +358,9 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 	if err != nil {
 		return nil, err
 	}
-	return newWorker(c, mgr.Logger()), nil
+	w := newWorker(c, mgr.Logger())
+	w.stop = shutdown.Of(mgr)
+	return w, nil
 }
 
 // newWorker builds the input of a parsed configuration.
@@ -414,6 +420,9 @@ func (w *workerInput) ReadBatch(ctx context.Context) (service.MessageBatch, serv
 	for {
 		b, err := w.consumer.Next(ctx)
 		if err != nil {
+			if ctx.Err() != nil && w.stop != nil {
+				w.stop.Fire() // Benthos asked the input to stop: tell the output
+			}
 			return nil, nil, workerErr(err)
 		}
 		id := b.Msgs[0].Headers().Get(jsproto.HeaderBarrier)

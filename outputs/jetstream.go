@@ -20,6 +20,7 @@ import (
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/partition"
+	"github.com/pgflo/pgflo/internal/shutdown"
 )
 
 // Field names of pg_flo_jetstream; the connection fields are natsconf's.
@@ -333,7 +334,10 @@ type jsOutput struct {
 	fullSince  time.Time
 	fullLogged bool
 	streamFull *service.MetricGauge
-	closed     bool
+	// stop fires when the pipeline's input is asked to stop: a batch still
+	// waiting for room or for NATS is then given up (internal/shutdown).
+	stop   *shutdown.Signal
+	closed bool
 	// bodies holds the memory of the packed bodies published before.
 	bodies jsproto.BodyPool
 	// With partitions: the decoder of events routed by their key, and
@@ -351,7 +355,7 @@ func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput,
 		return nil, err
 	}
 	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes, needSync: true,
-		streamFull: mgr.Metrics().NewGauge("pg_flo_stream_full")}
+		streamFull: mgr.Metrics().NewGauge("pg_flo_stream_full"), stop: shutdown.Of(mgr)}
 	o.conf.conn.OnDisconnect = func(err error) {
 		if err != nil {
 			o.log.Warnf("Disconnected from NATS: %v", err)
@@ -369,6 +373,9 @@ func (o *jsOutput) Connect(ctx context.Context) error {
 	defer o.mu.Unlock()
 	if o.closed {
 		return errors.New("pg_flo_jetstream: output is closed")
+	}
+	if o.stop.Fired() {
+		return nil // WriteBatch hands the batch Benthos keeps back
 	}
 	if o.nc != nil && o.nc.IsClosed() {
 		o.nc, o.js = nil, nil
@@ -505,8 +512,13 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	nc, js, packMaxBytes, bounded := o.nc, o.js, o.packMaxBytes, o.bounded
 	o.mu.Unlock()
 	if nc == nil || !nc.IsConnected() {
+		if o.stop.Fired() {
+			return shutdown.ErrStopping
+		}
 		return service.ErrNotConnected
 	}
+	ctx, done := o.stop.Context(ctx, shutdown.Grace)
+	defer done()
 
 	items, needSync, err := o.items(batch)
 	if err != nil {
@@ -656,6 +668,8 @@ func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, pack
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, ctx.Err())
+		case <-o.stop.Done():
+			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, shutdown.ErrStopping)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)

@@ -18,6 +18,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/schemasync"
+	"github.com/pgflo/pgflo/internal/shutdown"
 )
 
 // Field names of pg_flo_postgres.
@@ -215,6 +216,9 @@ type pgOutput struct {
 	cfg       apply.Config
 	syncer    *schemasync.Syncer
 	log       *service.Logger
+	// stop fires when the pipeline's input is asked to stop: a batch the
+	// target keeps refusing or blocking is then given up (internal/shutdown).
+	stop *shutdown.Signal
 
 	mu      sync.Mutex
 	applier *apply.Applier
@@ -283,7 +287,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 		}
 	}
 
-	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds")}
+	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds"), stop: shutdown.Of(mgr)}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
 		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
@@ -345,6 +349,13 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 	if o.applier != nil {
 		return nil
 	}
+	if o.stop.Fired() {
+		// Benthos keeps the batch it failed to write until Connect
+		// succeeds: let WriteBatch hand it back instead.
+		return nil
+	}
+	ctx, done := o.stop.Context(ctx, 0)
+	defer done()
 	a, err := apply.Connect(ctx, o.cfg)
 	if err != nil {
 		return err
@@ -354,9 +365,18 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 }
 
 // WriteBatch applies the batch in one transaction and returns once it
-// committed.
+// committed. Once the pipeline is stopping, a batch that does not commit
+// within shutdown.Grace (a target down, a lock held) fails, so the input
+// hands it back and the process ends within Benthos' shutdown_timeout.
 func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	ctx, done := o.stop.Context(ctx, shutdown.Grace)
+	defer done()
 	_, err := o.applyBatch(ctx, batch)
+	if err != nil && o.stop.Fired() {
+		// Not wrapped: Benthos would keep a batch that failed with
+		// service.ErrNotConnected for the next connection.
+		return fmt.Errorf("%w (%v)", shutdown.ErrStopping, err)
+	}
 	return err
 }
 
