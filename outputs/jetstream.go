@@ -41,6 +41,13 @@ const (
 	jsFieldPartitions      = "partitions"
 )
 
+// JetStream's errors for a work-queue consumer whose subjects another
+// consumer takes.
+const (
+	jsErrWorkQueueUnfiltered = 10099
+	jsErrWorkQueueNotUnique  = 10100
+)
+
 // maxPartitions bounds partitions: each is a worker, a consumer and a copy
 // of every barrier.
 const maxPartitions = 256
@@ -481,6 +488,13 @@ func (o *jsOutput) ensureConsumers(ctx context.Context, s jetstream.Stream) erro
 	for k := first; k <= last; k++ {
 		conf := consumer.GroupConfig(o.conf.group, info.Name, o.conf.subjectPrefix, k)
 		created, err := consumer.CreateIfMissing(ctx, s, conf)
+		if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrWorkQueueNotUnique || apiErr.ErrorCode == jsErrWorkQueueUnfiltered) {
+			// A work queue takes one consumer per subject: a worker's
+			// own consumer (its durable or filter_subjects) already
+			// takes these subjects.
+			o.log.Infof("Not creating consumer %s on stream %s: another consumer already takes its subjects %v", conf.Durable, info.Name, conf.FilterSubjects)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("stream %s has %v retention, which drops changes no consumer is waiting for: the worker's consumer must exist before anything is published: %w", info.Name, info.Retention, err)
 		}

@@ -662,3 +662,28 @@ func TestJetStreamOutputCreatesConsumersBeforePublishing(t *testing.T) {
 		t.Fatalf("limits retention: consumer lookup %v, want not found", err)
 	}
 }
+
+// On a work queue whose subjects a worker's own consumer already takes, the
+// output creates no consumer and publishes.
+func TestJetStreamOutputLeavesWorkQueueToAnotherConsumer(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	js := nats.JetStream(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1.>"}, Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "pgflo_g1_stream", jetstream.ConsumerConfig{
+		Durable: "mine", FilterSubject: "pgflo.g1.>", AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", nats.URL()))
+	if err := out.WriteBatch(ctx, service.MessageBatch{jsTestEvent("users", "0/100", 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, "pgflo_g1_stream", "pgflo_g1_consumer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("consumer lookup %v, want not found", err)
+	}
+}

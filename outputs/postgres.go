@@ -98,7 +98,9 @@ A lost connection (the target restarting) makes the output reconnect and apply t
 failures, deadlocks and lock timeouts are retried `+"`retries`"+` times with backoff. A change the target refuses
 (a constraint, a type mismatch, a missing table or column) fails the batch with an error naming the table, the
 key and the LSN; the input delivers the batch again (with backoff) until the target is fixed, and nothing after it
-is applied meanwhile.
+is applied meanwhile. When the pipeline stops (SIGTERM) with `+"`pg_flo_worker`"+` or `+"`pg_flo_replicator`"+` as its input, a
+batch still being applied gets 5 seconds to commit and is then cancelled, and a batch waiting for the target to
+come back is given up at once: the input hands it back, and the process ends within `+"`shutdown_timeout`"+`.
 
 ### DDL
 
