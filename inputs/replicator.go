@@ -307,10 +307,11 @@ const (
 var slotNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*replicatorInput, error) {
-	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1), doneCount: map[string]int64{}, stop: shutdown.Of(mgr)}
+	in := &replicatorInput{log: mgr.Logger(), inFlight: make(chan struct{}, 1), doneCount: map[string]int64{}}
 	r := confread.New(conf)
 	src := replication.Source{DSN: r.String(repFieldDSN), Schema: r.String(repFieldSchema), Tables: r.StringList(repFieldTables)}
 	in.group = r.String(repFieldGroup)
+	in.stop = shutdown.Arm(mgr, in.group)
 	mode := r.String(repFieldMode)
 	src.Slot = replication.PgFloName(in.group)
 	if conf.Contains(repFieldSlot) {

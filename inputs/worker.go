@@ -359,7 +359,7 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 		return nil, err
 	}
 	w := newWorker(c, mgr.Logger())
-	w.stop = shutdown.Of(mgr)
+	w.stop = shutdown.Arm(mgr, c.Group)
 	return w, nil
 }
 
@@ -420,7 +420,7 @@ func (w *workerInput) ReadBatch(ctx context.Context) (service.MessageBatch, serv
 	for {
 		b, err := w.consumer.Next(ctx)
 		if err != nil {
-			if ctx.Err() != nil && w.stop != nil {
+			if ctx.Err() != nil {
 				w.stop.Fire() // Benthos asked the input to stop: tell the output
 			}
 			return nil, nil, workerErr(err)

@@ -341,9 +341,10 @@ type jsOutput struct {
 	fullSince  time.Time
 	fullLogged bool
 	streamFull *service.MetricGauge
-	// stop fires when the pipeline's input is asked to stop: a batch still
-	// waiting for room or for NATS is then given up (internal/shutdown).
-	stop   *shutdown.Signal
+	// res holds the signal fired when the pipeline's input is asked to
+	// stop: a batch still waiting for room or for NATS is then given up
+	// (internal/shutdown).
+	res    *service.Resources
 	closed bool
 	// bodies holds the memory of the packed bodies published before.
 	bodies jsproto.BodyPool
@@ -362,7 +363,7 @@ func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput,
 		return nil, err
 	}
 	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes, needSync: true,
-		streamFull: mgr.Metrics().NewGauge("pg_flo_stream_full"), stop: shutdown.Of(mgr)}
+		streamFull: mgr.Metrics().NewGauge("pg_flo_stream_full"), res: mgr}
 	o.conf.conn.OnDisconnect = func(err error) {
 		if err != nil {
 			o.log.Warnf("Disconnected from NATS: %v", err)
@@ -381,7 +382,7 @@ func (o *jsOutput) Connect(ctx context.Context) error {
 	if o.closed {
 		return errors.New("pg_flo_jetstream: output is closed")
 	}
-	if o.stop.Fired() {
+	if shutdown.Lookup(o.res, o.conf.group).Fired() {
 		return nil // WriteBatch hands the batch Benthos keeps back
 	}
 	if o.nc != nil && o.nc.IsClosed() {
@@ -525,13 +526,14 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	o.mu.Lock()
 	nc, js, packMaxBytes, bounded := o.nc, o.js, o.packMaxBytes, o.bounded
 	o.mu.Unlock()
+	stop := shutdown.Lookup(o.res, o.conf.group)
 	if nc == nil || !nc.IsConnected() {
-		if o.stop.Fired() {
+		if stop.Fired() {
 			return shutdown.ErrStopping
 		}
 		return service.ErrNotConnected
 	}
-	ctx, done := o.stop.Context(ctx, shutdown.Grace)
+	ctx, done := stop.Context(ctx, shutdown.Grace)
 	defer done()
 
 	items, needSync, err := o.items(batch)
@@ -558,7 +560,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		msgs[i] = p.MsgFrom(&o.bodies)
 	}
 	if bounded {
-		if err := o.waitForRoom(ctx, js, packs, msgs); err != nil {
+		if err := o.waitForRoom(ctx, stop, js, packs, msgs); err != nil {
 			for _, m := range msgs {
 				o.bodies.Put(m)
 			}
@@ -638,7 +640,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 // While it waits, nothing is acknowledged, so the replicator stops reading
 // the slot and the source keeps the WAL. One log line per episode says why
 // (once the wait passed 10 seconds), and the gauge pg_flo_stream_full is 1.
-func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, packs []jsproto.Pack, msgs []*nats.Msg) error {
+func (o *jsOutput) waitForRoom(ctx context.Context, stop *shutdown.Signal, js jetstream.JetStream, packs []jsproto.Pack, msgs []*nats.Msg) error {
 	var need uint64
 	for i, m := range msgs {
 		need += storedSize(m, jsHeaderBytes(packs[i], o.conf.stream))
@@ -682,7 +684,7 @@ func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, pack
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, ctx.Err())
-		case <-o.stop.Done():
+		case <-stop.Done():
 			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, shutdown.ErrStopping)
 		case <-time.After(wait):
 		}

@@ -218,9 +218,10 @@ type pgOutput struct {
 	cfg       apply.Config
 	syncer    *schemasync.Syncer
 	log       *service.Logger
-	// stop fires when the pipeline's input is asked to stop: a batch the
-	// target keeps refusing or blocking is then given up (internal/shutdown).
-	stop *shutdown.Signal
+	// res holds the signal fired when the pipeline's input is asked to
+	// stop: a batch the target keeps refusing or blocking is then given up
+	// (internal/shutdown).
+	res *service.Resources
 
 	mu      sync.Mutex
 	applier *apply.Applier
@@ -289,7 +290,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 		}
 	}
 
-	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds"), stop: shutdown.Of(mgr)}
+	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds"), res: mgr}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
 		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
@@ -351,12 +352,13 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 	if o.applier != nil {
 		return nil
 	}
-	if o.stop.Fired() {
+	stop := shutdown.Lookup(o.res, o.cfg.Group)
+	if stop.Fired() {
 		// Benthos keeps the batch it failed to write until Connect
 		// succeeds: let WriteBatch hand it back instead.
 		return nil
 	}
-	ctx, done := o.stop.Context(ctx, 0)
+	ctx, done := stop.Context(ctx, 0)
 	defer done()
 	a, err := apply.Connect(ctx, o.cfg)
 	if err != nil {
@@ -371,10 +373,11 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 // within shutdown.Grace (a target down, a lock held) fails, so the input
 // hands it back and the process ends within Benthos' shutdown_timeout.
 func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	ctx, done := o.stop.Context(ctx, shutdown.Grace)
+	stop := shutdown.Lookup(o.res, o.cfg.Group)
+	ctx, done := stop.Context(ctx, shutdown.Grace)
 	defer done()
 	_, err := o.applyBatch(ctx, batch)
-	if err != nil && o.stop.Fired() {
+	if err != nil && stop.Fired() {
 		// Not wrapped: Benthos would keep a batch that failed with
 		// service.ErrNotConnected for the next connection.
 		return fmt.Errorf("%w (%v)", shutdown.ErrStopping, err)

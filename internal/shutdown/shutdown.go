@@ -7,7 +7,8 @@
 // With the signal, pgflo's inputs say at once that the pipeline is stopping
 // and pgflo's outputs give such a batch up, failed: the input hands it back
 // (to JetStream, or to the slot) and the process ends promptly, with nothing
-// lost.
+// lost. The input and the output find each other by their group; an output
+// behind a stock input finds no signal and behaves as Benthos has it.
 package shutdown
 
 import (
@@ -27,25 +28,41 @@ const Grace = 5 * time.Second
 // after a restart.
 var ErrStopping = errors.New("the pipeline is stopping: batch handed back, delivered again after a restart")
 
-// Signal is fired once, when the pipeline's input was asked to stop.
+// Signal is fired once, when the pipeline's input was asked to stop. A nil
+// Signal (no pgflo input in the pipeline) never fires.
 type Signal struct {
 	ctx  context.Context // done once fired
 	fire context.CancelFunc
 }
 
 // Store is where a pipeline's components share values: Benthos'
-// service.Resources (GetOrSetGeneric), which the input and the output of a
-// config share.
+// service.Resources, which the input and the output of a config share.
 type Store interface {
-	GetOrSetGeneric(key, value any) (actual any, loaded bool)
+	GetGeneric(key any) (any, bool)
+	SetGeneric(key, value any)
 }
 
-type signalKey struct{}
+// signalKey scopes a signal to a replication group: components of several
+// pipelines may share a store (Benthos' streams mode).
+type signalKey struct{ group string }
 
-// Of returns the signal of the pipeline whose components share store.
-func Of(store Store) *Signal {
-	s, _ := store.GetOrSetGeneric(signalKey{}, New())
-	return s.(*Signal)
+// Arm stores a fresh signal for the pipeline of group and returns it. The
+// input calls it when it is built, so a pipeline built again (a config
+// reload) starts with a signal that has not fired.
+func Arm(store Store, group string) *Signal {
+	s := New()
+	store.SetGeneric(signalKey{group}, s)
+	return s
+}
+
+// Lookup returns the signal of the pipeline of group, nil when its input is
+// not one of pgflo's. An output looks it up for each batch: the input may be
+// built after it.
+func Lookup(store Store, group string) *Signal {
+	if s, ok := store.GetGeneric(signalKey{group}); ok {
+		return s.(*Signal)
+	}
+	return nil
 }
 
 // New returns a signal not yet fired.
@@ -54,25 +71,31 @@ func New() *Signal {
 	return &Signal{ctx: ctx, fire: fire}
 }
 
-// FireOnDone fires the signal once ctx is done: the context Benthos reads an
-// input with ends when the input is asked to stop.
-func (s *Signal) FireOnDone(ctx context.Context) {
-	context.AfterFunc(ctx, s.fire)
+// Fire fires the signal; firing it again does nothing.
+func (s *Signal) Fire() {
+	if s != nil {
+		s.fire()
+	}
 }
 
-// Fire fires the signal; firing it again does nothing.
-func (s *Signal) Fire() { s.fire() }
-
-// Done is closed once the signal fired.
-func (s *Signal) Done() <-chan struct{} { return s.ctx.Done() }
+// Done is closed once the signal fired (nil, never ready, for a nil Signal).
+func (s *Signal) Done() <-chan struct{} {
+	if s == nil {
+		return nil
+	}
+	return s.ctx.Done()
+}
 
 // Fired reports whether the signal fired.
-func (s *Signal) Fired() bool { return s.ctx.Err() != nil }
+func (s *Signal) Fired() bool { return s != nil && s.ctx.Err() != nil }
 
 // Context returns ctx, cancelled as well grace after the signal fired: work
 // that is merely slow gets grace to finish, work that is stuck is given up.
 // It costs no goroutine until the signal fires.
 func (s *Signal) Context(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	if s == nil {
+		return ctx, func() {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, func() { time.AfterFunc(grace, cancel) })
 	return ctx, func() { stop(); cancel() }

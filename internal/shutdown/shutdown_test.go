@@ -9,19 +9,22 @@ import (
 
 type store struct{ m sync.Map }
 
-func (s *store) GetOrSetGeneric(key, value any) (any, bool) { return s.m.LoadOrStore(key, value) }
+func (s *store) GetGeneric(key any) (any, bool) { return s.m.Load(key) }
+func (s *store) SetGeneric(key, value any)      { s.m.Store(key, value) }
 
-// The components sharing a store share one signal, fired when the input's
-// read context ends; a context from it ends grace after that, and not
-// before.
+// The output finds the signal its group's input armed; a context from it
+// ends grace after the signal fired, and not before; a pipeline built again
+// starts with a signal not fired; another group's is its own.
 func TestSignal(t *testing.T) {
 	var st store
-	in, out := Of(&st), Of(&st)
-	if in != out {
-		t.Fatal("two signals for one store")
+	if s := Lookup(&st, "g"); s != nil || s.Fired() {
+		t.Fatal("a signal without an input")
 	}
-	readCtx, stopReading := context.WithCancel(context.Background())
-	in.FireOnDone(readCtx)
+	in := Arm(&st, "g")
+	out := Lookup(&st, "g")
+	if in != out {
+		t.Fatal("the output does not find the input's signal")
+	}
 	slowCtx, slowDone := out.Context(context.Background(), time.Hour)
 	defer slowDone()
 	writeCtx, done := out.Context(context.Background(), 0)
@@ -29,7 +32,7 @@ func TestSignal(t *testing.T) {
 	if out.Fired() || writeCtx.Err() != nil || slowCtx.Err() != nil {
 		t.Fatal("fired before the input was asked to stop")
 	}
-	stopReading()
+	in.Fire()
 	<-out.Done()
 	select {
 	case <-writeCtx.Done():
@@ -40,4 +43,11 @@ func TestSignal(t *testing.T) {
 		t.Fatal("a write was cancelled before its grace passed")
 	}
 	in.Fire() // again: nothing happens
+
+	if Arm(&st, "g"); Lookup(&st, "g").Fired() {
+		t.Fatal("a pipeline built again starts stopped")
+	}
+	if Lookup(&st, "other") != nil {
+		t.Fatal("another group shares the signal")
+	}
 }
