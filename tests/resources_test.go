@@ -186,13 +186,17 @@ const itemsTableSQL = "CREATE TABLE items (id int PRIMARY KEY, v text, n int)"
 // retention) loses nothing published before any worker ran: the
 // replicator copies 100,000 rows and streams changes with no worker
 // running, and the workers started afterwards make the target equal to the
-// source — with one partition and with two.
+// source — with one partition and with two; and so does a worker started
+// before the stream exists.
 func TestRetentionKeepsChangesPublishedBeforeTheWorker(t *testing.T) {
-	t.Run("interest", func(t *testing.T) { retentionKeepsChanges(t, "interest", 1) })
-	t.Run("workqueue, two partitions", func(t *testing.T) { retentionKeepsChanges(t, "workqueue", 2) })
+	t.Run("interest", func(t *testing.T) { retentionKeepsChanges(t, "interest", 1, false) })
+	t.Run("workqueue, two partitions", func(t *testing.T) { retentionKeepsChanges(t, "workqueue", 2, false) })
+	// The worker waits for the stream, then adopts the consumer the
+	// replicator made, or makes it itself, whichever comes first.
+	t.Run("interest, worker started first", func(t *testing.T) { retentionKeepsChanges(t, "interest", 1, true) })
 }
 
-func retentionKeepsChanges(t *testing.T, retention string, partitions int) {
+func retentionKeepsChanges(t *testing.T, retention string, partitions int, workerFirst bool) {
 	const rows = 100000
 	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
 	testenv.Exec(t, source, itemsTableSQL)
@@ -202,6 +206,12 @@ func retentionKeepsChanges(t *testing.T, retention string, partitions int) {
 	p := newPipeline(t, source, group)
 	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [items]", p.nats.URL())
 	p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    stream_retention: %s\n    partitions: %d", p.nats.URL(), group, retention, partitions)
+	if workerFirst {
+		worker := startPartitionWorker(t, p, target, -1)
+		testenv.Eventually(t, 30*time.Second, "the worker waiting for the stream", func() bool {
+			return strings.Contains(worker.Log(), "start the replicator first")
+		})
+	}
 	p.startReplicator()
 	testenv.Eventually(t, 120*time.Second, "the snapshot complete", func() bool {
 		return strings.Contains(p.replicator.Log(), "snapshot complete")
@@ -211,9 +221,11 @@ func retentionKeepsChanges(t *testing.T, retention string, partitions int) {
 	testenv.Exec(t, source, "DELETE FROM items WHERE id % 777 = 0")
 	waitSlotConfirmed(t, p, 60*time.Second)
 
-	if partitions == 1 {
+	switch {
+	case workerFirst:
+	case partitions == 1:
 		startPartitionWorker(t, p, target, -1)
-	} else {
+	default:
 		for k := 0; k < partitions; k++ {
 			startPartitionWorker(t, p, target, k)
 		}
