@@ -236,9 +236,12 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	} else if err := jsproto.ValidateName("stream", c.Stream); err != nil {
 		return c, fmt.Errorf("field %s: %w", workerFieldStream, err)
 	}
+	// pg_flo_jetstream creates the same consumers ahead of the worker for a
+	// stream that drops what no consumer waits for.
+	groupDefault := consumer.GroupConfig(c.Group, c.Stream, jsproto.SubjectPrefix(c.Group), c.partition)
 	switch {
 	case c.Durable == "":
-		c.Durable = consumer.GroupConfig(c.Group, c.Stream, jsproto.SubjectPrefix(c.Group), c.partition).Durable
+		c.Durable = groupDefault.Durable
 	default:
 		if err := jsproto.ValidateName("consumer", c.Durable); err != nil {
 			return c, fmt.Errorf("field %s: %w", workerFieldDurable, err)
@@ -246,7 +249,7 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	}
 	switch {
 	case len(c.FilterSubjects) == 0:
-		c.FilterSubjects = consumer.GroupConfig(c.Group, c.Stream, jsproto.SubjectPrefix(c.Group), c.partition).FilterSubjects
+		c.FilterSubjects = groupDefault.FilterSubjects
 	}
 	for _, f := range c.FilterSubjects {
 		if err := jsproto.ValidateFilterSubject(f); err != nil {

@@ -337,7 +337,8 @@ type jsOutput struct {
 	room, roomMsgs uint64
 	// fullSince is when the current episode of waiting for room began
 	// (zero when the last batch found room at once); fullLogged says its
-	// log line was written. streamFull is 1 while a batch waits.
+	// log line was written. streamFull (pg_flo_stream_full) is 1 during an
+	// episode.
 	fullSince  time.Time
 	fullLogged bool
 	streamFull *service.MetricGauge
