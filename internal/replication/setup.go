@@ -76,7 +76,7 @@ var (
 	ErrNoWalSender = errors.New("the source has no free WAL sender: raise max_wal_senders on the source (a restart is needed; each running replicator holds one, as do physical replicas and other logical replication clients), or stop a client that holds one")
 	// ErrNoConnectionSlot means the source refused a regular connection
 	// for lack of connection slots.
-	ErrNoConnectionSlot = errors.New("the source has no free connection slot: raise max_connections on the source (a restart is needed; a replicator needs about max_copy_workers + 2 connections while copying, 2 while streaming), or lower superuser_reserved_connections / reserved_connections, or close other clients' connections")
+	ErrNoConnectionSlot = errors.New("the source has no free connection slot: raise max_connections on the source (a restart is needed; a replicator needs about max_copy_workers + 2 connections while copying), or lower superuser_reserved_connections / reserved_connections, or close other clients' connections")
 	// ErrNoSlotLeft means every replication slot of the source is taken.
 	ErrNoSlotLeft = errors.New("the source has no free replication slot: raise max_replication_slots on the source (a restart is needed), or drop a slot no longer used (pgflo cleanup drops a group's)")
 )
