@@ -16,7 +16,7 @@ demo: build
 # concurrent engines with the race detector), resources linted and unit-tested.
 test: fmt-check vet build lint-resources
 	$(GO) test -count=1 -timeout 20m ./...
-	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./internal/state/ ./internal/source/ ./internal/consumer/ ./internal/apply/ ./inputs/ ./outputs/
+	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 10m ./internal/replication/ ./internal/jsproto/ ./internal/state/ ./internal/source/ ./internal/consumer/ ./internal/apply/ ./internal/shutdown/ ./inputs/ ./outputs/
 	$(GO) test -run XXX -fuzz FuzzAppendString -fuzztime 20000x -parallel 1 ./internal/event/
 	$(GO) test -run XXX -fuzz FuzzDecodeChange -fuzztime 20000x -parallel 1 ./internal/replication/
 	$(GO) test -run XXX -fuzz FuzzParseArray -fuzztime 20000x -parallel 1 ./internal/pgvalue/

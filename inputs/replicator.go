@@ -29,6 +29,7 @@ import (
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/replication"
+	"github.com/pgflo/pgflo/internal/shutdown"
 	"github.com/pgflo/pgflo/internal/snapshot"
 	"github.com/pgflo/pgflo/internal/source"
 	"github.com/pgflo/pgflo/internal/state"
@@ -290,6 +291,9 @@ type replicatorInput struct {
 	maxBatch   int
 	packs      bool // emit snapshot packs as they are (else expand them)
 	log        *service.Logger
+	// stop is fired when Benthos asks the input to stop, so the output
+	// gives up a batch it cannot finish (internal/shutdown).
+	stop *shutdown.Signal
 
 	owner       *service.MetricGauge // pg_flo_replicator_owner
 	slotLost    *service.MetricGauge // pg_flo_replicator_slot_lost
@@ -336,6 +340,7 @@ func newReplicatorInput(conf *service.ParsedConfig, mgr *service.Resources) (*re
 	r := confread.New(conf)
 	src := replication.Source{DSN: r.String(repFieldDSN), Schema: r.String(repFieldSchema), Tables: r.StringList(repFieldTables)}
 	in.group = r.String(repFieldGroup)
+	in.stop = shutdown.Arm(mgr, in.group)
 	mode := r.String(repFieldMode)
 	src.Slot = replication.PgFloName(in.group)
 	if conf.Contains(repFieldSlot) {
@@ -651,6 +656,7 @@ func (in *replicatorInput) ReadBatch(ctx context.Context) (service.MessageBatch,
 		select {
 		case in.inFlight <- struct{}{}:
 		case <-ctx.Done():
+			in.stop.Fire() // Benthos asked the input to stop: tell the output
 			return nil, nil, ctx.Err()
 		}
 		b, err := in.next(ctx, src)

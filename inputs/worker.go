@@ -20,6 +20,7 @@ import (
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/partition"
+	"github.com/pgflo/pgflo/internal/shutdown"
 	"github.com/pgflo/pgflo/internal/state"
 )
 
@@ -47,7 +48,7 @@ const (
 
 // Default batch sizes: pg_flo's, and with snapshot_packs: keep four packs.
 const (
-	workerBatchSize     = 1000
+	workerBatchSize     = consumer.DefaultBatchSize
 	workerBatchSizeKeep = 16384
 	// workerSnapshotBatch bounds the snapshot rows of a batch with
 	// snapshot_packs: keep: 128 packs (a fetch's byte bound caps a batch of
@@ -148,7 +149,7 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Advanced(),
 			service.NewDurationField(workerFieldAckWait).
 				Description("How long JetStream waits for an acknowledgement before redelivering, set on the consumer. A pending batch is kept alive, so this only matters when the worker dies.").
-				Default("10m").
+				Default("10m"). // consumer.DefaultAckWait
 				Advanced(),
 			service.NewIntField(workerFieldMaxAckPending).
 				Description("Most unacknowledged messages of the consumer; 0 means twice `batch_size` (the batch in flight and the next one, fetched meanwhile). Must be at least `batch_size`.").
@@ -261,21 +262,20 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 	} else if err := jsproto.ValidateName("stream", c.Stream); err != nil {
 		return c, fmt.Errorf("field %s: %w", workerFieldStream, err)
 	}
+	// pg_flo_jetstream creates the same consumers ahead of the worker for a
+	// stream that drops what no consumer waits for.
+	groupDefault := consumer.GroupConfig(c.Group, c.Stream, jsproto.SubjectPrefix(c.Group), c.partition)
 	switch {
-	case c.Durable == "" && c.partition >= 0:
-		c.Durable = jsproto.PartitionConsumerName(c.Group, c.partition)
 	case c.Durable == "":
-		c.Durable = jsproto.ConsumerName(c.Group)
+		c.Durable = groupDefault.Durable
 	default:
 		if err := jsproto.ValidateName("consumer", c.Durable); err != nil {
 			return c, fmt.Errorf("field %s: %w", workerFieldDurable, err)
 		}
 	}
 	switch {
-	case len(c.FilterSubjects) == 0 && c.partition >= 0:
-		c.FilterSubjects = []string{jsproto.PartitionFilter(jsproto.SubjectPrefix(c.Group), c.partition)}
 	case len(c.FilterSubjects) == 0:
-		c.FilterSubjects = []string{jsproto.GroupSubjects(c.Group)}
+		c.FilterSubjects = groupDefault.FilterSubjects
 	}
 	for _, f := range c.FilterSubjects {
 		if err := jsproto.ValidateFilterSubject(f); err != nil {
@@ -370,6 +370,9 @@ type workerInput struct {
 	keepPacks bool
 	log       *service.Logger
 	consumer  *consumer.Consumer
+	// stop is fired when Benthos asks the input to stop, so the output
+	// gives up a batch it cannot finish (internal/shutdown); nil in tests.
+	stop *shutdown.Signal
 
 	// partition is the partition applied (-1: the group has one) and
 	// partitionText its metadata value.
@@ -399,6 +402,7 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 	if c.deadLetter {
 		w.dead.count = mgr.Metrics().NewCounter("pg_flo_dead_letters_total", "reason")
 	}
+	w.stop = shutdown.Arm(mgr, c.Group)
 	return w, nil
 }
 
@@ -462,6 +466,9 @@ func (w *workerInput) ReadBatch(ctx context.Context) (service.MessageBatch, serv
 	for {
 		b, err := w.consumer.Next(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				w.stop.Fire() // Benthos asked the input to stop: tell the output
+			}
 			return nil, nil, workerErr(err)
 		}
 		id := b.Msgs[0].Headers().Get(jsproto.HeaderBarrier)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -14,10 +15,12 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/pgflo/pgflo/internal/confread"
+	"github.com/pgflo/pgflo/internal/consumer"
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/natsconf"
 	"github.com/pgflo/pgflo/internal/partition"
+	"github.com/pgflo/pgflo/internal/shutdown"
 )
 
 // Field names of pg_flo_jetstream; the connection fields are natsconf's.
@@ -29,12 +32,20 @@ const (
 	jsFieldPackMaxBytes    = "pack_max_bytes"
 	jsFieldStreamMaxAge    = "stream_max_age"
 	jsFieldStreamMaxBytes  = "stream_max_bytes"
+	jsFieldStreamMaxMsgs   = "stream_max_msgs"
 	jsFieldStreamRetention = "stream_retention"
 	jsFieldStreamDiscard   = "stream_discard"
 	jsFieldStreamReplicas  = "stream_replicas"
 	jsFieldDuplicateWindow = "duplicate_window"
 	jsFieldPublishTimeout  = "publish_timeout"
 	jsFieldPartitions      = "partitions"
+)
+
+// JetStream's errors for a work-queue consumer whose subjects another
+// consumer takes.
+const (
+	jsErrWorkQueueUnfiltered = 10099
+	jsErrWorkQueueNotUnique  = 10100
 )
 
 // maxPartitions bounds partitions: each is a worker, a consumer and a copy
@@ -124,19 +135,23 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Description("Maximum size of the stream in bytes, used when the stream is created; -1 is unlimited. When full, `stream_discard` decides what happens.").
 				Default(-1).
 				Advanced(),
+			service.NewIntField(jsFieldStreamMaxMsgs).
+				Description("Maximum number of messages in the stream (a pack is one message), used when the stream is created; -1 is unlimited. When full, `stream_discard` decides what happens.").
+				Default(-1).
+				Advanced(),
 			service.NewStringAnnotatedEnumField(jsFieldStreamRetention, map[string]string{
 				"limits":    "Messages are kept until a limit (age, size) removes them; the worker's acknowledgements do not delete them, so the stream can be replayed.",
-				"interest":  "Messages are deleted once every consumer acknowledged them. Messages published while no consumer exists are dropped at once, so create the worker's consumer first.",
-				"workqueue": "Messages are deleted once acknowledged; only one consumer per subject is allowed.",
+				"interest":  "Messages are deleted once every consumer acknowledged them. A message no consumer is waiting for would be deleted at once, so this output creates the worker's durable consumer (`pgflo_<group>_consumer`, or one per partition) before it publishes anything.",
+				"workqueue": "Messages are deleted once acknowledged; only one consumer per subject is allowed. As with `interest`, this output creates the worker's consumer(s) before it publishes anything.",
 			}).
-				Description("Retention policy, used when the stream is created.").
+				Description("Retention policy, used when the stream is created. With `interest` or `workqueue`, the output creates the worker's durable consumers whenever they are missing, with `pg_flo_worker`'s default settings (a worker adopts them and sets its own `ack_wait` and `max_ack_pending`), so nothing is published before a consumer is there to keep it; a worker with another `durable` or `filter_subjects` needs its consumer created before the replicator starts.").
 				Default("limits").
 				Advanced(),
 			service.NewStringAnnotatedEnumField(jsFieldStreamDiscard, map[string]string{
-				"new": "A full stream takes no new messages: a batch is published once the stream has room for all of it, so the replicator waits and the replication slot keeps the WAL until the worker has caught up. Nothing is lost.",
+				"new": "A full stream takes no new messages: a batch is published once the stream has room for all of it, so the replicator waits and the replication slot keeps the WAL until the worker has caught up (with `interest` or `workqueue` retention, consumed messages free the room). Nothing is lost; a warning says so once per episode, and the gauge `pg_flo_stream_full` is 1 meanwhile.",
 				"old": "A full stream deletes its oldest messages, even ones no worker has read: data loss.",
 			}).
-				Description("What a full stream does (see `stream_max_bytes`), used when the stream is created.").
+				Description("What a full stream does (see `stream_max_bytes`, `stream_max_msgs`), used when the stream is created.").
 				Default("new").
 				Advanced(),
 			service.NewIntField(jsFieldStreamReplicas).
@@ -210,6 +225,7 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	c.packMaxBytes = r.Int(jsFieldPackMaxBytes)
 	maxAge := r.Duration(jsFieldStreamMaxAge)
 	maxBytes := r.Int(jsFieldStreamMaxBytes)
+	maxMsgs := r.Int(jsFieldStreamMaxMsgs)
 	retention := r.String(jsFieldStreamRetention)
 	discard := r.String(jsFieldStreamDiscard)
 	replicas := r.Int(jsFieldStreamReplicas)
@@ -242,6 +258,9 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 	if maxBytes == 0 || maxBytes < -1 {
 		return c, fmt.Errorf("field %s: must be positive or -1 (unlimited), got %d", jsFieldStreamMaxBytes, maxBytes)
 	}
+	if maxMsgs == 0 || maxMsgs < -1 {
+		return c, fmt.Errorf("field %s: must be positive or -1 (unlimited), got %d", jsFieldStreamMaxMsgs, maxMsgs)
+	}
 	if replicas < 1 || replicas > 5 {
 		return c, fmt.Errorf("field %s: must be between 1 and 5, got %d", jsFieldStreamReplicas, replicas)
 	}
@@ -270,7 +289,7 @@ func jsParseOutputConfig(conf *service.ParsedConfig) (jsOutputConfig, error) {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      maxAge,
 		MaxBytes:    int64(maxBytes),
-		MaxMsgs:     -1,
+		MaxMsgs:     int64(maxMsgs),
 		Replicas:    replicas,
 		Duplicates:  dupWindow,
 	}
@@ -308,14 +327,25 @@ type jsOutput struct {
 	nc           *nats.Conn
 	js           jetstream.JetStream
 	packMaxBytes int // conf.packMaxBytes clamped to the server's max payload
-	// bounded: the stream has a byte limit and refuses new messages when
-	// full (see waitForRoom).
+	// bounded: the stream has a byte or message limit and refuses new
+	// messages when full (see waitForRoom).
 	bounded bool
-	// room is how many bytes the bounded stream was last seen to have free,
-	// less what was published since: the room can only have grown (the
-	// worker frees it; nobody else publishes), so batches that fit in it
-	// are published without asking the server again.
-	room   uint64
+	// room and roomMsgs are how many bytes and messages the bounded stream
+	// was last seen to have free, less what was published since: the room
+	// can only have grown (the worker frees it; nobody else publishes), so
+	// batches that fit in it are published without asking the server again.
+	room, roomMsgs uint64
+	// fullSince is when the current episode of waiting for room began
+	// (zero when the last batch found room at once); fullLogged says its
+	// log line was written. streamFull (pg_flo_stream_full) is 1 during an
+	// episode.
+	fullSince  time.Time
+	fullLogged bool
+	streamFull *service.MetricGauge
+	// res holds the signal fired when the pipeline's input is asked to
+	// stop: a batch still waiting for room or for NATS is then given up
+	// (internal/shutdown).
+	res    *service.Resources
 	closed bool
 	// bodies holds the memory of the packed bodies published before.
 	bodies jsproto.BodyPool
@@ -333,7 +363,8 @@ func newJSOutput(conf *service.ParsedConfig, mgr *service.Resources) (*jsOutput,
 	if err != nil {
 		return nil, err
 	}
-	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes, needSync: true}
+	o := &jsOutput{conf: c, log: mgr.Logger(), packMaxBytes: c.packMaxBytes, needSync: true,
+		streamFull: mgr.Metrics().NewGauge("pg_flo_stream_full"), res: mgr}
 	o.conf.conn.OnDisconnect = func(err error) {
 		if err != nil {
 			o.log.Warnf("Disconnected from NATS: %v", err)
@@ -351,6 +382,9 @@ func (o *jsOutput) Connect(ctx context.Context) error {
 	defer o.mu.Unlock()
 	if o.closed {
 		return errors.New("pg_flo_jetstream: output is closed")
+	}
+	if shutdown.Lookup(o.res, o.conf.group).Fired() {
+		return nil // WriteBatch hands the batch Benthos keeps back
 	}
 	if o.nc != nil && o.nc.IsClosed() {
 		o.nc, o.js = nil, nil
@@ -388,7 +422,8 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 		s, err = o.js.CreateStream(ctx, want)
 		if err == nil {
 			o.log.Infof("Created JetStream stream %s (subjects %v, max age %v, duplicate window %v, %d partition(s))", want.Name, want.Subjects, want.MaxAge, want.Duplicates, o.conf.partitions)
-			return nil
+			o.bounded = streamBounded(want)
+			return o.ensureConsumers(ctx, s)
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			s, err = o.js.Stream(ctx, want.Name) // created concurrently
@@ -398,7 +433,7 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
 	have := s.CachedInfo().Config
-	o.bounded = have.Discard == jetstream.DiscardNew && have.MaxBytes > 0
+	o.bounded = streamBounded(have)
 	partitions, err := jsproto.StreamPartitions(have.Metadata)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", want.Name, err)
@@ -428,14 +463,46 @@ func (o *jsOutput) ensureStream(ctx context.Context) error {
 	if have.Discard == jetstream.DiscardOld && (have.MaxBytes > 0 || have.MaxMsgs > 0 || have.MaxMsgsPerSubject > 0) {
 		o.log.Warnf("Stream %s discards its oldest messages when full, even ones no worker has read; use discard policy new so the replicator waits instead", want.Name)
 	}
-	if have.Retention == jetstream.InterestPolicy {
-		o.log.Warnf("Stream %s has interest retention: changes published while no consumer exists are dropped", want.Name)
-	}
 	if have.Replicas < want.Replicas {
 		o.log.Warnf("Stream %s has %d replicas, fewer than the configured %s %d: it is not changed; raise them with `nats stream edit %s --replicas %d`", want.Name, max(have.Replicas, 1), jsFieldStreamReplicas, want.Replicas, want.Name, want.Replicas)
 	}
 	if have.Duplicates < want.Duplicates {
 		o.log.Warnf("Stream %s de-duplicates over %v, less than the configured %v: replays older than that are stored twice", want.Name, have.Duplicates, want.Duplicates)
+	}
+	return o.ensureConsumers(ctx, s)
+}
+
+// ensureConsumers creates the group's worker consumers, one per partition,
+// as pg_flo_worker would, when the stream has interest or work-queue
+// retention and they do not exist yet. Such a stream deletes a message no
+// consumer needs as soon as it is stored: published before the worker's
+// consumer exists, a whole snapshot would be acknowledged and lost. Called
+// before anything is published; existing consumers are left as they are.
+func (o *jsOutput) ensureConsumers(ctx context.Context, s jetstream.Stream) error {
+	info := s.CachedInfo().Config
+	if info.Retention == jetstream.LimitsPolicy {
+		return nil
+	}
+	first, last := -1, -1
+	if o.conf.partitions > 1 {
+		first, last = 0, o.conf.partitions-1
+	}
+	for k := first; k <= last; k++ {
+		conf := consumer.GroupConfig(o.conf.group, info.Name, o.conf.subjectPrefix, k)
+		created, err := consumer.CreateIfMissing(ctx, s, conf)
+		if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrWorkQueueNotUnique || apiErr.ErrorCode == jsErrWorkQueueUnfiltered) {
+			// A work queue takes one consumer per subject: a worker's
+			// own consumer (its durable or filter_subjects) already
+			// takes these subjects.
+			o.log.Infof("Not creating consumer %s on stream %s: another consumer already takes its subjects %v", conf.Durable, info.Name, conf.FilterSubjects)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s has %v retention, which drops changes no consumer is waiting for: the worker's consumer must exist before anything is published: %w", info.Name, info.Retention, err)
+		}
+		if created {
+			o.log.Infof("Created the worker's durable consumer %s on stream %s (subjects %v) before publishing: the stream has %v retention, which drops changes no consumer is waiting for", conf.Durable, info.Name, conf.FilterSubjects, info.Retention)
+		}
 	}
 	return nil
 }
@@ -460,9 +527,15 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	o.mu.Lock()
 	nc, js, packMaxBytes, bounded := o.nc, o.js, o.packMaxBytes, o.bounded
 	o.mu.Unlock()
+	stop := shutdown.Lookup(o.res, o.conf.group)
 	if nc == nil || !nc.IsConnected() {
+		if stop.Fired() {
+			return shutdown.ErrStopping
+		}
 		return service.ErrNotConnected
 	}
+	ctx, done := stop.Context(ctx, shutdown.Grace)
+	defer done()
 
 	items, needSync, err := o.items(batch)
 	if err != nil {
@@ -488,7 +561,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		msgs[i] = p.MsgFrom(&o.bodies)
 	}
 	if bounded {
-		if err := o.waitForRoom(ctx, js, packs, msgs); err != nil {
+		if err := o.waitForRoom(ctx, stop, js, packs, msgs); err != nil {
 			for _, m := range msgs {
 				o.bodies.Put(m)
 			}
@@ -541,7 +614,7 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		o.bodies.Put(f.Msg())
 	}
 	if err := errors.Join(publishErr, ackErr); err != nil {
-		o.room = 0 // ask the server next time
+		o.room, o.roomMsgs = 0, 0 // ask the server next time
 		if !nc.IsConnected() {
 			o.log.Warnf("Publishing failed while disconnected from NATS: %v", err)
 			return service.ErrNotConnected
@@ -556,52 +629,108 @@ func (o *jsOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 }
 
 // waitForRoom returns once the stream has room for every message of the
-// batch. A stream with a byte limit that refuses new messages when full
-// (stream_discard: new) would otherwise refuse some of a batch's messages and
-// store later ones as the worker frees room; sent again, the refused ones
-// would be stored after changes that followed them, and pg_flo_postgres
-// would skip them as applied already (their position is behind its own) —
-// changes lost. Only this output publishes to the group's stream, so the
-// room it found is still there when it publishes. A batch larger than the
-// whole stream is published once the stream is empty.
-func (o *jsOutput) waitForRoom(ctx context.Context, js jetstream.JetStream, packs []jsproto.Pack, msgs []*nats.Msg) error {
+// batch. A stream with a byte or message limit that refuses new messages
+// when full (stream_discard: new) would otherwise refuse some of a batch's
+// messages and store later ones as the worker frees room; sent again, the
+// refused ones would be stored after changes that followed them, and
+// pg_flo_postgres would skip them as applied already (their position is
+// behind its own) — changes lost. Only this output publishes to the group's
+// stream, so the room it found is still there when it publishes. A batch
+// larger than the whole stream is published once the stream is empty.
+//
+// While it waits, nothing is acknowledged, so the replicator stops reading
+// the slot and the source keeps the WAL. One log line per episode says why
+// (once the wait passed 10 seconds), and the gauge pg_flo_stream_full is 1.
+func (o *jsOutput) waitForRoom(ctx context.Context, stop *shutdown.Signal, js jetstream.JetStream, packs []jsproto.Pack, msgs []*nats.Msg) error {
 	var need uint64
 	for i, m := range msgs {
 		need += storedSize(m, jsHeaderBytes(packs[i], o.conf.stream))
 	}
-	if need <= o.room {
+	count := uint64(len(msgs))
+	if need <= o.room && count <= o.roomMsgs {
 		o.room -= need
+		o.roomMsgs -= count
+		o.endFullEpisode()
 		return nil
 	}
-	wait, since := time.Millisecond, time.Now()
-	logged := false
-	for {
+	wait := time.Millisecond
+	for first := true; ; first = false {
 		s, err := js.Stream(ctx, o.conf.stream)
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", o.conf.stream, err)
 		}
 		info := s.CachedInfo()
-		if info.Config.MaxBytes <= 0 || info.Config.Discard != jetstream.DiscardNew {
+		if !streamBounded(info.Config) {
+			o.room, o.roomMsgs = math.MaxUint64, math.MaxUint64
+			o.endFullEpisode()
 			return nil
 		}
-		if free := uint64(info.Config.MaxBytes) - min(info.State.Bytes, uint64(info.Config.MaxBytes)); need <= free || info.State.Msgs == 0 {
-			o.room = free - min(need, free)
-			if logged {
-				o.log.Infof("Stream %s has room again after %v", o.conf.stream, time.Since(since).Round(time.Millisecond))
+		free, freeMsgs := streamRoom(info.Config, info.State)
+		if (need <= free && count <= freeMsgs) || info.State.Msgs == 0 {
+			o.room, o.roomMsgs = free-min(need, free), freeMsgs-min(count, freeMsgs)
+			if first {
+				o.endFullEpisode()
 			}
 			return nil
 		}
-		if !logged && time.Since(since) > 10*time.Second {
-			o.log.Infof("Stream %s is full (%d of %d bytes): waiting for the worker to consume before publishing %d bytes", o.conf.stream, info.State.Bytes, info.Config.MaxBytes, need)
-			logged = true
+		if o.fullSince.IsZero() {
+			o.fullSince = time.Now()
+			o.streamFull.Set(1)
+		}
+		if !o.fullLogged && time.Since(o.fullSince) > 10*time.Second {
+			o.log.Warnf("Stream %s is full (%d of %s bytes, %d of %s messages): publishing waits for the worker to consume, the replication slot keeps the WAL meanwhile; nothing is lost", o.conf.stream,
+				info.State.Bytes, limitText(info.Config.MaxBytes), info.State.Msgs, limitText(info.Config.MaxMsgs))
+			o.fullLogged = true
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, ctx.Err())
+		case <-stop.Done():
+			return fmt.Errorf("wait for room in stream %s: %w", o.conf.stream, shutdown.ErrStopping)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
+}
+
+// endFullEpisode ends an episode of waiting for room: a batch found room
+// at once.
+func (o *jsOutput) endFullEpisode() {
+	if o.fullSince.IsZero() {
+		return
+	}
+	if o.fullLogged {
+		o.log.Infof("Stream %s has room again: publishing resumed after %v", o.conf.stream, time.Since(o.fullSince).Round(time.Millisecond))
+	}
+	o.fullSince, o.fullLogged = time.Time{}, false
+	o.streamFull.Set(0)
+}
+
+// streamBounded reports whether a stream refuses new messages once a size
+// or count limit is reached, so publishing must wait for room.
+func streamBounded(c jetstream.StreamConfig) bool {
+	return c.Discard == jetstream.DiscardNew && (c.MaxBytes > 0 || c.MaxMsgs > 0)
+}
+
+// streamRoom is how many bytes and messages a bounded stream takes before
+// it is full (math.MaxUint64 for no limit).
+func streamRoom(c jetstream.StreamConfig, st jetstream.StreamState) (bytes, msgs uint64) {
+	bytes, msgs = math.MaxUint64, math.MaxUint64
+	if c.MaxBytes > 0 {
+		bytes = uint64(c.MaxBytes) - min(st.Bytes, uint64(c.MaxBytes))
+	}
+	if c.MaxMsgs > 0 {
+		msgs = uint64(c.MaxMsgs) - min(st.Msgs, uint64(c.MaxMsgs))
+	}
+	return bytes, msgs
+}
+
+// limitText is a stream limit for a log line.
+func limitText(limit int64) string {
+	if limit <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(limit, 10)
 }
 
 // storedSize bounds the bytes the server's file store counts for m (record

@@ -2,6 +2,7 @@ package outputs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -343,6 +344,7 @@ func TestJetStreamOutputConfigErrors(t *testing.T) {
 		{"bad stream", "group: g\nstream: a.b\n", "field stream"},
 		{"bad prefix", "group: g\nsubject_prefix: a.*\n", "field subject_prefix"},
 		{"stream max bytes", "group: g\nstream_max_bytes: 0\n", "field stream_max_bytes"},
+		{"stream max msgs", "group: g\nstream_max_msgs: -2\n", "field stream_max_msgs"},
 		{"retention", "group: g\nstream_retention: forever\n", "stream_retention"},
 		{"window longer than age", "group: g\nstream_max_age: 1m\nduplicate_window: 2m\n", "field duplicate_window"},
 		{"two auth methods", "group: g\nuser: u\ntoken: t\n", "mutually exclusive"},
@@ -563,4 +565,125 @@ func rawInsert(t *testing.T, id string) *event.RawEvent {
 		t.Fatal(err)
 	}
 	return &ev
+}
+
+// A stream the output creates with a message limit is bounded too: a batch
+// that does not fit waits for room instead of being refused in part.
+func TestJetStreamOutputWaitsForRoomInAStreamItCreated(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	js := nats.JetStream(t)
+	ctx := context.Background()
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\npack: false\nstream_max_msgs: 10\n", nats.URL()))
+	batch := func(tx string, first, n int) service.MessageBatch {
+		var b service.MessageBatch
+		for i := range n {
+			b = append(b, jsTestEvent("users", tx, i, first+i))
+		}
+		return b
+	}
+	if err := out.WriteBatch(ctx, batch("0/100", 1, 8)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- out.WriteBatch(ctx, batch("0/200", 101, 5)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("a batch of 5 was written into a stream with room for 2 (error %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	stream, err := js.Stream(ctx, "pgflo_g1_stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the batch was not written once the stream had room")
+	}
+	if n := len(jsReadStream(t, js)); n != 5 {
+		t.Fatalf("stream holds %d messages, want the 5 of the second batch", n)
+	}
+}
+
+// With interest or work-queue retention, the output creates the worker's
+// consumers (one per partition) when it connects, before it publishes, with
+// pg_flo_worker's names, filters and settings; an existing one is left as
+// it is.
+func TestJetStreamOutputCreatesConsumersBeforePublishing(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	js := nats.JetStream(t)
+	ctx := context.Background()
+
+	jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\nstream_retention: workqueue\n", nats.URL()))
+	c, err := js.Consumer(ctx, "pgflo_g1_stream", "pgflo_g1_consumer")
+	if err != nil {
+		t.Fatalf("workqueue: %v", err)
+	}
+	if cfg := c.CachedInfo().Config; cfg.FilterSubject != "pgflo.g1.>" || cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.MaxDeliver != -1 || cfg.DeliverPolicy != jetstream.DeliverAllPolicy {
+		t.Fatalf("consumer config %+v", cfg)
+	}
+
+	// Partition 1's consumer exists already, with the worker's settings.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "pgflo_g2_stream", Subjects: []string{"pgflo.g2.>"}, Retention: jetstream.InterestPolicy,
+		Metadata: map[string]string{jsproto.StreamMetaPartitions: "3"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "pgflo_g2_stream", jetstream.ConsumerConfig{
+		Durable: "pgflo_g2_consumer_p1", FilterSubject: "pgflo.g2.*.*.1", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 12345,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g2\npartitions: 3\n", nats.URL()))
+	for k := 0; k < 3; k++ {
+		c, err := js.Consumer(ctx, "pgflo_g2_stream", fmt.Sprintf("pgflo_g2_consumer_p%d", k))
+		if err != nil {
+			t.Fatalf("partition %d: %v", k, err)
+		}
+		cfg := c.CachedInfo().Config
+		if want := fmt.Sprintf("pgflo.g2.*.*.%d", k); cfg.FilterSubject != want {
+			t.Errorf("partition %d filters %q, want %q", k, cfg.FilterSubject, want)
+		}
+		if k == 1 && cfg.MaxAckPending != 12345 {
+			t.Errorf("the existing consumer was changed: %+v", cfg)
+		}
+	}
+
+	// Limits retention keeps every message: no consumer is needed.
+	jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g3\n", nats.URL()))
+	if _, err := js.Consumer(ctx, "pgflo_g3_stream", "pgflo_g3_consumer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("limits retention: consumer lookup %v, want not found", err)
+	}
+}
+
+// On a work queue whose subjects a worker's own consumer already takes, the
+// output creates no consumer and publishes.
+func TestJetStreamOutputLeavesWorkQueueToAnotherConsumer(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	js := nats.JetStream(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "pgflo_g1_stream", Subjects: []string{"pgflo.g1.>"}, Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "pgflo_g1_stream", jetstream.ConsumerConfig{
+		Durable: "mine", FilterSubject: "pgflo.g1.>", AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := jsTestOutput(t, fmt.Sprintf("url: %s\ngroup: g1\n", nats.URL()))
+	if err := out.WriteBatch(ctx, service.MessageBatch{jsTestEvent("users", "0/100", 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, "pgflo_g1_stream", "pgflo_g1_consumer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("consumer lookup %v, want not found", err)
+	}
 }

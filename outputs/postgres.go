@@ -19,6 +19,7 @@ import (
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/schemasync"
+	"github.com/pgflo/pgflo/internal/shutdown"
 )
 
 // Field names of pg_flo_postgres.
@@ -103,6 +104,10 @@ is applied meanwhile (`+"`on_error: stop`"+`). With `+"`on_error: dead_letter`"+
 a valid change event, is reported to `+"`pg_flo_worker`"+` alone, which stores it in the group's dead-letter stream and
 delivers the batch again without it: every other change of the batch is applied, once and in order
 ([docs/operations.md](../operations.md#poison-messages-and-dead-letters)).
+
+When the pipeline stops (SIGTERM) with `+"`pg_flo_worker`"+` or `+"`pg_flo_replicator`"+` as its input, a
+batch still being applied gets 5 seconds to commit and is then cancelled, and a batch waiting for the target to
+come back is given up at once: the input hands it back, and the process ends within `+"`shutdown_timeout`"+`.
 
 ### DDL
 
@@ -228,6 +233,10 @@ type pgOutput struct {
 	// deadLetter is on_error: dead_letter.
 	deadLetter bool
 	log        *service.Logger
+	// res holds the signal fired when the pipeline's input is asked to
+	// stop: a batch the target keeps refusing or blocking is then given up
+	// (internal/shutdown).
+	res *service.Resources
 
 	mu      sync.Mutex
 	applier *apply.Applier
@@ -300,7 +309,7 @@ func newPGOutput(conf *service.ParsedConfig, mgr *service.Resources) (*pgOutput,
 		}
 	}
 
-	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds"), deadLetter: onError == pgOnErrorDeadLetter}
+	o := &pgOutput{log: mgr.Logger(), applyTime: mgr.Metrics().NewTimer("pg_flo_apply_batch_seconds"), deadLetter: onError == pgOnErrorDeadLetter, res: mgr}
 	o.cfg = apply.Config{
 		DSN: dsn, Group: group, Progress: progressTable, SchemaMapping: mapping, KeyColumns: keys,
 		DisableForeignKeys: disableFKs, CopyMinRows: copyMin, CopyConnections: copyConns, ApplyConnections: applyConns, Retries: retries,
@@ -362,6 +371,14 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 	if o.applier != nil {
 		return nil
 	}
+	stop := shutdown.Lookup(o.res, o.cfg.Group)
+	if stop.Fired() {
+		// Benthos keeps the batch it failed to write until Connect
+		// succeeds: let WriteBatch hand it back instead.
+		return nil
+	}
+	ctx, done := stop.Context(ctx, 0)
+	defer done()
 	a, err := apply.Connect(ctx, o.cfg)
 	if err != nil {
 		return err
@@ -371,9 +388,19 @@ func (o *pgOutput) Connect(ctx context.Context) error {
 }
 
 // WriteBatch applies the batch in one transaction and returns once it
-// committed.
+// committed. Once the pipeline is stopping, a batch that does not commit
+// within shutdown.Grace (a target down, a lock held) fails, so the input
+// hands it back and the process ends within Benthos' shutdown_timeout.
 func (o *pgOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	stop := shutdown.Lookup(o.res, o.cfg.Group)
+	ctx, done := stop.Context(ctx, shutdown.Grace)
+	defer done()
 	_, err := o.applyBatch(ctx, batch)
+	if err != nil && stop.Fired() {
+		// Not wrapped: Benthos would keep a batch that failed with
+		// service.ErrNotConnected for the next connection.
+		return fmt.Errorf("%w (%v)", shutdown.ErrStopping, err)
+	}
 	return err
 }
 

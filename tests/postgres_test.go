@@ -336,9 +336,10 @@ func TestPostgresConstraintViolationStopsThenResumes(t *testing.T) {
 	}
 	t.Logf("refused before %s; the user drops the constraint and restarts the worker", lsn)
 	testenv.Exec(t, target, "ALTER TABLE small DROP CONSTRAINT small_v_check")
-	// Restarted the hard way: a worker whose batch is being refused does not
-	// stop within Benthos' shutdown timeout, and nothing is lost either way.
-	p.worker.Kill()
+	// A worker whose batch is being refused stops on SIGTERM by itself.
+	if err := p.worker.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	p.startWorker(postgresOutput(target, "refuse", ""))
 	waitDigestsEqual(t, source, target, []string{"small"}, 60*time.Second)
 }

@@ -202,20 +202,7 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 			return nil, err
 		}
 	}
-	want := jetstream.ConsumerConfig{
-		Durable:       conf.Durable,
-		Description:   "pgflo worker of group " + conf.Group,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       conf.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: conf.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if conf.DeliverNew {
-		want.DeliverPolicy = jetstream.DeliverNewPolicy
-	}
-	setFilters(&want, conf.FilterSubjects)
-
+	want := DurableConfig(*conf)
 	cons, err := stream.Consumer(ctx, conf.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		cons, err = stream.CreateConsumer(ctx, want)
@@ -253,6 +240,78 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 	c.log.Infof("Updated consumer %s: subjects %v -> %v, max deliver %d -> unlimited, ack wait %v -> %v, max ack pending %d -> %d",
 		conf.Durable, filters(have), filters(update), have.MaxDeliver, have.AckWait, update.AckWait, have.MaxAckPending, update.MaxAckPending)
 	return cons, nil
+}
+
+// DurableConfig is the server-side configuration of the durable consumer
+// conf describes, as Connect creates it. The replicator's output creates
+// the same ahead of the worker (see GroupConfig), so a stream that deletes
+// what no consumer needs keeps every change until the worker comes.
+func DurableConfig(conf Config) jetstream.ConsumerConfig {
+	want := jetstream.ConsumerConfig{
+		Durable:       conf.Durable,
+		Description:   "pgflo worker of group " + conf.Group,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       conf.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: conf.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if conf.DeliverNew {
+		want.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	setFilters(&want, conf.FilterSubjects)
+	return want
+}
+
+// Defaults of pg_flo_worker's consumer settings (its ack_wait and
+// batch_size fields), which GroupConfig uses too.
+const (
+	DefaultAckWait   = 10 * time.Minute
+	DefaultBatchSize = 1000
+)
+
+// GroupConfig is the consumer pg_flo_worker uses by default for partition k
+// of a group whose subjects start with prefix (k < 0: a group of one
+// partition): pg_flo's durable name (with _p<k>), the group's or the
+// partition's subjects, the default ack wait and max ack pending (twice the
+// default batch size). A worker configured otherwise updates those settings
+// of the consumer when it connects.
+func GroupConfig(group, stream, prefix string, k int) Config {
+	c := Config{
+		Group: group, Stream: stream,
+		Durable:        jsproto.ConsumerName(group),
+		FilterSubjects: []string{jsproto.PrefixSubjects(prefix)},
+		BatchSize:      DefaultBatchSize,
+		AckWait:        DefaultAckWait,
+		MaxAckPending:  2 * DefaultBatchSize,
+	}
+	if k >= 0 {
+		c.Durable = jsproto.PartitionConsumerName(group, k)
+		c.FilterSubjects = []string{jsproto.PartitionFilter(prefix, k)}
+	}
+	return c
+}
+
+// CreateIfMissing creates the durable consumer conf describes on stream
+// unless one of its name exists, which is left as it is: its worker owns its
+// settings and position. It reports whether it created it.
+func CreateIfMissing(ctx context.Context, stream jetstream.Stream, conf Config) (bool, error) {
+	_, err := stream.Consumer(ctx, conf.Durable)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, fmt.Errorf("look up consumer %s on stream %s: %w", conf.Durable, conf.Stream, err)
+	}
+	_, err = stream.CreateConsumer(ctx, DurableConfig(conf))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrConsumerExists):
+		return false, nil // the worker created it meanwhile
+	default:
+		return false, fmt.Errorf("create consumer %s on stream %s: %w", conf.Durable, conf.Stream, err)
+	}
 }
 
 func setFilters(c *jetstream.ConsumerConfig, subjects []string) {

@@ -74,6 +74,20 @@ var (
 	ErrUnknownTable = errors.New("table not found")
 	// ErrNoSelectPrivilege means the role may not read a table to copy it.
 	ErrNoSelectPrivilege = errors.New("role may not read table")
+	// ErrNoWalSender means every WAL sender of the source is taken: a
+	// replication connection needs one.
+	ErrNoWalSender = errors.New("the source has no free WAL sender: raise max_wal_senders on the source (a restart is needed; each running replicator holds one, as do physical replicas and other logical replication clients), or stop a client that holds one")
+	// ErrNoConnectionSlot means the source refused a regular connection
+	// for lack of connection slots.
+	ErrNoConnectionSlot = errors.New("the source has no free connection slot: raise max_connections on the source (a restart is needed; a replicator needs about max_copy_workers + 2 connections while copying), or lower superuser_reserved_connections / reserved_connections, or close other clients' connections")
+	// ErrNoSlotLeft means every replication slot of the source is taken.
+	ErrNoSlotLeft = errors.New("the source has no free replication slot: raise max_replication_slots on the source (a restart is needed), or drop a slot no longer used (pgflo cleanup drops a group's)")
+)
+
+// SQLSTATEs of exhausted source resources.
+const (
+	sqlstateTooManyConnections = "53300" // connection slots and WAL senders
+	sqlstateLimitExceeded      = "53400" // max_replication_slots when creating a slot
 )
 
 // connConfig parses dsn. Its errors never show the DSN: pgx's parse errors
@@ -94,9 +108,20 @@ func connConfig(dsn string) (*pgx.ConnConfig, error) {
 }
 
 // connectError describes a failed connection without the password: the DSN
-// is shown redacted and the driver's text is scrubbed.
-func connectError(dsn, password string, err error) error {
-	return fmt.Errorf("connect to source %s: %s", pgdsn.Redact(dsn), pgdsn.RedactIn(err.Error(), password))
+// is shown redacted and the driver's text is scrubbed. When the source ran
+// out of connections it wraps the sentinel naming the setting to raise:
+// PostgreSQL refuses both kinds with the same SQLSTATE, and a replication
+// connection takes a WAL sender, which max_connections does not count.
+func connectError(dsn, password string, replication bool, err error) error {
+	text := fmt.Sprintf("connect to source %s: %s", pgdsn.Redact(dsn), pgdsn.RedactIn(err.Error(), password))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != sqlstateTooManyConnections {
+		return errors.New(text)
+	}
+	if replication {
+		return fmt.Errorf("%s: %w", text, ErrNoWalSender)
+	}
+	return fmt.Errorf("%s: %w", text, ErrNoConnectionSlot)
 }
 
 // ConnectReplication opens a replication connection (replication=database)
@@ -111,7 +136,7 @@ func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 	rc.BuildFrontend = pacedFrontend
 	conn, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
-		return nil, connectError(dsn, cfg.Password, err)
+		return nil, connectError(dsn, cfg.Password, true, err)
 	}
 	return conn, nil
 }
@@ -124,7 +149,7 @@ func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, connectError(dsn, cfg.Password, err)
+		return nil, connectError(dsn, cfg.Password, false, err)
 	}
 	return conn, nil
 }

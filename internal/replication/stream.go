@@ -68,6 +68,9 @@ func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bo
 	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action})
 	if err != nil {
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == sqlstateLimitExceeded {
+			return Slot{}, fmt.Errorf("create replication slot %q: %w: %w", name, err, ErrNoSlotLeft)
+		}
 		return Slot{}, fmt.Errorf("create replication slot %q: %w", name, err)
 	}
 	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
