@@ -358,6 +358,15 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 	if err != nil {
 		return nil, err
 	}
+	// A hole in the stream stops the worker (internal/consumer, loss.go);
+	// the metrics let an alert say so before anyone reads the logs.
+	lossGauge := mgr.Metrics().NewGauge("pg_flo_worker_stream_loss")
+	lossTotal := mgr.Metrics().NewCounter("pg_flo_worker_stream_loss_total")
+	lossGauge.Set(0)
+	c.OnLoss = func(*consumer.LossError) {
+		lossGauge.Set(1)
+		lossTotal.Incr(1)
+	}
 	return newWorker(c, mgr.Logger()), nil
 }
 
@@ -387,6 +396,7 @@ func newWorker(c workerConfig, log *service.Logger) *workerInput {
 			msgs[i] = mb.unpack(m)
 		}
 	}
+	c.RecordPosition = true
 	w.consumer = consumer.New(c.Config)
 	return w
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/logging"
+	"github.com/pgflo/pgflo/internal/state"
 )
 
 // ErrClosed is returned by a closed Consumer.
@@ -62,6 +63,14 @@ type Config struct {
 	// itself; the batch then holds the wrappers. Work done there overlaps
 	// the pipeline's, instead of pausing it between two batches.
 	Ahead func(msgs []jetstream.Msg)
+	// RecordPosition makes the consumer record its position (the stream
+	// sequence of the last message acknowledged) in the group's state
+	// bucket, so a restarted worker still recognises a hole in the stream
+	// (see loss.go).
+	RecordPosition bool
+	// OnLoss, when set, is called once when the consumer finds that the
+	// stream lost messages it never delivered.
+	OnLoss func(*LossError)
 }
 
 // pollWait bounds one long poll for the first message of a batch, so a dead
@@ -116,6 +125,16 @@ type Consumer struct {
 	// retryWait is how long to wait before reading a rejected batch again
 	// (0 after a success).
 	retryWait time.Duration
+	// Loss detection, see loss.go: the creation time of the stream read,
+	// the last message acknowledged (known once attached), the recorder of
+	// that position, and the hole found, returned from then on.
+	streamCreated  time.Time
+	streamReplicas int
+	ackedSeq       uint64
+	ackedID        string
+	ackedKnown     bool
+	record         *recorder
+	lost           error
 }
 
 // New returns a consumer; Connect connects it.
@@ -150,6 +169,9 @@ func (c *Consumer) Connect(ctx context.Context) error {
 	if c.closed {
 		return ErrClosed
 	}
+	if c.lost != nil {
+		return c.lost
+	}
 	if c.nc != nil && c.nc.IsClosed() {
 		c.nc, c.js, c.cons = nil, nil, nil
 	}
@@ -174,6 +196,14 @@ func (c *Consumer) Connect(ctx context.Context) error {
 	}
 	c.cons = cons
 	c.resync = true
+	if c.conf.RecordPosition && c.record == nil {
+		kv, err := state.OpenBucket(ctx, c.js, c.conf.Group, c.streamReplicas)
+		if err != nil {
+			return err
+		}
+		c.record = newRecorder(kv, PositionKey(c.conf.Durable))
+		go c.record.run(c.shut, func(err error) { c.log.Warnf("Consumer %s: %v", c.conf.Durable, err) })
+	}
 	return nil
 }
 
@@ -197,6 +227,7 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 	if err != nil {
 		return nil, fmt.Errorf("look up stream %s: %w", conf.Stream, err)
 	}
+	c.streamReplicas = max(stream.CachedInfo().Config.Replicas, 1)
 	if conf.CheckStream != nil {
 		if err := conf.CheckStream(stream.CachedInfo().Config); err != nil {
 			return nil, err
@@ -305,10 +336,13 @@ func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
 // next reads one batch, with the turn held: nothing else is in flight.
 func (c *Consumer) next(ctx context.Context) (*Batch, error) {
 	c.mu.Lock()
-	closed, nc, cons, wait := c.closed, c.nc, c.cons, c.retryWait
+	closed, nc, cons, wait, lost := c.closed, c.nc, c.cons, c.retryWait, c.lost
 	c.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
+	}
+	if lost != nil {
+		return nil, lost
 	}
 	if nc == nil || cons == nil || !nc.IsConnected() {
 		return nil, ErrNotConnected
@@ -368,8 +402,19 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 		c.mu.Unlock()
 		return nil, c.readErr(ctx, nc, err)
 	}
-	if !c.checkSequence(fetched) {
+	ok, jumped, after := c.checkSequence(fetched)
+	if !ok {
 		return nil, errOutOfOrder
+	}
+	if jumped {
+		c.mu.Lock()
+		js := c.js
+		c.mu.Unlock()
+		if err := c.gapCheck(ctx, js, after); err != nil {
+			nak(msgs)
+			nak(fetched)
+			return nil, c.readErr(ctx, nc, err)
+		}
 	}
 	return append(msgs, fetched...), nil
 }
@@ -486,6 +531,13 @@ func (c *Consumer) syncPosition(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s info: %w", durable, err)
 	}
+	if resync {
+		// Attached again: did the stream lose what this consumer had
+		// not delivered yet?
+		if err := c.attachCheck(ctx, js, info); err != nil {
+			return err
+		}
+	}
 	next, last := info.Delivered.Consumer+1, info.Delivered.Stream
 	// The carried messages are pending too, but held here, in order.
 	outstanding := info.NumAckPending - held
@@ -530,8 +582,10 @@ func isAPIError(err error) bool {
 // delivery was lost (consumer sequences are consecutive) and nothing older
 // than what was handed out comes back (stream sequences increase). Otherwise
 // it schedules a reset and reports false; the messages are dropped unacked
-// and come again, in order, after the reset.
-func (c *Consumer) checkSequence(msgs []jetstream.Msg) bool {
+// and come again, in order, after the reset. It also reports whether a
+// message skipped stream sequences, and the one it skipped after: the
+// stream may have lost them (gapCheck).
+func (c *Consumer) checkSequence(msgs []jetstream.Msg) (ok, jumped bool, after uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next, last := c.nextDeliverySeq, c.lastStreamSeq
@@ -552,10 +606,13 @@ func (c *Consumer) checkSequence(msgs []jetstream.Msg) bool {
 			} else {
 				c.log.Warnf("Consumer %s: %s; resetting it so changes stay in order (is another worker using it?)", c.conf.Durable, problem)
 				c.forceReset = true
-				return false
+				return false, false, 0
 			}
 		}
 		if err == nil {
+			if !jumped && meta.Sequence.Stream > last+1 {
+				jumped, after = true, last
+			}
 			next, last = meta.Sequence.Consumer+1, max(last, meta.Sequence.Stream)
 		}
 	}
@@ -563,7 +620,7 @@ func (c *Consumer) checkSequence(msgs []jetstream.Msg) bool {
 		c.nextDeliverySeq = next
 	}
 	c.lastStreamSeq = last
-	return true
+	return true, jumped, after
 }
 
 // fetch returns the messages to add to have (the carried messages) for a
@@ -778,6 +835,9 @@ func (b *Batch) Done(err error) error {
 			c.forceReset = true // the messages stay pending: rewind so they come next
 		}
 		c.mu.Unlock()
+		if ackErr == nil {
+			c.noteAcked(b.Msgs)
+		}
 	})
 	if !ended {
 		return ErrBatchEnded
@@ -815,7 +875,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 	c.closed = true
 	c.shutCancel()
-	b, carry, ahead, nc := c.inflight, c.carry, c.ahead, c.nc
+	b, carry, ahead, nc, rec := c.inflight, c.carry, c.ahead, c.nc, c.record
 	c.inflight, c.carry, c.ahead, c.nc, c.js, c.cons = nil, nil, nil, nil, nil, nil
 	c.mu.Unlock()
 
@@ -834,6 +894,16 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 	if nc == nil {
 		return nil
+	}
+	if rec != nil {
+		// shutCancel stopped the recorder; write the last position.
+		select {
+		case <-rec.done:
+			if err := rec.write(ctx); err != nil {
+				c.log.Warnf("Consumer %s: %v", c.conf.Durable, err)
+			}
+		case <-ctx.Done():
+		}
 	}
 	return jsproto.Drain(ctx, nc)
 }
