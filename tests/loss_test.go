@@ -1,0 +1,331 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgflo/pgflo/internal/jsproto"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+// lossRun is a group replicating table items into a target PostgreSQL
+// through JetStream, with its workers run as processes, for the tests of
+// what a worker does when the stream lost changes it never delivered.
+type lossRun struct {
+	t              *testing.T
+	group          string
+	source, target string
+	partitions     int
+	p              *pipeline
+	js             jetstream.JetStream
+	workers        []*testenv.Process
+	metrics        []string // each worker's metrics URL
+}
+
+func newLossRun(t *testing.T, group string, partitions int) *lossRun {
+	t.Helper()
+	r := &lossRun{t: t, group: group, partitions: partitions, source: pg.NewDatabase(t), target: pg.NewDatabase(t)}
+	for _, dsn := range []string{r.source, r.target} {
+		testenv.Exec(t, dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+	}
+	r.p = newPipeline(t, r.source, group)
+	r.p.replicatorExtra = fmt.Sprintf("    nats:\n      url: %s\n    tables: [items]", r.p.nats.URL())
+	if partitions > 1 {
+		r.p.replicatorOutput = fmt.Sprintf("pg_flo_jetstream:\n    url: %s\n    group: %s\n    partitions: %d", r.p.nats.URL(), group, partitions)
+	}
+	r.js = r.p.nats.JetStream(t)
+	r.workers = make([]*testenv.Process, max(partitions, 1))
+	r.metrics = make([]string, len(r.workers))
+	return r
+}
+
+// startWorker starts the worker of partition k (of the group, when it has
+// one partition), applying with pg_flo_postgres, with its metrics served.
+func (r *lossRun) startWorker(k int) {
+	r.t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	partition := ""
+	if r.partitions > 1 {
+		partition = fmt.Sprintf("    partition: %d\n", k)
+	}
+	cfg := r.p.writeConfig(fmt.Sprintf("worker-%d.yaml", k), fmt.Sprintf(`http:
+  address: 127.0.0.1:%d
+metrics:
+  prometheus: {}
+logger:
+  level: DEBUG
+  format: logfmt
+input:
+  pg_flo_worker:
+    url: %s
+    group: %s
+%soutput:
+  %s
+`, port, r.p.nats.URL(), r.group, partition, postgresOutput(r.target, r.group, "")))
+	r.workers[k] = testenv.StartProcess(r.t, fmt.Sprintf("worker-%d", k), r.p.bin, "run", cfg)
+	r.metrics[k] = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+}
+
+func (r *lossRun) startWorkers() {
+	for k := range r.workers {
+		r.startWorker(k)
+	}
+}
+
+// stopWorkers stops every worker once it acknowledged everything in the
+// stream, and returns the stream's last sequence.
+func (r *lossRun) stopWorkers() uint64 {
+	r.t.Helper()
+	last := r.streamInfo().State.LastSeq
+	for k, w := range r.workers {
+		durable := jsproto.ConsumerName(r.group)
+		if r.partitions > 1 {
+			durable = jsproto.PartitionConsumerName(r.group, k)
+		}
+		testenv.Eventually(r.t, 60*time.Second, "worker "+durable+" acknowledged everything", func() bool {
+			c, err := r.js.Consumer(context.Background(), jsproto.StreamName(r.group), durable)
+			if err != nil {
+				return false
+			}
+			ci := c.CachedInfo()
+			return ci.NumAckPending == 0 && ci.NumPending == 0 && ci.Delivered.Stream > 0
+		})
+		if err := w.Stop(); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	return last
+}
+
+// insert commits rows from..to on the source, one transaction each.
+func (r *lossRun) insert(from, to int) {
+	r.t.Helper()
+	for id := from; id <= to; id++ {
+		testenv.Exec(r.t, r.source, "INSERT INTO items VALUES ($1::int, 'v' || $1::int)", id)
+	}
+}
+
+func (r *lossRun) streamInfo() *jetstream.StreamInfo {
+	r.t.Helper()
+	s, err := r.js.Stream(context.Background(), jsproto.StreamName(r.group))
+	if err != nil {
+		r.t.Fatalf("stream %s: %v", jsproto.StreamName(r.group), err)
+	}
+	return s.CachedInfo()
+}
+
+// waitStreamLast waits until the stream's last sequence is at least seq.
+func (r *lossRun) waitStreamLast(seq uint64) {
+	r.t.Helper()
+	testenv.Eventually(r.t, 60*time.Second, fmt.Sprintf("stream sequence %d stored", seq), func() bool {
+		s, err := r.js.Stream(context.Background(), jsproto.StreamName(r.group))
+		return err == nil && s.CachedInfo().State.LastSeq >= seq
+	})
+}
+
+// waitTargetRows waits until the target holds n items.
+func (r *lossRun) waitTargetRows(n int64) {
+	r.t.Helper()
+	testenv.Eventually(r.t, 60*time.Second, fmt.Sprintf("%d rows on the target", n), func() bool {
+		return testenv.QueryInt(r.t, r.target, "SELECT count(*) FROM items") == n
+	})
+}
+
+// waitStopped waits until worker k refused, twice, to read past the hole,
+// naming it with want, and returns its log.
+func (r *lossRun) waitStopped(k int, want ...string) string {
+	r.t.Helper()
+	w := r.workers[k]
+	testenv.Eventually(r.t, 60*time.Second, "worker refusing to read past the hole", func() bool {
+		return strings.Count(w.Log(), "pgflo resync --group "+r.group) >= 2
+	})
+	log := w.Log()
+	for _, s := range append(want, "pgflo resync --group "+r.group) {
+		if !strings.Contains(log, s) {
+			r.t.Fatalf("worker %d log lacks %q:\n%s", k, s, lastLines(log, 30))
+		}
+	}
+	if v, _ := metricValue(scrape(r.t, r.metrics[k]), `pg_flo_worker_stream_loss(\{.*\})?`); v != 1 {
+		r.t.Errorf("worker %d: pg_flo_worker_stream_loss is %v, want 1", k, v)
+	}
+	return log
+}
+
+// assertTargetUpTo checks that the target holds exactly items 1..n: nothing
+// after the hole was applied.
+func (r *lossRun) assertTargetUpTo(n int) {
+	r.t.Helper()
+	got := testenv.QueryRows(r.t, r.target, "SELECT count(*)::text, coalesce(max(id), 0)::text FROM items")
+	if want := fmt.Sprint(n); got[0][0] != want || got[0][1] != want {
+		r.t.Fatalf("target holds %s rows up to id %s, want exactly 1..%d: a change after the hole was applied", got[0][0], got[0][1], n)
+	}
+}
+
+// A stream with max_msgs 20 and discard old, the worker stopped while 50
+// changes are published: the 30 oldest are gone before the worker reads
+// them. The restarted worker stops naming the stream sequences removed and
+// applies nothing after them.
+func TestLossLimitsDiscardOld(t *testing.T) {
+	r := newLossRun(t, "lossl", 1)
+	if _, err := r.js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: jsproto.StreamName(r.group), Subjects: []string{jsproto.GroupSubjects(r.group)},
+		Storage: jetstream.FileStorage, MaxMsgs: 20, Discard: jetstream.DiscardOld, Duplicates: 10 * time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.p.startReplicator()
+	r.startWorkers()
+	r.insert(1, 10)
+	r.waitTargetRows(10)
+	applied := r.stopWorkers()
+
+	r.insert(11, 60)
+	r.waitStreamLast(applied + 50)
+	first := r.streamInfo().State.FirstSeq
+	if first != applied+31 {
+		t.Fatalf("stream starts at %d after 50 more messages with max_msgs 20, want %d", first, applied+31)
+	}
+	r.startWorkers()
+	log := r.waitStopped(0, fmt.Sprintf("missed stream sequences %d to %d", applied+1, first-1),
+		"removed from the stream before this worker read them", "the stream goes on with message ")
+	r.assertTargetUpTo(10)
+	t.Logf("worker: %s", firstLineWith(log, "missed stream sequences"))
+}
+
+// The stream purged while the worker is stopped: the restarted worker
+// stops naming the purged sequences, though JetStream moved its consumer
+// past them.
+func TestLossPurge(t *testing.T) {
+	for _, partitions := range []int{1, 2} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
+			r := newLossRun(t, fmt.Sprintf("lossp%d", partitions), partitions)
+			r.p.startReplicator()
+			r.startWorkers()
+			r.insert(1, 10)
+			r.waitTargetRows(10)
+			applied := r.stopWorkers()
+
+			r.insert(11, 30)
+			r.waitStreamLast(applied + 20)
+			stream, err := r.js.Stream(context.Background(), jsproto.StreamName(r.group))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Purge(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			purgedTo := r.streamInfo().State.LastSeq
+			r.insert(31, 35)
+			r.waitStreamLast(purgedTo + 1)
+			r.startWorkers()
+			want := fmt.Sprintf("missed stream sequences %d to %d", applied+1, purgedTo)
+			for k := range r.workers {
+				if partitions > 1 {
+					// Each partition's hole starts after its own last
+					// message.
+					want = fmt.Sprintf(" to %d (removed from the stream", purgedTo)
+				}
+				r.waitStopped(k, want)
+			}
+			r.assertTargetUpTo(10)
+		})
+	}
+}
+
+// The stream deleted while the worker is stopped, and created again by the
+// replicator: the restarted worker stops, saying the stream is not the one
+// it read.
+func TestLossStreamRecreated(t *testing.T) {
+	r := newLossRun(t, "lossr", 1)
+	r.p.startReplicator()
+	r.startWorkers()
+	r.insert(1, 10)
+	r.waitTargetRows(10)
+	applied := r.stopWorkers()
+
+	r.insert(11, 20)
+	r.waitStreamLast(applied + 10)
+	if err := r.p.replicator.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.js.DeleteStream(context.Background(), jsproto.StreamName(r.group)); err != nil {
+		t.Fatal(err)
+	}
+	r.p.startReplicator()
+	r.insert(21, 25)
+	r.waitStreamLast(1)
+	r.startWorkers()
+	r.waitStopped(0, fmt.Sprintf("missed the messages from stream sequence %d on", applied+1), "the stream was deleted and created again")
+	r.assertTargetUpTo(10)
+}
+
+// No false alarm: with the replicator and the workers killed (SIGKILL) and
+// restarted while changes flow, and a message published again with its
+// de-duplication id, every worker goes on and the target equals the source.
+func TestLossNoFalseAlarm(t *testing.T) {
+	for _, partitions := range []int{1, 2} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
+			r := newLossRun(t, fmt.Sprintf("lossn%d", partitions), partitions)
+			r.p.startReplicator()
+			r.startWorkers()
+			update := func(n int) {
+				testenv.Exec(t, r.source, "UPDATE items SET v = v || '.' WHERE id % $1 = 0", n)
+			}
+			r.insert(1, 40)
+			update(3)
+			r.p.replicator.Kill()
+			r.insert(41, 60)
+			r.p.startReplicator()
+			r.insert(61, 80)
+			for k := range r.workers {
+				r.workers[k].Kill()
+				update(k + 2)
+				r.startWorker(k)
+			}
+			// The stream's first message, published again as a replicator
+			// resending it would: JetStream stores it once.
+			stream, err := r.js.Stream(context.Background(), jsproto.StreamName(r.group))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := stream.GetMsg(context.Background(), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack, err := r.js.PublishMsg(context.Background(), &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+			if err != nil || !ack.Duplicate {
+				t.Fatalf("publish again: ack %+v, %v; want a duplicate", ack, err)
+			}
+			r.insert(81, 100)
+			update(5)
+			waitDigestsEqual(t, r.source, r.target, []string{"items"}, 120*time.Second)
+			for k, w := range r.workers {
+				if log := w.Log(); strings.Contains(log, "missed") || strings.Contains(log, "resync") {
+					t.Fatalf("worker %d reported a loss:\n%s", k, lastLines(log, 30))
+				}
+				if v, _ := metricValue(scrape(t, r.metrics[k]), `pg_flo_worker_stream_loss(\{.*\})?`); v != 0 {
+					t.Errorf("worker %d: pg_flo_worker_stream_loss is %v, want 0", k, v)
+				}
+			}
+		})
+	}
+}
+
+// firstLineWith is the first line of log containing s.
+func firstLineWith(log, s string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
