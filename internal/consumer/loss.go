@@ -220,12 +220,6 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 		switch {
 		case p != nil && p.Stream == c.conf.Stream:
 			created, pos, posID = p.Created, p.Seq, p.ID
-			// The record lags a killed worker's last acknowledgements; the
-			// consumer's floor is exact, unless a purge moved it to just
-			// before the stream's first message.
-			if floor := ci.AckFloor.Stream; floor > pos && floor+1 != si.State.FirstSeq {
-				pos, posID = floor, ""
-			}
 		case c.conf.DeliverNew && ci.Delivered.Consumer == 0:
 			// A new consumer that starts with new messages skips the
 			// older ones on purpose.
@@ -234,9 +228,17 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 			pos, fromServer = ci.AckFloor.Stream, true
 		}
 	}
+	// The record lags a killed worker's last acknowledgements, and a
+	// consumer filtering subjects acknowledges up to the last message it
+	// skipped as not its own: JetStream's floor is ahead, and right, unless
+	// a purge moved it to just before the stream's first message.
+	sameStream := created.IsZero() || created.Equal(si.Created)
+	if floor := ci.AckFloor.Stream; sameStream && !fromServer && floor > pos && floor+1 != si.State.FirstSeq {
+		pos, posID = floor, ""
+	}
 	loss := &LossError{Stream: c.conf.Stream, Durable: c.conf.Durable, Group: c.conf.Group, AfterID: posID}
 	switch {
-	case !created.IsZero() && !created.Equal(si.Created):
+	case !sameStream:
 		loss.Cause = fmt.Sprintf("the stream was deleted and created again at %s; this worker had read the one created at %s up to sequence %d, and what that one held after it is gone",
 			si.Created.UTC().Format(time.RFC3339Nano), created.UTC().Format(time.RFC3339Nano), pos)
 		loss.First = pos + 1
