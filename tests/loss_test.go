@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,23 +89,29 @@ func (r *lossRun) stopWorkers() uint64 {
 	r.t.Helper()
 	last := r.streamInfo().State.LastSeq
 	for k, w := range r.workers {
-		durable := jsproto.ConsumerName(r.group)
-		if r.partitions > 1 {
-			durable = jsproto.PartitionConsumerName(r.group, k)
-		}
-		testenv.Eventually(r.t, 60*time.Second, "worker "+durable+" acknowledged everything", func() bool {
-			c, err := r.js.Consumer(context.Background(), jsproto.StreamName(r.group), durable)
-			if err != nil {
-				return false
-			}
-			ci := c.CachedInfo()
-			return ci.NumAckPending == 0 && ci.NumPending == 0 && ci.Delivered.Stream > 0
-		})
+		r.waitAcked(k)
 		if err := w.Stop(); err != nil {
 			r.t.Fatal(err)
 		}
 	}
 	return last
+}
+
+// waitAcked waits until worker k acknowledged everything in the stream.
+func (r *lossRun) waitAcked(k int) {
+	r.t.Helper()
+	durable := jsproto.ConsumerName(r.group)
+	if r.partitions > 1 {
+		durable = jsproto.PartitionConsumerName(r.group, k)
+	}
+	testenv.Eventually(r.t, 60*time.Second, "worker "+durable+" acknowledged everything", func() bool {
+		c, err := r.js.Consumer(context.Background(), jsproto.StreamName(r.group), durable)
+		if err != nil {
+			return false
+		}
+		ci := c.CachedInfo()
+		return ci.NumAckPending == 0 && ci.NumPending == 0 && ci.Delivered.Stream > 0
+	})
 }
 
 // insert commits rows from..to on the source, one transaction each.
@@ -266,6 +274,46 @@ func TestLossStreamRecreated(t *testing.T) {
 	r.startWorkers()
 	r.waitStopped(0, fmt.Sprintf("missed the messages from stream sequence %d on", applied+1), "the stream was deleted and created again")
 	r.assertTargetUpTo(10)
+}
+
+// The NATS server comes back with an older copy of its store, as after a
+// power loss before it synced: the stream's last sequence went back below
+// what the running worker had applied. The worker stops instead of reading
+// the new messages that take the lost sequences.
+func TestLossStreamWentBack(t *testing.T) {
+	r := newLossRun(t, "lossb", 1)
+	r.p.startReplicator()
+	r.startWorkers()
+	r.insert(1, 10)
+	r.waitTargetRows(10)
+	r.waitAcked(0)
+	synced := r.streamInfo().State.LastSeq
+
+	// What the disk held "before the power loss".
+	r.p.nats.Shutdown()
+	backup := filepath.Join(t.TempDir(), "store")
+	if err := os.CopyFS(backup, os.DirFS(r.p.nats.StoreDir())); err != nil {
+		t.Fatal(err)
+	}
+	r.p.nats.Start(t)
+	r.insert(11, 20)
+	r.waitTargetRows(20)
+	r.waitAcked(0)
+
+	r.p.nats.Shutdown()
+	if err := os.RemoveAll(r.p.nats.StoreDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(r.p.nats.StoreDir(), os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	r.p.nats.Start(t)
+	r.waitStopped(0, fmt.Sprintf("missed the messages from stream sequence %d on", synced+1), "a NATS server lost messages it had acknowledged")
+	// New changes take the lost sequences; none is applied.
+	r.insert(21, 25)
+	r.waitStreamLast(synced + 5)
+	r.waitStopped(0)
+	r.assertTargetUpTo(20)
 }
 
 // No false alarm: with the replicator and the workers killed (SIGKILL) and

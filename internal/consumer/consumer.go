@@ -531,12 +531,10 @@ func (c *Consumer) syncPosition(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s info: %w", durable, err)
 	}
-	if resync {
-		// Attached again: did the stream lose what this consumer had
-		// not delivered yet?
-		if err := c.attachCheck(ctx, js, info); err != nil {
-			return err
-		}
+	// Attached again, or deliveries out of order: did the stream lose what
+	// this consumer had not delivered yet?
+	if err := c.attachCheck(ctx, js, info); err != nil {
+		return err
 	}
 	next, last := info.Delivered.Consumer+1, info.Delivered.Stream
 	// The carried messages are pending too, but held here, in order.
