@@ -100,13 +100,14 @@ type position struct {
 var kvKeyValid = regexp.MustCompile(`^[-_=A-Za-z0-9]+$`)
 
 // PositionKey is the state bucket key of a durable consumer's position:
-// "consumers.<durable>", the name in hex when it holds characters keys may
-// not.
+// "consumers.<durable>", or "consumers.hex.<durable in hex>" when the name
+// holds characters keys may not (a durable never holds '.', so the two
+// forms never meet).
 func PositionKey(durable string) string {
 	if kvKeyValid.MatchString(durable) {
 		return "consumers." + durable
 	}
-	return "consumers.x" + hex.EncodeToString([]byte(durable))
+	return "consumers.hex." + hex.EncodeToString([]byte(durable))
 }
 
 // recorder writes the consumer's position to the state bucket off the

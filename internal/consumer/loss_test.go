@@ -55,7 +55,7 @@ func TestPositionKey(t *testing.T) {
 		"pgflo_g_consumer":    "consumers.pgflo_g_consumer",
 		"pgflo_g_consumer_p1": "consumers.pgflo_g_consumer_p1",
 		"a-b=c":               "consumers.a-b=c",
-		"grüße":               "consumers.x6772c3bcc39f65",
+		"grüße":               "consumers.hex.6772c3bcc39f65",
 	} {
 		if got := PositionKey(durable); got != want {
 			t.Errorf("PositionKey(%q) = %q, want %q", durable, got, want)
