@@ -103,7 +103,15 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   valid pg_flo change event, is delivered as is, flagged with an error naming its stream sequence
   (`+"`errored()`"+` in Bloblang) and logged. An output that cannot use it fails, which stops the group at that
   change and retries it; a `+"`switch`"+` output on `+"`errored()`"+` can send it to a dead-letter destination
-  instead. Messages are never terminated.`).
+  instead. Messages are never terminated.
+- **Lost changes stop the worker**: when the stream no longer holds messages this worker never delivered
+  (removed by the stream's limits with discard old, a purge, the stream deleted and created again, a NATS
+  server that lost data it had acknowledged), the worker delivers nothing past the hole: it logs and returns an
+  error naming the missing stream sequences and the changes around them, sets the gauge
+  `+"`pg_flo_worker_stream_loss`"+` to 1, and keeps refusing until the group is resynced. It keeps its position
+  (the stream sequence it last acknowledged, and the stream's creation time) in the group's state bucket
+  (`+"`pg_flo_state_<group>`"+`, key `+"`consumers.<durable>`"+`) to recognise a hole after a restart. See the
+  operations guide.`).
 		Field(natsconf.URLField()).
 		Fields(
 			service.NewStringField(workerFieldGroup).
