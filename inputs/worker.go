@@ -58,6 +58,10 @@ const WorkerMetaStreamSeq = "pg_flo_stream_seq"
 // came from, on the events of a partitioned group's worker.
 const WorkerMetaPartition = event.MetaPartition
 
+// lossRetry is how often a worker stopped at a hole in its stream says so
+// again (Connect keeps failing with the loss).
+const lossRetry = 10 * time.Second
+
 // errWorkerClosed is returned by a closed pg_flo_worker.
 var errWorkerClosed = errors.New("pg_flo_worker: input is closed")
 
@@ -106,9 +110,9 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   instead. Messages are never terminated.
 - **Lost changes stop the worker**: when the stream no longer holds messages this worker never delivered
   (removed by the stream's limits with discard old, a purge, the stream deleted and created again, a NATS
-  server that lost data it had acknowledged), the worker delivers nothing past the hole: it logs and returns an
-  error naming the missing stream sequences and the changes around them, sets the gauge
-  `+"`pg_flo_worker_stream_loss`"+` to 1, and keeps refusing until the group is resynced. It keeps its position
+  server that lost data it had acknowledged), the worker delivers nothing past the hole: its input fails, every
+  10 seconds, with an error naming the missing stream sequences and the changes around them (so `+"`/ready`"+`
+  answers 503), the gauge `+"`pg_flo_worker_stream_loss`"+` is 1, until the group is resynced. It keeps its position
   (the stream sequence it last acknowledged, and the stream's creation time) in the group's state bucket
   (`+"`pg_flo_state_<group>`"+`, key `+"`consumers.<durable>`"+`) to recognise a hole after a restart. See the
   operations guide.`).
@@ -413,6 +417,11 @@ func newWorker(c workerConfig, log *service.Logger) *workerInput {
 // reported service.ErrNotConnected.
 func (w *workerInput) Connect(ctx context.Context) error {
 	if err := w.consumer.Connect(ctx); err != nil {
+		if errors.Is(err, consumer.ErrStreamLoss) {
+			// Not connected for good: /ready says so, and the error comes
+			// back every lossRetry, not every second.
+			return service.NewErrBackOff(err, lossRetry)
+		}
 		return workerErr(err)
 	}
 	w.mu.Lock()
@@ -504,7 +513,8 @@ func workerErr(err error) error {
 	switch {
 	case errors.Is(err, consumer.ErrClosed):
 		return errWorkerClosed
-	case errors.Is(err, consumer.ErrNotConnected):
+	case errors.Is(err, consumer.ErrNotConnected), errors.Is(err, consumer.ErrStreamLoss):
+		// After a loss, Connect reports it (and keeps failing).
 		return service.ErrNotConnected
 	case errors.Is(err, consumer.ErrBatchEnded):
 		return errors.New("pg_flo_worker: batch acknowledged after the input closed; JetStream redelivers it")

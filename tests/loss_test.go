@@ -27,7 +27,7 @@ type lossRun struct {
 	p              *pipeline
 	js             jetstream.JetStream
 	workers        []*testenv.Process
-	metrics        []string // each worker's metrics URL
+	http           []string // each worker's HTTP server (metrics, /ready)
 }
 
 func newLossRun(t *testing.T, group string, partitions int) *lossRun {
@@ -43,7 +43,7 @@ func newLossRun(t *testing.T, group string, partitions int) *lossRun {
 	}
 	r.js = r.p.nats.JetStream(t)
 	r.workers = make([]*testenv.Process, max(partitions, 1))
-	r.metrics = make([]string, len(r.workers))
+	r.http = make([]string, len(r.workers))
 	return r
 }
 
@@ -74,7 +74,7 @@ input:
   %s
 `, port, r.p.nats.URL(), r.group, partition, postgresOutput(r.target, r.group, "")))
 	r.workers[k] = testenv.StartProcess(r.t, fmt.Sprintf("worker-%d", k), r.p.bin, "run", cfg)
-	r.metrics[k] = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	r.http[k] = fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
 func (r *lossRun) startWorkers() {
@@ -162,9 +162,10 @@ func (r *lossRun) waitStopped(k int, want ...string) string {
 			r.t.Fatalf("worker %d log lacks %q:\n%s", k, s, lastLines(log, 30))
 		}
 	}
-	if v, _ := metricValue(scrape(r.t, r.metrics[k]), `pg_flo_worker_stream_loss(\{.*\})?`); v != 1 {
+	if v, _ := metricValue(scrape(r.t, r.http[k]+"/metrics"), `pg_flo_worker_stream_loss(\{.*\})?`); v != 1 {
 		r.t.Errorf("worker %d: pg_flo_worker_stream_loss is %v, want 1", k, v)
 	}
+	testenv.Eventually(r.t, 30*time.Second, "worker not ready", func() bool { return readyStatus(r.http[k]) == 503 })
 	return log
 }
 
@@ -360,7 +361,7 @@ func TestLossNoFalseAlarm(t *testing.T) {
 				if log := w.Log(); strings.Contains(log, "missed") || strings.Contains(log, "resync") {
 					t.Fatalf("worker %d reported a loss:\n%s", k, lastLines(log, 30))
 				}
-				if v, _ := metricValue(scrape(t, r.metrics[k]), `pg_flo_worker_stream_loss(\{.*\})?`); v != 0 {
+				if v, _ := metricValue(scrape(t, r.http[k]+"/metrics"), `pg_flo_worker_stream_loss(\{.*\})?`); v != 0 {
 					t.Errorf("worker %d: pg_flo_worker_stream_loss is %v, want 0", k, v)
 				}
 			}
