@@ -386,8 +386,9 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 		return msgs, nil
 	}
 	var fetched []jetstream.Msg
+	var streamFirst uint64
 	if ahead != nil {
-		fetched, err = ahead.msgs, ahead.err
+		fetched, err, streamFirst = ahead.msgs, ahead.err, ahead.streamFirst
 	} else {
 		fetched, err = c.fetch(ctx, cons, msgs)
 	}
@@ -406,7 +407,10 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 	if !ok {
 		return nil, errOutOfOrder
 	}
-	if jumped {
+	// A consumer filtering subjects skips sequences all the time; the
+	// stream's first sequence, looked up after the fetch, clears most skips
+	// without asking again.
+	if jumped && (streamFirst == 0 || streamFirst > after+1) {
 		c.mu.Lock()
 		js := c.js
 		c.mu.Unlock()
@@ -435,7 +439,7 @@ func (c *Consumer) handOut(cons jetstream.Consumer, msgs []jetstream.Msg) (*Batc
 	b := &Batch{Msgs: msgs, c: c, stop: make(chan struct{})}
 	c.inflight, c.carry = b, carry
 	if !c.conf.full(carry) {
-		c.ahead = c.fetchAhead(cons, carry)
+		c.ahead = c.fetchAhead(cons, carry, c.js, c.lastStreamSeq)
 	}
 	c.mu.Unlock()
 	go c.keepAlive(b.stop, slices.Concat(msgs, carry))
@@ -449,18 +453,27 @@ type prefetch struct {
 	err     error
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once its goroutine ended
+	// streamFirst is the stream's first sequence, looked up after the
+	// fetch when msgs skip stream sequences (0 otherwise): the check for a
+	// hole (gapCheck) then costs the next batch no round trip.
+	streamFirst uint64
 }
 
 // fetchAhead starts the fetch Next would make after the carried messages, so
 // the pipeline does not wait for a pull request after every batch. What it
 // brings is read only once the current batch ended, and kept in progress
 // until then.
-func (c *Consumer) fetchAhead(cons jetstream.Consumer, carry []jetstream.Msg) *prefetch {
+func (c *Consumer) fetchAhead(cons jetstream.Consumer, carry []jetstream.Msg, js jetstream.JetStream, last uint64) *prefetch {
 	ctx, cancel := context.WithCancel(c.shut)
 	p := &prefetch{fetched: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		p.msgs, p.err = c.fetch(ctx, cons, carry)
+		if skips(p.msgs, last) {
+			if stream, err := js.Stream(ctx, c.conf.Stream); err == nil {
+				p.streamFirst = stream.CachedInfo().State.FirstSeq
+			}
+		}
 		if c.conf.Ahead != nil {
 			c.conf.Ahead(p.msgs)
 		}

@@ -99,22 +99,27 @@ type position struct {
 // kvKeyValid matches the keys a JetStream key-value bucket accepts.
 var kvKeyValid = regexp.MustCompile(`^[-_=A-Za-z0-9]+$`)
 
+// PositionKeyPrefix starts the state bucket keys of the consumers'
+// positions. A resync of the group, which makes a hole harmless, deletes
+// them, so its workers start without one.
+const PositionKeyPrefix = "consumers."
+
 // PositionKey is the state bucket key of a durable consumer's position:
 // "consumers.<durable>", or "consumers.hex.<durable in hex>" when the name
 // holds characters keys may not (a durable never holds '.', so the two
 // forms never meet).
 func PositionKey(durable string) string {
 	if kvKeyValid.MatchString(durable) {
-		return "consumers." + durable
+		return PositionKeyPrefix + durable
 	}
-	return "consumers.hex." + hex.EncodeToString([]byte(durable))
+	return PositionKeyPrefix + "hex." + hex.EncodeToString([]byte(durable))
 }
 
 // recorder writes the consumer's position to the state bucket off the
 // acknowledgement path: an acknowledgement only notes the newest position,
-// one goroutine writes the newest noted whenever the write before ended. So
-// the record lags the acknowledgements by about one write when the worker
-// is killed; Close writes the last one.
+// one goroutine writes the newest noted, at most every recordEvery. So the
+// record lags the acknowledgements by about recordEvery when the worker is
+// killed; Close writes the last one.
 type recorder struct {
 	kv   jetstream.KeyValue
 	key  string
@@ -140,9 +145,16 @@ func (r *recorder) note(p position) {
 	}
 }
 
+// recordEvery spaces the writes of a position: a worker applying many
+// small batches would otherwise write one per batch, load for the servers
+// that buys little.
+const recordEvery = 100 * time.Millisecond
+
 // run writes noted positions until ctx ends.
 func (r *recorder) run(ctx context.Context, warn func(error)) {
 	defer close(r.done)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,6 +163,12 @@ func (r *recorder) run(ctx context.Context, warn func(error)) {
 		}
 		if err := r.write(ctx); err != nil && ctx.Err() == nil {
 			warn(err)
+		}
+		pause.Reset(recordEvery)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
 		}
 	}
 }
@@ -290,6 +308,22 @@ func (c *Consumer) gapCheck(ctx context.Context, js jetstream.JetStream, last ui
 		First: last + 1, Last: si.State.FirstSeq - 1, AfterID: afterID,
 		ResumeID: c.msgID(ctx, stream, si.State.FirstSeq, si.State.LastSeq),
 	})
+}
+
+// skips reports whether msgs skip stream sequences after last (and between
+// themselves).
+func skips(msgs []jetstream.Msg, last uint64) bool {
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		if meta.Sequence.Stream > last+1 {
+			return true
+		}
+		last = max(last, meta.Sequence.Stream)
+	}
+	return false
 }
 
 // msgID is the de-duplication id of the message at seq, if it is there
