@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +29,8 @@ type lossRun struct {
 	js             jetstream.JetStream
 	workers        []*testenv.Process
 	http           []string // each worker's HTTP server (metrics, /ready)
+	// workerExtra is YAML added under pg_flo_worker (indented by 4).
+	workerExtra string
 }
 
 func newLossRun(t *testing.T, group string, partitions int) *lossRun {
@@ -70,9 +73,9 @@ input:
   pg_flo_worker:
     url: %s
     group: %s
-%soutput:
+%s%soutput:
   %s
-`, port, r.p.nats.URL(), r.group, partition, postgresOutput(r.target, r.group, "")))
+`, port, r.p.nats.URL(), r.group, partition, r.workerExtra, postgresOutput(r.target, r.group, "")))
 	r.workers[k] = testenv.StartProcess(r.t, fmt.Sprintf("worker-%d", k), r.p.bin, "run", cfg)
 	r.http[k] = fmt.Sprintf("http://127.0.0.1:%d", port)
 }
@@ -248,6 +251,57 @@ func TestLossPurge(t *testing.T) {
 			r.assertTargetUpTo(10)
 		})
 	}
+}
+
+// The stream purged while the worker runs, held up by a lock on the target
+// with changes it has not fetched yet: it applies what it had fetched, then
+// stops at the purged changes it never had.
+func TestLossPurgeWhileRunning(t *testing.T) {
+	r := newLossRun(t, "losspr", 1)
+	r.workerExtra = "    batch_size: 5\n"
+	r.p.startReplicator()
+	r.startWorkers()
+	r.insert(1, 10)
+	r.waitTargetRows(10)
+	r.waitAcked(0)
+	base := r.streamInfo().State.LastSeq // the stream sequence of item 10
+
+	ctx := context.Background()
+	lock, err := pgx.Connect(ctx, r.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(ctx)
+	if _, err := lock.Exec(ctx, "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	r.insert(11, 60)
+	r.waitStreamLast(base + 50)
+	c, err := r.js.Consumer(ctx, jsproto.StreamName(r.group), jsproto.ConsumerName(r.group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := c.CachedInfo(); ci.NumPending == 0 {
+		t.Fatalf("the worker fetched every change while its target was locked: %+v", ci)
+	}
+	stream, err := r.js.Stream(ctx, jsproto.StreamName(r.group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	r.insert(61, 65)
+	log := r.waitStopped(0, fmt.Sprintf(" to %d (removed from the stream before this worker read them", base+50))
+	applied := int(testenv.QueryInt(t, r.target, "SELECT count(*) FROM items"))
+	r.assertTargetUpTo(applied)
+	if want := fmt.Sprintf("missed stream sequences %d to %d", base+uint64(applied-10)+1, base+50); !strings.Contains(log, want) {
+		t.Fatalf("worker log lacks %q (it applied items 1 to %d):\n%s", want, applied, lastLines(log, 20))
+	}
+	t.Logf("applied items 1 to %d, what it had fetched; stopped at: %s", applied, firstLineWith(log, "missed stream sequences"))
 }
 
 // The stream deleted while the worker is stopped, and created again by the

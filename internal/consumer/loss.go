@@ -100,8 +100,8 @@ type position struct {
 var kvKeyValid = regexp.MustCompile(`^[-_=A-Za-z0-9]+$`)
 
 // PositionKeyPrefix starts the state bucket keys of the consumers'
-// positions. A resync of the group, which makes a hole harmless, deletes
-// them, so its workers start without one.
+// positions. Whatever makes a hole harmless (a resync of the group) should
+// delete them, or the workers keep stopping at it.
 const PositionKeyPrefix = "consumers."
 
 // PositionKey is the state bucket key of a durable consumer's position:
