@@ -373,13 +373,40 @@ func TestLossStreamWentBack(t *testing.T) {
 
 // No false alarm: with the replicator and the workers killed (SIGKILL) and
 // restarted while changes flow, and a message published again with its
-// de-duplication id, every worker goes on and the target equals the source.
+// de-duplication id, every worker goes on and the target equals the source
+// — with one partition or two, and in a stream with interest retention,
+// which deletes what every partition's worker acknowledged.
 func TestLossNoFalseAlarm(t *testing.T) {
-	for _, partitions := range []int{1, 2} {
-		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
-			r := newLossRun(t, fmt.Sprintf("lossn%d", partitions), partitions)
-			r.p.startReplicator()
-			r.startWorkers()
+	for _, tc := range []struct {
+		partitions int
+		interest   bool
+	}{{1, false}, {2, false}, {2, true}} {
+		t.Run(fmt.Sprintf("partitions=%d,interest=%v", tc.partitions, tc.interest), func(t *testing.T) {
+			partitions := tc.partitions
+			r := newLossRun(t, fmt.Sprintf("lossn%d%v", partitions, tc.interest), partitions)
+			if tc.interest {
+				// Messages published before the consumers exist would be
+				// dropped: the stream and the workers come first.
+				ctx := context.Background()
+				if _, err := r.js.CreateStream(ctx, jetstream.StreamConfig{
+					Name: jsproto.StreamName(r.group), Subjects: []string{jsproto.GroupSubjects(r.group)}, Storage: jetstream.FileStorage,
+					Retention: jetstream.InterestPolicy, Duplicates: 10 * time.Minute,
+					Metadata: map[string]string{jsproto.StreamMetaPartitions: fmt.Sprint(partitions)},
+				}); err != nil {
+					t.Fatal(err)
+				}
+				r.startWorkers()
+				for k := range r.workers {
+					testenv.Eventually(t, 30*time.Second, "the worker's consumer", func() bool {
+						_, err := r.js.Consumer(ctx, jsproto.StreamName(r.group), jsproto.PartitionConsumerName(r.group, k))
+						return err == nil
+					})
+				}
+				r.p.startReplicator()
+			} else {
+				r.p.startReplicator()
+				r.startWorkers()
+			}
 			update := func(n int) {
 				testenv.Exec(t, r.source, "UPDATE items SET v = v || '.' WHERE id % $1 = 0", n)
 			}
@@ -394,19 +421,8 @@ func TestLossNoFalseAlarm(t *testing.T) {
 				update(k + 2)
 				r.startWorker(k)
 			}
-			// The stream's first message, published again as a replicator
-			// resending it would: JetStream stores it once.
-			stream, err := r.js.Stream(context.Background(), jsproto.StreamName(r.group))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := stream.GetMsg(context.Background(), 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ack, err := r.js.PublishMsg(context.Background(), &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
-			if err != nil || !ack.Duplicate {
-				t.Fatalf("publish again: ack %+v, %v; want a duplicate", ack, err)
+			if !tc.interest { // there the workers' acknowledgements deleted it
+				r.publishLastAgain()
 			}
 			r.insert(81, 100)
 			update(5)
@@ -420,6 +436,26 @@ func TestLossNoFalseAlarm(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// publishLastAgain publishes the stream's last message again, with its
+// de-duplication id, as a replicator resending it would: JetStream stores it
+// once.
+func (r *lossRun) publishLastAgain() {
+	r.t.Helper()
+	ctx := context.Background()
+	stream, err := r.js.Stream(ctx, jsproto.StreamName(r.group))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	m, err := stream.GetMsg(ctx, stream.CachedInfo().State.LastSeq)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ack, err := r.js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	if err != nil || !ack.Duplicate {
+		r.t.Fatalf("publish again: ack %+v, %v; want a duplicate", ack, err)
 	}
 }
 

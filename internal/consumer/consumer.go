@@ -133,6 +133,7 @@ type Consumer struct {
 	ackedSeq       uint64
 	ackedID        string
 	ackedKnown     bool
+	gapChecks      bool // skipped stream sequences may be a hole (see attachCheck)
 	record         *recorder
 	lost           error
 }
@@ -410,10 +411,10 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 	// A consumer filtering subjects skips sequences all the time; the
 	// stream's first sequence, looked up after the fetch, clears most skips
 	// without asking again.
-	if jumped && (streamFirst == 0 || streamFirst > after+1) {
-		c.mu.Lock()
-		js := c.js
-		c.mu.Unlock()
+	c.mu.Lock()
+	js, gapChecks := c.js, c.gapChecks
+	c.mu.Unlock()
+	if jumped && gapChecks && (streamFirst == 0 || streamFirst > after+1) {
 		if err := c.gapCheck(ctx, js, after); err != nil {
 			nak(msgs)
 			nak(fetched)
@@ -439,7 +440,11 @@ func (c *Consumer) handOut(cons jetstream.Consumer, msgs []jetstream.Msg) (*Batc
 	b := &Batch{Msgs: msgs, c: c, stop: make(chan struct{})}
 	c.inflight, c.carry = b, carry
 	if !c.conf.full(carry) {
-		c.ahead = c.fetchAhead(cons, carry, c.js, c.lastStreamSeq)
+		var js jetstream.JetStream // looks the stream up when messages skip sequences
+		if c.gapChecks {
+			js = c.js
+		}
+		c.ahead = c.fetchAhead(cons, carry, js, c.lastStreamSeq)
 	}
 	c.mu.Unlock()
 	go c.keepAlive(b.stop, slices.Concat(msgs, carry))
@@ -469,7 +474,7 @@ func (c *Consumer) fetchAhead(cons jetstream.Consumer, carry []jetstream.Msg, js
 	go func() {
 		defer close(p.done)
 		p.msgs, p.err = c.fetch(ctx, cons, carry)
-		if skips(p.msgs, last) {
+		if js != nil && skips(p.msgs, last) {
 			if stream, err := js.Stream(ctx, c.conf.Stream); err == nil {
 				p.streamFirst = stream.CachedInfo().State.FirstSeq
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -250,11 +251,20 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 	// The record lags a killed worker's last acknowledgements, and a
 	// consumer filtering subjects acknowledges up to the last message it
 	// skipped as not its own: JetStream's floor is ahead, and right, unless
-	// a purge moved it to just before the stream's first message.
+	// a purge moved it to just before the stream's first message. In a
+	// stream that deletes acknowledged messages (interest or work queue
+	// retention) the floor sits there anyway, and is trusted.
 	sameStream := created.IsZero() || created.Equal(si.Created)
-	if floor := ci.AckFloor.Stream; sameStream && !fromServer && floor > pos && floor+1 != si.State.FirstSeq {
+	limits := si.Config.Retention == jetstream.LimitsPolicy
+	if floor := ci.AckFloor.Stream; sameStream && !fromServer && floor > pos && (floor+1 != si.State.FirstSeq || !limits) {
 		pos, posID = floor, ""
 	}
+	// There, other consumers' acknowledgements delete messages between a
+	// filtering consumer's own: removed messages are no sign of a hole.
+	headCheck := limits || !filtering(c.conf.FilterSubjects, si.Config.Subjects)
+	c.mu.Lock()
+	c.gapChecks = headCheck
+	c.mu.Unlock()
 	loss := &LossError{Stream: c.conf.Stream, Durable: c.conf.Durable, Group: c.conf.Group, AfterID: posID}
 	switch {
 	case !sameStream:
@@ -265,7 +275,7 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 		loss.Cause = fmt.Sprintf("the stream's last sequence is %d, below the %d this worker had reached: a NATS server lost messages it had acknowledged (data not yet synced to disk when it went down?), and new messages take their sequences",
 			si.State.LastSeq, max(pos, ci.Delivered.Stream))
 		loss.First = si.State.LastSeq + 1
-	case si.State.FirstSeq > pos+1:
+	case headCheck && si.State.FirstSeq > pos+1:
 		loss.Cause = "removed from the stream before this worker read them: the stream's limits (max_msgs, max_bytes or max_age with discard old) or a purge"
 		if fromServer && ci.Delivered.Consumer == 0 && pos == 0 {
 			loss.Cause = "removed from the stream before this consumer was created: the stream's limits or a purge"
@@ -308,6 +318,20 @@ func (c *Consumer) gapCheck(ctx context.Context, js jetstream.JetStream, last ui
 		First: last + 1, Last: si.State.FirstSeq - 1, AfterID: afterID,
 		ResumeID: c.msgID(ctx, stream, si.State.FirstSeq, si.State.LastSeq),
 	})
+}
+
+// filtering reports whether a consumer of filters takes only some of a
+// stream's subjects.
+func filtering(filters, subjects []string) bool {
+	if len(filters) == 0 {
+		return false
+	}
+	for _, f := range filters {
+		if !slices.Contains(subjects, f) {
+			return true
+		}
+	}
+	return len(filters) < len(subjects)
 }
 
 // skips reports whether msgs skip stream sequences after last (and between
