@@ -268,7 +268,7 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 	loss := &LossError{Stream: c.conf.Stream, Durable: c.conf.Durable, Group: c.conf.Group, AfterID: posID}
 	switch {
 	case !sameStream:
-		loss.Cause = fmt.Sprintf("the stream was deleted and created again at %s; this worker had read the one created at %s up to sequence %d, and what that one held after it is gone",
+		loss.Cause = fmt.Sprintf("the stream was deleted and created again at %s; this worker had read the one created at %s up to sequence %d, and whatever that one held after it never reached this worker",
 			si.Created.UTC().Format(time.RFC3339Nano), created.UTC().Format(time.RFC3339Nano), pos)
 		loss.First = pos + 1
 	case si.State.LastSeq < max(pos, ci.Delivered.Stream):
@@ -278,7 +278,7 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 	case headCheck && si.State.FirstSeq > pos+1:
 		loss.Cause = "removed from the stream before this worker read them: the stream's limits (max_msgs, max_bytes or max_age with discard old) or a purge"
 		if fromServer && ci.Delivered.Consumer == 0 && pos == 0 {
-			loss.Cause = "removed from the stream before this consumer was created: the stream's limits or a purge"
+			loss.Cause = "removed from the stream before this consumer was created: the stream's limits or a purge; a consumer meant to start with new changes is created with deliver: new"
 		}
 		loss.First, loss.Last = pos+1, si.State.FirstSeq-1
 		loss.ResumeID = c.msgID(ctx, stream, si.State.FirstSeq, si.State.LastSeq)
