@@ -62,3 +62,24 @@ func TestPositionKey(t *testing.T) {
 		}
 	}
 }
+
+// A consumer filters when it takes only some of the stream's subjects.
+func TestFiltering(t *testing.T) {
+	stream := []string{"pgflo.g.>"}
+	for _, tc := range []struct {
+		filters []string
+		want    bool
+	}{
+		{nil, false},
+		{[]string{"pgflo.g.>"}, false},
+		{[]string{"pgflo.g.*.*.1"}, true},
+		{[]string{"pgflo.g.public.users", "pgflo.g.public.orders"}, true},
+	} {
+		if got := filtering(tc.filters, stream); got != tc.want {
+			t.Errorf("filtering(%v, %v) = %v, want %v", tc.filters, stream, got, tc.want)
+		}
+	}
+	if !filtering([]string{"a.>"}, []string{"a.>", "b.>"}) {
+		t.Error("one of two stream subjects is filtering")
+	}
+}
