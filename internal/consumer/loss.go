@@ -52,6 +52,8 @@ type LossError struct {
 	AfterID, ResumeID string
 }
 
+// Error names the hole, what made it, the changes around it and the
+// recovery, for the operator who reads the worker's log.
 func (e *LossError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "stream %s: consumer %s missed ", e.Stream, e.Durable)
@@ -215,6 +217,9 @@ func loadPosition(ctx context.Context, kv jetstream.KeyValue, key string) (*posi
 	return &p, nil
 }
 
+// causeRemoved is the cause of a hole at the head of the stream.
+const causeRemoved = "removed from the stream before this worker read them: the stream's limits (max_msgs, max_bytes or max_age with discard old) or a purge"
+
 // attachCheck compares, when the consumer (re)attaches, where it is with
 // what the stream holds. Called without c.mu.
 func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *jetstream.ConsumerInfo) error {
@@ -276,7 +281,7 @@ func (c *Consumer) attachCheck(ctx context.Context, js jetstream.JetStream, ci *
 			si.State.LastSeq, max(pos, ci.Delivered.Stream))
 		loss.First = si.State.LastSeq + 1
 	case headCheck && si.State.FirstSeq > pos+1:
-		loss.Cause = "removed from the stream before this worker read them: the stream's limits (max_msgs, max_bytes or max_age with discard old) or a purge"
+		loss.Cause = causeRemoved
 		if fromServer && ci.Delivered.Consumer == 0 && pos == 0 {
 			loss.Cause = "removed from the stream before this consumer was created: the stream's limits or a purge; a consumer meant to start with new changes is created with deliver: new"
 		}
@@ -314,7 +319,7 @@ func (c *Consumer) gapCheck(ctx context.Context, js jetstream.JetStream, last ui
 	c.mu.Unlock()
 	return c.lose(&LossError{
 		Stream: c.conf.Stream, Durable: c.conf.Durable, Group: c.conf.Group,
-		Cause: "removed from the stream before this worker read them: the stream's limits (max_msgs, max_bytes or max_age with discard old) or a purge",
+		Cause: causeRemoved,
 		First: last + 1, Last: si.State.FirstSeq - 1, AfterID: afterID,
 		ResumeID: c.msgID(ctx, stream, si.State.FirstSeq, si.State.LastSeq),
 	})
