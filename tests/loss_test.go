@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,9 @@ type lossRun struct {
 	http           []string // each worker's HTTP server (metrics, /ready)
 	// workerExtra is YAML added under pg_flo_worker (indented by 4).
 	workerExtra string
+	// stock makes the workers write to files (a stock output) instead of
+	// the target PostgreSQL.
+	stock bool
 }
 
 func newLossRun(t *testing.T, group string, partitions int) *lossRun {
@@ -75,9 +79,41 @@ input:
     group: %s
 %s%soutput:
   %s
-`, port, r.p.nats.URL(), r.group, partition, r.workerExtra, postgresOutput(r.target, r.group, "")))
+`, port, r.p.nats.URL(), r.group, partition, r.workerExtra, r.output(k)))
 	r.workers[k] = testenv.StartProcess(r.t, fmt.Sprintf("worker-%d", k), r.p.bin, "run", cfg)
 	r.http[k] = fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// output is worker k's output YAML.
+func (r *lossRun) output(k int) string {
+	if r.stock {
+		return fmt.Sprintf("file:\n    path: %q\n    codec: lines", r.outputFile(k))
+	}
+	return postgresOutput(r.target, r.group, "")
+}
+
+func (r *lossRun) outputFile(k int) string {
+	return filepath.Join(r.p.dir, fmt.Sprintf("changes-%d.jsonl", k))
+}
+
+// applied returns how many items the workers delivered, and the highest id.
+func (r *lossRun) applied() (n, maxID int) {
+	r.t.Helper()
+	if !r.stock {
+		got := testenv.QueryRows(r.t, r.target, "SELECT count(*)::text, coalesce(max(id), 0)::text FROM items")
+		n, _ = strconv.Atoi(got[0][0])
+		maxID, _ = strconv.Atoi(got[0][1])
+		return n, maxID
+	}
+	ids := map[int]bool{}
+	for k := range r.workers {
+		for _, ev := range readEvents(r.t, r.outputFile(k)) {
+			id, _ := strconv.Atoi(keyOf(ev))
+			ids[id] = true
+			maxID = max(maxID, id)
+		}
+	}
+	return len(ids), maxID
 }
 
 func (r *lossRun) startWorkers() {
@@ -147,7 +183,8 @@ func (r *lossRun) waitStreamLast(seq uint64) {
 func (r *lossRun) waitTargetRows(n int64) {
 	r.t.Helper()
 	testenv.Eventually(r.t, 60*time.Second, fmt.Sprintf("%d rows on the target", n), func() bool {
-		return testenv.QueryInt(r.t, r.target, "SELECT count(*) FROM items") == n
+		got, _ := r.applied()
+		return int64(got) == n
 	})
 }
 
@@ -176,9 +213,8 @@ func (r *lossRun) waitStopped(k int, want ...string) string {
 // after the hole was applied.
 func (r *lossRun) assertTargetUpTo(n int) {
 	r.t.Helper()
-	got := testenv.QueryRows(r.t, r.target, "SELECT count(*)::text, coalesce(max(id), 0)::text FROM items")
-	if want := fmt.Sprint(n); got[0][0] != want || got[0][1] != want {
-		r.t.Fatalf("target holds %s rows up to id %s, want exactly 1..%d: a change after the hole was applied", got[0][0], got[0][1], n)
+	if got, maxID := r.applied(); got != n || maxID != n {
+		r.t.Fatalf("target holds %d rows up to id %d, want exactly 1..%d: a change after the hole was applied", got, maxID, n)
 	}
 }
 
@@ -215,11 +251,16 @@ func TestLossLimitsDiscardOld(t *testing.T) {
 
 // The stream purged while the worker is stopped: the restarted worker
 // stops naming the purged sequences, though JetStream moved its consumer
-// past them.
+// past them — with two partitions, and with a stock output (file) too.
 func TestLossPurge(t *testing.T) {
-	for _, partitions := range []int{1, 2} {
-		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
-			r := newLossRun(t, fmt.Sprintf("lossp%d", partitions), partitions)
+	for _, tc := range []struct {
+		partitions int
+		stock      bool
+	}{{1, false}, {2, false}, {1, true}} {
+		t.Run(fmt.Sprintf("partitions=%d,stock_output=%v", tc.partitions, tc.stock), func(t *testing.T) {
+			partitions := tc.partitions
+			r := newLossRun(t, fmt.Sprintf("lossp%d%v", partitions, tc.stock), partitions)
+			r.stock = tc.stock
 			r.p.startReplicator()
 			r.startWorkers()
 			r.insert(1, 10)
@@ -296,7 +337,7 @@ func TestLossPurgeWhileRunning(t *testing.T) {
 	}
 	r.insert(61, 65)
 	log := r.waitStopped(0, fmt.Sprintf(" to %d (removed from the stream before this worker read them", base+50))
-	applied := int(testenv.QueryInt(t, r.target, "SELECT count(*) FROM items"))
+	applied, _ := r.applied()
 	r.assertTargetUpTo(applied)
 	if want := fmt.Sprintf("missed stream sequences %d to %d", base+uint64(applied-10)+1, base+50); !strings.Contains(log, want) {
 		t.Fatalf("worker log lacks %q (it applied items 1 to %d):\n%s", want, applied, lastLines(log, 20))
