@@ -67,6 +67,10 @@ const WorkerMetaStreamSeq = "pg_flo_stream_seq"
 // came from, on the events of a partitioned group's worker.
 const WorkerMetaPartition = event.MetaPartition
 
+// lossRetry is how often a worker stopped at a hole in its stream says so
+// again (Connect keeps failing with the loss).
+const lossRetry = 10 * time.Second
+
 // errWorkerClosed is returned by a closed pg_flo_worker.
 var errWorkerClosed = errors.New("pg_flo_worker: input is closed")
 
@@ -121,7 +125,15 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
   them, and the original is acknowledged with it. `+"`pgflo dead-letters list`"+` and `+"`replay`"+` read and republish them
   ([docs/operations.md](../operations.md#poison-messages-and-dead-letters)); the events of a replayed message carry
   the metadata `+"`pg_flo_replay`"+` (whatever `+"`on_error`"+` is), which `+"`pg_flo_postgres`"+` applies even though its progress
-  table is past them.`).
+  table is past them.
+- **Lost changes stop the worker**: when the stream no longer holds messages this worker never delivered
+  (removed by the stream's limits with discard old, a purge, the stream deleted and created again, a NATS
+  server that lost data it had acknowledged), the worker delivers nothing past the hole: its input fails, every
+  10 seconds, with an error naming the missing stream sequences and the changes around them (so `+"`/ready`"+`
+  answers 503), the gauge `+"`pg_flo_worker_stream_loss`"+` is 1, until the group is resynced. It keeps its position
+  (the stream sequence it last acknowledged, and the stream's creation time) in the group's state bucket
+  (`+"`pg_flo_state_<group>`"+`, key `+"`consumers.<durable>`"+`) to recognise a hole after a restart. See the
+  operations guide.`).
 		Field(natsconf.URLField()).
 		Fields(
 			service.NewStringField(workerFieldGroup).
@@ -398,6 +410,15 @@ func newWorkerInput(conf *service.ParsedConfig, mgr *service.Resources) (*worker
 	if err != nil {
 		return nil, err
 	}
+	// A hole in the stream stops the worker (internal/consumer, loss.go);
+	// the metrics let an alert say so before anyone reads the logs.
+	lossGauge := mgr.Metrics().NewGauge("pg_flo_worker_stream_loss")
+	lossTotal := mgr.Metrics().NewCounter("pg_flo_worker_stream_loss_total")
+	lossGauge.Set(0)
+	c.OnLoss = func(*consumer.LossError) {
+		lossGauge.Set(1)
+		lossTotal.Incr(1)
+	}
 	w := newWorker(c, mgr.Logger())
 	if c.deadLetter {
 		w.dead.count = mgr.Metrics().NewCounter("pg_flo_dead_letters_total", "reason")
@@ -435,6 +456,7 @@ func newWorker(c workerConfig, log *service.Logger) *workerInput {
 			msgs[i] = mb.unpack(m)
 		}
 	}
+	c.RecordPosition = true
 	w.consumer = consumer.New(c.Config)
 	return w
 }
@@ -443,6 +465,11 @@ func newWorker(c workerConfig, log *service.Logger) *workerInput {
 // reported service.ErrNotConnected.
 func (w *workerInput) Connect(ctx context.Context) error {
 	if err := w.consumer.Connect(ctx); err != nil {
+		if errors.Is(err, consumer.ErrStreamLoss) {
+			// Not connected for good: /ready says so, and the error comes
+			// back every lossRetry, not every second.
+			return service.NewErrBackOff(err, lossRetry)
+		}
 		return workerErr(err)
 	}
 	w.mu.Lock()
@@ -544,7 +571,8 @@ func workerErr(err error) error {
 	switch {
 	case errors.Is(err, consumer.ErrClosed):
 		return errWorkerClosed
-	case errors.Is(err, consumer.ErrNotConnected):
+	case errors.Is(err, consumer.ErrNotConnected), errors.Is(err, consumer.ErrStreamLoss):
+		// After a loss, Connect reports it (and keeps failing).
 		return service.ErrNotConnected
 	case errors.Is(err, consumer.ErrBatchEnded):
 		return errors.New("pg_flo_worker: batch acknowledged after the input closed; JetStream redelivers it")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/logging"
+	"github.com/pgflo/pgflo/internal/state"
 )
 
 // ErrClosed is returned by a closed Consumer.
@@ -62,6 +63,14 @@ type Config struct {
 	// itself; the batch then holds the wrappers. Work done there overlaps
 	// the pipeline's, instead of pausing it between two batches.
 	Ahead func(msgs []jetstream.Msg)
+	// RecordPosition makes the consumer record its position (the stream
+	// sequence of the last message acknowledged) in the group's state
+	// bucket, so a restarted worker still recognises a hole in the stream
+	// (see loss.go).
+	RecordPosition bool
+	// OnLoss, when set, is called once when the consumer finds that the
+	// stream lost messages it never delivered.
+	OnLoss func(*LossError)
 }
 
 // pollWait bounds one long poll for the first message of a batch, so a dead
@@ -116,6 +125,17 @@ type Consumer struct {
 	// retryWait is how long to wait before reading a rejected batch again
 	// (0 after a success).
 	retryWait time.Duration
+	// Loss detection, see loss.go: the creation time of the stream read,
+	// the last message acknowledged (known once attached), the recorder of
+	// that position, and the hole found, returned from then on.
+	streamCreated  time.Time
+	streamReplicas int
+	ackedSeq       uint64
+	ackedID        string
+	ackedKnown     bool
+	gapChecks      bool // skipped stream sequences may be a hole (see attachCheck)
+	record         *recorder
+	lost           error
 }
 
 // New returns a consumer; Connect connects it.
@@ -150,6 +170,9 @@ func (c *Consumer) Connect(ctx context.Context) error {
 	if c.closed {
 		return ErrClosed
 	}
+	if c.lost != nil {
+		return c.lost
+	}
 	if c.nc != nil && c.nc.IsClosed() {
 		c.nc, c.js, c.cons = nil, nil, nil
 	}
@@ -174,6 +197,14 @@ func (c *Consumer) Connect(ctx context.Context) error {
 	}
 	c.cons = cons
 	c.resync = true
+	if c.conf.RecordPosition && c.record == nil {
+		kv, err := state.OpenBucket(ctx, c.js, c.conf.Group, c.streamReplicas)
+		if err != nil {
+			return err
+		}
+		c.record = newRecorder(kv, PositionKey(c.conf.Durable))
+		go c.record.run(c.shut, func(err error) { c.log.Warnf("Consumer %s: %v", c.conf.Durable, err) })
+	}
 	return nil
 }
 
@@ -197,6 +228,7 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 	if err != nil {
 		return nil, fmt.Errorf("look up stream %s: %w", conf.Stream, err)
 	}
+	c.streamReplicas = max(stream.CachedInfo().Config.Replicas, 1)
 	if conf.CheckStream != nil {
 		if err := conf.CheckStream(stream.CachedInfo().Config); err != nil {
 			return nil, err
@@ -364,10 +396,13 @@ func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
 // next reads one batch, with the turn held: nothing else is in flight.
 func (c *Consumer) next(ctx context.Context) (*Batch, error) {
 	c.mu.Lock()
-	closed, nc, cons, wait := c.closed, c.nc, c.cons, c.retryWait
+	closed, nc, cons, wait, lost := c.closed, c.nc, c.cons, c.retryWait, c.lost
 	c.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
+	}
+	if lost != nil {
+		return nil, lost
 	}
 	if nc == nil || cons == nil || !nc.IsConnected() {
 		return nil, ErrNotConnected
@@ -411,8 +446,9 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 		return msgs, nil
 	}
 	var fetched []jetstream.Msg
+	var streamFirst uint64
 	if ahead != nil {
-		fetched, err = ahead.msgs, ahead.err
+		fetched, err, streamFirst = ahead.msgs, ahead.err, ahead.streamFirst
 	} else {
 		fetched, err = c.fetch(ctx, cons, msgs)
 	}
@@ -427,8 +463,22 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 		c.mu.Unlock()
 		return nil, c.readErr(ctx, nc, err)
 	}
-	if !c.checkSequence(fetched) {
+	ok, jumped, after := c.checkSequence(fetched)
+	if !ok {
 		return nil, errOutOfOrder
+	}
+	// A consumer filtering subjects skips sequences all the time; the
+	// stream's first sequence, looked up after the fetch, clears most skips
+	// without asking again.
+	c.mu.Lock()
+	js, gapChecks := c.js, c.gapChecks
+	c.mu.Unlock()
+	if jumped && gapChecks && (streamFirst == 0 || streamFirst > after+1) {
+		if err := c.gapCheck(ctx, js, after); err != nil {
+			nak(msgs)
+			nak(fetched)
+			return nil, c.readErr(ctx, nc, err)
+		}
 	}
 	return append(msgs, fetched...), nil
 }
@@ -449,7 +499,11 @@ func (c *Consumer) handOut(cons jetstream.Consumer, msgs []jetstream.Msg) (*Batc
 	b := &Batch{Msgs: msgs, c: c, stop: make(chan struct{})}
 	c.inflight, c.carry = b, carry
 	if !c.conf.full(carry) {
-		c.ahead = c.fetchAhead(cons, carry)
+		var js jetstream.JetStream // looks the stream up when messages skip sequences
+		if c.gapChecks {
+			js = c.js
+		}
+		c.ahead = c.fetchAhead(cons, carry, js, c.lastStreamSeq)
 	}
 	c.mu.Unlock()
 	go c.keepAlive(b.stop, slices.Concat(msgs, carry))
@@ -463,18 +517,27 @@ type prefetch struct {
 	err     error
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once its goroutine ended
+	// streamFirst is the stream's first sequence, looked up after the
+	// fetch when msgs skip stream sequences (0 otherwise): the check for a
+	// hole (gapCheck) then costs the next batch no round trip.
+	streamFirst uint64
 }
 
 // fetchAhead starts the fetch Next would make after the carried messages, so
 // the pipeline does not wait for a pull request after every batch. What it
 // brings is read only once the current batch ended, and kept in progress
 // until then.
-func (c *Consumer) fetchAhead(cons jetstream.Consumer, carry []jetstream.Msg) *prefetch {
+func (c *Consumer) fetchAhead(cons jetstream.Consumer, carry []jetstream.Msg, js jetstream.JetStream, last uint64) *prefetch {
 	ctx, cancel := context.WithCancel(c.shut)
 	p := &prefetch{fetched: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		p.msgs, p.err = c.fetch(ctx, cons, carry)
+		if js != nil && skips(p.msgs, last) {
+			if stream, err := js.Stream(ctx, c.conf.Stream); err == nil {
+				p.streamFirst = stream.CachedInfo().State.FirstSeq
+			}
+		}
 		if c.conf.Ahead != nil {
 			c.conf.Ahead(p.msgs)
 		}
@@ -545,6 +608,11 @@ func (c *Consumer) syncPosition(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s info: %w", durable, err)
 	}
+	// Attached again, or deliveries out of order: did the stream lose what
+	// this consumer had not delivered yet?
+	if err := c.attachCheck(ctx, js, info); err != nil {
+		return err
+	}
 	next, last := info.Delivered.Consumer+1, info.Delivered.Stream
 	// The carried messages are pending too, but held here, in order.
 	outstanding := info.NumAckPending - held
@@ -589,8 +657,10 @@ func isAPIError(err error) bool {
 // delivery was lost (consumer sequences are consecutive) and nothing older
 // than what was handed out comes back (stream sequences increase). Otherwise
 // it schedules a reset and reports false; the messages are dropped unacked
-// and come again, in order, after the reset.
-func (c *Consumer) checkSequence(msgs []jetstream.Msg) bool {
+// and come again, in order, after the reset. It also reports whether a
+// message skipped stream sequences, and the one it skipped after: the
+// stream may have lost them (gapCheck).
+func (c *Consumer) checkSequence(msgs []jetstream.Msg) (ok, jumped bool, after uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next, last := c.nextDeliverySeq, c.lastStreamSeq
@@ -611,10 +681,13 @@ func (c *Consumer) checkSequence(msgs []jetstream.Msg) bool {
 			} else {
 				c.log.Warnf("Consumer %s: %s; resetting it so changes stay in order (is another worker using it?)", c.conf.Durable, problem)
 				c.forceReset = true
-				return false
+				return false, false, 0
 			}
 		}
 		if err == nil {
+			if !jumped && meta.Sequence.Stream > last+1 {
+				jumped, after = true, last
+			}
 			next, last = meta.Sequence.Consumer+1, max(last, meta.Sequence.Stream)
 		}
 	}
@@ -622,7 +695,7 @@ func (c *Consumer) checkSequence(msgs []jetstream.Msg) bool {
 		c.nextDeliverySeq = next
 	}
 	c.lastStreamSeq = last
-	return true
+	return true, jumped, after
 }
 
 // fetch returns the messages to add to have (the carried messages) for a
@@ -837,6 +910,9 @@ func (b *Batch) Done(err error) error {
 			c.forceReset = true // the messages stay pending: rewind so they come next
 		}
 		c.mu.Unlock()
+		if ackErr == nil {
+			c.noteAcked(b.Msgs)
+		}
 	})
 	if !ended {
 		return ErrBatchEnded
@@ -874,7 +950,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 	c.closed = true
 	c.shutCancel()
-	b, carry, ahead, nc := c.inflight, c.carry, c.ahead, c.nc
+	b, carry, ahead, nc, rec := c.inflight, c.carry, c.ahead, c.nc, c.record
 	c.inflight, c.carry, c.ahead, c.nc, c.js, c.cons = nil, nil, nil, nil, nil, nil
 	c.mu.Unlock()
 
@@ -893,6 +969,16 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 	if nc == nil {
 		return nil
+	}
+	if rec != nil {
+		// shutCancel stopped the recorder; write the last position.
+		select {
+		case <-rec.done:
+			if err := rec.write(ctx); err != nil {
+				c.log.Warnf("Consumer %s: %v", c.conf.Durable, err)
+			}
+		case <-ctx.Done():
+		}
 	}
 	return jsproto.Drain(ctx, nc)
 }

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -25,8 +26,13 @@ func Command() *cli.Command {
 			"Three of them form a cluster (replicated streams survive the loss of one):\n" +
 			"give each its own --server-name, the same --cluster-name, a --cluster-listen\n" +
 			"address and --routes to all three. --config loads a nats-server configuration\n" +
-			"file for everything else (TLS, accounts, sync_interval, …); flags given\n" +
-			"explicitly override it.",
+			"file for everything else (TLS, accounts, …); flags given explicitly\n" +
+			"override it.\n\n" +
+			"--sync-interval is how often the server flushes JetStream's files to disk\n" +
+			"(nats-server's sync_interval, 2m unless set): changes acknowledged since the\n" +
+			"last flush are lost if every server holding them loses power at once.\n" +
+			"\"always\" flushes before every acknowledgement, at the cost of a disk flush\n" +
+			"per publish.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:  "config",
@@ -51,6 +57,10 @@ func Command() *cli.Command {
 				Name:  "max-payload",
 				Value: int64(DefaultMaxPayload),
 				Usage: "maximum message payload in bytes",
+			},
+			&cli.StringFlag{
+				Name:  "sync-interval",
+				Usage: "how often JetStream's files are flushed to disk (fsync): a duration (10s, 2m) or \"always\" (before every acknowledgement); nats-server's default 2m when unset",
 			},
 			&cli.StringFlag{
 				Name:  "server-name",
@@ -127,6 +137,17 @@ func commandOptions(c *cli.Context) (Options, error) {
 			return opts, fmt.Errorf("nats: --max-payload must be between 1 and %d, got %d", math.MaxInt32, maxPayload)
 		}
 		opts.MaxPayload = int32(maxPayload)
+	}
+	if v := c.String("sync-interval"); v != "" {
+		if strings.EqualFold(v, "always") {
+			opts.SyncAlways = true
+		} else {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return opts, fmt.Errorf("nats: --sync-interval must be \"always\" or a positive duration such as 10s or 2m, got %q", v)
+			}
+			opts.SyncInterval = d
+		}
 	}
 	opts.ServerName = c.String("server-name")
 	opts.ClusterName = c.String("cluster-name")

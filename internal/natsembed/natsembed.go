@@ -52,6 +52,13 @@ type Options struct {
 	// MaxPayload is the largest message the server accepts; 0 means
 	// DefaultMaxPayload.
 	MaxPayload int32
+	// SyncAlways makes the server fsync its JetStream files before it
+	// acknowledges a write (nats-server's `sync_interval: always`);
+	// SyncInterval, when not zero, is how often it fsyncs them otherwise
+	// (nats-server's default is 2 minutes). What an acknowledged message
+	// survives depends on it: see docs/operations.md.
+	SyncAlways   bool
+	SyncInterval time.Duration
 	// Logs makes the server log to stderr; otherwise it is silent (fatal
 	// errors are still reported by Start).
 	Logs bool
@@ -159,6 +166,15 @@ func serverOptions(opts Options) (*server.Options, error) {
 	// max_pending must be at least max_payload or the server refuses to start.
 	if int64(sopts.MaxPayload) > max(sopts.MaxPending, server.MAX_PENDING_SIZE) {
 		sopts.MaxPending = int64(sopts.MaxPayload)
+	}
+	if opts.SyncInterval < 0 {
+		return nil, fmt.Errorf("sync interval must be positive, got %v", opts.SyncInterval)
+	}
+	switch {
+	case opts.SyncAlways:
+		sopts.SyncAlways = true
+	case opts.SyncInterval > 0:
+		sopts.SyncAlways, sopts.SyncInterval = false, opts.SyncInterval
 	}
 	if opts.ServerName != "" {
 		sopts.ServerName = opts.ServerName

@@ -210,3 +210,54 @@ cluster { name: c, listen: "127.0.0.1:6333", routes: ["nats://127.0.0.1:6333"] }
 		}
 	}
 }
+
+// --sync-interval sets nats-server's sync_interval: "always" or a duration;
+// unset, the server's default (2 minutes) stands.
+func TestCommandSyncInterval(t *testing.T) {
+	for _, tc := range []struct {
+		arg      string
+		always   bool
+		interval time.Duration
+		err      string
+	}{
+		{arg: ""},
+		{arg: "always", always: true},
+		{arg: "ALWAYS", always: true},
+		{arg: "10s", interval: 10 * time.Second},
+		{arg: "soon", err: `--sync-interval must be "always" or a positive duration`},
+		{arg: "-1s", err: `--sync-interval must be "always" or a positive duration`},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			cmd := Command()
+			var opts Options
+			var optsErr error
+			cmd.Action = func(c *cli.Context) error {
+				opts, optsErr = commandOptions(c)
+				return nil
+			}
+			args := []string{"pgflo", "nats"}
+			if tc.arg != "" {
+				args = append(args, "--sync-interval", tc.arg)
+			}
+			if err := (&cli.App{Commands: []*cli.Command{cmd}}).Run(args); err != nil {
+				t.Fatal(err)
+			}
+			if tc.err != "" {
+				if optsErr == nil || !strings.Contains(optsErr.Error(), tc.err) {
+					t.Fatalf("error %v, want one containing %q", optsErr, tc.err)
+				}
+				return
+			}
+			if optsErr != nil {
+				t.Fatal(optsErr)
+			}
+			o, err := serverOptions(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.SyncAlways != tc.always || o.SyncInterval != tc.interval {
+				t.Fatalf("sync always %v, interval %v; want %v, %v", o.SyncAlways, o.SyncInterval, tc.always, tc.interval)
+			}
+		})
+	}
+}
