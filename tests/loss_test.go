@@ -290,8 +290,36 @@ func TestLossPurge(t *testing.T) {
 				r.waitStopped(k, want)
 			}
 			r.assertTargetUpTo(10)
+			if !tc.stock {
+				r.resyncAndConverge()
+			}
 		})
 	}
+}
+
+// resyncAndConverge is the way out of a hole: stop the replicator and the
+// stopped workers, `pgflo resync --force --yes` (the slot is valid), start
+// them again: the copy replaces what the stream lost and the target equals
+// the source, through a change made after the resync too.
+func (r *lossRun) resyncAndConverge() {
+	r.t.Helper()
+	for _, w := range r.workers {
+		if err := w.Stop(); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	if err := r.p.replicator.Stop(); err != nil {
+		r.t.Fatal(err)
+	}
+	out, err := runPgflo(r.t, "resync", "--dsn", r.source, "--group", r.group, "--nats-url", r.p.nats.URL(), "--force", "--yes")
+	if err != nil {
+		r.t.Fatalf("pgflo resync --force --yes: %v\n%s", err, out)
+	}
+	assertContains(r.t, out, "done      move the workers' recorded positions past any hole")
+	r.p.startReplicator()
+	r.startWorkers()
+	testenv.Exec(r.t, r.source, "UPDATE items SET v = 'after resync' WHERE id % 3 = 0")
+	waitDigestsEqual(r.t, r.source, r.target, []string{"items"}, 90*time.Second)
 }
 
 // The stream purged while the worker runs, held up by a lock on the target

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgflo/pgflo/internal/bytesize"
+	"github.com/pgflo/pgflo/internal/consumer"
 	"github.com/pgflo/pgflo/internal/jsproto"
 	"github.com/pgflo/pgflo/internal/pgdsn"
 	"github.com/pgflo/pgflo/internal/replication"
@@ -130,6 +132,7 @@ func Resync(ctx context.Context, o ResyncOptions, out io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "Resync of group %q (PostgreSQL %s, NATS %s):\n", o.Group, pgdsn.Redact(o.DSN), jsproto.RedactURL(nc.ConnectedUrl()))
+	streamName := jsproto.StreamName(o.Group)
 	steps := []struct {
 		what string
 		skip bool
@@ -141,6 +144,19 @@ func Resync(ctx context.Context, o ResyncOptions, out io.Writer) error {
 		}},
 		{"clear the group's snapshot record" + snapshotDetail(snap), snap == nil, func() (string, error) { return "", store.DeleteSnapshot(ctx) }},
 		{"clear the group's slot record", rec == nil, func() (string, error) { return "", store.DeleteSlot(ctx) }},
+		// A worker stopped at a hole in the stream would stop there again:
+		// the copy replaces what the stream lost.
+		{"move the workers' recorded positions past any hole in stream " + streamName, false, func() (string, error) {
+			kv, err := state.OpenBucket(ctx, js, o.Group, store.Replicas())
+			if err != nil {
+				return "", err
+			}
+			moved, err := consumer.AcceptLoss(ctx, js, kv, streamName)
+			if len(moved) == 0 {
+				return "", err
+			}
+			return "consumers " + strings.Join(moved, ", ") + "; restart a worker that stopped at a hole", err
+		}},
 	}
 	for _, st := range steps {
 		switch {

@@ -72,7 +72,7 @@ func (e *LossError) Error() string {
 	if e.ResumeID != "" {
 		fmt.Fprintf(&b, "; the stream goes on with %s", idText(e.ResumeID))
 	}
-	fmt.Fprintf(&b, ": %v, so the worker stops before the hole; resync the group (pgflo resync --group %s) to copy its tables afresh", ErrStreamLoss, e.Group)
+	fmt.Fprintf(&b, ": %v, so the worker stops before the hole; resync the group (pgflo resync --group %s --force --yes, then restart this worker) to copy its tables afresh", ErrStreamLoss, e.Group)
 	return b.String()
 }
 
@@ -409,4 +409,50 @@ func (c *Consumer) noteAcked(msgs []jetstream.Msg) {
 	if rec != nil && !created.IsZero() {
 		rec.note(position{Stream: c.conf.Stream, Created: created, Seq: meta.Sequence.Stream, ID: id})
 	}
+}
+
+// AcceptLoss records, for every durable consumer of stream, the position
+// just before the stream's first message, so that its workers go on from
+// what the stream still holds instead of stopping at a hole before it. A
+// resync of the group calls it: the copy it brings replaces whatever the
+// stream lost. A consumer that had read past the head keeps its position.
+// It returns the consumers whose record it wrote; a stream that does not
+// exist has none.
+func AcceptLoss(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, streamName string) ([]string, error) {
+	stream, err := js.Stream(ctx, streamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", streamName, err)
+	}
+	si := stream.CachedInfo()
+	head := si.State.FirstSeq
+	if head > 0 {
+		head--
+	}
+	var written []string
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		key := PositionKey(name)
+		p, err := loadPosition(ctx, kv, key)
+		if err != nil {
+			return written, err
+		}
+		if p != nil && p.Stream == streamName && p.Created.Equal(si.Created) && p.Seq >= head {
+			continue
+		}
+		body, err := json.Marshal(position{Stream: streamName, Created: si.Created, Seq: head})
+		if err != nil {
+			return written, fmt.Errorf("encode position: %w", err)
+		}
+		if _, err := kv.Put(ctx, key, body); err != nil {
+			return written, fmt.Errorf("record position %s: %w", key, err)
+		}
+		written = append(written, name)
+	}
+	if err := names.Err(); err != nil {
+		return written, fmt.Errorf("list the consumers of stream %s: %w", streamName, err)
+	}
+	return written, nil
 }

@@ -21,19 +21,19 @@ func TestLossErrorText(t *testing.T) {
 				"the last change delivered was message 0/16B37A0:3 (transaction 0/16B37A0); " +
 				"the stream goes on with message 0/17000A0:0-1023 (transaction 0/17000A0): " +
 				"the stream lost changes this worker never delivered, so the worker stops before the hole; " +
-				"resync the group (pgflo resync --group g) to copy its tables afresh",
+				"resync the group (pgflo resync --group g --force --yes, then restart this worker) to copy its tables afresh",
 		},
 		{
 			name: "one sequence, no ids",
 			loss: LossError{Stream: "s", Durable: "d", Group: "g", Cause: "purged", First: 7, Last: 7},
 			want: "stream s: consumer d missed stream sequence 7 (purged): the stream lost changes this worker never delivered, " +
-				"so the worker stops before the hole; resync the group (pgflo resync --group g) to copy its tables afresh",
+				"so the worker stops before the hole; resync the group (pgflo resync --group g --force --yes, then restart this worker) to copy its tables afresh",
 		},
 		{
 			name: "open end",
 			loss: LossError{Stream: "s", Durable: "d", Group: "g", Cause: "recreated", First: 5, AfterID: "plain"},
 			want: "stream s: consumer d missed the messages from stream sequence 5 on (recreated); the last change delivered was message plain: " +
-				"the stream lost changes this worker never delivered, so the worker stops before the hole; resync the group (pgflo resync --group g) to copy its tables afresh",
+				"the stream lost changes this worker never delivered, so the worker stops before the hole; resync the group (pgflo resync --group g --force --yes, then restart this worker) to copy its tables afresh",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
