@@ -41,7 +41,7 @@ fmt-check:
 docs:
 	$(GO) run ./internal/docgen/cmd
 
-# NATS=r3 or NATS=r3-sync runs bench and bench-snapshot against a three-server
+# NATS=r1-sync (one server, sync_interval: always), NATS=r3 or NATS=r3-sync runs bench and bench-snapshot against a three-server
 # NATS cluster (replicas 3; r3-sync with sync_interval: always) instead of one.
 NATS ?= r1
 

@@ -10,14 +10,16 @@ import (
 	"github.com/pgflo/pgflo/internal/testenv"
 )
 
-// StartNATS runs `pgflo nats` on a free port with its store in work and
-// waits until it accepts connections; it returns the process and its URL.
-func StartNATS(work, bin string) (*Proc, string, error) {
+// StartNATS runs `pgflo nats` on a free port with its store in work (and
+// the further flags extra) and waits until it accepts connections; it
+// returns the process and its URL.
+func StartNATS(work, bin string, extra ...string) (*Proc, string, error) {
 	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := StartProc(work, "nats", bin, "nats", "--port", strconv.Itoa(port), "--store-dir", filepath.Join(work, "nats-store"))
+	args := append([]string{"nats", "--port", strconv.Itoa(port), "--store-dir", filepath.Join(work, "nats-store")}, extra...)
+	p, err := StartProc(work, "nats", bin, args...)
 	if err != nil {
 		return nil, "", err
 	}

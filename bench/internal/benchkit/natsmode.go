@@ -3,7 +3,6 @@ package benchkit
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +19,9 @@ import (
 const (
 	// NATSR1 is one `pgflo nats` server; streams and buckets have one replica.
 	NATSR1 = "r1"
+	// NATSR1Sync is NATSR1 with sync_interval: always (the server fsyncs
+	// before it acknowledges).
+	NATSR1Sync = "r1-sync"
 	// NATSR3 is three `pgflo nats` servers in a cluster on this machine; the
 	// group's stream and state bucket have three replicas.
 	NATSR3 = "r3"
@@ -29,15 +31,15 @@ const (
 )
 
 // NATSModeUsage is the help text of a --nats flag.
-const NATSModeUsage = "NATS for pgflo: r1 (one `pgflo nats`), r3 (three `pgflo nats` in a cluster, stream and state bucket with 3 replicas) or r3-sync (r3 with sync_interval: always)"
+const NATSModeUsage = "NATS for pgflo: r1 (one `pgflo nats`), r1-sync (r1 with sync_interval: always), r3 (three `pgflo nats` in a cluster, stream and state bucket with 3 replicas) or r3-sync (r3 with sync_interval: always)"
 
 // CheckNATSMode reports a --nats value that is not a known setup.
 func CheckNATSMode(mode string) error {
 	switch mode {
-	case NATSR1, NATSR3, NATSR3Sync:
+	case NATSR1, NATSR1Sync, NATSR3, NATSR3Sync:
 		return nil
 	}
-	return fmt.Errorf("--nats must be %s, %s or %s, got %q", NATSR1, NATSR3, NATSR3Sync, mode)
+	return fmt.Errorf("--nats must be %s, %s, %s or %s, got %q", NATSR1, NATSR1Sync, NATSR3, NATSR3Sync, mode)
 }
 
 // NATS is the NATS a measurement runs pgflo against.
@@ -63,8 +65,12 @@ func StartNATSMode(ctx context.Context, work, bin, mode string) (n *NATS, err er
 			n.Procs.StopAll(false)
 		}
 	}()
-	if mode == NATSR1 {
-		p, url, err := StartNATS(work, bin)
+	var extra []string
+	if mode == NATSR1Sync || mode == NATSR3Sync {
+		extra = []string{"--sync-interval", "always"}
+	}
+	if mode == NATSR1 || mode == NATSR1Sync {
+		p, url, err := StartNATS(work, bin, extra...)
 		if err != nil {
 			return nil, err
 		}
@@ -84,14 +90,6 @@ func StartNATSMode(ctx context.Context, work, bin, mode string) (n *NATS, err er
 		}
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[i]))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
-	}
-	var extra []string
-	if mode == NATSR3Sync {
-		conf := filepath.Join(work, "nats-sync.conf")
-		if err := os.WriteFile(conf, []byte("jetstream {\n  sync_interval: always\n}\n"), 0o600); err != nil {
-			return nil, err
-		}
-		extra = []string{"--config", conf}
 	}
 	for i := range 3 {
 		name := "n" + strconv.Itoa(i+1)
@@ -177,6 +175,8 @@ func (n *NATS) Describe() string {
 	switch n.Mode {
 	case NATSR3:
 		return "three `pgflo nats` servers in a cluster on this machine, the group's stream (and state bucket) with 3 replicas"
+	case NATSR1Sync:
+		return "one `pgflo nats` server with `sync_interval: always`"
 	case NATSR3Sync:
 		return "three `pgflo nats` servers in a cluster on this machine with `sync_interval: always`, the group's stream (and state bucket) with 3 replicas"
 	}
