@@ -279,14 +279,7 @@ func natsFlags() []cli.Flag {
 
 // runCleanup is the action of CleanupCommand.
 func runCleanup(c *cli.Context) error {
-	if c.Args().Present() {
-		return fmt.Errorf("cleanup: unexpected argument %q (every setting is a flag)", c.Args().First())
-	}
-	dsn, err := sourceDSN(c)
-	if err != nil {
-		return fmt.Errorf("cleanup: %w", err)
-	}
-	auth, err := natsAuth(c)
+	dsn, auth, err := readGroupFlags(c)
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
@@ -315,6 +308,19 @@ func runCleanup(c *cli.Context) error {
 
 // natsAuth is the NATS connection's authentication and TLS flags; nil
 // when none is given.
+// readGroupFlags checks that a command of groupFlags got no arguments and
+// reads its source DSN and NATS authentication.
+func readGroupFlags(c *cli.Context) (dsn string, auth *jsproto.ConnConfig, err error) {
+	if c.Args().Present() {
+		return "", nil, fmt.Errorf("unexpected argument %q (every setting is a flag)", c.Args().First())
+	}
+	if dsn, err = sourceDSN(c); err != nil {
+		return "", nil, err
+	}
+	auth, err = natsAuth(c)
+	return dsn, auth, err
+}
+
 func natsAuth(c *cli.Context) (*jsproto.ConnConfig, error) {
 	auth := &jsproto.ConnConfig{
 		User: c.String(flagNATSUser), Password: c.String(flagNATSPassword), Token: c.String(flagNATSToken),

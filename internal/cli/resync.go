@@ -224,14 +224,7 @@ func ResyncCommand() *cli.Command {
 }
 
 func runResync(c *cli.Context) error {
-	if c.Args().Present() {
-		return fmt.Errorf("resync: unexpected argument %q (every setting is a flag)", c.Args().First())
-	}
-	dsn, err := sourceDSN(c)
-	if err != nil {
-		return fmt.Errorf("resync: %w", err)
-	}
-	auth, err := natsAuth(c)
+	dsn, auth, err := readGroupFlags(c)
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
