@@ -159,8 +159,15 @@ func Replicator(s Settings) (Built, error) {
 	if err != nil {
 		return Built{}, err
 	}
+	if err := checkPasswords(s, "password"); err != nil {
+		return Built{}, err
+	}
+	dsn, err := withPGTLS(keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")), s, "")
+	if err != nil {
+		return Built{}, err
+	}
 	input := map[string]any{
-		"dsn":                        keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")),
+		"dsn":                        literalDSN(dsn),
 		"group":                      s.String("group"),
 		"schema":                     s.String("schema"),
 		"tables":                     s.List("tables"),
@@ -272,15 +279,26 @@ func Worker(sink string, s Settings) (Built, error) {
 			"max_in_flight": 1,
 		}}
 	case "postgres":
+		if err := checkPasswords(s, "target-password", "source-password"); err != nil {
+			return Built{}, err
+		}
+		dsn, err := withPGTLS(keywordDSN(s.String("target-host"), s.Int("target-port"), s.String("target-dbname"), s.String("target-user"), EnvName("target-password")), s, "target-")
+		if err != nil {
+			return Built{}, err
+		}
 		pg := map[string]any{
 			"group":                s.String("group"),
-			"dsn":                  keywordDSN(s.String("target-host"), s.Int("target-port"), s.String("target-dbname"), s.String("target-user"), EnvName("target-password")),
+			"dsn":                  literalDSN(dsn),
 			"disable_foreign_keys": s.Bool("target-disable-foreign-keys"),
 			"sync_schema":          s.Bool("target-sync-schema"),
 		}
 		secrets = append(secrets, Secret{Env: EnvName("target-password"), Value: s.String("target-password")})
 		if s.Bool("target-sync-schema") {
-			pg["source_dsn"] = keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password"))
+			sourceDSN, err := withPGTLS(keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password")), s, "source-")
+			if err != nil {
+				return Built{}, err
+			}
+			pg["source_dsn"] = literalDSN(sourceDSN)
 			secrets = append(secrets, Secret{Env: EnvName("source-password"), Value: s.String("source-password")})
 		}
 		output = map[string]any{"pg_flo_postgres": pg}

@@ -1,0 +1,63 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// sslModes are libpq's (and pgx's) sslmode values.
+var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// pgTLSSettings are TLS to one PostgreSQL server, named as libpq's
+// connection keywords behind prefix ("", "target-" or "source-"); pg_flo had
+// none. Left empty, pgx's defaults apply: the PGSSLMODE, PGSSLROOTCERT,
+// PGSSLCERT and PGSSLKEY environment variables, else sslmode=prefer.
+func pgTLSSettings(prefix, server string) []setting {
+	return []setting{
+		{prefix + "sslmode", kindString, "", server + " TLS mode: disable, allow, prefer, require, verify-ca or verify-full"},
+		{prefix + "sslrootcert", kindString, "", "CA certificate file (PEM) verifying the " + server + " server (verify-ca, verify-full)"},
+		{prefix + "sslcert", kindString, "", "client certificate file (PEM) presented to the " + server + " server"},
+		{prefix + "sslkey", kindString, "", "private key file (PEM) of --" + prefix + "sslcert"},
+	}
+}
+
+// withPGTLS appends the TLS settings behind prefix to a keyword/value DSN,
+// checking them first so that a typo fails here, naming its flag, rather
+// than at the first connection.
+func withPGTLS(dsn string, s Settings, prefix string) (string, error) {
+	mode := s.String(prefix + "sslmode")
+	if mode != "" && !slices.Contains(sslModes, mode) {
+		return "", fmt.Errorf("--%ssslmode: %q is not one of %s", prefix, mode, strings.Join(sslModes, ", "))
+	}
+	cert, key := s.String(prefix+"sslcert"), s.String(prefix+"sslkey")
+	if (cert == "") != (key == "") {
+		return "", fmt.Errorf("--%ssslcert and --%ssslkey go together", prefix, prefix)
+	}
+	for _, keyword := range []string{"sslmode", "sslrootcert", "sslcert", "sslkey"} {
+		if v := s.String(prefix + keyword); v != "" {
+			dsn += " " + keyword + "=" + quoteDSNValue(v)
+		}
+	}
+	return dsn, nil
+}
+
+// literalDSN is a DSN as a YAML literal block scalar, whose text YAML takes
+// as it is: the password Benthos pastes into its ${…} reference before
+// parsing may hold " #" or ": ", which would cut or break a plain scalar.
+func literalDSN(dsn string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Style: yaml.LiteralStyle, Value: dsn}
+}
+
+// checkPasswords rejects passwords no config text can carry: a line break
+// would end the DSN's literal block.
+func checkPasswords(s Settings, names ...string) error {
+	for _, name := range names {
+		if strings.ContainsAny(s.String(name), "\r\n") {
+			return fmt.Errorf("--%s holds a line break, which a PostgreSQL password cannot carry through pgflo", name)
+		}
+	}
+	return nil
+}
