@@ -155,7 +155,7 @@ func replicatorSpec() *service.ConfigSpec {
 		Description(strings.NewReplacer("‹", "`", "›", "`").Replace(replicatorDescription)).
 		Fields(
 			service.NewStringField(repFieldDSN).
-				Description("Connection string of the source database, as a URL (`postgres://user:password@host:5432/db?sslmode=disable`) or keyword/value pairs. The password is never logged.").
+				Description("Connection string of the source database, as a URL (`postgres://user:password@host:5432/db?sslmode=disable`) or keyword/value pairs. The password is never logged. TLS takes libpq's keywords (`sslmode=verify-full`, `sslrootcert`, `sslcert`, `sslkey`) or, when the string has none, the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY` environment variables.").
 				Example("postgres://replicator:secret@localhost:5432/myapp").
 				Secret(),
 			service.NewStringField(repFieldGroup).
