@@ -50,6 +50,9 @@ func natsConn(s Settings) (map[string]any, []Secret, error) {
 	if methods > 1 {
 		return nil, nil, fmt.Errorf("--nats-user/--nats-password, --nats-token, --nats-creds-file and --nats-nkey-file are mutually exclusive: use one way to authenticate to NATS")
 	}
+	if err := checkPasswords(s, "nats-url", "nats-password", "nats-token"); err != nil {
+		return nil, nil, err
+	}
 	if s.String("nats-password") != "" && s.String("nats-user") == "" {
 		return nil, nil, fmt.Errorf("--nats-password needs --nats-user")
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -51,12 +53,18 @@ func literalDSN(dsn string) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Style: yaml.LiteralStyle, Value: dsn}
 }
 
-// checkPasswords rejects passwords no config text can carry: a line break
-// would end the DSN's literal block.
+// checkPasswords rejects secrets no config text can carry: Benthos pastes
+// them into the YAML, where a line break (also U+2028, U+2029) would end
+// the DSN's literal block or the NATS field's quotes, and YAML refuses other
+// control characters (a tab aside) and invalid UTF-8.
 func checkPasswords(s Settings, names ...string) error {
 	for _, name := range names {
-		if strings.ContainsAny(s.String(name), "\r\n") {
-			return fmt.Errorf("--%s holds a line break, which a PostgreSQL password cannot carry through pgflo", name)
+		v := s.String(name)
+		bad := !utf8.ValidString(v) || strings.IndexFunc(v, func(r rune) bool {
+			return r == '\u2028' || r == '\u2029' || unicode.IsControl(r) && r != '\t'
+		}) >= 0
+		if bad {
+			return fmt.Errorf("--%s holds a line break, a control character or invalid UTF-8, which pgflo cannot pass through its config", name)
 		}
 	}
 	return nil
