@@ -10,6 +10,7 @@ package natsconf
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -129,6 +130,10 @@ func ParseConnAt(conf *service.ParsedConfig, name string) (c jsproto.ConnConfig,
 		return c, false, nil
 	}
 	if c, err = ParseConn(block); err != nil {
+		// "field password: …" becomes "field nats.password: …".
+		if rest, ok := strings.CutPrefix(err.Error(), "field "); ok {
+			return c, false, fmt.Errorf("field %s.%s", name, rest)
+		}
 		return c, false, fmt.Errorf("field %s: %w", name, err)
 	}
 	return c, true, nil

@@ -66,13 +66,18 @@ func redact(dsn string) string {
 }
 
 // RedactIn removes every occurrence of the DSN's password from text (an error
-// message from a driver, for instance), in case the text quotes it.
+// message from a driver, for instance), in case the text quotes it, and
+// puts the text on one line: pgx lists each failed address of a connection
+// attempt on a line of its own.
 func RedactIn(text, password string) string {
-	if password == "" {
-		return text
+	if password != "" {
+		text = strings.ReplaceAll(text, password, mask)
 	}
-	return strings.ReplaceAll(text, password, mask)
+	return driverLines.Replace(text)
 }
+
+// driverLines joins the lines of a driver's error text.
+var driverLines = strings.NewReplacer(":\n\t", ": ", "\n\t", "; ", "\r\n", "; ", "\n", "; ", "\r", "; ")
 
 // ParseError is why pgx could not parse a connection string, without the
 // string: pgx's error quotes it, masking the password only where it can
