@@ -48,6 +48,11 @@ var badCLI = []struct {
 	{"config file not a map", []string{"replicator"}, nil, "- host\n", "pg_flo.yaml: want a map of pg_flo settings: line 1: cannot unmarshal !!seq into map[string]interface {}"},
 	{"config file key", []string{"replicator"}, nil, "port: [5432]\n", "config file key port: want a whole number, not a list"},
 	{"config file bool", []string{"replicator"}, nil, "copy: maybe\n", `config file key copy: "maybe" is not true or false`},
+	{"cleanup without a place", []string{"cleanup", "--group", "g"}, nil, "", "nothing to clean up: give --dsn (or --host/--dbname/…) for the source PostgreSQL, --nats-url for NATS, or both"},
+	{"cleanup two sources", []string{"cleanup", "--group", "g", "--dsn", "postgres://u@h/d", "--host", "h"}, nil, "", "--dsn and --host both name the source: give one"},
+	{"cleanup half the flags", []string{"cleanup", "--group", "g", "--host", "h"}, nil, "", "--dbname is required with pg_flo-style connection flags (or give --dsn)"},
+	{"cleanup group", []string{"cleanup", "--group", "a b", "--nats-url", "nats://127.0.0.1:1"}, nil, "", `--group: invalid group name "a b"`},
+	{"cleanup argument", []string{"cleanup", "--group", "g", "extra"}, nil, "", `cleanup: unexpected argument "extra" (every setting is a flag)`},
 }
 
 // replicatorArgs is a complete pgflo replicator command line with args
