@@ -266,6 +266,8 @@ func TestSecretsNeverShow(t *testing.T) {
 		}{
 			{"lint, unknown field", []string{"lint", lintFile}, "field url_typo not recognised"},
 			{"lint, missing group", []string{"lint", keywordLint}, "group"},
+			{"echo", []string{"echo", e.replicatorYAML(t, "echo.yaml", e.keywordDSN(secretPG, e.pgPort, ca), "sececho",
+				"url: "+yamlQuote("nats://127.0.0.1:1,"+e.natsURLBad)+"\nuser: pgflo\npassword: "+yamlQuote(secretNATS), freeAddr(t))}, ""},
 			{"replicator --print-config", append([]string{"replicator", "--group", "secp", "--print-config", "--nats-url", e.natsURLBad, "--nats-user", "pgflo", "--nats-password", secretNATS}, e.cliFlags(secretPG, ca)...), ""},
 			{"worker postgres --print-config", []string{"worker", "postgres", "--print-config", "--group", "secp", "--nats-url", e.natsURLBad, "--nats-user", "pgflo", "--nats-password", secretNATS,
 				"--target-host", "h", "--target-dbname", "d", "--target-user", "u", "--target-password", secretPG, "--target-sync-schema",

@@ -40,7 +40,8 @@ func URLField() *service.ConfigField {
 	return service.NewStringField(FieldURL).
 		Description("NATS server URL; several may be given separated by commas.").
 		Default(DefaultURL).
-		Example("nats://localhost:4222")
+		Example("nats://localhost:4222").
+		Secret() // a URL may carry user:password@, in any of its servers
 }
 
 // AuthFields returns the authentication fields (user and password, token,
@@ -80,7 +81,8 @@ func ObjectField(name, description, urlDescription string) *service.ConfigField 
 	url := service.NewStringField(FieldURL).
 		Description(urlDescription).
 		Example("nats://localhost:4222").
-		Optional()
+		Optional().
+		Secret() // as URLField
 	return service.NewObjectField(name, append([]*service.ConfigField{url}, AuthFields()...)...).
 		Description(description)
 }

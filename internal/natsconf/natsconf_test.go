@@ -65,7 +65,8 @@ func TestParseConn(t *testing.T) {
 	}
 }
 
-// The password and token are secrets, so Benthos scrubs them from printed
+// The password, the token and the url (which may carry user:password@ in
+// any of its servers) are secrets, so Benthos scrubs them from printed
 // configs; the other fields are not.
 func TestAuthFieldsSecrets(t *testing.T) {
 	env := service.NewEmptyEnvironment()
@@ -96,7 +97,7 @@ func TestAuthFieldsSecrets(t *testing.T) {
 			secret[f.Name] = f.Secret
 		}
 	})
-	want := map[string]bool{"url": false, "user": false, "password": true, "token": true, "creds_file": false, "nkey_file": false, "tls": false}
+	want := map[string]bool{"url": true, "user": false, "password": true, "token": true, "creds_file": false, "nkey_file": false, "tls": false}
 	if !reflect.DeepEqual(secret, want) {
 		t.Fatalf("secret fields %v, want %v", secret, want)
 	}
