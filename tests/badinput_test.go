@@ -140,6 +140,10 @@ var badConfigs = []struct {
 	{"postgres key_columns", generate, "", postgresOut("key_columns: [{table: users, columns: []}]"), "field key_columns[0].columns: name at least one column"},
 	{"rules file absent", generate, "- pg_flo_rules: { rules_file: /nonexistent/rules.yaml }", drop, "read rules file: open /nonexistent/rules.yaml: no such file or directory"},
 	{"rules file", generate, "- pg_flo_rules: { rules_file: '{rules}' }", drop, "rules.yaml:5: table users rule 1: field parameters.operator: unknown operator"},
+	{"rules file and inline rules", generate, "- pg_flo_rules: { rules_file: '{rules}', rules: { tables: {} } }", drop, "pg_flo_rules: give exactly one of rules_file and rules"},
+	{"inline rules", generate, "- pg_flo_rules: { rules: { tables: { users: [ { type: filter, column: age } ] } } }", drop, "rules: table users rule 1: field parameters: missing"},
+	{"inline routes", generate, "- pg_flo_route: { routes: { users: { operations: [MERGE] } } }", drop, `routes: table users: field operations: unknown operation`},
+	{"routing file absent", generate, "- pg_flo_route: { routing_file: /nonexistent/routing.yaml }", drop, "read routing file: open /nonexistent/routing.yaml: no such file or directory"},
 	{"routing file", generate, "- pg_flo_route: { routing_file: '{routing}' }", drop, "routing.yaml:3: table users: field operations: empty list"},
 }
 
