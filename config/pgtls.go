@@ -26,6 +26,15 @@ func pgTLSSettings(prefix, server string) []setting {
 	}
 }
 
+// init adds the TLS settings to pg_flo's lists: the replicator's source,
+// the postgres sink's target and schema-sync source. (They are kept here,
+// next to their use, rather than in the lists' literals.)
+func init() {
+	replicatorSettings = append(replicatorSettings, pgTLSSettings("", "source")...)
+	sinkSettings["postgres"] = append(sinkSettings["postgres"],
+		append(pgTLSSettings("target-", "target"), pgTLSSettings("source-", "schema-sync source")...)...)
+}
+
 // withPGTLS appends the TLS settings behind prefix to a keyword/value DSN,
 // checking them first so that a typo fails here, naming its flag, rather
 // than at the first connection.

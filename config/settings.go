@@ -83,7 +83,7 @@ var replicatorSettings = append([]setting{
 	{"track-ddl", kindBool, false, "capture DDL on the replicated tables"},
 	{"nats-replicas", kindInt, 1, "replicas of the group's JetStream stream and state bucket, when created (3 in a 3-node NATS cluster)"},
 	{"partitions", kindInt, 1, "partitions of the group, applied by one worker each (fixed when the group's stream is created)"},
-}, append(natsSettings, pgTLSSettings("", "source")...)...)
+}, natsSettings...)
 
 var workerSettings = append([]setting{
 	{"group", kindString, "", "replication group to consume"},
@@ -100,7 +100,7 @@ var sinkSettings = map[string][]setting{
 	"webhook": {
 		{"webhook-url", kindString, "", "URL each change is POSTed to"},
 	},
-	"postgres": append([]setting{
+	"postgres": {
 		{"target-host", kindString, "", "target PostgreSQL host"},
 		{"target-port", kindInt, 5432, "target PostgreSQL port"},
 		{"target-dbname", kindString, "", "target database"},
@@ -113,7 +113,7 @@ var sinkSettings = map[string][]setting{
 		{"source-dbname", kindString, "", "source database (schema sync only)"},
 		{"source-user", kindString, "", "source user (schema sync only)"},
 		{"source-password", kindString, "", "source password (schema sync only)"},
-	}, append(pgTLSSettings("target-", "target"), pgTLSSettings("source-", "schema-sync source")...)...),
+	},
 }
 
 // Settings are resolved pg_flo settings by flag name.
