@@ -52,7 +52,6 @@ var badCLI = []struct {
 	{"cleanup two sources", []string{"cleanup", "--group", "g", "--dsn", "postgres://u@h/d", "--host", "h"}, nil, "", "--dsn and --host both name the source: give one"},
 	{"cleanup half the flags", []string{"cleanup", "--group", "g", "--host", "h"}, nil, "", "--dbname is required with pg_flo-style connection flags (or give --dsn)"},
 	{"cleanup group", []string{"cleanup", "--group", "a b", "--nats-url", "nats://127.0.0.1:1"}, nil, "", `--group: invalid group name "a b"`},
-	{"cleanup sslmode with a DSN", []string{"cleanup", "--group", "g", "--dsn", "postgres://u@h/d", "--sslmode", "require"}, nil, "", "--sslmode goes with the pg_flo-style flags; with --dsn, write sslmode=… in the DSN"},
 	{"cleanup argument", []string{"cleanup", "--group", "g", "extra"}, nil, "", `cleanup: unexpected argument "extra" (every setting is a flag)`},
 }
 

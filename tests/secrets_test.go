@@ -273,13 +273,14 @@ func TestSecretsNeverShow(t *testing.T) {
 				"--target-host", "h", "--target-dbname", "d", "--target-user", "u", "--target-password", secretPG, "--target-sync-schema",
 				"--source-host", "h", "--source-dbname", "d", "--source-user", "u", "--source-password", secretPGWrong}, ""},
 			{"replicator, missing setting", []string{"replicator", "--password", secretPG, "--nats-password", secretNATS, "--nats-url", e.natsURLBad}, "Missing required configurations"},
-			{"cleanup, wrong password", []string{"cleanup", "--host", "127.0.0.1", "--port", e.pgPort, "--dbname", e.src, "--user", "secretuser", "--password", secretPGWrong, "--group", "secp",
-				"--sslmode", "verify-full", "--sslrootcert", ca, "--sslcert", e.cert, "--sslkey", e.key},
+			{"cleanup, wrong password", []string{"cleanup", "--host", "127.0.0.1", "--port", e.pgPort, "--dbname", e.src, "--user", "secretuser", "--password", secretPGWrong, "--group", "secp"},
 				"password authentication failed"},
 			{"cleanup, DSN with the password", []string{"cleanup", "--dsn", e.urlDSN(secretPGWrong, strconv.Itoa(closedPort), ca), "--group", "secp"}, "connection refused"},
 			{"cleanup, NATS URL with the password", []string{"cleanup", "--nats-url", e.natsURLBad, "--group", "secp"}, "Authorization Violation"},
 		} {
-			out, err := exec.Command(e.bin, c.args...).CombinedOutput()
+			cmd := exec.Command(e.bin, c.args...)
+			cmd.Env = append(os.Environ(), "PGSSLMODE=verify-full", "PGSSLROOTCERT="+ca, "PGSSLCERT="+e.cert, "PGSSLKEY="+e.key)
+			out, err := cmd.CombinedOutput()
 			if c.want == "" && err != nil || c.want != "" && !strings.Contains(string(out), c.want) {
 				t.Errorf("%s: %v, output lacks %q:\n%s", c.name, err, c.want, out)
 			}

@@ -212,13 +212,6 @@ const (
 	flagConsumer    = "consumer"
 	flagYes         = "yes"
 
-	// TLS to the source with pg_flo-style flags, named as libpq's
-	// keywords (as `pgflo replicator` names them).
-	flagSSLMode     = "sslmode"
-	flagSSLRootCert = "sslrootcert"
-	flagSSLCert     = "sslcert"
-	flagSSLKey      = "sslkey"
-
 	// The NATS connection's authentication and TLS, named as the pg_flo
 	// commands name them (package config).
 	flagNATSUser      = "nats-user"
@@ -259,10 +252,6 @@ func CleanupCommand() *cli.Command {
 			&cli.StringFlag{Name: flagDBName, EnvVars: []string{"PG_FLO_DBNAME"}, Usage: "source database (pg_flo style)"},
 			&cli.StringFlag{Name: flagUser, EnvVars: []string{"PG_FLO_USER"}, Usage: "source user (pg_flo style)"},
 			&cli.StringFlag{Name: flagPassword, EnvVars: []string{"PG_FLO_PASSWORD"}, Usage: "source password (pg_flo style)"},
-			&cli.StringFlag{Name: flagSSLMode, EnvVars: []string{"PG_FLO_SSLMODE"}, Usage: "source TLS mode: disable, allow, prefer, require, verify-ca or verify-full (pg_flo style)"},
-			&cli.StringFlag{Name: flagSSLRootCert, EnvVars: []string{"PG_FLO_SSLROOTCERT"}, Usage: "CA certificate file (PEM) verifying the source (pg_flo style)"},
-			&cli.StringFlag{Name: flagSSLCert, EnvVars: []string{"PG_FLO_SSLCERT"}, Usage: "client certificate file (PEM) presented to the source (pg_flo style)"},
-			&cli.StringFlag{Name: flagSSLKey, EnvVars: []string{"PG_FLO_SSLKEY"}, Usage: "private key file (PEM) of --sslcert (pg_flo style)"},
 			&cli.StringFlag{Name: flagSchema, EnvVars: []string{"PG_FLO_SCHEMA"}, Usage: "accepted for pg_flo command-line compatibility; unused (a group's objects do not depend on it)"},
 			&cli.StringFlag{Name: flagGroup, EnvVars: []string{"PGFLO_GROUP", "PG_FLO_GROUP"}, Usage: "replication group whose objects to drop (required)"},
 			&cli.StringFlag{Name: flagNATSURL, EnvVars: []string{"PGFLO_NATS_URL", "PG_FLO_NATS_URL"}, Usage: "NATS server holding the group's stream and state"},
@@ -355,11 +344,6 @@ func sourceDSN(c *cli.Context) (string, error) {
 		if len(given) > 0 {
 			return "", fmt.Errorf("--dsn and %s both name the source: give one", strings.Join(given, ", "))
 		}
-		for _, name := range []string{flagSSLMode, flagSSLRootCert, flagSSLCert, flagSSLKey} {
-			if c.String(name) != "" {
-				return "", fmt.Errorf("--%s goes with the pg_flo-style flags; with --dsn, write %s=… in the DSN", name, name)
-			}
-		}
 		return dsn, nil
 	}
 	if len(given) == 0 {
@@ -371,15 +355,11 @@ func sourceDSN(c *cli.Context) (string, error) {
 		}
 	}
 	return keywordDSN(map[string]string{
-		"host":        c.String(flagHost),
-		"port":        strconv.Itoa(c.Int(flagPort)),
-		"dbname":      c.String(flagDBName),
-		"user":        c.String(flagUser),
-		"password":    c.String(flagPassword),
-		"sslmode":     c.String(flagSSLMode),
-		"sslrootcert": c.String(flagSSLRootCert),
-		"sslcert":     c.String(flagSSLCert),
-		"sslkey":      c.String(flagSSLKey),
+		"host":     c.String(flagHost),
+		"port":     strconv.Itoa(c.Int(flagPort)),
+		"dbname":   c.String(flagDBName),
+		"user":     c.String(flagUser),
+		"password": c.String(flagPassword),
 	}), nil
 }
 
@@ -387,7 +367,7 @@ func sourceDSN(c *cli.Context) (string, error) {
 // (a host may be a socket directory, a password anything).
 func keywordDSN(params map[string]string) string {
 	var parts []string
-	for _, key := range []string{"host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey"} {
+	for _, key := range []string{"host", "port", "dbname", "user", "password"} {
 		if v := params[key]; v != "" {
 			v = strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `'`, `\'`)
 			parts = append(parts, key+"='"+v+"'")
