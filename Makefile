@@ -26,6 +26,10 @@ test: fmt-check vet build lint-resources
 	$(GO) test -run XXX -fuzz FuzzExpand -fuzztime 20000x -parallel 1 ./internal/copypack/
 	$(GO) test -run XXX -fuzz FuzzAppendRows -fuzztime 20000x -parallel 1 ./internal/pgvalue/
 	$(GO) test -run XXX -fuzz FuzzAppendCopyText -fuzztime 20000x -parallel 1 ./internal/pgvalue/
+	$(GO) test -run XXX -fuzz FuzzRedact -fuzztime 20000x -parallel 1 ./internal/pgdsn/
+	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime 20000x -parallel 1 ./internal/rules/
+	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime 20000x -parallel 1 ./internal/routing/
+	$(GO) test -run XXX -fuzz FuzzConfigFile -fuzztime 20000x -parallel 1 ./config/
 
 lint-resources: build
 	$(BIN) lint resources/*.yaml

@@ -50,6 +50,9 @@ func natsConn(s Settings) (map[string]any, []Secret, error) {
 	if methods > 1 {
 		return nil, nil, fmt.Errorf("--nats-user/--nats-password, --nats-token, --nats-creds-file and --nats-nkey-file are mutually exclusive: use one way to authenticate to NATS")
 	}
+	if err := checkPasswords(s, "nats-url", "nats-password", "nats-token"); err != nil {
+		return nil, nil, err
+	}
 	if s.String("nats-password") != "" && s.String("nats-user") == "" {
 		return nil, nil, fmt.Errorf("--nats-password needs --nats-user")
 	}
@@ -159,8 +162,15 @@ func Replicator(s Settings) (Built, error) {
 	if err != nil {
 		return Built{}, err
 	}
+	if err := checkPasswords(s, "password"); err != nil {
+		return Built{}, err
+	}
+	dsn, err := withPGTLS(keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")), s, "")
+	if err != nil {
+		return Built{}, err
+	}
 	input := map[string]any{
-		"dsn":                        keywordDSN(s.String("host"), s.Int("port"), s.String("dbname"), s.String("user"), EnvName("password")),
+		"dsn":                        literalDSN(dsn),
 		"group":                      s.String("group"),
 		"schema":                     s.String("schema"),
 		"tables":                     s.List("tables"),
@@ -284,15 +294,26 @@ func Worker(sink string, s Settings) (Built, error) {
 			"max_in_flight": 1,
 		}}
 	case "postgres":
+		if err := checkPasswords(s, "target-password", "source-password"); err != nil {
+			return Built{}, err
+		}
+		dsn, err := withPGTLS(keywordDSN(s.String("target-host"), s.Int("target-port"), s.String("target-dbname"), s.String("target-user"), EnvName("target-password")), s, "target-")
+		if err != nil {
+			return Built{}, err
+		}
 		pg := map[string]any{
 			"group":                s.String("group"),
-			"dsn":                  keywordDSN(s.String("target-host"), s.Int("target-port"), s.String("target-dbname"), s.String("target-user"), EnvName("target-password")),
+			"dsn":                  literalDSN(dsn),
 			"disable_foreign_keys": s.Bool("target-disable-foreign-keys"),
 			"sync_schema":          s.Bool("target-sync-schema"),
 		}
 		secrets = append(secrets, Secret{Env: EnvName("target-password"), Value: s.String("target-password")})
 		if s.Bool("target-sync-schema") {
-			pg["source_dsn"] = keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password"))
+			sourceDSN, err := withPGTLS(keywordDSN(s.String("source-host"), s.Int("source-port"), s.String("source-dbname"), s.String("source-user"), EnvName("source-password")), s, "source-")
+			if err != nil {
+				return Built{}, err
+			}
+			pg["source_dsn"] = literalDSN(sourceDSN)
 			secrets = append(secrets, Secret{Env: EnvName("source-password"), Value: s.String("source-password")})
 		}
 		if onError != "" {

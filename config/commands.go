@@ -69,6 +69,13 @@ func workerCommand() *cli.Command {
 		Name:        "worker",
 		Usage:       "pg_flo's worker: read the group's JetStream stream, transform, route and write to a sink",
 		Subcommands: subs,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				_, err := Worker(c.Args().First(), Settings{})
+				return cli.Exit(err.Error(), 1)
+			}
+			return cli.ShowSubcommandHelp(c)
+		},
 	}
 }
 

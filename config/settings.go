@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"gopkg.in/yaml.v3"
 )
 
 // kind is a setting's type.
@@ -241,7 +240,7 @@ func fromFile(st setting, raw any) (any, error) {
 		}
 		return v, nil
 	}
-	return nil, fmt.Errorf("config file key %s: unexpected value %v", st.name, raw)
+	return nil, fmt.Errorf("config file key %s: want %s, not %s", st.name, kindNames[st.kind], describe(raw))
 }
 
 // loadFile reads pg_flo's config file: the --config path, or else
@@ -261,9 +260,9 @@ func loadFile(path string) (map[string]any, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("failed to read config file %s: %w", path, err)
 	}
-	file := map[string]any{}
-	if err := yaml.Unmarshal(data, &file); err != nil {
-		return nil, "", fmt.Errorf("failed to read config file %s: %w", path, err)
+	file, err := parseFile(data, path)
+	if err != nil {
+		return nil, "", err
 	}
 	return file, path, nil
 }

@@ -174,7 +174,7 @@ func replicatorSpec() *service.ConfigSpec {
 		Description(strings.NewReplacer("‹", "`", "›", "`").Replace(replicatorDescription)).
 		Fields(
 			service.NewStringField(repFieldDSN).
-				Description("Connection string of the source database, as a URL (`postgres://user:password@host:5432/db?sslmode=disable`) or keyword/value pairs. The password is never logged.").
+				Description("Connection string of the source database, as a URL (`postgres://user:password@host:5432/db?sslmode=disable`) or keyword/value pairs. The password is never logged. TLS takes libpq's keywords (`sslmode=verify-full`, `sslrootcert`, `sslcert`, `sslkey`) or, when the string has none, the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY` environment variables.").
 				Example("postgres://replicator:secret@localhost:5432/myapp").
 				Secret(),
 			service.NewStringField(repFieldGroup).
@@ -200,7 +200,7 @@ func replicatorSpec() *service.ConfigSpec {
 				Advanced(),
 			natsconf.ObjectField(repFieldNATS,
 				"The NATS connection of the group's state: the same fields as `pg_flo_jetstream` and `pg_flo_worker` take for theirs (url, authentication, TLS).",
-				"NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group); several URLs may be given separated by commas. Required by the copy modes, recommended for `stream`; unset or empty, the replicator uses no NATS. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, but the URL is not a secret field, so printed configs show it; prefer the `user`/`password` fields."),
+				"NATS server holding the group's state (the JetStream key-value bucket `pg_flo_state_<group>`): the snapshot plan and finished chunks, and the lease that lets one replicator of the group run at a time (see One owner per group); several URLs may be given separated by commas. Required by the copy modes, recommended for `stream`; unset or empty, the replicator uses no NATS. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, and the field is a secret, so printed configs (`pgflo echo`) show it scrubbed unless it is an environment reference such as `${NATS_URL}`; the `user`/`password` fields keep the URL readable."),
 			service.NewStringField(repFieldNATSURL).
 				Description("Replaced by `nats.url`, which it stands for: still accepted, with a warning at start. Setting both is an error.").
 				Optional().

@@ -105,7 +105,7 @@ so non-pgflo consumers can read one-event messages. `+"`pg_flo_worker`"+` unpack
 Messages must be pg_flo change events: the subject comes from the metadata `+"`pg_flo_schema`, `pg_flo_table`"+`,
 or from the event body when the metadata are missing; anything else fails the batch with an error.`).
 		Field(natsconf.URLField().
-			Description("NATS server URL; several may be given separated by commas. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, but the URL is not a secret field, so printed configs show it; prefer the `user`/`password` fields.").
+			Description("NATS server URL; several may be given separated by commas. Credentials may be embedded (`nats://user:password@host:4222`): pgflo keeps them out of its logs and errors, and the field is a secret, so printed configs (`pgflo echo`) show it scrubbed unless it is an environment reference such as `${NATS_URL}`; the `user`/`password` fields keep the URL readable.").
 			Example("nats://n1:4222,nats://n2:4222")).
 		Fields(
 			service.NewStringField(jsFieldGroup).

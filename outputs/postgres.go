@@ -118,7 +118,7 @@ statement names is replaced by the event's target table, so routing renames and 
 The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 		Fields(
 			service.NewStringField(pgFieldDSN).
-				Description("Connection string of the target database, as a URL or keyword/value pairs. The password is never logged.").
+				Description("Connection string of the target database, as a URL or keyword/value pairs. The password is never logged. TLS takes libpq's keywords (`sslmode=verify-full`, `sslrootcert`, `sslcert`, `sslkey`) or, when the string has none, the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY` environment variables.").
 				Example("postgres://writer:secret@dest-db:5432/myapp").
 				Secret(),
 			service.NewStringField(pgFieldGroup).
@@ -135,7 +135,7 @@ The timer `+"`pg_flo_apply_batch_seconds`"+` measures each applied batch.`).
 				Description("Create a missing target table, the first time a change of it arrives, from the source table's definition read from `source_dsn`'s catalog: columns, types (enums, domains, composites and ranges included), defaults, identity and generated columns, serial sequences, constraints, foreign keys to tables that exist, indexes. Routing renames apply. pg_flo ran `pg_dump --schema-only` of the whole source database instead.").
 				Default(false),
 			service.NewStringField(pgFieldSourceDSN).
-				Description("Connection string of the source database, read by `sync_schema`.").
+				Description("Connection string of the source database, read by `sync_schema`. TLS takes libpq's keywords (`sslmode=verify-full`, `sslrootcert`, `sslcert`, `sslkey`) or, when the string has none, the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY` environment variables.").
 				Default("").
 				Secret(),
 			service.NewObjectListField(pgFieldKeyColumns,

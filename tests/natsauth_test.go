@@ -1,17 +1,9 @@
 package tests
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,71 +30,16 @@ import (
 
 // tlsFiles are a CA and, as PEM files it signed, a server certificate for
 // 127.0.0.1 and a client certificate.
-type tlsFiles struct {
-	ca, serverCert, serverKey, clientCert, clientKey string
-}
+type tlsFiles = testenv.TLSFiles
 
-func writeTLSFiles(t *testing.T) tlsFiles {
-	t.Helper()
-	dir := t.TempDir()
-	write := func(name, kind string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	newKey := func() *ecdsa.PrivateKey {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key
-	}
-	now := time.Now()
-	caKey := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgflo test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(serial int64, name string, usage x509.ExtKeyUsage, ips []net.IP) (cert, key string) {
-		k := newKey()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "PRIVATE KEY", keyDER)
-	}
-	f := tlsFiles{ca: write("ca.pem", "CERTIFICATE", caDER)}
-	f.serverCert, f.serverKey = issue(2, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	f.clientCert, f.clientKey = issue(3, "client", x509.ExtKeyUsageClientAuth, nil)
-	return f
-}
+func writeTLSFiles(t *testing.T) tlsFiles { return testenv.WriteTLSFiles(t, "client") }
 
 // secureNATS starts a server that accepts only TLS clients presenting a
 // certificate of f's CA, with auth adding its authentication.
 func secureNATS(t *testing.T, f tlsFiles, auth func(*server.Options)) *testenv.NATS {
 	t.Helper()
 	return testenv.StartNATS(t, testenv.WithServerOptions(func(o *server.Options) {
-		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: f.serverCert, KeyFile: f.serverKey, CaFile: f.ca, Verify: true})
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: f.ServerCert, KeyFile: f.ServerKey, CaFile: f.CA, Verify: true})
 		if err != nil {
 			t.Fatalf("server TLS config: %v", err)
 		}
@@ -111,21 +48,21 @@ func secureNATS(t *testing.T, f tlsFiles, auth func(*server.Options)) *testenv.N
 	}))
 }
 
-// yaml is the client side of the TLS files as the components' tls field,
+// natsTLSYAML is the client side of the TLS files as the components' tls field,
 // indented by indent.
-func (f tlsFiles) yaml(indent string) string {
+func natsTLSYAML(f tlsFiles, indent string) string {
 	return strings.ReplaceAll(fmt.Sprintf(`tls:
   enabled: true
   root_cas_file: %q
   client_certs:
     - cert_file: %q
       key_file: %q
-`, f.ca, f.clientCert, f.clientKey), "\n", "\n"+indent)
+`, f.CA, f.ClientCert, f.ClientKey), "\n", "\n"+indent)
 }
 
-// flags are the TLS files as pgflo replicator's and worker's flags.
-func (f tlsFiles) flags() []string {
-	return []string{"--nats-tls-ca", f.ca, "--nats-tls-cert", f.clientCert, "--nats-tls-key", f.clientKey}
+// natsTLSFlags are the TLS files as pgflo replicator's and worker's flags.
+func natsTLSFlags(f tlsFiles) []string {
+	return []string{"--nats-tls-ca", f.CA, "--nats-tls-cert", f.ClientCert, "--nats-tls-key", f.ClientKey}
 }
 
 // snapshotComplete reports whether the group's state bucket records a
@@ -178,7 +115,7 @@ func TestNATSTLSAndPassword(t *testing.T) {
 	populate(t, src, 1, 500)
 	bin := testenv.Binary(t)
 	port := strconv.Itoa(pg.Port())
-	natsFlags := append([]string{"--nats-url", ns.URL(), "--nats-user", "pgflo", "--nats-password", natsPassword}, files.flags()...)
+	natsFlags := append([]string{"--nats-url", ns.URL(), "--nats-user", "pgflo", "--nats-password", natsPassword}, natsTLSFlags(files)...)
 
 	rep := testenv.StartProcess(t, "replicator", bin, append([]string{"replicator",
 		"--host", "127.0.0.1", "--port", port, "--dbname", dbName(t, src), "--user", "postgres", "--password", compatPassword,
@@ -187,7 +124,7 @@ func TestNATSTLSAndPassword(t *testing.T) {
 		"--target-host", "127.0.0.1", "--target-port", port, "--target-dbname", dbName(t, dst), "--target-user", "postgres", "--target-password", compatPassword},
 		natsFlags...)...)
 	waitDigests(t, src, dst)
-	clientOpts := []nats.Option{nats.UserInfo("pgflo", natsPassword), nats.RootCAs(files.ca), nats.ClientCert(files.clientCert, files.clientKey)}
+	clientOpts := []nats.Option{nats.UserInfo("pgflo", natsPassword), nats.RootCAs(files.CA), nats.ClientCert(files.ClientCert, files.ClientKey)}
 	testenv.Eventually(t, 30*time.Second, "the snapshot recorded complete in the state bucket", func() bool {
 		return snapshotComplete(t, ns.URL(), "natstls", clientOpts...)
 	})
@@ -201,7 +138,7 @@ func TestNATSTLSAndPassword(t *testing.T) {
 	}
 	// Without a client certificate the server refuses the connection: TLS
 	// is what the components used.
-	if nc, err := nats.Connect(ns.URL(), nats.UserInfo("pgflo", natsPassword), nats.RootCAs(files.ca)); err == nil {
+	if nc, err := nats.Connect(ns.URL(), nats.UserInfo("pgflo", natsPassword), nats.RootCAs(files.CA)); err == nil {
 		nc.Close()
 		t.Fatal("the server accepted a client without a certificate")
 	}
@@ -316,7 +253,7 @@ func TestNATSCredsFile(t *testing.T) {
 	bin := testenv.Binary(t)
 	dir := t.TempDir()
 	conn := func(indent string) string {
-		return fmt.Sprintf("url: %s\n%screds_file: %q\n%s%s", ns.URL(), indent, op.credsFile, indent, files.yaml(indent))
+		return fmt.Sprintf("url: %s\n%screds_file: %q\n%s%s", ns.URL(), indent, op.credsFile, indent, natsTLSYAML(files, indent))
 	}
 	write := func(name, body string) string {
 		path := filepath.Join(dir, name)
@@ -351,7 +288,7 @@ output:
     group: natscreds
 `, quietHTTP, conn("    "), dst)))
 	waitDigests(t, src, dst)
-	clientOpts := []nats.Option{nats.UserCredentials(op.credsFile), nats.RootCAs(files.ca), nats.ClientCert(files.clientCert, files.clientKey)}
+	clientOpts := []nats.Option{nats.UserCredentials(op.credsFile), nats.RootCAs(files.CA), nats.ClientCert(files.ClientCert, files.ClientKey)}
 	testenv.Eventually(t, 30*time.Second, "the snapshot recorded complete in the state bucket", func() bool {
 		return snapshotComplete(t, ns.URL(), "natscreds", clientOpts...)
 	})

@@ -139,7 +139,7 @@ type Result struct {
 func Connect(ctx context.Context, cfg Config) (*Applier, error) {
 	pcfg, err := pgx.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse target dsn %s: %s", pgdsn.Redact(cfg.DSN), redactErr(err, ""))
+		return nil, fmt.Errorf("parse target dsn %s: %s", pgdsn.Redact(cfg.DSN), pgdsn.ParseError(err))
 	}
 	for k, v := range event.TextFormSettings() {
 		pcfg.RuntimeParams[k] = v

@@ -42,7 +42,7 @@ type ConnConfig struct {
 // the components spell them.
 func (c ConnConfig) Validate() error {
 	if c.URL == "" {
-		return errors.New("url: must not be empty")
+		return errors.New("field url: must not be empty")
 	}
 	n := 0
 	if c.User != "" || c.Password != "" {
@@ -61,7 +61,7 @@ func (c ConnConfig) Validate() error {
 		return errors.New("user/password, token, creds_file and nkey_file are mutually exclusive: set one way to authenticate")
 	}
 	if c.Password != "" && c.User == "" {
-		return errors.New("password: set user too")
+		return errors.New("field password: set user too")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ package natsconf
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -39,7 +40,8 @@ func URLField() *service.ConfigField {
 	return service.NewStringField(FieldURL).
 		Description("NATS server URL; several may be given separated by commas.").
 		Default(DefaultURL).
-		Example("nats://localhost:4222")
+		Example("nats://localhost:4222").
+		Secret() // a URL may carry user:password@, in any of its servers
 }
 
 // AuthFields returns the authentication fields (user and password, token,
@@ -79,7 +81,8 @@ func ObjectField(name, description, urlDescription string) *service.ConfigField 
 	url := service.NewStringField(FieldURL).
 		Description(urlDescription).
 		Example("nats://localhost:4222").
-		Optional()
+		Optional().
+		Secret() // as URLField
 	return service.NewObjectField(name, append([]*service.ConfigField{url}, AuthFields()...)...).
 		Description(description)
 }
@@ -129,6 +132,10 @@ func ParseConnAt(conf *service.ParsedConfig, name string) (c jsproto.ConnConfig,
 		return c, false, nil
 	}
 	if c, err = ParseConn(block); err != nil {
+		// "field password: …" becomes "field nats.password: …".
+		if rest, ok := strings.CutPrefix(err.Error(), "field "); ok {
+			return c, false, fmt.Errorf("field %s.%s", name, rest)
+		}
 		return c, false, fmt.Errorf("field %s: %w", name, err)
 	}
 	return c, true, nil

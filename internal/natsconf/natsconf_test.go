@@ -33,10 +33,10 @@ func TestParseConn(t *testing.T) {
 		{name: "nkey file", yaml: "nkey_file: ./user.nk\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL, NkeyFile: "./user.nk"}},
 		{name: "tls", yaml: "tls:\n  enabled: true\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL}, tls: true},
 		{name: "tls off", yaml: "tls:\n  enabled: false\n  skip_cert_verify: true\n", want: jsproto.ConnConfig{URL: natsconf.DefaultURL}},
-		{name: "empty url", yaml: "url: ''\n", err: "url: must not be empty"},
+		{name: "empty url", yaml: "url: ''\n", err: "field url: must not be empty"},
 		{name: "two auth methods", yaml: "user: u\ntoken: t\n", err: "mutually exclusive"},
 		{name: "creds and nkey", yaml: "creds_file: a.creds\nnkey_file: u.nk\n", err: "user/password, token, creds_file and nkey_file are mutually exclusive"},
-		{name: "password alone", yaml: "password: p\n", err: "password: set user too"},
+		{name: "password alone", yaml: "password: p\n", err: "field password: set user too"},
 		{name: "bad tls", yaml: "tls:\n  enabled: true\n  root_cas_file: /nonexistent/ca.pem\n", err: "field tls: "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,7 +65,8 @@ func TestParseConn(t *testing.T) {
 	}
 }
 
-// The password and token are secrets, so Benthos scrubs them from printed
+// The password, the token and the url (which may carry user:password@ in
+// any of its servers) are secrets, so Benthos scrubs them from printed
 // configs; the other fields are not.
 func TestAuthFieldsSecrets(t *testing.T) {
 	env := service.NewEmptyEnvironment()
@@ -96,7 +97,7 @@ func TestAuthFieldsSecrets(t *testing.T) {
 			secret[f.Name] = f.Secret
 		}
 	})
-	want := map[string]bool{"url": false, "user": false, "password": true, "token": true, "creds_file": false, "nkey_file": false, "tls": false}
+	want := map[string]bool{"url": true, "user": false, "password": true, "token": true, "creds_file": false, "nkey_file": false, "tls": false}
 	if !reflect.DeepEqual(secret, want) {
 		t.Fatalf("secret fields %v, want %v", secret, want)
 	}
@@ -120,7 +121,7 @@ func TestParseConnAt(t *testing.T) {
 		{name: "no url", yaml: "nats:\n  user: u\n  password: p\n", err: "field nats.url: must be set with the other nats fields"},
 		{name: "empty url", yaml: "nats:\n  url: ''\n"},
 		{name: "two auth methods", yaml: "nats:\n  url: nats://a:4222\n  token: t\n  nkey_file: u.nk\n", err: "field nats: user/password, token, creds_file and nkey_file are mutually exclusive"},
-		{name: "bad tls", yaml: "nats:\n  url: nats://a:4222\n  tls:\n    enabled: true\n    root_cas_file: /nonexistent/ca.pem\n", err: "field nats: field tls: "},
+		{name: "bad tls", yaml: "nats:\n  url: nats://a:4222\n  tls:\n    enabled: true\n    root_cas_file: /nonexistent/ca.pem\n", err: "field nats.tls: "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			conf, err := spec.ParseYAML(tt.yaml, nil)

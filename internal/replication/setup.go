@@ -90,12 +90,12 @@ const (
 	sqlstateLimitExceeded      = "53400" // max_replication_slots when creating a slot
 )
 
-// connConfig parses dsn. Its errors never show the DSN: pgx's parse errors
-// may quote it, password included.
+// connConfig parses dsn. Its errors show the DSN redacted and pgx's reason
+// without pgx's copy of the DSN, which may hold part of the password.
 func connConfig(dsn string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse source dsn %s: invalid connection string", pgdsn.Redact(dsn))
+		return nil, fmt.Errorf("parse source dsn %s: %s", pgdsn.Redact(dsn), pgdsn.ParseError(err))
 	}
 	// Values are printed (by pgoutput, and by COPY for snapshots) with the
 	// session's settings: pin the ones that change the text form, so events

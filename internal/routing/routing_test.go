@@ -136,6 +136,8 @@ func TestLoadErrors(t *testing.T) {
 		{"users:\n  column_mappings:\n    - { source: a }\n", "want both source and destination"},
 		{"users:\n  column_mappings:\n    - { source: a, destination: x }\n    - { source: a, destination: y }\n", `column "a" is mapped twice`},
 		{"- users\n", "want a map from source table"},
+		{"users:\n  destination_table: [x\n", "routing.yaml:1: did not find expected ',' or ']'"},
+		{"users:\n  \"dest\\ttable\": x\n", `routing.yaml:2: table users: field "dest\ttable": unknown field`},
 	}
 	for _, tc := range cases {
 		_, err := Load([]byte(tc.yaml), "routing.yaml")

@@ -319,6 +319,8 @@ func TestLoadErrors(t *testing.T) {
 		{"rules:\n  - table: users\n", `rules.yaml:1: unknown key "rules"`},
 		{"tables: [users]\n", "tables: want a map"},
 		{"", "empty rules"},
+		{"tables:\n  users:\n    - type: filter\n      column: age\n     parameters: x\n", "rules.yaml:2: did not find expected '-' indicator"},
+		{"tables:\n  \"us\\ners\":\n    - type: filter\n", `rules.yaml:2: bad table name "us\ners"`},
 	}
 	for _, tc := range cases {
 		_, err := Load([]byte(tc.yaml), "rules.yaml")

@@ -78,7 +78,7 @@ func (s *Syncer) source(ctx context.Context) (*pgx.Conn, error) {
 	}
 	cfg, err := pgx.ParseConfig(s.dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse source dsn %s: %s", pgdsn.Redact(s.dsn), pgdsn.RedactIn(err.Error(), ""))
+		return nil, fmt.Errorf("parse source dsn %s: %s", pgdsn.Redact(s.dsn), pgdsn.ParseError(err))
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -49,9 +52,17 @@ func Inline(v any, field, what string) (*Doc, error) {
 	return parse(data, field, what, false)
 }
 
+// yamlLine matches a YAML syntax error that names its line.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
 func parse(data []byte, source, what string, lines bool) (*Doc, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		// "yaml: line 3: …" becomes "rules.yaml:3: …", as every other
+		// error of a file is placed.
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil && lines {
+			return nil, fmt.Errorf("%s:%s: %s", source, m[1], m[2])
+		}
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	if len(doc.Content) == 0 {
@@ -91,7 +102,16 @@ type FieldError struct {
 	node  *yaml.Node
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("field %s: %v", e.Field, e.Err) }
+func (e *FieldError) Error() string { return fmt.Sprintf("field %s: %v", oneLine(e.Field), e.Err) }
+
+// oneLine is s, quoted when it holds a control character (a line break in
+// a YAML key), so that an error naming it stays on one line.
+func oneLine(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
 
 func (e *FieldError) Unwrap() error { return e.Err }
 
@@ -113,7 +133,7 @@ func ParseKey(name string) (Key, error) {
 	if schema, table, ok := strings.Cut(name, "."); ok {
 		k.Schema, k.Table = schema, table
 	}
-	if k.Table == "" || (k.Schema == "" && strings.Contains(name, ".")) {
+	if k.Table == "" || (k.Schema == "" && strings.Contains(name, ".")) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
 		return k, fmt.Errorf("bad table name %q (want table or schema.table)", name)
 	}
 	return k, nil

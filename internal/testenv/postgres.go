@@ -50,7 +50,8 @@ type Postgres struct {
 	logFile          string
 	port             int
 	runAs            *osUser
-	lock             *os.File // held while the cluster exists; see removeStaleDirs
+	lock             *os.File  // held while the cluster exists; see removeStaleDirs
+	tls              *TLSFiles // set by StartPostgresTLS: DSNs then use TLS
 
 	mu     sync.Mutex
 	server *child // nil while stopped
@@ -59,7 +60,11 @@ type Postgres struct {
 // StartPostgres creates a fresh cluster in a new temp dir (initdb), starts it on a
 // free port and waits until it accepts connections. Call it from TestMain and
 // Stop the cluster after m.Run.
-func StartPostgres() (*Postgres, error) {
+func StartPostgres() (*Postgres, error) { return startPostgres(nil) }
+
+// startPostgres is StartPostgres with configure, if not nil, changing the
+// fresh cluster's files before it first starts.
+func startPostgres(configure func(*Postgres) error) (*Postgres, error) {
 	bins, err := findPostgresBinaries()
 	if err != nil {
 		return nil, err
@@ -92,6 +97,12 @@ func StartPostgres() (*Postgres, error) {
 	if err := p.init(); err != nil {
 		_ = p.Stop()
 		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	if configure != nil {
+		if err := configure(p); err != nil {
+			_ = p.Stop()
+			return nil, fmt.Errorf("start postgres: %w", err)
+		}
 	}
 	// Another process may take the free port between FreePort and bind; retry
 	// with a new port a few times.
@@ -411,8 +422,12 @@ func (p *Postgres) LogFile() string { return p.logFile }
 // AdminDSN returns the DSN of the superuser `postgres` on the `postgres` database.
 func (p *Postgres) AdminDSN() string { return p.DSN("postgres") }
 
-// DSN returns the DSN of the superuser `postgres` on database db.
+// DSN returns the DSN of the superuser `postgres` on database db (over TLS
+// with its client certificate on a StartPostgresTLS cluster).
 func (p *Postgres) DSN(db string) string {
+	if p.tls != nil {
+		return p.TLSDSN(db, "postgres", p.tls.ClientCert, p.tls.ClientKey)
+	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.port, urlPathEscape(db))
 }
 
