@@ -191,6 +191,10 @@ const (
 	flagPassword    = "password"
 	flagSchema      = "schema"
 	flagGroup       = "group"
+	flagSSLMode     = "sslmode"
+	flagSSLRootCert = "sslrootcert"
+	flagSSLCert     = "sslcert"
+	flagSSLKey      = "sslkey"
 	flagNATSURL     = "nats-url"
 	flagSlot        = "slot"
 	flagPublication = "publication"
@@ -256,6 +260,10 @@ func groupFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagPassword, EnvVars: []string{"PG_FLO_PASSWORD"}, Usage: "source password (pg_flo style)"},
 		&cli.StringFlag{Name: flagSchema, EnvVars: []string{"PG_FLO_SCHEMA"}, Usage: "accepted for pg_flo command-line compatibility; unused (a group's objects do not depend on it)"},
 		&cli.StringFlag{Name: flagGroup, EnvVars: []string{"PGFLO_GROUP", "PG_FLO_GROUP"}, Usage: "the replication group (required)"},
+		&cli.StringFlag{Name: flagSSLMode, EnvVars: []string{"PG_FLO_SSLMODE"}, Usage: "source TLS mode with pg_flo-style flags: disable, allow, prefer, require, verify-ca or verify-full (unset: PGSSLMODE, else prefer)"},
+		&cli.StringFlag{Name: flagSSLRootCert, EnvVars: []string{"PG_FLO_SSLROOTCERT"}, Usage: "CA certificate file (PEM) verifying the source server (verify-ca, verify-full)"},
+		&cli.StringFlag{Name: flagSSLCert, EnvVars: []string{"PG_FLO_SSLCERT"}, Usage: "client certificate file (PEM) presented to the source server"},
+		&cli.StringFlag{Name: flagSSLKey, EnvVars: []string{"PG_FLO_SSLKEY"}, Usage: "private key file (PEM) of --sslcert"},
 	}
 	flags = append(flags, natsFlags()...)
 	return append(flags, &cli.StringFlag{Name: flagSlot, Usage: "replication slot, when not the group's default (pg_flo_<group>_publication)"})
@@ -341,7 +349,8 @@ func natsAuth(c *cli.Context) (*jsproto.ConnConfig, error) {
 }
 
 // sourceDSN is --dsn, or the keyword/value connection string of pg_flo's
-// --host, --port, --dbname, --user and --password; giving both is an error.
+// --host, --port, --dbname, --user and --password (and the --ssl… flags);
+// giving both is an error.
 func sourceDSN(c *cli.Context) (string, error) {
 	pgFloFlags := []string{flagHost, flagDBName, flagUser, flagPassword}
 	var given []string
@@ -351,6 +360,11 @@ func sourceDSN(c *cli.Context) (string, error) {
 		}
 	}
 	if dsn := c.String(flagDSN); dsn != "" {
+		for _, name := range []string{flagSSLMode, flagSSLRootCert, flagSSLCert, flagSSLKey} {
+			if c.String(name) != "" {
+				return "", fmt.Errorf("--%s goes with pg_flo-style connection flags: with --dsn, write %s=… in the DSN", name, name)
+			}
+		}
 		if len(given) > 0 {
 			return "", fmt.Errorf("--dsn and %s both name the source: give one", strings.Join(given, ", "))
 		}
@@ -365,11 +379,15 @@ func sourceDSN(c *cli.Context) (string, error) {
 		}
 	}
 	return keywordDSN(map[string]string{
-		"host":     c.String(flagHost),
-		"port":     strconv.Itoa(c.Int(flagPort)),
-		"dbname":   c.String(flagDBName),
-		"user":     c.String(flagUser),
-		"password": c.String(flagPassword),
+		"host":        c.String(flagHost),
+		"port":        strconv.Itoa(c.Int(flagPort)),
+		"dbname":      c.String(flagDBName),
+		"user":        c.String(flagUser),
+		"password":    c.String(flagPassword),
+		"sslmode":     c.String(flagSSLMode),
+		"sslrootcert": c.String(flagSSLRootCert),
+		"sslcert":     c.String(flagSSLCert),
+		"sslkey":      c.String(flagSSLKey),
 	}), nil
 }
 
@@ -377,7 +395,7 @@ func sourceDSN(c *cli.Context) (string, error) {
 // (a host may be a socket directory, a password anything).
 func keywordDSN(params map[string]string) string {
 	var parts []string
-	for _, key := range []string{"host", "port", "dbname", "user", "password"} {
+	for _, key := range []string{"host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey"} {
 		if v := params[key]; v != "" {
 			v = strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `'`, `\'`)
 			parts = append(parts, key+"='"+v+"'")
