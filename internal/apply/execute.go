@@ -189,6 +189,17 @@ func statement(s *step, binary bool) (string, []any) {
 		}
 		args, typed := p.build(s.rows)
 		return t.sql(typedKind("d", typed), nil, func() string { return deleteSQL(t, typed) }), args
+	case stepFreeNewKey:
+		// The old keys, then the new ones (the key columns' values).
+		p := newSetParams(2*len(t.Key), binary)
+		for j, k := range t.Key {
+			p.addKey(&t.Columns[k], j)
+		}
+		for _, k := range t.Key {
+			p.addValue(&t.Columns[k], k)
+		}
+		args, typed := p.build(s.rows)
+		return t.sql(typedKind("f", typed), nil, func() string { return freeNewKeySQL(t, typed) }), args
 	case stepMatchDelete, stepMatchUpdate:
 		e := s.rows[0]
 		args := make([]any, 0, len(s.match)+len(s.cols))

@@ -247,10 +247,19 @@ const (
 	stepMatchDelete
 	// stepTruncate truncates tables.
 	stepTruncate
+	// stepFreeNewKey comes before a stepUpdate moving rows to new keys: it
+	// deletes the row at a row's new key while the row at its old key is
+	// still on the target, so that the move does not fail on the key. That
+	// happens when changes are applied again (a snapshot resumed under a
+	// newer snapshot, then the stream from the older consistent point): the
+	// new key's row is then a newer version of the same row, copied by a
+	// redone chunk, which the replayed stream brings forward again. The
+	// event's row wins, as an upsert's does.
+	stepFreeNewKey
 )
 
 func (k stepKind) String() string {
-	return [...]string{"upsert", "copy", "update", "delete", "update", "delete", "truncate"}[k]
+	return [...]string{"upsert", "copy", "update", "delete", "update", "delete", "truncate", "delete"}[k]
 }
 
 // step is one statement of a plan.
@@ -629,7 +638,9 @@ func (p *planner) add(r *tableRun, ch *Change) error {
 				// only on the target: update it in place, on its own.
 				p.flush()
 				e.key, e.rekey = oldKey, true
-				p.steps = append(p.steps, &step{kind: stepUpdate, table: t, cols: presentColumns(has, t, false), rows: []*entry{e}, changes: []*Change{ch}})
+				p.steps = append(p.steps,
+					&step{kind: stepFreeNewKey, table: t, rows: []*entry{e}, changes: []*Change{ch}},
+					&step{kind: stepUpdate, table: t, cols: presentColumns(has, t, false), rows: []*entry{e}, changes: []*Change{ch}})
 				return nil
 			}
 			r.put(oldKey, p.slab.entry(entry{del: true, key: oldKey, change: ch}))

@@ -184,6 +184,38 @@ func deleteSQL(t *Table, typed []bool) string {
 	return b.String()
 }
 
+// freeNewKeySQL deletes the rows at the new keys (the second half of the
+// parameters, typed as for unnestFrom) of rows whose old key (the first
+// half) is still taken on the target (see stepFreeNewKey).
+func freeNewKeySQL(t *Table, typed []bool) string {
+	n := len(t.Key)
+	var b strings.Builder
+	b.WriteString("DELETE FROM ")
+	b.WriteString(t.ident)
+	b.WriteString(" AS t USING ")
+	unnestFrom(&b, t, append(slices.Clip(t.Key), t.Key...), typed)
+	b.WriteString(" WHERE ")
+	newKeyAt := make([]int, n)
+	for i := range newKeyAt {
+		newKeyAt[i] = n + i
+	}
+	keyMatch(&b, t, newKeyAt)
+	b.WriteString(" AND EXISTS (SELECT 1 FROM ")
+	b.WriteString(t.ident)
+	b.WriteString(" AS o WHERE ")
+	for i, k := range t.Key {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString("o.")
+		b.WriteString(t.Columns[k].ident)
+		b.WriteString(" = ")
+		castValue(&b, i, &t.Columns[k])
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
 // matchOne writes the condition picking one row of a table without key by
 // the values of match (parameters from first on): text comparison, which
 // every type supports (json, point and xml have no equality operator) and
