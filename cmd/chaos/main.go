@@ -1,0 +1,90 @@
+// Command chaos runs pgflo's fault campaign (make chaos): a replication group
+// between two throwaway PostgreSQL clusters through NATS, a mixed workload, and
+// faults drawn from --seed; at the end it checks that the target equals the
+// source and that no row went back to an older version, and prints a report.
+// It exits 1 when the campaign found a divergence, 2 when it could not run.
+// See docs/chaos.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pgflo/pgflo/internal/chaos"
+	"github.com/pgflo/pgflo/internal/testenv"
+)
+
+func main() {
+	seed := flag.Int64("seed", 0, "seed of the fault schedule (0: one from the clock, printed)")
+	faults := flag.Int("faults", 50, "number of faults")
+	natsMode := flag.String("nats", chaos.NATSSingle, "NATS: single (one server) or cluster (three, replicas 3)")
+	rows := flag.Int("rows", 40_000, "rows of the table copied at the start")
+	bin := flag.String("bin", "", "pgflo binary (default: built from this repository)")
+	keep := flag.Bool("keep", false, "keep the work dir (process logs) even when the campaign passes")
+	converge := flag.Duration("converge-timeout", 5*time.Minute, "longest wait for the target to equal the source after the last fault")
+	flag.Parse()
+	if *seed == 0 {
+		*seed = time.Now().UnixNano() % 1_000_000
+	}
+	if *bin != "" {
+		abs, err := filepath.Abs(*bin)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(2)
+		}
+		*bin = abs
+	}
+	os.Exit(run(chaos.Config{Seed: *seed, Faults: *faults, NATS: *natsMode, Rows: *rows, Binary: *bin, ConvergeTimeout: *converge, Out: os.Stdout}, *keep))
+}
+
+func run(cfg chaos.Config, keep bool) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work, err := os.MkdirTemp("", "pgflo-chaos-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	// An interrupted campaign still stops its servers and processes: they
+	// are children that die with this process (parent-death signal).
+	go func() {
+		<-ctx.Done()
+		fmt.Fprintf(os.Stderr, "chaos: interrupted (seed %d); logs in %s\n", cfg.Seed, work)
+		os.Exit(130)
+	}()
+	var (
+		report *chaos.Report
+		runErr error
+	)
+	tb := testenv.NewProgramTB(ctx, "chaos", work, os.Stdout)
+	failed := tb.Run(func(tb *testenv.ProgramTB) {
+		report, runErr = chaos.Run(tb, cfg)
+	})
+	if report != nil {
+		report.Print(os.Stdout)
+	}
+	code := 0
+	switch {
+	case errors.Is(runErr, chaos.ErrDiverged):
+		fmt.Printf("\nFAIL: %v\n", runErr)
+		code = 1
+	case runErr != nil || failed:
+		fmt.Printf("\nERROR: the campaign could not run: %v\n", runErr)
+		code = 2
+	}
+	if code == 0 && !keep {
+		_ = os.RemoveAll(work)
+		fmt.Printf("\nchaos: seed %d PASS\n", cfg.Seed)
+	} else {
+		fmt.Printf("\nchaos: seed %d %s; process logs in %s\nreplay: go run ./cmd/chaos --seed %d --faults %d --nats %s\n",
+			cfg.Seed, map[int]string{0: "PASS", 1: "FAIL", 2: "ERROR"}[code], work, cfg.Seed, cfg.Faults, cfg.NATS)
+	}
+	return code
+}
