@@ -29,9 +29,29 @@ func main() {
 	bin := flag.String("bin", "", "pgflo binary (default: built from this repository)")
 	keep := flag.Bool("keep", false, "keep the work dir (process logs) even when the campaign passes")
 	converge := flag.Duration("converge-timeout", 5*time.Minute, "longest wait for the target to equal the source after the last fault")
+	plan := flag.Bool("plan", false, "print the seed's schedule of faults and exit")
+	calmCopy := flag.Bool("calm-copy", false, "start the faults once the initial copy is complete")
 	flag.Parse()
 	if *seed == 0 {
 		*seed = time.Now().UnixNano() % 1_000_000
+	}
+	if *plan {
+		servers := 1
+		if *natsMode == chaos.NATSCluster {
+			servers = 3
+		}
+		n := 0
+		for i, s := range chaos.Schedule(*seed, *faults, servers) {
+			for j, f := range s.Faults {
+				n++
+				when := fmt.Sprintf("after %v", s.Gap)
+				if j == 1 {
+					when = fmt.Sprintf("%v into step %d", s.Offset, i+1)
+				}
+				fmt.Printf("step %2d, fault %2d (%s): %s\n", i+1, n, when, f)
+			}
+		}
+		return
 	}
 	if *bin != "" {
 		abs, err := filepath.Abs(*bin)
@@ -41,7 +61,7 @@ func main() {
 		}
 		*bin = abs
 	}
-	os.Exit(run(chaos.Config{Seed: *seed, Faults: *faults, NATS: *natsMode, Rows: *rows, Binary: *bin, ConvergeTimeout: *converge, Out: os.Stdout}, *keep))
+	os.Exit(run(chaos.Config{Seed: *seed, Faults: *faults, NATS: *natsMode, Rows: *rows, Binary: *bin, ConvergeTimeout: *converge, Out: os.Stdout, CalmCopy: *calmCopy}, *keep))
 }
 
 func run(cfg chaos.Config, keep bool) int {

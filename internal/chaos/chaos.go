@@ -50,6 +50,10 @@ type Config struct {
 	Binary string
 	// Out receives the campaign's log and report (default os.Stdout).
 	Out io.Writer
+	// CalmCopy holds the first fault until the copy is complete, so that a
+	// campaign explores streaming while a known failure of interrupted
+	// copies is open (docs/chaos.md).
+	CalmCopy bool
 }
 
 // Report is what a campaign found.
@@ -186,6 +190,11 @@ func Run(t testing.TB, cfg Config) (*Report, error) {
 		}
 	}
 
+	if cfg.CalmCopy {
+		for rep.SnapshotDone == 0 {
+			wait(time.Now().Add(250 * time.Millisecond))
+		}
+	}
 	n := 0
 	for _, s := range steps {
 		wait(time.Now().Add(s.Gap))
@@ -234,21 +243,22 @@ func Run(t testing.TB, cfg Config) (*Report, error) {
 	rep.Transactions, rep.FailedTransactions, rep.TxKinds = w.committed.Load(), w.failed.Load(), w.counts
 	logf("workload stopped: %d transactions committed, %d failed (by the faults)", rep.Transactions, rep.FailedTransactions)
 
-	converged := e.converge(cfg.ConvergeTimeout, func() {
+	converged, why := e.converge(cfg.ConvergeTimeout, func() {
 		wait(time.Now().Add(500 * time.Millisecond))
 	})
 	if converged {
 		rep.Converged = time.Since(healed)
 		logf("the target equals the source %v after the last fault healed", rep.Converged.Round(time.Millisecond))
 	} else {
-		logf("the target did not converge within %v", cfg.ConvergeTimeout)
+		logf("the target did not converge: %s", why)
+		rep.Differences = append(rep.Differences, why)
 	}
 	var problems []string
 	if err := e.finalChecks(rep, converged); err != nil {
 		return rep, err
 	}
 	if !converged {
-		problems = append(problems, fmt.Sprintf("the target did not equal the source within %v of the last fault: %s", cfg.ConvergeTimeout, strings.Join(rep.Differences, "; ")))
+		problems = append(problems, "the target did not converge: "+strings.Join(rep.Differences, "; "))
 	}
 	for _, d := range rep.Tables {
 		if d.Source != d.Target {

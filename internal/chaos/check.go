@@ -51,28 +51,53 @@ func digests(dsn, query string) ([]string, error) {
 	return out, nil
 }
 
+// stuckAfter is how long the target may stay unchanged, and different from
+// the source, before the campaign stops waiting for it: the pipeline is
+// stuck, not slow.
+const stuckAfter = 90 * time.Second
+
 // converge waits until every table's fingerprint is the same on both sides
 // and stays so for a few seconds (a late change would show), calling pause
-// between polls. It reports whether that happened within timeout.
-func (e *env) converge(timeout time.Duration, pause func()) bool {
+// between polls. It reports whether that happened within timeout, and if not
+// why it stopped waiting.
+func (e *env) converge(timeout time.Duration, pause func()) (bool, string) {
 	deadline := time.Now().Add(timeout)
-	var equalSince time.Time
+	var equalSince, changedAt time.Time
+	last := ""
 	for time.Now().Before(deadline) {
 		src, err1 := digests(e.sourceDB, fingerprintSQL)
 		dst, err2 := digests(e.targetDB, fingerprintSQL)
-		if err1 == nil && err2 == nil && strings.Join(src, ",") == strings.Join(dst, ",") {
+		target := strings.Join(dst, ",")
+		if target != last {
+			last, changedAt = target, time.Now()
+		}
+		if err1 == nil && err2 == nil && strings.Join(src, ",") == target {
 			if equalSince.IsZero() {
 				equalSince = time.Now()
 			}
 			if time.Since(equalSince) >= 3*time.Second {
-				return true
+				return true, ""
 			}
 		} else {
 			equalSince = time.Time{}
+			if time.Since(changedAt) > stuckAfter {
+				return false, fmt.Sprintf("the target stopped changing for %v; the worker's last error: %s", stuckAfter, e.lastError(e.worker))
+			}
 		}
 		pause()
 	}
-	return false
+	return false, fmt.Sprintf("still different after %v; the worker's last error: %s", timeout, e.lastError(e.worker))
+}
+
+// lastError is the last error line p's current process logged, "none" when
+// there is none.
+func (e *env) lastError(p *process) string {
+	log := p.current.Log()
+	i := strings.LastIndex(log, "level=error")
+	if i < 0 {
+		return "none"
+	}
+	return firstLine(log[i:])
 }
 
 var (
@@ -95,9 +120,11 @@ func (e *env) finalChecks(rep *Report, converged bool) error {
 		rep.Tables = append(rep.Tables, TableDigest{Table: table, Source: src[i], Target: dst[i]})
 	}
 	if !converged {
-		if rep.Differences, err = e.differences(); err != nil {
+		diffs, err := e.differences()
+		if err != nil {
 			return err
 		}
+		rep.Differences = append(rep.Differences, diffs...)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -137,7 +137,8 @@ input:
     mode: copy_and_stream
     tables: [acct, hist]
     track_ddl: true
-    copy_chunk_pages: 100
+    copy_chunk_pages: 20
+    max_copy_workers: 2
     status_interval: 1s
     owner_lease: %v
     nats:

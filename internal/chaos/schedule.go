@@ -136,6 +136,10 @@ func Schedule(seed int64, n, natsServers int) []Step {
 	var steps []Step
 	for left := n; left > 0; {
 		s := Step{Gap: between(rng, time.Second, 6*time.Second)}
+		if len(steps) == 0 {
+			// The first fault comes at once, while the copy runs.
+			s.Gap = between(rng, 100*time.Millisecond, time.Second)
+		}
 		first := drawFault(rng, natsServers)
 		s.Faults = []Fault{first}
 		if left >= 2 && rng.Float64() < comboChance {
