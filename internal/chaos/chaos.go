@@ -191,7 +191,7 @@ func Run(t testing.TB, cfg Config) (*Report, error) {
 	}
 
 	if cfg.CalmCopy {
-		for rep.SnapshotDone == 0 {
+		for calm := time.Now().Add(5 * time.Minute); rep.SnapshotDone == 0 && time.Now().Before(calm); {
 			wait(time.Now().Add(250 * time.Millisecond))
 		}
 	}

@@ -138,7 +138,7 @@ func Schedule(seed int64, n, natsServers int) []Step {
 		s := Step{Gap: between(rng, time.Second, 6*time.Second)}
 		if len(steps) == 0 {
 			// The first fault comes at once, while the copy runs.
-			s.Gap = between(rng, 100*time.Millisecond, time.Second)
+			s.Gap = between(rng, 100*time.Millisecond, 500*time.Millisecond)
 		}
 		first := drawFault(rng, natsServers)
 		s.Faults = []Fault{first}
