@@ -65,8 +65,6 @@ func main() {
 }
 
 func run(cfg chaos.Config, keep bool) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	work, err := os.MkdirTemp("", "pgflo-chaos-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -74,8 +72,10 @@ func run(cfg chaos.Config, keep bool) int {
 	}
 	// An interrupted campaign still stops its servers and processes: they
 	// are children that die with this process (parent-death signal).
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ctx.Done()
+		<-interrupted
 		fmt.Fprintf(os.Stderr, "chaos: interrupted (seed %d); logs in %s\n", cfg.Seed, work)
 		os.Exit(130)
 	}()
@@ -83,7 +83,7 @@ func run(cfg chaos.Config, keep bool) int {
 		report *chaos.Report
 		runErr error
 	)
-	tb := testenv.NewProgramTB(ctx, "chaos", work, os.Stdout)
+	tb := testenv.NewProgramTB(context.Background(), "chaos", work, os.Stdout)
 	failed := tb.Run(func(tb *testenv.ProgramTB) {
 		report, runErr = chaos.Run(tb, cfg)
 	})
