@@ -96,7 +96,7 @@ type Report struct {
 	Backwards       []string
 	// SelfExits are processes that exited without being killed.
 	SelfExits []string
-	// Processes counts the replicator and worker processes started.
+	// Replicators and Workers count the processes started.
 	Replicators, Workers int
 	// Transactions and FailedTransactions are the workload's, by the
 	// writer's count; TxKinds by kind.

@@ -66,8 +66,8 @@ func (e *env) start(p *process) {
 // databaseName is the database the campaign replicates, on both clusters.
 const databaseName = "app"
 
-// setUp starts the servers and proxies, creates the schema and fills the
-// source with rows initial rows.
+// setUp starts the servers and proxies, creates the schema on both sides,
+// fills the source with cfg.Rows rows and writes the processes' configs.
 func setUp(t testing.TB, cfg Config, logf func(string, ...any)) (*env, error) {
 	e := &env{t: t, bin: cfg.Binary, dir: t.TempDir(), logf: logf, proxies: map[Link][]*testenv.Proxy{}}
 	if e.bin == "" {
