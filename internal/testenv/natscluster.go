@@ -123,8 +123,8 @@ func StartNATSCluster(t testing.TB, n int, opts ...NATSClusterOption) *NATSClust
 }
 
 // config is the node's nats-server configuration: JetStream with the file
-// store in its own dir, the same 8 MiB max payload as natsembed, routes to
-// every node of the cluster.
+// store in its own dir, the same 8 MiB max payload as natsembed, and, in a
+// cluster of more than one, routes to every node.
 func (n *NATSNode) config() string {
 	server := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
