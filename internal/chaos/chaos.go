@@ -138,8 +138,11 @@ func Run(t testing.TB, cfg Config) (*Report, error) {
 	}
 	begin := time.Now()
 	start := begin // the pipeline's start, once set up
+	// Each line has the time since the pipeline's start and the wall clock
+	// (UTC, as the processes' logs have it), to find a fault in their logs.
 	logf := func(format string, args ...any) {
-		fmt.Fprintf(cfg.Out, "[%7.2fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+		now := time.Now()
+		fmt.Fprintf(cfg.Out, "[%7.2fs %s] "+format+"\n", append([]any{now.Sub(start).Seconds(), now.UTC().Format("15:04:05.000")}, args...)...)
 	}
 	rep := &Report{Seed: cfg.Seed, NATS: cfg.NATS, Faults: map[Kind]int{}}
 	defer func() { rep.Duration = time.Since(begin) }()
