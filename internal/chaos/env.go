@@ -128,6 +128,8 @@ func setUp(t testing.TB, cfg Config, logf func(string, ...any)) (*env, error) {
 	if servers > 1 {
 		replicas = "\n    state_replicas: 3"
 	}
+	// Small chunks copied one at a time: the copy has many chunks to
+	// resume by, and lasts long enough for the first fault to interrupt it.
 	repNATS := e.natsURLs(ReplicatorNATS)
 	e.replicator = &process{name: "replicator", config: e.writeConfig("replicator.yaml", fmt.Sprintf(`%s
 input:
@@ -138,7 +140,7 @@ input:
     tables: [acct, hist]
     track_ddl: true
     copy_chunk_pages: 20
-    max_copy_workers: 2
+    max_copy_workers: 1
     status_interval: 1s
     owner_lease: %v
     nats:
