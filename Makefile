@@ -66,7 +66,8 @@ bench-partitions: build
 	$(GO) run ./bench/partitions --bin $(BIN) --out bench/results/partitions.md
 
 # The fault campaign (docs/chaos.md): FAULTS faults drawn from SEED (a new
-# one each run when unset, printed) against NATS=single or NATS=cluster.
+# one each run when unset, printed) against CHAOS_NATS=single (one
+# nats-server) or CHAOS_NATS=cluster (three, replicas 3).
 # make test runs a short one with a fixed seed (tests/chaos_test.go).
 FAULTS ?= 50
 SEED ?= 0
