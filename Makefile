@@ -4,7 +4,7 @@ GO ?= go
 BIN ?= ./pgflo
 export CGO_ENABLED ?= 0
 
-.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply bench-partitions clean
+.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply bench-partitions chaos clean
 
 build:
 	$(GO) build -o $(BIN) .
@@ -68,6 +68,17 @@ bench-apply: build
 # a proxy adding 2 ms each way; three runs, minimum and median.
 bench-partitions: build
 	$(GO) run ./bench/partitions --bin $(BIN) --out bench/results/partitions.md
+
+# The fault campaign (docs/chaos.md): FAULTS faults drawn from SEED (a new
+# one each run when unset, printed) against CHAOS_NATS=single (one
+# nats-server) or CHAOS_NATS=cluster (three, replicas 3).
+# make test runs a short one with a fixed seed (tests/chaos_test.go).
+FAULTS ?= 50
+SEED ?= 0
+CHAOS_NATS ?= single
+
+chaos: build
+	$(GO) run ./cmd/chaos --bin $(BIN) --seed $(SEED) --faults $(FAULTS) --nats $(CHAOS_NATS)
 
 clean:
 	rm -f $(BIN)

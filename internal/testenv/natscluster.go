@@ -43,6 +43,20 @@ type NATSCluster struct {
 	bin   string
 	name  string
 	nodes []*NATSNode
+	// noAdvertise keeps the servers from telling clients each other's
+	// client URLs (NATSNoAdvertise).
+	noAdvertise bool
+}
+
+// NATSClusterOption changes how StartNATSCluster configures the servers.
+type NATSClusterOption func(*NATSCluster)
+
+// NATSNoAdvertise keeps every server from advertising the cluster's client
+// URLs to its clients (no_advertise), so a client only ever connects to the
+// URLs it was given: the way to keep clients behind a Proxy, which they would
+// otherwise bypass by reconnecting to a node's own port.
+func NATSNoAdvertise() NATSClusterOption {
+	return func(c *NATSCluster) { c.noAdvertise = true }
 }
 
 // NATSNode is one server of a NATSCluster.
@@ -65,13 +79,18 @@ const natsReadyTimeout = 60 * time.Second
 
 // StartNATSCluster starts n nats-server processes with JetStream (file store in
 // t.TempDir), routed to each other as one cluster, and waits until the cluster
-// has a JetStream meta leader. They are killed when the test ends.
-func StartNATSCluster(t testing.TB, n int) *NATSCluster {
+// has a JetStream meta leader. They are killed when the test ends. A cluster
+// of one is a single server without a cluster block: one nats-server
+// process a test can kill.
+func StartNATSCluster(t testing.TB, n int, opts ...NATSClusterOption) *NATSCluster {
 	t.Helper()
 	if n < 1 {
 		t.Fatalf("start NATS cluster: %d nodes", n)
 	}
 	c := &NATSCluster{t: t, bin: NATSServerBinary(t), name: "pgflo-test"}
+	for _, o := range opts {
+		o(c)
+	}
 	// Ports are chosen before the servers bind them (routes name each
 	// other's), so another process may take one in between: a node that
 	// exits at once is started again with new ports, a few times.
@@ -104,25 +123,30 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 }
 
 // config is the node's nats-server configuration: JetStream with the file
-// store in its own dir, the same 8 MiB max payload as natsembed, routes to
-// every node of the cluster.
+// store in its own dir, the same 8 MiB max payload as natsembed, and, in a
+// cluster of more than one, routes to every node.
 func (n *NATSNode) config() string {
-	var routes []string
-	for _, other := range n.cluster.nodes {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", other.ClusterPort))
-	}
-	return fmt.Sprintf(`server_name: %s
+	server := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
 max_payload: 8MB
 jetstream {
   store_dir: %q
 }
-cluster {
+`, n.Name, n.ClientPort, filepath.Join(n.dir, "store"))
+	if len(n.cluster.nodes) == 1 {
+		return server
+	}
+	var routes []string
+	for _, other := range n.cluster.nodes {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", other.ClusterPort))
+	}
+	return server + fmt.Sprintf(`cluster {
   name: %s
   listen: 127.0.0.1:%d
   routes: [%s]
+  no_advertise: %t
 }
-`, n.Name, n.ClientPort, filepath.Join(n.dir, "store"), n.cluster.name, n.ClusterPort, strings.Join(routes, ", "))
+`, n.cluster.name, n.ClusterPort, strings.Join(routes, ", "), n.cluster.noAdvertise)
 }
 
 func (n *NATSNode) start(t testing.TB) {
@@ -294,6 +318,10 @@ func (n *NATSNode) process() *Process {
 	defer n.mu.Unlock()
 	return n.proc
 }
+
+// Process returns the node's current (or last) process, for a test that
+// signals it (SIGSTOP to freeze the server); nil before the first start.
+func (n *NATSNode) Process() *Process { return n.process() }
 
 // Running reports whether the node's process runs.
 func (n *NATSNode) Running() bool {

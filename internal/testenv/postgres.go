@@ -388,6 +388,34 @@ func stopChild(c *child) error {
 	return errors.New("server did not exit after SIGKILL")
 }
 
+// Crash stops the server in immediate mode, as `pg_ctl stop -m immediate`
+// does (SIGQUIT to the postmaster): every backend quits at once, nothing is
+// checkpointed, and the next StartServer runs crash recovery from the WAL. It
+// is a crash of PostgreSQL, not of the machine: what the server wrote to the
+// OS survives (the cluster runs with fsync off), so only commits it never
+// wrote are lost — none with synchronous_commit on. Crashing a stopped server
+// does nothing.
+func (p *Postgres) Crash() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.server == nil {
+		return nil
+	}
+	srv := p.server
+	p.server = nil
+	if err := srv.cmd.Process.Signal(syscall.SIGQUIT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("crash postgres: %w", err)
+	}
+	select {
+	case <-srv.done:
+		return nil
+	case <-time.After(pgStopTimeout):
+		_ = srv.cmd.Process.Kill()
+		<-srv.done
+		return fmt.Errorf("crash postgres: still running %v after SIGQUIT; killed", pgStopTimeout)
+	}
+}
+
 // Restart stops and starts the server, keeping port and data; connections and
 // replication streams are cut, as in a real server restart.
 func (p *Postgres) Restart() error {

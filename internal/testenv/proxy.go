@@ -10,8 +10,9 @@ import (
 
 // Proxy is a TCP proxy on loopback in front of a server (PostgreSQL, NATS),
 // for faults and distances a single machine does not have: it adds a fixed
-// delay to each direction (a cross-zone round trip) and can cut the network
-// (every connection closed, new ones refused) and restore it.
+// delay to each direction (a cross-zone round trip) and can fail the network
+// in three ways until Restore: Cut (every connection closed, new ones
+// refused), BlackHole (nothing gets through, nothing is closed) and Slow.
 //
 // The delay is latency, not a bandwidth limit: bytes read at time t are
 // written at t+delay, whatever else is queued, as a long link behaves.
@@ -25,6 +26,10 @@ type Proxy struct {
 	conns map[net.Conn]struct{}
 	done  bool
 	wg    sync.WaitGroup
+	// holed is closed when a BlackHole ends; nil while none is on.
+	holed chan struct{}
+	// slow is the pause before each chunk is forwarded while Slow is on.
+	slow time.Duration
 }
 
 // StartProxy listens on a free loopback port and forwards every connection to
@@ -53,16 +58,69 @@ func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
+	p.endBlackHole()
 	for c := range p.conns {
 		c.Close()
 	}
 }
 
-// Restore ends a Cut: new connections are forwarded again.
+// BlackHole stops forwarding until Restore without closing anything: open
+// connections stay open and carry no byte either way, new ones are accepted
+// and get no answer. That is what the two ends see when packets are dropped
+// between them: no reset, no error, only silence until a timeout of their
+// own fires. The bytes already read are held, not lost, and flow on Restore,
+// as TCP retransmits them once a partition heals.
+func (p *Proxy) BlackHole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holed == nil {
+		p.holed = make(chan struct{})
+	}
+}
+
+// Slow makes every chunk of bytes wait pause before it is forwarded, in each
+// direction, until Restore: a congested or lossy link, slow enough for
+// clients' timeouts to fire, that still delivers everything in order.
+func (p *Proxy) Slow(pause time.Duration) {
+	p.mu.Lock()
+	p.slow = pause
+	p.mu.Unlock()
+}
+
+// Restore ends a Cut, BlackHole or Slow: new connections are forwarded
+// again, and held bytes flow.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
+	p.slow = 0
+	p.endBlackHole()
 	p.mu.Unlock()
+}
+
+// endBlackHole releases what a BlackHole holds; p.mu is held.
+func (p *Proxy) endBlackHole() {
+	if p.holed != nil {
+		close(p.holed)
+		p.holed = nil
+	}
+}
+
+// gate waits while the proxy is black-holed and for the Slow pause, before
+// a chunk is forwarded.
+func (p *Proxy) gate() {
+	for {
+		p.mu.Lock()
+		holed, slow := p.holed, p.slow
+		p.mu.Unlock()
+		if holed != nil {
+			<-holed
+			continue
+		}
+		if slow > 0 {
+			time.Sleep(slow)
+		}
+		return
+	}
 }
 
 // Close stops the proxy and closes every connection.
@@ -115,6 +173,7 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	defer p.untrack(client)
+	p.gate() // a black hole answers no new connection either
 	server, err := net.Dial("tcp", p.target)
 	if err != nil || !p.track(server) {
 		if server != nil {
@@ -141,12 +200,13 @@ type chunk struct {
 // pump copies src to dst, each chunk delayed by p.delay from when it was
 // read. A reader and a writer goroutine share a queue so that the delay does
 // not slow the copy down. When either side ends, both connections close, so
-// the other direction ends too.
+// the other direction ends too. Each chunk passes the gate after it is read,
+// so a BlackHole or Slow holds it (and, the reader waiting, what follows).
 func (p *Proxy) pump(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
 	if p.delay <= 0 {
-		_, _ = io.Copy(dst, src)
+		_, _ = io.Copy(dst, gatedReader{p, src})
 		return
 	}
 	queue := make(chan chunk, 1024)
@@ -167,6 +227,7 @@ func (p *Proxy) pump(dst, src net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			p.gate()
 			queue <- chunk{data: append([]byte(nil), buf[:n]...), due: time.Now().Add(p.delay)}
 		}
 		if err != nil {
@@ -175,6 +236,22 @@ func (p *Proxy) pump(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// gatedReader is src as pump reads it without a delay: every chunk read
+// passes the proxy's gate. Hiding the connection's WriterTo makes io.Copy
+// read chunk by chunk instead of splicing in the kernel, where no gate is.
+type gatedReader struct {
+	p   *Proxy
+	src net.Conn
+}
+
+func (r gatedReader) Read(b []byte) (int, error) {
+	n, err := r.src.Read(b)
+	if n > 0 {
+		r.p.gate()
+	}
+	return n, err
 }
 
 func setNoDelay(c net.Conn) {

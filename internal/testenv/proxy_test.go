@@ -95,3 +95,64 @@ func TestProxyDelaysBothWaysAndCuts(t *testing.T) {
 		t.Fatalf("after restore: %q, %v", got, err)
 	}
 }
+
+// A black hole holds every byte on open and new connections without closing
+// them; Restore delivers what it held, in order. Slow delays each chunk.
+func TestProxyBlackHoleHoldsAndSlowDelays(t *testing.T) {
+	p, err := StartProxy(echoServer(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if got, err := roundTrip(t, c, r, "before"); err != nil || got != "before\n" {
+		t.Fatalf("before the black hole: %q, %v", got, err)
+	}
+
+	p.BlackHole()
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatalf("a new connection was refused in a black hole: %v", err)
+	}
+	defer c2.Close()
+	for _, conn := range []net.Conn{c, c2} {
+		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := conn.Write([]byte("held\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("an answer came through the black hole: %q", line)
+	}
+	r2 := bufio.NewReader(c2)
+	if line, err := r2.ReadString('\n'); err == nil {
+		t.Fatalf("a new connection was answered in the black hole: %q", line)
+	}
+
+	p.Restore()
+	for _, rd := range []struct {
+		c net.Conn
+		r *bufio.Reader
+	}{{c, bufio.NewReader(c)}, {c2, r2}} {
+		_ = rd.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, err := rd.r.ReadString('\n'); err != nil || got != "held\n" {
+			t.Fatalf("after restore, the held line: %q, %v", got, err)
+		}
+	}
+
+	const pause = 50 * time.Millisecond
+	p.Slow(pause)
+	start := time.Now()
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := roundTrip(t, c2, r2, "slow"); err != nil || got != "slow\n" {
+		t.Fatalf("slow round trip: %q, %v", got, err)
+	}
+	if took := time.Since(start); took < 2*pause {
+		t.Fatalf("slow round trip took %v, want at least %v", took, 2*pause)
+	}
+}
