@@ -95,8 +95,10 @@ JetStream key-value bucket (‹pg_flo_state_<group>›, key ‹snapshot›, on �
 copies only the unfinished chunks, under a new snapshot, then streams from the slot's confirmed position (never
 past the first snapshot's consistent point). What is guaranteed: every row and every change reaches the output at
 least once; rows of redone chunks, and changes between the two snapshots, may arrive twice — an idempotent apply
-(upsert by key, as ‹pg_flo_postgres› does) converges to the source. Tables without a replica-identity key can
-get duplicate rows in that case.
+(upsert by key, as ‹pg_flo_postgres› does) converges to the source once the stream passed the second snapshot's
+consistent point. Until then a row of a redone chunk may go back to an older version on the target, as the changes
+between the two snapshots are applied again over it. Tables without a replica-identity key can get duplicate rows
+in that case.
 
 ### One owner per group
 
