@@ -33,7 +33,10 @@ type StreamConfig struct {
 	// the server's WAL end (as last reported) and the confirmed position:
 	// their difference is the replication lag in bytes.
 	OnStatus func(serverWALEnd, confirmed pglogrepl.LSN)
-	Logger   logging.Logger
+	// Hold, when set, holds back the transactions committing at or after
+	// its position until it is released (see Hold).
+	Hold   *Hold
+	Logger logging.Logger
 }
 
 // Stream reads a slot and turns it into batches of encoded events.
@@ -66,7 +69,18 @@ func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bo
 	if export {
 		action = "EXPORT_SNAPSHOT"
 	}
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action})
+	return createSlot(ctx, conn, name, pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action}, log)
+}
+
+// ExportSnapshot creates a temporary slot on the replication connection
+// conn for its exported snapshot and consistent point: a snapshot whose
+// position in the WAL is exact. The slot goes with the connection.
+func ExportSnapshot(ctx context.Context, conn *pgconn.PgConn, name string, log logging.Logger) (Slot, error) {
+	return createSlot(ctx, conn, name, pglogrepl.CreateReplicationSlotOptions{Temporary: true, SnapshotAction: "EXPORT_SNAPSHOT"}, log)
+}
+
+func createSlot(ctx context.Context, conn *pgconn.PgConn, name string, opts pglogrepl.CreateReplicationSlotOptions, log logging.Logger) (Slot, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "pgoutput", opts)
 	if err != nil {
 		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == sqlstateLimitExceeded {
 			return Slot{}, fmt.Errorf("create replication slot %q: %w: %w", name, err, ErrNoSlotLeft)
@@ -77,7 +91,11 @@ func CreateSlot(ctx context.Context, conn *pgconn.PgConn, name string, export bo
 	if err != nil {
 		return Slot{}, fmt.Errorf("parse consistent point of slot %q: %w", name, err)
 	}
-	log.Infof("created replication slot %s at %s", name, lsn)
+	if opts.Temporary {
+		log.Infof("created temporary replication slot %s at %s", name, lsn)
+	} else {
+		log.Infof("created replication slot %s at %s", name, lsn)
+	}
 	return Slot{ConsistentPoint: lsn, SnapshotName: res.SnapshotName}, nil
 }
 
@@ -212,8 +230,13 @@ func (s *Stream) run(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.L
 				if ka.ServerWALEnd > st.serverEnd {
 					st.serverEnd = ka.ServerWALEnd
 				}
-				if !s.decoder.Tx().InTx && st.cur == nil && ka.ServerWALEnd > st.idle {
-					st.idle = ka.ServerWALEnd
+				if !s.decoder.Tx().InTx && st.cur == nil {
+					if ka.ServerWALEnd > st.idle {
+						st.idle = ka.ServerWALEnd
+					}
+					if s.cfg.Hold != nil {
+						s.cfg.Hold.passed(ka.ServerWALEnd)
+					}
 				}
 				if ka.ReplyRequested {
 					if err := s.sendStatus(ctx, st, false); err != nil {
@@ -283,6 +306,9 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 		return err
 	}
 	if res.Begin {
+		if err := s.wait(ctx, st, s.decoder.Tx().CommitLSN); err != nil {
+			return err
+		}
 		st.cur = st.newUnit()
 	}
 	if len(res.Events) > 0 {

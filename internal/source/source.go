@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -186,7 +187,15 @@ func (s *Source) startStream(ctx context.Context, prep *replication.Prepared) er
 }
 
 func (s *Source) attachStream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN, prep *replication.Prepared) error {
-	stream, err := replication.StartStream(ctx, s.streamConfig(), conn, start, prep.TypeNames, s.feed)
+	return s.attachHeldStream(ctx, conn, start, prep, nil)
+}
+
+// attachHeldStream is attachStream with the stream held back at hold (nil:
+// not held).
+func (s *Source) attachHeldStream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN, prep *replication.Prepared, hold *replication.Hold) error {
+	cfg := s.streamConfig()
+	cfg.Hold = hold
+	stream, err := replication.StartStream(ctx, cfg, conn, start, prep.TypeNames, s.feed)
 	if err != nil {
 		return err
 	}
@@ -280,7 +289,7 @@ func (s *Source) firstCopy(ctx, bg context.Context, prep *replication.Prepared, 
 		return err
 	}
 	job := snapshot.Job{Snapshot: slot.SnapshotName, LSN: slot.ConsistentPoint, RunID: runID(), Tables: infos, Plan: snap}
-	s.background(bg, job, func() error {
+	s.background(bg, job, nil, func() error {
 		// The snapshot's connection was left idle while the workers
 		// imported it; it now streams the changes after the consistent point.
 		return s.attachStream(bg, conn, slot.ConsistentPoint, prep)
@@ -289,11 +298,20 @@ func (s *Source) firstCopy(ctx, bg context.Context, prep *replication.Prepared, 
 }
 
 // resumeCopy copies the chunks an interrupted copy did not finish, under a
-// new snapshot. Streaming then restarts at the slot's confirmed position,
-// which is at or before the first copy's consistent point: changes to rows
-// copied by either snapshot are all streamed (some twice), and idempotent
-// apply converges to the source.
+// new snapshot.
+//
+// With streaming, the new snapshot is a temporary slot's, whose position in
+// the WAL (its consistent point) is exact, and the stream restarts at the
+// slot's confirmed position, at or before the first copy's consistent
+// point, held at the new one: the changes committed before it reach the
+// output first, then the chunks copied under it, then the later changes.
+// Every row then only moves forward on the target: the rows of chunks
+// copied before get every change after their snapshot, and the rows copied
+// now are newer than every change delivered before them.
 func (s *Source) resumeCopy(ctx, bg context.Context, prep *replication.Prepared, snap *state.Snapshot, thenStream bool) error {
+	if thenStream {
+		return s.resumeCopyHeld(ctx, bg, prep, snap)
+	}
 	exporter, err := replication.Connect(ctx, s.cfg.Source.DSN)
 	if err != nil {
 		return err
@@ -312,16 +330,91 @@ func (s *Source) resumeCopy(ctx, bg context.Context, prep *replication.Prepared,
 	lsn := prep.ConfirmedLSN
 	if snap.LSN != "" {
 		lsn, err = pglogrepl.ParseLSN(snap.LSN)
-	} else if !thenStream {
+	} else {
 		lsn, err = pglogrepl.ParseLSN(walLSN)
 	}
 	if err != nil {
 		_ = exporter.Close(context.Background())
 		return fmt.Errorf("snapshot position: %w", err)
 	}
+	infos, err := s.prepareResume(ctx, prep, snap, lsn)
+	if err != nil {
+		_ = exporter.Close(context.Background())
+		return err
+	}
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+	job := snapshot.Job{
+		Snapshot: name, LSN: lsn, RunID: runID(), Tables: infos, Plan: snap,
+		Imported: func() { _ = exporter.Close(context.Background()) },
+	}
+	s.background(bg, job, nil, func() error {
+		s.feed.Fail(ErrCopyDone)
+		return nil
+	}, func() { _ = exporter.Close(context.Background()) })
+	return nil
+}
+
+// resumeCopyHeld is resumeCopy with streaming (see there).
+func (s *Source) resumeCopyHeld(ctx, bg context.Context, prep *replication.Prepared, snap *state.Snapshot) error {
+	planLSN := prep.ConfirmedLSN
+	if snap.LSN != "" {
+		var err error
+		if planLSN, err = pglogrepl.ParseLSN(snap.LSN); err != nil {
+			return fmt.Errorf("snapshot position: %w", err)
+		}
+	}
+	exporter, err := replication.ConnectReplication(ctx, s.cfg.Source.DSN)
+	if err != nil {
+		return err
+	}
+	closeExporter := func() { _ = exporter.Close(context.Background()) }
+	// The slot name only has to be unique while this connection lives.
+	slot, err := replication.ExportSnapshot(ctx, exporter, fmt.Sprintf("pgflo_resume_%s_%d", runID(), os.Getpid()), s.cfg.Logger)
+	if err != nil {
+		closeExporter()
+		return fmt.Errorf("export a snapshot to resume the copy: %w", err)
+	}
+	infos, err := s.prepareResume(ctx, prep, snap, planLSN)
+	if err != nil {
+		closeExporter()
+		return err
+	}
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+	conn, err := replication.ConnectReplication(ctx, s.cfg.Source.DSN)
+	if err != nil {
+		closeExporter()
+		return err
+	}
+	hold := replication.NewHold(slot.ConsistentPoint)
+	if err := s.attachHeldStream(ctx, conn, prep.ConfirmedLSN, prep, hold); err != nil {
+		closeExporter()
+		return err
+	}
+	job := snapshot.Job{
+		Snapshot: slot.SnapshotName, LSN: slot.ConsistentPoint, RunID: runID(), Tables: infos, Plan: snap,
+		Imported: closeExporter,
+	}
+	// A failed copy leaves the hold in place: nothing after its snapshot
+	// may be delivered before its rows.
+	s.background(bg, job, hold.Reached(), func() error {
+		hold.Release()
+		return nil
+	}, closeExporter)
+	return nil
+}
+
+// prepareResume describes the tables of a copy to resume (planning it at
+// planLSN when no plan was recorded) and sends a resync's TRUNCATEs again
+// when none of its chunks was recorded.
+func (s *Source) prepareResume(ctx context.Context, prep *replication.Prepared, snap *state.Snapshot, planLSN pglogrepl.LSN) ([]*snapshot.TableInfo, error) {
 	var infos []*snapshot.TableInfo
+	var err error
 	if len(snap.Tables) == 0 {
-		infos, err = s.plan(ctx, prep, snap, lsn)
+		infos, err = s.plan(ctx, prep, snap, planLSN)
 	} else {
 		infos, err = snapshot.DescribeWith(ctx, s.cfg.Source.DSN, prep.Tables)
 		if err == nil {
@@ -329,8 +422,7 @@ func (s *Source) resumeCopy(ctx, bg context.Context, prep *replication.Prepared,
 		}
 	}
 	if err != nil {
-		_ = exporter.Close(context.Background())
-		return err
+		return nil, err
 	}
 	done := countDone(snap)
 	if done > 0 {
@@ -349,29 +441,10 @@ func (s *Source) resumeCopy(ctx, bg context.Context, prep *replication.Prepared,
 			return s.startResync(ctx, infos, cp)
 		}()
 		if err != nil {
-			_ = exporter.Close(context.Background())
-			return err
+			return nil, err
 		}
 	}
-	s.mu.Lock()
-	s.snap = snap
-	s.mu.Unlock()
-	job := snapshot.Job{
-		Snapshot: name, LSN: lsn, RunID: runID(), Tables: infos, Plan: snap,
-		Imported: func() { _ = exporter.Close(context.Background()) },
-	}
-	s.background(bg, job, func() error {
-		if !thenStream {
-			s.feed.Fail(ErrCopyDone)
-			return nil
-		}
-		conn, err := replication.ConnectReplication(bg, s.cfg.Source.DSN)
-		if err != nil {
-			return err
-		}
-		return s.attachStream(bg, conn, prep.ConfirmedLSN, prep)
-	}, func() { _ = exporter.Close(context.Background()) })
-	return nil
+	return infos, nil
 }
 
 // startCopy copies the tables once, without a slot. An unfinished copy of
@@ -422,12 +495,21 @@ func (s *Source) reportPlan(snap *state.Snapshot) {
 	}
 }
 
-// background runs the copy, then next; a failure fails the feed, so the
-// reader sees it and the input reconnects (and resumes).
-func (s *Source) background(bg context.Context, job snapshot.Job, next func() error, cleanup func()) {
+// background runs the copy once after is closed (at once when nil), then
+// next; a failure fails the feed, so the reader sees it and the input
+// reconnects (and resumes).
+func (s *Source) background(bg context.Context, job snapshot.Job, after <-chan struct{}, next func() error, cleanup func()) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if after != nil {
+			select {
+			case <-after:
+			case <-bg.Done():
+				cleanup()
+				return
+			}
+		}
 		err := snapshot.Copy(bg, s.cfg.Copy, job, s.feed)
 		if err == nil {
 			err = s.fencedErr()
