@@ -92,13 +92,14 @@ the pipeline.
 
 The copy modes keep their plan and the chunks whose every event the pipeline acknowledged in the group's
 JetStream key-value bucket (‹pg_flo_state_<group>›, key ‹snapshot›, on ‹nats.url›). After a crash, a restart
-copies only the unfinished chunks, under a new snapshot, then streams from the slot's confirmed position (never
-past the first snapshot's consistent point). What is guaranteed: every row and every change reaches the output at
-least once; rows of redone chunks, and changes between the two snapshots, may arrive twice — an idempotent apply
-(upsert by key, as ‹pg_flo_postgres› does) converges to the source once the stream passed the second snapshot's
-consistent point. Until then a row of a redone chunk may go back to an older version on the target, as the changes
-between the two snapshots are applied again over it. Tables without a replica-identity key can get duplicate rows
-in that case.
+copies only the unfinished chunks, under a new snapshot whose position in the WAL is exact (a temporary slot's),
+and streams from the slot's confirmed position (never past the first snapshot's consistent point) in this order:
+the changes committed before the new snapshot, then the chunks copied under it, then the later changes. Every row
+and every change reaches the output at least once, and each row only moves forward: the rows copied before the
+crash get every change after their snapshot, the rows copied after it are newer than every change delivered
+before them. Changes delivered again are absorbed by an idempotent apply (upsert by key, as ‹pg_flo_postgres›
+does, whose progress table also skips them). Tables without a replica-identity key can get duplicate rows in that
+case.
 
 ### One owner per group
 
