@@ -21,12 +21,19 @@ func parseFile(data []byte, path string) (map[string]any, error) {
 		return file, nil
 	case errors.As(err, &typeErr):
 		// yaml lists these one per line ("line 1: cannot unmarshal …").
-		return nil, fmt.Errorf("failed to read config file %s: want a map of pg_flo settings: %s", path, strings.Join(typeErr.Errors, "; "))
+		// A quoted value in them may span lines ("`0\n0`").
+		return nil, fmt.Errorf("failed to read config file %s: want a map of pg_flo settings: %s", path, oneLine(strings.Join(typeErr.Errors, "; ")))
 	}
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		return nil, fmt.Errorf("failed to read config file %s:%s: %s", path, m[1], m[2])
+		return nil, fmt.Errorf("failed to read config file %s:%s: %s", path, m[1], oneLine(m[2]))
 	}
-	return nil, fmt.Errorf("failed to read config file %s: %w", path, err)
+	return nil, fmt.Errorf("failed to read config file %s: %s", path, oneLine(err.Error()))
+}
+
+// oneLine writes line breaks in an error's text as \n, so the error stays
+// one line.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
 }
 
 // yamlLine matches a YAML syntax error that names its line.
