@@ -99,7 +99,9 @@ and every change reaches the output at least once, and each row only moves forwa
 crash get every change after their snapshot, the rows copied after it are newer than every change delivered
 before them. Changes delivered again are absorbed by an idempotent apply (upsert by key, as ‹pg_flo_postgres›
 does, whose progress table also skips them). Tables without a replica-identity key can get duplicate rows in that
-case.
+case. One case is not covered yet: a row updated during the interruption with a TOAST value left unchanged, whose
+update moved it onto a page of a chunk copied before the interruption, reaches the output only as an UPDATE without
+that value (‹pg_flo_postgres› then warns that it found no row and could not apply it); resync such a table.
 
 ### One owner per group
 
