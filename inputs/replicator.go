@@ -101,7 +101,7 @@ before them. Changes delivered again are absorbed by an idempotent apply (upsert
 does, whose progress table also skips them). Tables without a replica-identity key can get duplicate rows in that
 case. One case is not covered yet: a row updated during the interruption with a TOAST value left unchanged, whose
 update moved it onto a page of a chunk copied before the interruption, reaches the output only as an UPDATE without
-that value (‹pg_flo_postgres› then warns that it found no row and could not apply it); resync such a table.
+that value (‹pg_flo_postgres› then warns that it found no row and could not apply it); resync the group (‹pgflo resync --force›) after such an interruption.
 
 ### One owner per group
 
