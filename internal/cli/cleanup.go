@@ -302,16 +302,22 @@ func runCleanup(c *cli.Context) error {
 		Consumer:    c.String(flagConsumer),
 		Yes:         c.Bool(flagYes),
 	}
-	parent := c.Context
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := commandContext(c)
 	defer stop()
 	if err := Cleanup(ctx, o, c.App.Writer); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	return nil
+}
+
+// commandContext is the context of a command's work: the command's own,
+// ended by SIGINT or SIGTERM.
+func commandContext(c *cli.Context) (context.Context, context.CancelFunc) {
+	parent := c.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }
 
 // natsAuth is the NATS connection's authentication and TLS flags; nil

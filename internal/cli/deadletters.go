@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -114,11 +111,7 @@ func withDeadLetters(c *cli.Context, name string, f func(ctx context.Context, js
 	if err != nil {
 		return fmt.Errorf("dead-letters %s: open JetStream: %w", name, err)
 	}
-	parent := c.Context
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := commandContext(c)
 	defer stop()
 	if err := f(ctx, js, g); err != nil {
 		return fmt.Errorf("dead-letters %s: %w", name, err)

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -232,11 +229,7 @@ func runResync(c *cli.Context) error {
 		DSN: dsn, NATSURL: c.String(flagNATSURL), NATSAuth: auth, Group: c.String(flagGroup),
 		Slot: c.String(flagSlot), Yes: c.Bool(flagYes), Force: c.Bool(flagForce),
 	}
-	parent := c.Context
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := commandContext(c)
 	defer stop()
 	if err := Resync(ctx, o, c.App.Writer); err != nil {
 		return fmt.Errorf("resync: %w", err)
