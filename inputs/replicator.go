@@ -99,9 +99,14 @@ and every change reaches the output at least once, and each row only moves forwa
 crash get every change after their snapshot, the rows copied after it are newer than every change delivered
 before them. Changes delivered again are absorbed by an idempotent apply (upsert by key, as ‹pg_flo_postgres›
 does, whose progress table also skips them). Tables without a replica-identity key can get duplicate rows in that
-case. One case is not covered yet: a row updated during the interruption with a TOAST value left unchanged, whose
-update moved it onto a page of a chunk copied before the interruption, reaches the output only as an UPDATE without
-that value (‹pg_flo_postgres› then warns that it found no row and could not apply it); resync the group (‹pgflo resync --force›) after such an interruption.
+case.
+
+An UPDATE during the interruption can move a row from a chunk not yet copied onto a page of a chunk copied
+before; neither copy then holds it. When the UPDATE carries the whole row, it is enough. When it leaves a TOAST
+value out (the value did not change), it is not: while the changes before the new snapshot are streamed, the
+restart notes the keys of such rows in the plan (before the slot is confirmed past them) and reads those rows
+again by key under the new snapshot, as snapshot INSERT events (‹pg_flo_tx› ‹snapshot.<run>.keys<n>›). A table
+with more than 10,000 such rows is copied again from its first chunk instead, which the log says.
 
 ### One owner per group
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -378,10 +379,14 @@ func TestCopyModeEnds(t *testing.T) {
 }
 
 // kill -9 of the replicator halfway through a copy: the restart copies only
-// the unfinished chunks and the output still replays to the source.
+// the unfinished chunks and the output still replays to the source. Rows
+// with a TOASTed value, in the last chunk, are moved into a chunk copied
+// before the kill by UPDATEs that leave that value out: the restart reads
+// them again by key.
 func TestSnapshotResumesByChunk(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	testenv.Exec(t, dsn, fmt.Sprintf(bigTableSQL, 200000))
+	testenv.Exec(t, dsn, `INSERT INTO big (id, n, doc) SELECT g, 0, jsonb_build_object('pad', repeat('p', 4000)) FROM generate_series(300001, 300100) g`)
 	p := newPipeline(t, dsn, "resume")
 	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    copy_chunk_pages: 100\n    max_copy_workers: 1\n    max_batch_events: 1024", p.nats.URL())
 	p.workerProcessors = tagTx
@@ -401,6 +406,22 @@ func TestSnapshotResumesByChunk(t *testing.T) {
 		t.Fatalf("the copy finished before the kill (%d of %d chunks): make it slower", len(doneBefore), total)
 	}
 	t.Logf("killed with %d of %d chunks done", len(doneBefore), total)
+
+	// Room in the first chunk copied, and only there (and on the last
+	// page): the TOASTed rows' new versions land in it.
+	first := before.Tables[0].Chunks[0]
+	if !slices.Contains(doneBefore, first.ID) {
+		t.Fatalf("chunk %d, the table's first, was not copied before the kill", first.ID)
+	}
+	inFirst := fmt.Sprintf("ctid >= '(%d,0)' AND ctid < '(%d,0)'", first.FirstPage, first.FirstPage+20)
+	testenv.Exec(t, dsn, "DELETE FROM big WHERE "+inFirst)
+	testenv.Exec(t, dsn, "VACUUM big")
+	testenv.Exec(t, dsn, "UPDATE big SET n = n + 1 WHERE id > 300000")
+	moved := testenv.QueryInt(t, dsn, "SELECT count(*) FROM big WHERE id > 300000 AND "+inFirst)
+	if moved == 0 {
+		t.Fatal("setup: no TOASTed row moved into the first chunk")
+	}
+	t.Logf("%d rows with a TOASTed value moved into chunk %d, copied before the kill", moved, first.ID)
 
 	testenv.Exec(t, dsn, "UPDATE big SET n = -1 WHERE id % 1000 = 0; DELETE FROM big WHERE id % 997 = 0; INSERT INTO big (id) VALUES (900001)")
 	testenv.Exec(t, dsn, "UPDATE big SET n = -2 WHERE id % 1000 = 0")
@@ -430,13 +451,18 @@ func TestSnapshotResumesByChunk(t *testing.T) {
 	// Chunks finished before the kill were not copied again: their events
 	// all come from the first run.
 	runsOfChunk := map[string]map[string]bool{}
+	rereads := 0
 	for _, ev := range events {
 		if !ev.Snapshot {
 			continue
 		}
-		parts := strings.Split(ev.Tx, ".") // snapshot.<run>.<chunk>
+		parts := strings.Split(ev.Tx, ".") // snapshot.<run>.<chunk>, or keys<table>
 		if len(parts) != 3 {
 			t.Fatalf("snapshot event with tx %q", ev.Tx)
+		}
+		if strings.HasPrefix(parts[2], "keys") {
+			rereads++
+			continue
 		}
 		if runsOfChunk[parts[2]] == nil {
 			runsOfChunk[parts[2]] = map[string]bool{}
@@ -459,6 +485,10 @@ func TestSnapshotResumesByChunk(t *testing.T) {
 	if len(runsOfChunk) != total {
 		t.Errorf("output holds %d chunks, plan has %d", len(runsOfChunk), total)
 	}
+	if int64(rereads) < moved {
+		t.Errorf("%d rows were read again by key, %d moved into a copied chunk", rereads, moved)
+	}
+	t.Logf("%d rows read again by key", rereads)
 }
 
 // Copy modes check SELECT privilege and create nothing when it is missing.

@@ -70,8 +70,13 @@ func (u *Unit) Count() int {
 // ChunkRef names a snapshot chunk.
 type ChunkRef struct {
 	Schema, Table string
-	ID            int
+	// ID is the chunk's id in the plan, or KeysChunk.
+	ID int
 }
+
+// KeysChunk is the ID of the ChunkRef ending the rows of a table that a
+// resumed copy read again by key (state.Table.Reread).
+const KeysChunk = -1
 
 // Batch is what Next returns: whole units, in queue order, all of a
 // snapshot copy or all streamed.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/pgflo/pgflo/internal/event"
 )
 
 // Hold keeps a stream from delivering transactions that commit at or after
@@ -16,6 +18,9 @@ import (
 // then only moves forward on the target.
 type Hold struct {
 	At pglogrepl.LSN
+	// Watch, when set, is shown every change of the transactions committed
+	// before At, as decoded (valid only during the call).
+	Watch func(*event.Event)
 
 	reachOnce   sync.Once
 	reached     chan struct{}
@@ -33,6 +38,16 @@ func (h *Hold) Reached() <-chan struct{} { return h.reached }
 
 // Release lets the stream deliver the transactions from At on.
 func (h *Hold) Release() { h.releaseOnce.Do(func() { close(h.released) }) }
+
+// watch shows events of a transaction committing at lsn to Watch.
+func (h *Hold) watch(lsn pglogrepl.LSN, events []*event.Event) {
+	if h == nil || h.Watch == nil || lsn >= h.At {
+		return
+	}
+	for _, ev := range events {
+		h.Watch(ev)
+	}
+}
 
 // passed notes that the stream is at lsn: at a transaction's begin (which
 // carries its commit position) or between transactions (a keepalive's WAL

@@ -319,6 +319,7 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 			st.txLSN, st.tx = before.CommitLSN, event.FormatLSN(before.CommitLSN)
 		}
 		tx := st.tx
+		s.cfg.Hold.watch(before.CommitLSN, res.Events)
 		for i, ev := range res.Events {
 			pos := before.Pos + i
 			if pos > 0 && pos%feed.UnitEvents == 0 && len(st.cur.Events) > 0 {

@@ -65,9 +65,15 @@ func ChunkTx(runID string, chunk int) string {
 	return "snapshot." + runID + "." + strconv.Itoa(chunk)
 }
 
+// pendingChunk is a chunk to copy, or, when keys is set, the rows of a
+// table to read again by key (state.Table.Reread).
 type pendingChunk struct {
 	table *TableInfo
 	chunk state.Chunk
+
+	keys       [][]string
+	keyColumns []string
+	tableIndex int
 }
 
 var snapshotName = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
@@ -84,12 +90,15 @@ func Copy(ctx context.Context, cfg Config, job Job, out *feed.Feed) error {
 	}
 	var pending []pendingChunk
 	progress := newProgress(cfg)
-	for _, t := range job.Plan.Tables {
+	for i, t := range job.Plan.Tables {
 		info := byName[t.Schema+"."+t.Name]
 		if info == nil {
 			return fmt.Errorf("copy: table %s.%s of the snapshot plan is no longer published", t.Schema, t.Name)
 		}
 		progress.plan(info, len(t.Chunks), len(t.Done))
+		if len(t.Reread) > 0 {
+			pending = append(pending, pendingChunk{table: info, keys: t.Reread, keyColumns: t.RereadKey, tableIndex: i})
+		}
 		for _, c := range t.Chunks {
 			if !t.IsDone(c.ID) {
 				pending = append(pending, pendingChunk{table: info, chunk: c})
@@ -161,7 +170,12 @@ func copyWorker(ctx context.Context, cfg Config, job Job, sched *scheduler, out 
 		if !ok {
 			break
 		}
-		err := copyChunk(ctx, conn, job, p, binary && copypack.BinaryReadable(p.table.Columns), out, progress)
+		var err error
+		if p.keys != nil {
+			err = copyKeys(ctx, conn, job, p, out, progress)
+		} else {
+			err = copyChunk(ctx, conn, job, p, binary && copypack.BinaryReadable(p.table.Columns), out, progress)
+		}
 		sched.done(p)
 		if err != nil {
 			return err

@@ -80,6 +80,9 @@ type Source struct {
 	// resync is the pending resync request this source carries out (a
 	// copy that starts with a TRUNCATE of every table); nil otherwise.
 	resync *state.ResyncRequest
+	// rereads gathers, while a resumed copy's stream is held, the rows
+	// that copy must read again by key (see reread.go); nil otherwise.
+	rereads *rereads
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -390,6 +393,11 @@ func (s *Source) resumeCopyHeld(ctx, bg context.Context, prep *replication.Prepa
 		return err
 	}
 	hold := replication.NewHold(slot.ConsistentPoint)
+	rr := newRereads(snap, s.cfg.Logger)
+	hold.Watch = rr.watch
+	s.mu.Lock()
+	s.rereads = rr
+	s.mu.Unlock()
 	if err := s.attachHeldStream(ctx, conn, prep.ConfirmedLSN, prep, hold); err != nil {
 		closeExporter()
 		return err
@@ -399,7 +407,9 @@ func (s *Source) resumeCopyHeld(ctx, bg context.Context, prep *replication.Prepa
 		Imported: closeExporter,
 	}
 	// A failed copy leaves the hold in place: nothing after its snapshot
-	// may be delivered before its rows.
+	// may be delivered before its rows. Every change before it has been
+	// seen once the hold is reached: the rows to read again are known, and
+	// recorded before the copy reads the plan.
 	s.background(bg, job, hold.Reached(), func() error {
 		hold.Release()
 		return nil
@@ -510,7 +520,10 @@ func (s *Source) background(bg context.Context, job snapshot.Job, after <-chan s
 				return
 			}
 		}
-		err := snapshot.Copy(bg, s.cfg.Copy, job, s.feed)
+		err := s.recordRereads(bg, true)
+		if err == nil {
+			err = snapshot.Copy(bg, s.cfg.Copy, job, s.feed)
+		}
 		if err == nil {
 			err = s.fencedErr()
 		}
@@ -593,6 +606,11 @@ func (s *Source) Ack(ctx context.Context, b *feed.Batch) error {
 	stream, snap := s.stream, s.snap
 	s.mu.Unlock()
 	if stream != nil && b.Checkpoint > 0 {
+		// The rows to read again that the batch's changes showed must be
+		// in the plan before the slot may be confirmed past them.
+		if err := s.recordRereads(ctx, false); err != nil {
+			return err
+		}
 		stream.Ack(b.Checkpoint)
 	}
 	if len(b.Chunks) == 0 || snap == nil {
@@ -600,6 +618,12 @@ func (s *Source) Ack(ctx context.Context, b *feed.Batch) error {
 	}
 	s.mu.Lock()
 	for _, c := range b.Chunks {
+		if c.ID == feed.KeysChunk {
+			if t := snap.Table(c.Schema, c.Table); t != nil {
+				t.Reread, t.RereadKey = nil, nil
+			}
+			continue
+		}
 		if t := snap.Table(c.Schema, c.Table); t != nil && !t.IsDone(c.ID) {
 			t.Done = append(t.Done, c.ID)
 		}
@@ -614,6 +638,39 @@ func (s *Source) Ack(ctx context.Context, b *feed.Batch) error {
 	err := s.cfg.State.SaveSnapshot(ctx, snap)
 	s.mu.Unlock()
 	return s.recorded(err)
+}
+
+// recordRereads writes the rows a resumed copy reads again into its plan
+// when some are not recorded yet; last ends the gathering (the stream has
+// passed every change before the copy's snapshot) and reports the plan.
+func (s *Source) recordRereads(ctx context.Context, last bool) error {
+	s.mu.Lock()
+	rr, snap := s.rereads, s.snap
+	if rr == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	if last {
+		s.rereads = nil
+	}
+	err := rr.record(ctx, s.cfg.State, snap)
+	s.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("recording the rows the resumed snapshot copy reads again: %w", err)
+		if errors.Is(err, state.ErrConflict) {
+			s.fence(err)
+		}
+		return err
+	}
+	if last && rr.changedPlan() {
+		s.reportPlan(snap)
+		for _, t := range snap.Tables {
+			if len(t.Reread) > 0 {
+				s.cfg.Logger.Infof("the resumed snapshot reads %d rows of table %s again by key: changes made while the copy was interrupted may have moved them into chunks copied before", len(t.Reread), pgx.Identifier{t.Schema, t.Name}.Sanitize())
+			}
+		}
+	}
+	return nil
 }
 
 // recorded handles the outcome of writing the snapshot record. A conflict

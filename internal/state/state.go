@@ -38,6 +38,14 @@ type Table struct {
 	Name   string  `json:"name"`
 	Chunks []Chunk `json:"chunks"`
 	Done   []int   `json:"done"`
+	// Reread holds the keys of rows a resumed copy reads again by key, each
+	// in the order of RereadKey's columns. They are rows an UPDATE that left
+	// a TOASTed value out (so it cannot be written whole) may have moved
+	// into a chunk copied before the copy was interrupted: neither that
+	// chunk nor the one the row left holds them (see internal/source,
+	// rereads).
+	Reread    [][]string `json:"reread,omitempty"`
+	RereadKey []string   `json:"reread_key,omitempty"`
 }
 
 // Snapshot is the plan and progress of a group's initial copy.
@@ -65,11 +73,15 @@ func (t *Table) IsDone(id int) bool {
 	return false
 }
 
-// Remaining counts the chunks not yet acknowledged.
+// Remaining counts the chunks not yet acknowledged; a table's rows to read
+// again by key count as one more.
 func (s *Snapshot) Remaining() int {
 	n := 0
 	for _, t := range s.Tables {
 		n += len(t.Chunks) - len(t.Done)
+		if len(t.Reread) > 0 {
+			n++
+		}
 	}
 	return n
 }
