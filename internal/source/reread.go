@@ -44,8 +44,8 @@ type rereads struct {
 	tables map[string]*rereadTable // schema.name of tables with chunks left
 	bytes  int
 	// dirty is set when the plan lacks something gathered, changed once
-	// anything was.
-	dirty, changed bool
+	// anything was, recopied once a table is to be copied again whole.
+	dirty, changed, recopied bool
 }
 
 type rereadTable struct {
@@ -155,16 +155,17 @@ func (r *rereads) recopy(rt *rereadTable, why string) {
 	}
 	rt.plan.Reread, rt.plan.RereadKey, rt.seen = nil, nil, nil
 	rt.plan.Done = []int{}
-	r.dirty, r.changed = true, true
+	r.dirty, r.changed, r.recopied = true, true, true
 	r.log.Warnf("the resumed snapshot copies table %s again from its first chunk: %s while the copy was interrupted, and rows may have moved into chunks copied before",
 		pgx.Identifier{rt.plan.Schema, rt.plan.Name}.Sanitize(), why)
 }
 
-// changedPlan reports whether anything was gathered.
-func (r *rereads) changedPlan() bool {
+// changedPlan reports whether anything was gathered, and whether a table
+// is to be copied again whole.
+func (r *rereads) changedPlan() (changed, recopied bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.changed
+	return r.changed, r.recopied
 }
 
 // record writes the plan when it lacks gathered keys; the caller holds the

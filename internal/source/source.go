@@ -662,8 +662,10 @@ func (s *Source) recordRereads(ctx context.Context, last bool) error {
 		}
 		return err
 	}
-	if last && rr.changedPlan() {
-		s.reportPlan(snap)
+	if changed, recopied := rr.changedPlan(); last && changed {
+		if recopied {
+			s.reportPlan(snap)
+		}
 		for _, t := range snap.Tables {
 			if len(t.Reread) > 0 {
 				s.cfg.Logger.Infof("the resumed snapshot reads %d rows of table %s again by key: changes made while the copy was interrupted may have moved them into chunks copied before", len(t.Reread), pgx.Identifier{t.Schema, t.Name}.Sanitize())
