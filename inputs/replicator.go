@@ -108,6 +108,10 @@ restart notes the keys of such rows in the plan (before the slot is confirmed pa
 again by key under the new snapshot, as snapshot INSERT events (‹pg_flo_tx› ‹snapshot.<run>.keys<n>›). A table
 with more than 10,000 such rows is copied again from its first chunk instead, which the log says.
 
+Mode ‹copy› has no stream to reconcile the two snapshots: after a resume, chunks copied before hold their rows as
+they were then, and a row that an UPDATE moved from a chunk not yet copied into one copied before is in neither
+copy. For an exact copy after an interruption, let ‹pgflo cleanup› remove the group's state and copy again.
+
 ### One owner per group
 
 With ‹nats.url› set, one replicator of a group copies and streams at a time: the owner holds a lease in the group's
