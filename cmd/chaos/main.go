@@ -103,8 +103,21 @@ func run(cfg chaos.Config, keep bool) int {
 		_ = os.RemoveAll(work)
 		fmt.Printf("\nchaos: seed %d PASS\n", cfg.Seed)
 	} else {
-		fmt.Printf("\nchaos: seed %d %s; process logs in %s\nreplay: go run ./cmd/chaos --seed %d --faults %d --nats %s\n",
-			cfg.Seed, map[int]string{0: "PASS", 1: "FAIL", 2: "ERROR"}[code], work, cfg.Seed, cfg.Faults, cfg.NATS)
+		fmt.Printf("\nchaos: seed %d %s; process logs in %s\nreplay: %s\n",
+			cfg.Seed, map[int]string{0: "PASS", 1: "FAIL", 2: "ERROR"}[code], work, replayCommand(cfg))
 	}
 	return code
+}
+
+// replayCommand is the command line that runs cfg's campaign again: the
+// same faults with the same timings, against the same workload.
+func replayCommand(cfg chaos.Config) string {
+	cmd := fmt.Sprintf("go run ./cmd/chaos --seed %d --faults %d --nats %s", cfg.Seed, cfg.Faults, cfg.NATS)
+	if cfg.Rows != 0 {
+		cmd += fmt.Sprintf(" --rows %d", cfg.Rows)
+	}
+	if cfg.CalmCopy {
+		cmd += " --calm-copy"
+	}
+	return cmd
 }
