@@ -11,9 +11,9 @@ import (
 )
 
 // wideRowBytes is the size of each wide row's random (incompressible) bytea:
-// two rows' change events (hex in JSON, twice the bytes) exceed a stock
-// server's 1 MiB max payload, and so do two rows of a copy pack.
-const wideRowBytes = 300 << 10
+// one row's change event (hex in JSON, twice the bytes) just fits a stock
+// server's 1 MiB max payload, two do not.
+const wideRowBytes = 440 << 10
 
 // wideRowsSQL creates the table wide holding rows of wideRowBytes random bytes.
 const wideRowsSQL = `
@@ -45,29 +45,54 @@ func TestStockNATSServerWideRows(t *testing.T) {
 
 	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
 	testenv.Exec(t, source, wideRowsSQL)
-	testenv.Exec(t, source, wideRows(1, 120))
+	testenv.Exec(t, source, wideRows(1, 40))
 	testenv.Exec(t, target, wideRowsSQL)
 
-	p := newPipeline(t, source, "stocknats")
-	p.urls = c.URLs()
-	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [wide]", c.URLs())
-	p.startReplicator()
-	p.startWorker(postgresOutput(target, p.group, ""))
-	defer func() {
-		if t.Failed() {
-			t.Logf("replicator:\n%s\nworker:\n%s", infoLines(p.replicator.Log()), infoLines(p.worker.Log()))
-		}
-	}()
+	copyAndStreamVia(t, c.URLs(), source, target, "stocknats", "wide")
 	waitDigestsEqual(t, source, target, []string{"wide"}, 180*time.Second)
 
 	// One transaction: every row rewritten (a new payload for each), then
-	// more rows — about 50 MiB of change events to pack under 1 MiB.
+	// more rows — about 45 MiB of change events to pack under 1 MiB.
 	testenv.Exec(t, source, fmt.Sprintf(`BEGIN;
 UPDATE wide SET n = n + 1, payload = (SELECT decode(string_agg(md5(random()::text || id || i), ''), 'hex') FROM generate_series(1, %d) i);
 %s;
-COMMIT`, wideRowBytes/16, wideRows(121, 160)))
+COMMIT`, wideRowBytes/16, wideRows(41, 52)))
 	waitDigestsEqual(t, source, target, []string{"wide"}, 180*time.Second)
-	if n := testenv.QueryInt(t, target, "SELECT count(*) FROM wide WHERE n = id + 1 AND length(payload) = $1", wideRowBytes); n != 120 {
-		t.Fatalf("%d rewritten rows of %d bytes on the target, want 120", n, wideRowBytes)
+	if n := testenv.QueryInt(t, target, "SELECT count(*) FROM wide WHERE n = id + 1 AND length(payload) = $1", wideRowBytes); n != 40 {
+		t.Fatalf("%d rewritten rows of %d bytes on the target, want 40", n, wideRowBytes)
 	}
+}
+
+// Against a server whose max payload (128 KiB) is below the size of the
+// replicator's copy packs (up to 512 KiB of rows), pg_flo_jetstream cuts
+// each copy pack into packs of whole rows that fit: the snapshot arrives
+// whole, and the changes after it too.
+func TestSnapshotUnderSmallMaxPayload(t *testing.T) {
+	small := testenv.StartNATS(t, testenv.WithMaxPayload(128<<10))
+	source, target := pg.NewDatabase(t), pg.NewDatabase(t)
+	testenv.Exec(t, source, accountsSQL)
+	testenv.Exec(t, source, "INSERT INTO accounts (id, balance, note) SELECT g, g, md5(g::text) || md5((g + 1)::text) || md5((g * 7)::text) FROM generate_series(1, 40000) g")
+	testenv.Exec(t, target, accountsSQL)
+
+	copyAndStreamVia(t, small.URL(), source, target, "smallpayload", "accounts")
+	waitDigestsEqual(t, source, target, []string{"accounts"}, 120*time.Second)
+	testenv.Exec(t, source, "UPDATE accounts SET balance = balance + 1, note = repeat(note, 3) WHERE id % 3 = 0")
+	waitDigestsEqual(t, source, target, []string{"accounts"}, 120*time.Second)
+}
+
+// copyAndStreamVia starts group's replicator (copy_and_stream of table) and
+// its worker into target, both through the NATS at url; their logs are
+// shown when the test fails.
+func copyAndStreamVia(t *testing.T, url, source, target, group, table string) {
+	t.Helper()
+	p := newPipeline(t, source, group)
+	p.urls = url
+	p.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s\n    tables: [%s]", url, table)
+	p.startReplicator()
+	p.startWorker(postgresOutput(target, p.group, ""))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replicator:\n%s\nworker:\n%s", infoLines(p.replicator.Log()), infoLines(p.worker.Log()))
+		}
+	})
 }
