@@ -45,12 +45,14 @@ fmt-check:
 docs:
 	$(GO) run ./internal/docgen/cmd
 
-# NATS=r1-sync (one server, sync_interval: always), NATS=r3 or NATS=r3-sync runs bench and bench-snapshot against a three-server
-# NATS cluster (replicas 3; r3-sync with sync_interval: always) instead of one.
-NATS ?= r1
+# The NATS servers bench, bench-snapshot and bench-apply measure pgflo against, each in every run: r1 (one
+# `pgflo nats`) and stock (one stock nats-server, default configuration, built from the version go.mod names).
+# Also: r1-sync (one `pgflo nats`, sync_interval: always), r3 or r3-sync (a three-server cluster, replicas 3;
+# r3-sync with sync_interval: always); several comma-separated.
+NATS ?= r1,stock
 
 bench: build
-	$(GO) run ./bench --bin $(BIN) --nats $(NATS)
+	$(GO) run ./bench --bin $(BIN) --nats $(NATS) --out bench/results/stream.md
 
 # Worker processors on one core: decode → rules → route next to a Bloblang mapping.
 bench-processors:
@@ -60,9 +62,10 @@ bench-snapshot: build
 	$(GO) run ./bench/snapshot --bin $(BIN) --nats $(NATS) --out bench/results/snapshot.md
 
 # pg_flo_postgres: initial sync and backlog catch-up next to COPY pipes and
-# native logical replication, three runs and their medians (about 3.5 min).
+# native logical replication, three runs against each NATS and their medians
+# (about 3.5 min per NATS).
 bench-apply: build
-	$(GO) run ./bench/apply --bin $(BIN) --out bench/results/apply.md
+	$(GO) run ./bench/apply --bin $(BIN) --nats $(NATS) --out bench/results/apply.md
 
 # A backlog applied by 1, 2, 4 and 8 partitions and workers, the target behind
 # a proxy adding 2 ms each way; three runs, minimum and median.

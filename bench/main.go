@@ -13,11 +13,14 @@
 // decodes exactly the workload. The table printed gives seconds, changes/s and
 // the ratio to pg_recvlogical, and the peak RSS of the replicator and worker.
 //
+// Each of --runs runs measures pgflo against every NATS setup of --nats
+// (default r1,stock: one `pgflo nats`, then one stock nats-server with its
+// default configuration), each on a fresh source with its own anchors; the
+// report ends with every run's ratio per setup, their minimum and median.
 // --nats r3 or r3-sync runs pgflo against three `pgflo nats` servers in a
-// cluster (stream with 3 replicas; r3-sync with sync_interval: always)
-// instead of one.
+// cluster (stream with 3 replicas; r3-sync with sync_interval: always).
 //
-//	go run ./bench --bin ./pgflo [--updates 200000] [--tx 1000] [--rows 10000] [--nats r1|r3|r3-sync] [--out bench/results/stream.md]
+//	go run ./bench --bin ./pgflo [--runs 3] [--updates 200000] [--tx 1000] [--rows 10000] [--nats r1,stock] [--out bench/results/stream.md]
 package main
 
 import (
@@ -60,6 +63,8 @@ type options struct {
 	keep    bool
 	timeout time.Duration
 	nats    string
+	runs    int
+	modes   []string // --nats, parsed
 }
 
 func main() {
@@ -70,7 +75,8 @@ func main() {
 	flag.IntVar(&o.updates, "updates", 200000, "number of single-row UPDATEs (changes) to replicate")
 	flag.IntVar(&o.tx, "tx", 1000, "UPDATEs per source transaction")
 	flag.IntVar(&o.rows, "rows", 10000, "rows in the table; the UPDATEs cycle over them")
-	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, benchkit.NATSModeUsage)
+	flag.StringVar(&o.nats, "nats", benchkit.DefaultNATSModes, benchkit.NATSModeUsage)
+	flag.IntVar(&o.runs, "runs", 3, "runs; each measures the anchors and pgflo against every --nats setup")
 	benchkit.Main("bench", "Times pgflo streaming N committed UPDATEs from PostgreSQL through JetStream into a file,\n"+
 		"next to pg_recvlogical and pg_logical_slot_peek_binary_changes reading the same WAL.",
 		func(ctx context.Context) error { return run(ctx, o) }, o.validate,
@@ -85,8 +91,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("--tx must be at least 1, got %d", o.tx)
 	case o.rows < 1:
 		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
+	case o.runs < 1:
+		return fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	}
-	return benchkit.CheckNATSMode(o.nats)
+	var err error
+	o.modes, err = benchkit.ParseNATSModes(o.nats)
+	return err
 }
 
 // env describes the run, for the report.
@@ -96,51 +106,61 @@ type env struct {
 	writeTime time.Duration
 }
 
-func run(ctx context.Context, o options) (err error) {
-	work, pg, cleanup, err := benchkit.StartRun("pgflo-bench-", o.keep)
+// run measures every run against every NATS setup and prints each run's
+// report after the summary of every run's ratio.
+func run(ctx context.Context, o options) error {
+	runs, err := benchkit.MeasureNATSRuns(ctx, o.runs, o.modes, func(ctx context.Context, mode string) (string, float64, error) {
+		return runOnce(ctx, o, mode)
+	})
 	if err != nil {
 		return err
+	}
+	return runs.Publish("pgflo stream benchmark",
+		fmt.Sprintf("%s UPDATEs in transactions of %s", benchkit.Thousands(o.updates), benchkit.Thousands(o.tx)),
+		"pgflo end to end × pg_recvlogical", o.out)
+}
+
+// runOnce measures the anchors and pgflo against the NATS setup mode on a
+// fresh source, and returns the run's report and pgflo's ratio to
+// pg_recvlogical.
+func runOnce(ctx context.Context, o options, mode string) (report string, ratio float64, err error) {
+	work, pg, cleanup, err := benchkit.StartRun("pgflo-bench-", o.keep)
+	if err != nil {
+		return "", 0, err
 	}
 	defer cleanup()
 
 	var e env
 	dsn, err := prepareSource(ctx, pg, o, &e)
 	if err != nil {
-		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
+		return "", 0, fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
 	}
 
 	benchkit.Say("anchor 1/2: pg_logical_slot_peek_binary_changes (decoding alone)")
 	peek, endLSN, lastLSN, err := measurePeek(ctx, dsn, o.updates, ceilDiv(o.updates, o.tx))
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	benchkit.Say("    %.3fs; the last UPDATE is at %s, its commit ends at %s", peek.Seconds, lastLSN, endLSN)
 
 	benchkit.Say("anchor 2/2: pg_recvlogical --plugin pgoutput --endpos %s", endLSN)
 	if e.recvBin, err = findRecvlogical(ctx, dsn); err != nil {
-		return err
+		return "", 0, err
 	}
 	recv, err := measureRecvlogical(ctx, o, work, e.recvBin, dsn, endLSN)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	benchkit.Say("    %.3fs", recv.Seconds)
 
 	benchkit.Say("pgflo: nats, then the replicator (the clock starts), then the worker once the stream exists")
-	res, err := measurePgflo(ctx, o, work, dsn, lastLSN)
+	res, err := measurePgflo(ctx, o, work, mode, dsn, lastLSN)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 
-	report := formatReport(o, e, []benchkit.Measurement{peek, recv, res.endToEnd, res.replicator}, res)
-	fmt.Print(report)
-	if o.out != "" {
-		if err := benchkit.WriteReport(o.out, report); err != nil {
-			return err
-		}
-		benchkit.Say("wrote %s", o.out)
-	}
-	return nil
+	report = formatReport(o, e, mode, []benchkit.Measurement{peek, recv, res.endToEnd, res.replicator}, res)
+	return report, res.endToEnd.Rate(o.updates) / recv.Rate(o.updates), nil
 }
 
 // prepareSource creates the bench database and table, the publication and
@@ -317,13 +337,13 @@ type pgfloResult struct {
 // processes, and times from the replicator's start until the worker's output
 // file holds every change. On the side it notes when the group's JetStream
 // stream holds the last change (lastLSN): the replicator's share of the time.
-func measurePgflo(ctx context.Context, o options, work, dsn, lastLSN string) (res pgfloResult, err error) {
+func measurePgflo(ctx context.Context, o options, work, mode, dsn, lastLSN string) (res pgfloResult, err error) {
 	res.endToEnd = benchkit.Measurement{Reader: "pgflo replicator→JetStream→worker→file"}
 	res.replicator = benchkit.Measurement{Reader: "pgflo replicator→JetStream (stream holds all)"}
 	var procs benchkit.Procs // stopped in reverse order
 	defer func() { procs.StopAll(err == nil) }()
 
-	natsSetup, watch, err := procs.StartNATSMode(ctx, work, o.bin, o.nats, group)
+	natsSetup, watch, err := procs.StartNATSMode(ctx, work, o.bin, mode, group)
 	if err != nil {
 		return res, err
 	}
@@ -396,13 +416,12 @@ output:
 	return res, nil
 }
 
-func formatReport(o options, e env, ms []benchkit.Measurement, res pgfloResult) string {
+func formatReport(o options, e env, mode string, ms []benchkit.Measurement, res pgfloResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## pgflo stream benchmark\n\n")
 	fmt.Fprintf(&b, "%s single-row UPDATEs in transactions of %s (table of %s rows), committed on the source while pgflo was stopped; "+
 		"then the time until every change is read. PostgreSQL %s, %d CPUs, %s/%s, %s. NATS (`--nats %s`): %s.\n\n",
 		benchkit.Thousands(o.updates), benchkit.Thousands(o.tx), benchkit.Thousands(o.rows), e.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), o.nats, res.natsSetup)
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), mode, res.natsSetup)
 
 	var recv benchkit.Measurement
 	for _, m := range ms {
@@ -419,7 +438,7 @@ func formatReport(o options, e env, ms []benchkit.Measurement, res pgfloResult) 
 		fmt.Fprintf(&b, "| %s | %.3f | %s | %.2f× |\n", m.Reader, m.Seconds, benchkit.Thousands(int(m.Rate(o.updates)+0.5)), m.Rate(o.updates)/recv.Rate(o.updates))
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "Max RSS: replicator %s, worker %s (`pgflo nats` %s).\n\n", benchkit.MB(res.repRSS), benchkit.MB(res.workerRSS), benchkit.MB(res.natsRSS))
+	fmt.Fprintf(&b, "Max RSS: replicator %s, worker %s (NATS server %s).\n\n", benchkit.MB(res.repRSS), benchkit.MB(res.workerRSS), benchkit.MB(res.natsRSS))
 
 	ratio := res.endToEnd.Rate(o.updates) / recv.Rate(o.updates)
 	verdict := "met"

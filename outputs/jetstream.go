@@ -123,7 +123,7 @@ or from the event body when the metadata are missing; anything else fails the ba
 				Description("Pack consecutive events of one transaction and table into one JetStream message. `pg_flo_worker` reads both forms; turn it off only for consumers that expect one event per message.").
 				Default(true),
 			service.NewIntField(jsFieldPackMaxBytes).
-				Description("Largest body of a packed message, in bytes. Lowered automatically to the server's `max_payload` minus room for headers.").
+				Description("Largest body of a packed message, in bytes. Lowered automatically to the server's `max_payload` minus room for headers. Snapshot copy packs larger than it are cut into copy packs of whole rows.").
 				Default(jsproto.DefaultPackMaxBytes).
 				Advanced(),
 			service.NewDurationField(jsFieldStreamMaxAge).

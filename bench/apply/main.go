@@ -12,7 +12,7 @@
 //   - native logical replication: CREATE SUBSCRIPTION (copy_data), until the
 //     table is ready;
 //   - pgflo copy_and_stream: replicator → JetStream → worker →
-//     pg_flo_postgres (three processes with `pgflo nats`), and replicator →
+//     pg_flo_postgres (three processes with a NATS server), and replicator →
 //     pg_flo_postgres in one process; until the target's progress table
 //     counts every snapshot row applied.
 //
@@ -27,7 +27,12 @@
 // and the peak RSS of every pgflo process; at the end every target is
 // compared with the source (md5 of all rows).
 //
-//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--out bench/results/apply.md]
+// Each of --runs runs is made against every NATS setup of --nats (default
+// r1,stock: one `pgflo nats`, then one stock nats-server with its default
+// configuration), each in fresh clusters with its own anchors; the medians
+// are given per setup.
+//
+//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--nats r1,stock] [--out bench/results/apply.md]
 package main
 
 import (
@@ -70,6 +75,8 @@ type options struct {
 	tx        int
 	batchSize int
 	runs      int
+	nats      string
+	modes     []string // --nats, parsed
 	out       string
 	keep      bool
 	timeout   time.Duration
@@ -90,6 +97,7 @@ func main() {
 	flag.IntVar(&o.updates, "updates", 200000, "single-row UPDATEs of the backlog")
 	flag.IntVar(&o.tx, "tx", 1000, "UPDATEs per source transaction")
 	flag.IntVar(&o.runs, "runs", 3, "measure this many times, each in fresh clusters, and print the medians")
+	flag.StringVar(&o.nats, "nats", benchkit.DefaultNATSModes, benchkit.NATSModeUsage)
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory; with --runs above 1 each run overwrites the one before")
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
@@ -115,7 +123,9 @@ func (o *options) validate() error {
 	case o.batchSize < 0:
 		return fmt.Errorf("--batch-size must not be negative, got %d", o.batchSize)
 	}
-	return nil
+	var err error
+	o.modes, err = benchkit.ParseNATSModes(o.nats)
+	return err
 }
 
 // bench is one run's shared state.
@@ -126,7 +136,7 @@ type bench struct {
 	tpg      *testenv.Postgres // the targets' cluster
 	source   string            // DSN of the source database
 	natsURL  string
-	nats     *benchkit.Proc
+	nats     *benchkit.NATS
 	pgVer    string
 	fillTime time.Duration
 	// nativeCPU is what the native subscription's catch-up cost.
@@ -147,27 +157,33 @@ func (b *bench) dsn(db string) string {
 // run measures o.runs times, each time in fresh clusters, and prints every
 // run's report and the medians: one run on two shared cores scatters by
 // ±10 %, for native logical replication as for pgflo.
+//
+// Runs against the NATS setups of --nats are interleaved (run 1 against
+// each, then run 2, …), so that a busy spell of the machine touches every
+// setup alike; the medians are per setup.
 func run(ctx context.Context, o options) error {
-	var reports []*report
+	reports := make(map[string][]*report)
 	var text strings.Builder
 	for i := 1; i <= o.runs; i++ {
-		if o.runs > 1 {
-			benchkit.Say("run %d of %d", i, o.runs)
+		for _, mode := range o.modes {
+			benchkit.Say("run %d of %d, NATS %s", i, o.runs, mode)
+			r, err := runOnce(ctx, o, mode)
+			if err != nil {
+				return fmt.Errorf("run %d, NATS %s: %w", i, mode, err)
+			}
+			r.run = i
+			reports[mode] = append(reports[mode], r)
+			part := r.format()
+			fmt.Print(part)
+			text.WriteString(part)
 		}
-		r, err := runOnce(ctx, o)
-		if err != nil {
-			return err
-		}
-		r.run = i
-		reports = append(reports, r)
-		part := r.format()
-		fmt.Print(part)
-		text.WriteString(part)
 	}
-	if o.runs > 1 {
-		part := summary(reports)
-		fmt.Print(part)
-		text.WriteString(part)
+	for _, mode := range o.modes {
+		if o.runs > 1 {
+			part := summary(reports[mode])
+			fmt.Print(part)
+			text.WriteString(part)
+		}
 	}
 	if o.out != "" {
 		if err := benchkit.WriteReport(o.out, text.String()); err != nil {
@@ -179,7 +195,7 @@ func run(ctx context.Context, o options) error {
 }
 
 // runOnce is one run: fresh clusters, (a), (b) and the check of every target.
-func runOnce(ctx context.Context, o options) (_ *report, err error) {
+func runOnce(ctx context.Context, o options, mode string) (_ *report, err error) {
 	work, removeWork, err := benchkit.WorkDir("pgflo-bench-apply-", o.keep)
 	if err != nil {
 		return nil, err
@@ -203,19 +219,15 @@ func runOnce(ctx context.Context, o options) (_ *report, err error) {
 	if err := b.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
 	}
-	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
+	natsSetup, err := benchkit.StartNATSMode(ctx, work, o.bin, mode)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if stopErr := natsProc.Stop(); stopErr != nil {
-			benchkit.Warn("%v", stopErr)
-		}
-	}()
-	b.natsURL, b.nats = natsURL, natsProc
+	defer natsSetup.Procs.StopAll(true)
+	b.natsURL, b.nats = natsSetup.URL, natsSetup
 
 	var r report
-	r.o = o
+	r.o, r.nats, r.natsSetup = o, mode, natsSetup.Describe()
 	benchkit.Say("(a) initial sync of %s rows", benchkit.Thousands(o.rows))
 	if err := b.checkpoint(ctx); err != nil {
 		return nil, err

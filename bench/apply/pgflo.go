@@ -234,7 +234,7 @@ func (b *bench) pgfloInitialSync(ctx context.Context, p *pipeline) error {
 		p.syncCPU.addPgflo([...]string{"replicator", "worker"}[i], proc.CPU())
 	}
 	if p.viaNATS && natsBefore >= 0 {
-		p.syncCPU.addPgflo("`pgflo nats`", b.nats.CPU()-natsBefore)
+		p.syncCPU.addPgflo("NATS", b.nats.CPU()-natsBefore)
 	}
 	// Stopped before the replicator recorded the snapshot complete, it would
 	// copy again when started for the backlog.
@@ -272,7 +272,7 @@ func (b *bench) pgfloCatchUp(ctx context.Context, p *pipeline) error {
 		p.cpu.addPgflo(role, proc.CPU())
 	}
 	if p.viaNATS && natsBefore >= 0 {
-		p.cpu.addPgflo("`pgflo nats`", b.nats.CPU()-natsBefore)
+		p.cpu.addPgflo("NATS", b.nats.CPU()-natsBefore)
 	}
 	return b.stop(p)
 }

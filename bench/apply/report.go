@@ -14,7 +14,10 @@ import (
 type report struct {
 	o options
 	// run is this run's number, counted from 1.
-	run                 int
+	run int
+	// nats is the --nats setup the run's pipeline through JetStream used,
+	// natsSetup its description.
+	nats, natsSetup     string
 	pgVersion           string
 	fillTime, writeTime time.Duration
 	copy1, copy4        benchkit.Measurement
@@ -33,9 +36,9 @@ func (r *report) format() string {
 	if o.runs > 1 {
 		fmt.Fprintf(&b, ", run %d of %d", r.run, o.runs)
 	}
-	b.WriteString("\n\n")
-	fmt.Fprintf(&b, "PostgreSQL %s (source and targets in two clusters on this machine, fsync off), %d CPUs, %s/%s, %s; load average %s at the end.\n\n",
-		r.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAvg())
+	fmt.Fprintf(&b, ", `--nats %s`\n\n", r.nats)
+	fmt.Fprintf(&b, "PostgreSQL %s (source and targets in two clusters on this machine, fsync off), %d CPUs, %s/%s, %s; load average %s at the end. NATS: %s.\n\n",
+		r.pgVersion, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAvg(), r.natsSetup)
 
 	fmt.Fprintf(&b, "### (a) Initial sync: %s rows of a mixed-type table into an empty table\n\n", benchkit.Thousands(o.rows))
 	fmt.Fprintf(&b, "| copier | seconds | rows/s | × native | × COPY pipe |\n|---|---:|---:|---:|---:|\n")
@@ -92,7 +95,7 @@ func (r *report) format() string {
 		}
 		b.WriteString(";")
 	}
-	b.WriteString(" (`pgflo nats` not counted).\n\n")
+	b.WriteString(" (the NATS server not counted).\n\n")
 
 	for _, p := range r.pipelines {
 		fmt.Fprintf(&b, "- (a) %s: %.2f× native initial sync — %s\n", p.short, p.sync.Rate(o.rows)/r.nativeSync.Rate(o.rows), verdict(p.sync.Seconds <= r.nativeSync.Seconds))
@@ -119,7 +122,7 @@ func (r *report) format() string {
 		"connections opened before the clock starts. The source and the targets are in two clusters, so a slot decodes the source's changes only (in one cluster, each slot also "+
 		"decoded and skipped the WAL of every target's load and apply before the backlog: a second more for the applier measured first). The native subscription's slot is created first, "+
 		"then CREATE SUBSCRIPTION is timed until pg_subscription_rel says the table is ready. pgflo runs with its defaults (%s; copy_and_stream with max_copy_workers' default, this machine's cores; "+
-		"the replicator reading the table with binary COPY, pg_flo_postgres writing its rows with binary COPY over its 2 copy connections, COPY for runs of inserts and upserts otherwise, large statements split over its 2 apply connections) and is timed from the start of its replicator process (`pgflo nats` already running, "+
+		"the replicator reading the table with binary COPY, pg_flo_postgres writing its rows with binary COPY over its 2 copy connections, COPY for runs of inserts and upserts otherwise, large statements split over its 2 apply connections) and is timed from the start of its replicator process (NATS already running, "+
 		"the worker started as soon as the stream exists), so process start-up, slot creation and snapshot export are included; (a) ends when the target's progress "+
 		"table counts every snapshot row applied (committed). For (b) each UPDATE changes another row (`id = k * 7919 %% rows + 1`), so no change merges with another; "+
 		"the backlog ends with a marker UPDATE, and each applier is timed until the marker is on its target (every applier applies in commit order). "+
@@ -142,7 +145,7 @@ func (r *report) largestRSS() int64 {
 // targets are judged on.
 func summary(runs []*report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Medians of %d runs\n\n", len(runs))
+	fmt.Fprintf(&b, "## Medians of %d runs, `--nats %s`\n\n", len(runs), runs[0].nats)
 	b.WriteString("| ratio |")
 	for _, r := range runs {
 		fmt.Fprintf(&b, " run %d |", r.run)

@@ -14,7 +14,10 @@
 // source (md5 of all rows) at the end. The anchor is one partition, measured in
 // the same run: the report prints each count's rate and its ratio to it.
 //
-//	go run ./bench/partitions --bin ./pgflo
+// --nats chooses the NATS (one `pgflo nats` by default; stock: a stock
+// nats-server with its default configuration).
+//
+//	go run ./bench/partitions --bin ./pgflo [--nats r1|stock|r3]
 package main
 
 import (
@@ -50,6 +53,7 @@ type options struct {
 	partitions []int
 	delay      time.Duration
 	runs       int
+	nats       string
 	out        string
 	keep       bool
 	timeout    time.Duration
@@ -69,6 +73,7 @@ func main() {
 	flag.StringVar(&counts, "partitions", "1,2,4,8", "partition counts to measure, comma-separated; the first is the anchor of the ratios")
 	flag.DurationVar(&o.delay, "delay", 2*time.Millisecond, "delay added to each direction between the workers and the target")
 	flag.IntVar(&o.runs, "runs", 3, "measure this many times, each in fresh clusters, and print minimum and median")
+	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, "the NATS the workers apply from, one of the setups: "+benchkit.NATSModeUsage)
 	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of every pg_flo_worker, comma-separated (\"batch_size: 2000\")")
 	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"apply_connections: 2\")")
 	benchkit.Main("bench/partitions", "Times the apply of a backlog of single-row UPDATEs by 1, 2, 4 and 8 partitions and workers, each worker\n"+
@@ -100,7 +105,7 @@ func (o *options) validate(counts string) error {
 	case o.runs < 1:
 		return fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	}
-	return nil
+	return benchkit.CheckNATSMode(o.nats)
 }
 
 // bench is one run's shared state.
@@ -111,7 +116,7 @@ type bench struct {
 	tpg     *testenv.Postgres // the targets' cluster
 	proxy   *testenv.Proxy    // in front of tpg
 	natsURL string
-	nats    *benchkit.Proc
+	nats    *benchkit.NATS
 }
 
 // result is one run: the seconds each partition count took and the CPU
@@ -172,16 +177,12 @@ func runOnce(ctx context.Context, o options) (_ result, err error) {
 	if err := b.prepare(ctx); err != nil {
 		return result{}, err
 	}
-	natsProc, natsURL, err := benchkit.StartNATS(work, o.bin)
+	natsSetup, err := benchkit.StartNATSMode(ctx, work, o.bin, o.nats)
 	if err != nil {
 		return result{}, err
 	}
-	defer func() {
-		if stopErr := natsProc.Stop(); stopErr != nil {
-			benchkit.Warn("%v", stopErr)
-		}
-	}()
-	b.natsURL, b.nats = natsURL, natsProc
+	defer natsSetup.Procs.StopAll(true)
+	b.natsURL, b.nats = natsSetup.URL, natsSetup
 
 	r := result{seconds: map[int]float64{}, cpu: map[int]applyCPU{}}
 	if r.write, err = b.backlog(ctx); err != nil {
@@ -323,7 +324,7 @@ output:
   pg_flo_jetstream:
     url: %q
     group: %s
-%s`, b.source(), group(n), table, b.natsURL, group(n), partitions)
+%s%s`, b.source(), group(n), table, b.natsURL, group(n), partitions, b.nats.ReplicaFields("    ", "stream_replicas"))
 }
 
 func (b *bench) workerConfig(n, partition int) string {

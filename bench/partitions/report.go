@@ -18,8 +18,8 @@ func report(o options, results []result) string {
 	var s strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&s, "## Partitioned apply: %s single-row UPDATEs, target %v away each way\n\n", benchkit.Thousands(o.changes), o.delay)
-	fmt.Fprintf(&s, "%s, %d cores (%s), %s, %d run(s), UPDATEs in transactions of %d, table of %s rows.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), host, runtime.GOOS+"/"+runtime.GOARCH, len(results), o.tx, benchkit.Thousands(o.rows))
+	fmt.Fprintf(&s, "%s, %d cores (%s), %s, %d run(s), UPDATEs in transactions of %d, table of %s rows, NATS `--nats %s`.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), host, runtime.GOOS+"/"+runtime.GOARCH, len(results), o.tx, benchkit.Thousands(o.rows), o.nats)
 	anchor := o.partitions[0]
 	s.WriteString("| partitions | every run (s) | min (s) | median (s) | changes/s (median) | × " + fmt.Sprint(anchor) + " partition(s), min | median |\n")
 	s.WriteString("|---|---|---|---|---|---|---|\n")

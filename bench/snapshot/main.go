@@ -14,13 +14,17 @@
 //     default 4 workers, minus everything after the read.
 //
 // The table printed gives seconds, rows/s and the ratio to the 4-range COPY,
-// and the peak RSS of the replicator, the worker and `pgflo nats`.
+// and the peak RSS of the replicator, the worker and the NATS server.
 //
+// Each of --runs runs measures pgflo against every NATS setup of --nats
+// (default r1,stock: one `pgflo nats`, then one stock nats-server with its
+// default configuration), each on a fresh source with its own anchors; the
+// report starts with every run's ratio per setup, their minimum and median.
 // --nats r3 or r3-sync runs pgflo against three `pgflo nats` servers in a
 // cluster (stream and state bucket with 3 replicas; r3-sync with
-// sync_interval: always) instead of one.
+// sync_interval: always).
 //
-//	go run ./bench/snapshot --bin ./pgflo [--rows 1000000] [--nats r1|r3|r3-sync] [--out bench/results/snapshot.md]
+//	go run ./bench/snapshot --bin ./pgflo [--runs 3] [--rows 1000000] [--nats r1,stock] [--out bench/results/snapshot.md]
 package main
 
 import (
@@ -48,6 +52,8 @@ type options struct {
 	keep    bool
 	timeout time.Duration
 	nats    string
+	runs    int
+	modes   []string // --nats, parsed
 }
 
 func main() {
@@ -56,7 +62,8 @@ func main() {
 	common.Register(
 		"bench/results/snapshot.md", 15*time.Minute, "give up on pgflo when it takes longer than this")
 	flag.IntVar(&o.rows, "rows", 1000000, "rows in the table to copy")
-	flag.StringVar(&o.nats, "nats", benchkit.NATSR1, benchkit.NATSModeUsage)
+	flag.StringVar(&o.nats, "nats", benchkit.DefaultNATSModes, benchkit.NATSModeUsage)
+	flag.IntVar(&o.runs, "runs", 3, "runs; each measures the anchors and pgflo against every --nats setup")
 	benchkit.Main("bench/snapshot", "Times pgflo's copy_and_stream snapshot of a table of N mixed-type rows through JetStream into a file,\n"+
 		"next to COPY ... TO STDOUT of the same table on 1 connection and in 4 ctid ranges on 4 connections.",
 		func(ctx context.Context) error { return run(ctx, o) }, o.validate,
@@ -67,58 +74,72 @@ func (o *options) validate() error {
 	if o.rows < 1 {
 		return fmt.Errorf("--rows must be at least 1, got %d", o.rows)
 	}
-	return benchkit.CheckNATSMode(o.nats)
+	if o.runs < 1 {
+		return fmt.Errorf("--runs must be at least 1, got %d", o.runs)
+	}
+	var err error
+	o.modes, err = benchkit.ParseNATSModes(o.nats)
+	return err
 }
 
-func run(ctx context.Context, o options) (err error) {
-	work, pg, cleanup, err := benchkit.StartRun("pgflo-bench-snapshot-", o.keep)
+// run measures every run against every NATS setup and prints each run's
+// report after the summary of every run's ratio.
+func run(ctx context.Context, o options) error {
+	runs, err := benchkit.MeasureNATSRuns(ctx, o.runs, o.modes, func(ctx context.Context, mode string) (string, float64, error) {
+		return runOnce(ctx, o, mode)
+	})
 	if err != nil {
 		return err
+	}
+	return runs.Publish("pgflo snapshot benchmark", benchkit.Thousands(o.rows)+" rows",
+		"pgflo end to end × 4-range COPY", o.out)
+}
+
+// runOnce measures the anchors and pgflo against the NATS setup mode on a
+// fresh source, and returns the run's report and pgflo's ratio to the
+// 4-range COPY.
+func runOnce(ctx context.Context, o options, mode string) (report string, ratio float64, err error) {
+	work, pg, cleanup, err := benchkit.StartRun("pgflo-bench-snapshot-", o.keep)
+	if err != nil {
+		return "", 0, err
 	}
 	defer cleanup()
 
 	src, err := prepareSource(ctx, pg, o)
 	if err != nil {
-		return fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
+		return "", 0, fmt.Errorf("%w (server log: %s)", err, pg.LogFile())
 	}
 
 	benchkit.Say("warm-up: COPY of the whole table, then in %d ctid ranges (untimed, so every reader finds the same caches)", ranges)
 	if _, err := measureCopy(ctx, src, o.rows); err != nil {
-		return err
+		return "", 0, err
 	}
 	if _, err := measureRangeCopy(ctx, src, o.rows); err != nil {
-		return err
+		return "", 0, err
 	}
 	env := runEnv{load: loadAvg()}
 	benchkit.Say("anchor 1/2: COPY %s TO STDOUT", table)
 	one, err := measureCopy(ctx, src, o.rows)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	benchkit.Say("    %.3fs (%s of COPY text)", one.m.Seconds, mib(one.bytes))
 	benchkit.Say("anchor 2/2: COPY in %d ctid ranges on %d connections concurrently", ranges, ranges)
 	four, err := measureRangeCopy(ctx, src, o.rows)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	benchkit.Say("    %.3fs (%s of COPY text)", four.m.Seconds, mib(four.bytes))
 
 	benchkit.Say("pgflo: nats, then the replicator in copy_and_stream (the clock starts), then the worker once the stream exists")
-	res, err := measurePgflo(ctx, o, work, src.dsn)
+	res, err := measurePgflo(ctx, o, work, mode, src.dsn)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	env.loadAfter = loadAvg()
 
-	report := formatReport(o, src, env, one, four, res)
-	fmt.Print(report)
-	if o.out != "" {
-		if err := benchkit.WriteReport(o.out, report); err != nil {
-			return err
-		}
-		benchkit.Say("wrote %s", o.out)
-	}
-	return nil
+	report = formatReport(o, mode, src, env, one, four, res)
+	return report, res.endToEnd.Rate(o.rows) / four.m.Rate(o.rows), nil
 }
 
 // runEnv is what the report says about the machine while it measured.

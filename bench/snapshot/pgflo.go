@@ -37,14 +37,14 @@ type pgfloResult struct {
 // the worker's output file holds every row of the table. On the side it
 // notes when the group's KV record first says the snapshot is complete
 // (every chunk acknowledged by the replicator's output: JetStream holds it).
-func measurePgflo(ctx context.Context, o options, work, dsn string) (res pgfloResult, err error) {
+func measurePgflo(ctx context.Context, o options, work, mode, dsn string) (res pgfloResult, err error) {
 	res.endToEnd = benchkit.Measurement{Reader: "pgflo copy_and_stream: replicator→JetStream→worker→file (every row in the file)"}
 	res.complete = benchkit.Measurement{Reader: "pgflo replicator: KV snapshot record complete (every chunk acked by JetStream)"}
 	res.repCPU, res.workerCPU, res.natsCPU = -1, -1, -1
 	var procs benchkit.Procs // stopped in reverse order
 	defer func() { procs.StopAll(err == nil) }()
 
-	natsSetup, watch, err := procs.StartNATSMode(ctx, work, o.bin, o.nats, group)
+	natsSetup, watch, err := procs.StartNATSMode(ctx, work, o.bin, mode, group)
 	if err != nil {
 		return res, err
 	}

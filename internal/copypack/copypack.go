@@ -378,3 +378,43 @@ func unsafeString(b []byte) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
+
+// Split cuts a pack's body into packs of whole rows, each body (the header
+// line included) at most maxBytes long unless it holds a single row larger
+// than that; rows[i] is the number of rows of bodies[i]. A body within
+// maxBytes is returned as it is. The bodies are new memory.
+func Split(body []byte, maxBytes int) (bodies [][]byte, rows []int, err error) {
+	p, err := Parse(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(body) <= maxBytes {
+		return [][]byte{body}, []int{p.N}, nil
+	}
+	header := body[:len(body)-len(p.Rows)]
+	room := maxBytes - len(header) // for rows
+	start, end, n := 0, 0, 0       // the piece being gathered: p.Rows[start:end], n rows
+	flush := func() {
+		piece := make([]byte, 0, len(header)+end-start)
+		bodies = append(bodies, append(append(piece, header...), p.Rows[start:end]...))
+		rows = append(rows, n)
+		start, n = end, 0
+	}
+	err = p.rows(func(_ int, row []byte) error {
+		size := len(row)
+		if !p.Binary {
+			size++ // the newline
+		}
+		if n > 0 && end+size-start > room {
+			flush()
+		}
+		end += size
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	flush()
+	return bodies, rows, nil
+}

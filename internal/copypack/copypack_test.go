@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -213,4 +214,65 @@ func mustParse(t *testing.T, body []byte) *Pack {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Split cuts a pack into packs of whole rows within the bound, each with
+// the header, whose events are together those of the whole pack, in order;
+// a single row larger than the bound is a pack of its own.
+func TestSplit(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	note := func(s string) *string { return &s }
+	var lines []string
+	binaryBody := AppendHeader(nil, NewBinaryHeader("public", "users", testColumns, 0x16B3748))
+	for i := range 20 {
+		text := "row " + strings.Repeat("n", i*7)
+		if i == 9 {
+			text = long
+		}
+		lines = append(lines, strconv.Itoa(i)+"\t"+text+"\t{a}")
+		binaryBody = append(binaryBody, binaryTuple(int64(i), note(text), note("a"))...)
+	}
+	for name, body := range map[string][]byte{"text": testBody(lines...), "binary": binaryBody} {
+		t.Run(name, func(t *testing.T) {
+			whole, err := mustParse(t, body).Events()
+			if err != nil {
+				t.Fatal(err)
+			}
+			headerLen := bytes.IndexByte(body, '\n') + 1
+			limit := headerLen + 120
+			bodies, rows, err := Split(body, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bodies) < 4 || len(bodies) != len(rows) {
+				t.Fatalf("%d bodies, %d row counts: want several, one count each", len(bodies), len(rows))
+			}
+			var got [][]byte
+			for i, b := range bodies {
+				p := mustParse(t, b)
+				if p.N != rows[i] {
+					t.Fatalf("piece %d holds %d rows, Split says %d", i, p.N, rows[i])
+				}
+				if len(b) > limit && p.N != 1 {
+					t.Fatalf("piece %d is %d bytes of %d rows, over the bound %d", i, len(b), p.N, limit)
+				}
+				events, err := p.Events()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, events...)
+			}
+			if len(got) != len(whole) {
+				t.Fatalf("%d events from the pieces, %d from the pack", len(got), len(whole))
+			}
+			for i := range whole {
+				if !bytes.Equal(got[i], whole[i]) {
+					t.Fatalf("event %d differs:\n%s\n%s", i, got[i], whole[i])
+				}
+			}
+			if kept, rows, err := Split(body, len(body)); err != nil || len(kept) != 1 || !bytes.Equal(kept[0], body) || rows[0] != 20 {
+				t.Fatalf("a pack within the bound: %d bodies, rows %v, %v", len(kept), rows, err)
+			}
+		})
+	}
 }

@@ -306,12 +306,15 @@ func Build(items []Item, lim Limits) []Pack {
 			continue
 		}
 		if it.Rows > 0 {
-			// Packed already: published as it is, never merged.
-			p := Pack{Subject: it.Subject, Events: [][]byte{it.Body}, Rows: it.Rows}
-			if it.Tx != "" {
-				p.MsgID = MsgID(it.Tx, it.Pos, it.Pos+uint64(it.Rows)-1)
+			// Packed already: never merged, and split only when larger
+			// than lim.MaxBytes allows (a server with a small max payload).
+			for _, piece := range splitCopyPack(it, lim.MaxBytes) {
+				p := Pack{Subject: piece.Subject, Events: [][]byte{piece.Body}, Rows: piece.Rows}
+				if piece.Tx != "" {
+					p.MsgID = MsgID(piece.Tx, piece.Pos, piece.Pos+uint64(piece.Rows)-1)
+				}
+				packs = append(packs, p)
 			}
-			packs = append(packs, p)
 			run.open = false
 			continue
 		}
@@ -348,6 +351,30 @@ func Build(items []Item, lim Limits) []Pack {
 		run.firstPos, run.lastPos = it.Pos, it.Pos
 	}
 	return packs
+}
+
+// splitCopyPack cuts a copy pack whose body exceeds maxBytes (when
+// positive) into copy packs of whole rows within it, at consecutive
+// positions, as if the replicator had made them so: the same rows under the
+// same limit always give the same pieces, so a replay keeps their ids. A
+// body that cannot be read is left whole: the publisher's size check or the
+// worker reports it.
+func splitCopyPack(it Item, maxBytes int) []Item {
+	if maxBytes <= 0 || len(it.Body) <= maxBytes {
+		return []Item{it}
+	}
+	bodies, rows, err := copypack.Split(it.Body, maxBytes)
+	if err != nil {
+		return []Item{it}
+	}
+	pieces := make([]Item, len(bodies))
+	pos := it.Pos
+	for i, body := range bodies {
+		pieces[i] = it
+		pieces[i].Body, pieces[i].Rows, pieces[i].Pos = body, rows[i], pos
+		pos += uint64(rows[i])
+	}
+	return pieces
 }
 
 // EventCount is the number of events a message declares: its HeaderEvents

@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/pgflo/pgflo/internal/copypack"
+	"github.com/pgflo/pgflo/internal/event"
 )
 
 // ev builds an item whose body names it, so packs are easy to read.
@@ -403,5 +406,40 @@ func TestPackPositions(t *testing.T) {
 	dense := Build([]Item{ev("0/1", 4, "s.a.0"), ev("0/1", 5, "s.a.0")}, Limits{MaxEvents: PackWindow})
 	if h := dense[0].Msg().Header.Get(HeaderPositions); h != "" || dense[0].Positions != nil {
 		t.Fatalf("dense pack lists positions %q", h)
+	}
+}
+
+// A copy pack larger than MaxBytes is published as copy packs of whole rows
+// within it, at consecutive positions with ids of their own; one within it
+// is published as it is.
+func TestBuildSplitsCopyPacks(t *testing.T) {
+	cols := []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "v", Type: "text", OID: 25}}
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", "t", cols, 0x10))
+	header := len(body)
+	for i := range 10 {
+		body = append(body, fmt.Sprintf("%d\t%s\n", i, strings.Repeat("v", 40))...)
+	}
+	pack := Item{Tx: "snap:1", Pos: 100, Subject: "s.t", Body: body, Rows: 10}
+	limit := header + 3*44 // three rows of 44 bytes
+	packs := Build([]Item{ev("0/1", 0, "s.t"), pack}, Limits{MaxBytes: limit, MaxEvents: PackWindow})
+	var ids []string
+	rows := 0
+	for _, p := range packs[1:] {
+		if p.Size() > limit {
+			t.Fatalf("pack %s of %d bytes, over %d", p.MsgID, p.Size(), limit)
+		}
+		parsed, err := copypack.Parse(p.Events[0])
+		if err != nil || parsed.N != p.Rows {
+			t.Fatalf("pack %s: %d rows parsed, %d declared, %v", p.MsgID, parsed.N, p.Rows, err)
+		}
+		ids = append(ids, p.MsgID)
+		rows += p.Rows
+	}
+	if want := []string{"snap:1:100-102", "snap:1:103-105", "snap:1:106-108", "snap:1:109"}; !reflect.DeepEqual(ids, want) || rows != 10 {
+		t.Fatalf("ids %v (%d rows), want %v", ids, rows, want)
+	}
+	whole := Build([]Item{pack}, Limits{MaxBytes: len(body), MaxEvents: PackWindow})
+	if len(whole) != 1 || !bytes.Equal(whole[0].Events[0], body) || whole[0].MsgID != "snap:1:100-109" {
+		t.Fatalf("a copy pack within the bound became %d packs", len(whole))
 	}
 }

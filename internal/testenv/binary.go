@@ -50,11 +50,18 @@ type cachedBuild struct {
 
 func (b *cachedBuild) path(t testing.TB) string {
 	t.Helper()
-	b.once.Do(func() { b.built, b.err = b.build() })
-	if b.err != nil {
-		t.Fatalf("build %s: %v", b.what, b.err)
+	built, err := b.get()
+	if err != nil {
+		t.Fatalf("build %s: %v", b.what, err)
 	}
-	return b.built
+	return built
+}
+
+// get builds the program on the first call and returns its path, or the
+// build's error, on every call.
+func (b *cachedBuild) get() (string, error) {
+	b.once.Do(func() { b.built, b.err = b.build() })
+	return b.built, b.err
 }
 
 func (b *cachedBuild) build() (string, error) {

@@ -34,6 +34,13 @@ func NATSServerBinary(t testing.TB) string {
 	return natsServerBinary.path(t)
 }
 
+// BuildNATSServer is NATSServerBinary for programs that are not tests (the
+// benchmarks): it returns the path of the stock nats-server binary, built
+// once per process, or why it could not be built.
+func BuildNATSServer() (string, error) {
+	return natsServerBinary.get()
+}
+
 // NATSCluster is a JetStream cluster of nats-server processes on this machine,
 // for tests of what pgflo does when a node of a replicated stream dies. Every
 // node keeps its ports and store dir for the whole test, so a killed node
@@ -46,6 +53,9 @@ type NATSCluster struct {
 	// noAdvertise keeps the servers from telling clients each other's
 	// client URLs (NATSNoAdvertise).
 	noAdvertise bool
+	// stockPayload leaves max_payload at nats-server's default
+	// (NATSStockMaxPayload).
+	stockPayload bool
 }
 
 // NATSClusterOption changes how StartNATSCluster configures the servers.
@@ -57,6 +67,13 @@ type NATSClusterOption func(*NATSCluster)
 // otherwise bypass by reconnecting to a node's own port.
 func NATSNoAdvertise() NATSClusterOption {
 	return func(c *NATSCluster) { c.noAdvertise = true }
+}
+
+// NATSStockMaxPayload leaves max_payload at nats-server's default of 1 MiB,
+// as NATS is usually deployed, instead of natsembed's 8 MiB: for tests of
+// how pgflo fits its messages under a stock server's limit.
+func NATSStockMaxPayload() NATSClusterOption {
+	return func(c *NATSCluster) { c.stockPayload = true }
 }
 
 // NATSNode is one server of a NATSCluster.
@@ -123,16 +140,20 @@ func StartNATSCluster(t testing.TB, n int, opts ...NATSClusterOption) *NATSClust
 }
 
 // config is the node's nats-server configuration: JetStream with the file
-// store in its own dir, the same 8 MiB max payload as natsembed, and, in a
-// cluster of more than one, routes to every node.
+// store in its own dir, the same 8 MiB max payload as natsembed (unless
+// NATSStockMaxPayload), and, in a cluster of more than one, routes to every
+// node.
 func (n *NATSNode) config() string {
+	payload := "max_payload: 8MB\n"
+	if n.cluster.stockPayload {
+		payload = ""
+	}
 	server := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
-max_payload: 8MB
-jetstream {
+%sjetstream {
   store_dir: %q
 }
-`, n.Name, n.ClientPort, filepath.Join(n.dir, "store"))
+`, n.Name, n.ClientPort, payload, filepath.Join(n.dir, "store"))
 	if len(n.cluster.nodes) == 1 {
 		return server
 	}

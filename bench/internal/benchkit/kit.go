@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 )
 
@@ -67,4 +68,19 @@ func WriteReport(path, report string) error {
 		return fmt.Errorf("--out: %w", err)
 	}
 	return nil
+}
+
+// MinMedian is the smallest of xs and their median (the mean of the middle
+// two of an even count); zeros when xs is empty.
+func MinMedian(xs []float64) (minimum, median float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if n := len(s); n%2 == 1 {
+		median = s[n/2]
+	} else {
+		median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[0], median
 }

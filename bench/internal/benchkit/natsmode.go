@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,18 +30,44 @@ const (
 	// NATSR3Sync is NATSR3 with sync_interval: always (every server fsyncs
 	// before it acknowledges).
 	NATSR3Sync = "r3-sync"
+	// NATSStock is one stock `nats-server` process, built from the
+	// nats-server module version go.mod names and started as NATS is
+	// deployed: `nats-server -js -sd <dir>`, every other setting at its
+	// default (1 MiB max payload, fsync every 2 minutes).
+	NATSStock = "stock"
 )
 
+// DefaultNATSModes is a --nats default: every run against `pgflo nats` and
+// against a stock nats-server, so a report shows what each costs.
+const DefaultNATSModes = NATSR1 + "," + NATSStock
+
 // NATSModeUsage is the help text of a --nats flag.
-const NATSModeUsage = "NATS for pgflo: r1 (one `pgflo nats`), r1-sync (r1 with sync_interval: always), r3 (three `pgflo nats` in a cluster, stream and state bucket with 3 replicas) or r3-sync (r3 with sync_interval: always)"
+const NATSModeUsage = "NATS for pgflo, one or several comma-separated, each measured: r1 (one `pgflo nats`), stock (one stock `nats-server` with its default configuration, built from the module version go.mod names), r1-sync (r1 with sync_interval: always), r3 (three `pgflo nats` in a cluster, stream and state bucket with 3 replicas) or r3-sync (r3 with sync_interval: always)"
 
 // CheckNATSMode reports a --nats value that is not a known setup.
 func CheckNATSMode(mode string) error {
 	switch mode {
-	case NATSR1, NATSR1Sync, NATSR3, NATSR3Sync:
+	case NATSR1, NATSR1Sync, NATSR3, NATSR3Sync, NATSStock:
 		return nil
 	}
-	return fmt.Errorf("--nats must be %s, %s, %s or %s, got %q", NATSR1, NATSR1Sync, NATSR3, NATSR3Sync, mode)
+	return fmt.Errorf("--nats must be %s, %s, %s, %s or %s, got %q", NATSR1, NATSStock, NATSR1Sync, NATSR3, NATSR3Sync, mode)
+}
+
+// ParseNATSModes splits a --nats list ("r1,stock") into its setups, each
+// checked, none twice.
+func ParseNATSModes(list string) ([]string, error) {
+	var modes []string
+	for _, m := range strings.Split(list, ",") {
+		m = strings.TrimSpace(m)
+		if err := CheckNATSMode(m); err != nil {
+			return nil, err
+		}
+		if slices.Contains(modes, m) {
+			return nil, fmt.Errorf("--nats names %s twice", m)
+		}
+		modes = append(modes, m)
+	}
+	return modes, nil
 }
 
 // NATS is the NATS a measurement runs pgflo against.
@@ -65,6 +93,14 @@ func StartNATSMode(ctx context.Context, work, bin, mode string) (n *NATS, err er
 			n.Procs.StopAll(false)
 		}
 	}()
+	if mode == NATSStock {
+		p, url, err := startStockNATS(ctx, work)
+		if err != nil {
+			return nil, err
+		}
+		n.Procs, n.URL = Procs{p}, url
+		return n, nil
+	}
 	var extra []string
 	if mode == NATSR1Sync || mode == NATSR3Sync {
 		extra = []string{"--sync-interval", "always"}
@@ -112,6 +148,34 @@ func StartNATSMode(ctx context.Context, work, bin, mode string) (n *NATS, err er
 		return nil, n.Procs.Describe(err)
 	}
 	return n, nil
+}
+
+// startStockNATS starts a stock nats-server with JetStream and its default
+// configuration (only the store dir, the port and the loopback interface
+// given), and waits until JetStream answers.
+func startStockNATS(ctx context.Context, work string) (*Proc, string, error) {
+	bin, err := testenv.BuildNATSServer()
+	if err != nil {
+		return nil, "", fmt.Errorf("build the stock nats-server: %w", err)
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := StartProc(work, "nats-stock", bin, "-js", "-sd", filepath.Join(work, "nats-store-stock"), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	if err != nil {
+		return nil, "", err
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	if err := WaitTCP(p, port, 30*time.Second); err != nil {
+		_ = p.Stop()
+		return nil, "", err
+	}
+	if err := waitJetStream(ctx, url, 30*time.Second); err != nil {
+		_ = p.Stop()
+		return nil, "", fmt.Errorf("%w\n%s", err, p.Describe())
+	}
+	return p, url, nil
 }
 
 // waitJetStream waits until JetStream answers account info, which in a
@@ -179,6 +243,8 @@ func (n *NATS) Describe() string {
 		return "one `pgflo nats` server with `sync_interval: always`"
 	case NATSR3Sync:
 		return "three `pgflo nats` servers in a cluster on this machine with `sync_interval: always`, the group's stream (and state bucket) with 3 replicas"
+	case NATSStock:
+		return "one stock `nats-server` (" + StockNATSVersion() + ", `-js`, default configuration: 1 MiB max payload)"
 	}
 	return "one `pgflo nats` server"
 }
@@ -197,4 +263,17 @@ func (ps *Procs) StartNATSMode(ctx context.Context, work, bin, mode, group strin
 		return nil, nil, err
 	}
 	return n, watch, nil
+}
+
+// StockNATSVersion is the nats-server module version this program was built
+// with, the one the stock server is built from.
+func StockNATSVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == "github.com/nats-io/nats-server/v2" {
+				return dep.Version
+			}
+		}
+	}
+	return "version unknown"
 }
