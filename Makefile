@@ -71,7 +71,7 @@ bench-partitions: build
 
 # Per-row latency under a steady pgbench load (50 tx/s × 1 row, 500 and 1,000
 # tx/s × 10 rows, 20 s each, three runs): native logical replication, pgflo
-# into pg_flo_postgres and into a file, side by side (about 4 min).
+# into pg_flo_postgres and into a file, side by side (about 7 min).
 bench-latency: build
 	$(GO) run ./bench/latency --bin $(BIN) --out bench/results/latency.md
 

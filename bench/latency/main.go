@@ -1,7 +1,7 @@
 // Command latency measures how long a change takes from the source's INSERT
 // to its target under a steady load (pgbench at a fixed rate), for native
 // logical replication, pgflo through JetStream into pg_flo_postgres and pgflo
-// through JetStream into a file, all reading the same source at once.
+// through JetStream into a file.
 package main
 
 import (
