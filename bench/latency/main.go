@@ -190,17 +190,7 @@ func (b *bench) workFile(name, body string) (string, error) {
 func (b *bench) startPipelines(ctx context.Context, natsURL string) error {
 	const head = "http:\n  enabled: false\nlogger:\n  level: WARN\n  format: logfmt\n"
 	for group, table := range map[string]string{pgGroup: pgTable, fileGroup: fileTable} {
-		rep, err := b.workFile(group+"-replicator.yaml", head+fmt.Sprintf(`input:
-  pg_flo_replicator:
-    dsn: %q
-    group: %s
-    tables: [%s]
-    mode: stream
-output:
-  pg_flo_jetstream:
-    url: %q
-    group: %s
-`, b.src.DSN(sourceDB), group, table, natsURL, group))
+		rep, err := b.workFile(group+"-replicator.yaml", head+benchkit.StreamReplicator(b.src.DSN(sourceDB), group, table, natsURL, ""))
 		if err != nil {
 			return err
 		}
