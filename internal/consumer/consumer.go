@@ -451,7 +451,7 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 	var streamFirst uint64
 	if ahead != nil {
 		fetched, err, streamFirst = ahead.msgs, ahead.err, ahead.streamFirst
-		if err == nil && len(fetched) > 0 {
+		if err == nil && len(fetched) > 0 && ahead.early {
 			var more []jetstream.Msg
 			more, err = c.topUp(ctx, cons, slices.Concat(msgs, fetched))
 			fetched = append(fetched, more...)
@@ -524,6 +524,9 @@ type prefetch struct {
 	err     error
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once its goroutine ended
+	// early: the fetch was done before the batch before it ended; messages
+	// may have come since (see topUp).
+	early bool
 	// streamFirst is the stream's first sequence, looked up after the
 	// fetch when msgs skip stream sequences (0 otherwise): the check for a
 	// hole (gapCheck) then costs the next batch no round trip.
@@ -573,8 +576,13 @@ func (c *Consumer) takeAhead(ctx context.Context) (*prefetch, error) {
 	}
 	select {
 	case <-p.fetched:
-	case <-ctx.Done():
-		return nil, c.doneErr(ctx)
+		p.early = true
+	default:
+		select {
+		case <-p.fetched:
+		case <-ctx.Done():
+			return nil, c.doneErr(ctx)
+		}
 	}
 	p.end()
 	c.mu.Lock()
@@ -766,9 +774,9 @@ func (c *Consumer) takePending(cons jetstream.Consumer, have []jetstream.Msg, pe
 
 // topUp fetches for a batch gathered ahead (have) the messages that came
 // while the batch before it was out: the fetch made ahead returned as soon
-// as nothing was pending, often long before that batch ended, and what came
-// since would otherwise wait for the next batch. It asks the consumer how
-// many are pending only when the batch has room.
+// as nothing was pending, and when that was before the batch ended, what
+// came since would otherwise wait for the next batch. It asks the consumer
+// how many are pending only when the batch has room.
 func (c *Consumer) topUp(ctx context.Context, cons jetstream.Consumer, have []jetstream.Msg) ([]jetstream.Msg, error) {
 	if c.conf.full(have) {
 		return nil, nil
