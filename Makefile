@@ -4,7 +4,7 @@ GO ?= go
 BIN ?= ./pgflo
 export CGO_ENABLED ?= 0
 
-.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply bench-partitions chaos clean
+.PHONY: build demo test test-unit test-e2e lint-resources vet fmt-check docs bench bench-processors bench-snapshot bench-apply bench-partitions bench-latency chaos clean
 
 build:
 	$(GO) build -o $(BIN) .
@@ -71,6 +71,12 @@ bench-apply: build
 # a proxy adding 2 ms each way; three runs, minimum and median.
 bench-partitions: build
 	$(GO) run ./bench/partitions --bin $(BIN) --out bench/results/partitions.md
+
+# Per-row latency under a steady pgbench load (50 tx/s × 1 row, 500 and 1,000
+# tx/s × 10 rows, 20 s each, three runs): native logical replication, pgflo
+# into pg_flo_postgres and into a file, side by side (about 7 min).
+bench-latency: build
+	$(GO) run ./bench/latency --bin $(BIN) --out bench/results/latency.md
 
 # The fault campaign (docs/chaos.md): FAULTS faults drawn from SEED (a new
 # one each run when unset, printed) against CHAOS_NATS=single (one

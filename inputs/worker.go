@@ -156,7 +156,7 @@ unchanged and pgflo's processors expand them themselves, so a snapshot costs no 
 				Description("Most change events in one batch, as pg_flo's `--batch-size`; a pack of snapshot rows counts its rows. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 1000, as pg_flo (one message per event costs the most there, and smaller batches are faster); 16384 with `snapshot_packs: keep`, where a backlog is applied in fewer, larger transactions. With `snapshot_packs: keep` snapshot rows count apart: a batch holds up to 131,072 of them (128 packs, which `pg_flo_postgres` writes over several connections at once), and a batch holding both events and rows is full when they together reach their limits, each in proportion.").
 				Optional(),
 			service.NewDurationField(workerFieldFetchWait).
-				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
+				Description("Once a batch has a message, how long it may keep taking the messages already pending in the stream. A batch goes out as soon as nothing more is pending: a quiet source's change goes alone at once, a backlog in full batches of `batch_size`.").
 				Default("50ms").
 				Advanced(),
 			service.NewDurationField(workerFieldAckWait).

@@ -31,9 +31,9 @@ type pipeline struct {
 	output string // the worker's file output, one event per line
 
 	// replicatorExtra is YAML added under pg_flo_replicator (indented by 4),
-	// workerProcessors YAML for the worker's pipeline.processors (indented
-	// by 4, list items).
-	replicatorExtra, workerProcessors string
+	// workerExtra under pg_flo_worker (the same), workerProcessors YAML for
+	// the worker's pipeline.processors (indented by 4, list items).
+	replicatorExtra, workerExtra, workerProcessors string
 	// replicatorOutput, when set, is the replicator's output YAML (indented
 	// by 2) instead of pg_flo_jetstream: a one-process pipeline.
 	replicatorOutput string
@@ -153,9 +153,9 @@ input:
   pg_flo_worker:
     url: %s
     group: %s
-%soutput:
+%s%soutput:
   %s
-`, quietHTTP, p.natsURL(), p.group, pipelineYAML, outputYAML))
+`, quietHTTP, p.natsURL(), p.group, p.workerExtra, pipelineYAML, outputYAML))
 	p.worker = testenv.StartProcess(p.t, "worker", p.bin, "run", cfg)
 }
 

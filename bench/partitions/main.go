@@ -314,17 +314,7 @@ func (b *bench) replicatorConfig(n int) string {
 	if n > 1 {
 		partitions = fmt.Sprintf("    partitions: %d\n", n)
 	}
-	return benchkit.QuietProcess + fmt.Sprintf(`input:
-  pg_flo_replicator:
-    dsn: %q
-    group: %s
-    tables: [%s]
-    mode: stream
-output:
-  pg_flo_jetstream:
-    url: %q
-    group: %s
-%s%s`, b.source(), group(n), table, b.natsURL, group(n), partitions, b.nats.ReplicaFields("    ", "stream_replicas"))
+	return benchkit.QuietProcess + benchkit.StreamReplicator(b.source(), group(n), table, b.natsURL, partitions+b.nats.ReplicaFields("    ", "stream_replicas"))
 }
 
 func (b *bench) workerConfig(n, partition int) string {

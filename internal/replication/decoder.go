@@ -80,13 +80,15 @@ type TxState struct {
 	InTx      bool
 	Xid       uint32
 	CommitLSN pglogrepl.LSN
+	// CommitTime is when the transaction committed on the source.
+	CommitTime time.Time
 	// Pos is the position the next event of the transaction will get.
 	Pos int
 }
 
 // Tx reports the decoder's transaction state.
 func (d *Decoder) Tx() TxState {
-	return TxState{InTx: d.inTx, Xid: d.xid, CommitLSN: d.commitLSN, Pos: d.pos}
+	return TxState{InTx: d.inTx, Xid: d.xid, CommitLSN: d.commitLSN, CommitTime: d.commitTime, Pos: d.pos}
 }
 
 // Result is what one pgoutput message produced.

@@ -24,10 +24,17 @@ import (
 // mark (SO_RCVLOWAT) is raised, which holds those signals back until that
 // much is queued, and it is lowered to one byte again before the next read,
 // which can then block as usual.
+//
+// A stream that keeps up with its source reads every change soon after it
+// was committed; pausing there would only delay it. So the stream turns
+// pacing off (caughtUp) while the transactions it reads are younger than
+// caughtUpLag when the server sends them, and on again when they are older:
+// a backlog.
 const (
 	readPause     = 4 * time.Millisecond
 	readSmall     = 32 << 10
 	readBufferLen = 256 << 10
+	caughtUpLag   = 20 * time.Millisecond
 )
 
 type pacedReader struct {
@@ -41,10 +48,13 @@ type pacedReader struct {
 	// one byte.
 	lowat  func(bytes int) error
 	raised bool
+	// caughtUp turns pacing off; set by the stream reading through it, on
+	// the goroutine that reads.
+	caughtUp bool
 }
 
 func (p *pacedReader) Read(b []byte) (int, error) {
-	if p.small {
+	if p.small && !p.caughtUp {
 		if wait := readPause - time.Since(p.last); wait > 0 {
 			p.setLowat(readSmall)
 			time.Sleep(wait)
@@ -73,11 +83,21 @@ func (p *pacedReader) setLowat(bytes int) {
 	p.raised = bytes > 1
 }
 
-// pacedFrontend builds a connection's frontend over a pacedReader. w is the
-// connection (pgconn hands its net.Conn, TLS or not, as the writer).
-func pacedFrontend(r io.Reader, w io.Writer) *pgproto3.Frontend {
+// pacedFrontend builds a connection's frontend over a pacedReader, which it
+// also returns. w is the connection (pgconn hands its net.Conn, TLS or not,
+// as the writer).
+func pacedFrontend(r io.Reader, w io.Writer) (*pgproto3.Frontend, *pacedReader) {
 	tuneReceiveBuffer(w) // rcvbuf.go
-	return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, lowat: socketLowat(w)}, readBufferLen), w)
+	p := &pacedReader{r: r, lowat: socketLowat(w)}
+	return pgproto3.NewFrontend(bufio.NewReaderSize(p, readBufferLen), w), p
 }
 
-var _ pgconn.BuildFrontendFunc = pacedFrontend
+// pacedReaderKey keys a replication connection's pacedReader in its
+// CustomData, where the stream finds it.
+const pacedReaderKey = "pgflo.pacedReader"
+
+// pacedReaderOf returns conn's pacedReader, or nil.
+func pacedReaderOf(conn *pgconn.PgConn) *pacedReader {
+	p, _ := conn.CustomData()[pacedReaderKey].(*pacedReader)
+	return p
+}

@@ -116,3 +116,26 @@ func loopbackPair(t *testing.T) (client, server net.Conn) {
 	t.Cleanup(func() { _ = server.Close() })
 	return client, server
 }
+
+// A stream that keeps up with its source is not paced: small reads in a
+// row never raise the low-water mark to wait.
+func TestPacedReaderCaughtUpReadsAtOnce(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 64)
+	for _, caughtUp := range []bool{false, true} {
+		raised := 0
+		p := &pacedReader{r: bytes.NewReader(data), caughtUp: caughtUp, lowat: func(n int) error {
+			if n > 1 {
+				raised++
+			}
+			return nil
+		}}
+		for range 3 {
+			if _, err := p.Read(make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if paused := raised > 0; paused == caughtUp {
+			t.Errorf("caught up %v: paused %v", caughtUp, paused)
+		}
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgflo/pgflo/internal/event"
 	"github.com/pgflo/pgflo/internal/pgdsn"
@@ -133,11 +135,17 @@ func ConnectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 	}
 	rc := cfg.Config.Copy()
 	rc.RuntimeParams["replication"] = "database"
-	rc.BuildFrontend = pacedFrontend
+	var paced *pacedReader // of the last connection attempt, the one that succeeded
+	rc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		f, p := pacedFrontend(r, w)
+		paced = p
+		return f
+	}
 	conn, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
 		return nil, connectError(dsn, cfg.Password, true, err)
 	}
+	conn.CustomData()[pacedReaderKey] = paced
 	return conn, nil
 }
 

@@ -173,7 +173,7 @@ const pollInterval = 250 * time.Millisecond
 // run is the replication loop: it reads the slot, decodes, queues units and
 // reports acknowledged progress to PostgreSQL.
 func (s *Stream) run(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN) error {
-	st := &loopState{conn: conn, sent: start, pushedEnd: start, idle: start}
+	st := &loopState{conn: conn, sent: start, pushedEnd: start, idle: start, paced: pacedReaderOf(conn)}
 	defer func() {
 		// A last status update so a clean stop loses no progress.
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -278,7 +278,9 @@ func (d *readDeadline) expired() { d.at = time.Time{} }
 // loopState is what the replication loop tracks between messages.
 type loopState struct {
 	conn *pgconn.PgConn
-	cur  *feed.Unit
+	// paced is the connection's reader, paced while the stream is behind.
+	paced *pacedReader
+	cur   *feed.Unit
 	// pushedEnd is the EndLSN of the last transaction queued; idle is a
 	// position the slot may be confirmed to once everything queued is
 	// acknowledged (a keepalive's WAL end, or an empty transaction's end).
@@ -306,6 +308,9 @@ func (s *Stream) handle(ctx context.Context, st *loopState, xld pglogrepl.XLogDa
 		return err
 	}
 	if res.Begin {
+		if st.paced != nil {
+			st.paced.caughtUp = xld.ServerTime.Sub(s.decoder.Tx().CommitTime) < caughtUpLag
+		}
 		if err := s.wait(ctx, st, s.decoder.Tx().CommitLSN); err != nil {
 			return err
 		}
