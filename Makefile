@@ -45,7 +45,7 @@ fmt-check:
 docs:
 	$(GO) run ./internal/docgen/cmd
 
-# The NATS servers bench, bench-snapshot and bench-apply measure pgflo against, each in every run: r1 (one
+# The NATS servers bench, bench-snapshot, bench-apply and bench-latency measure pgflo against, each in every run: r1 (one
 # `pgflo nats`) and stock (one stock nats-server, default configuration, built from the version go.mod names).
 # Also: r1-sync (one `pgflo nats`, sync_interval: always), r3 or r3-sync (a three-server cluster, replicas 3;
 # r3-sync with sync_interval: always); several comma-separated.
@@ -74,9 +74,9 @@ bench-partitions: build
 
 # Per-row latency under a steady pgbench load (50 tx/s × 1 row, 500 and 1,000
 # tx/s × 10 rows, 20 s each, three runs): native logical replication, pgflo
-# into pg_flo_postgres and into a file, side by side (about 7 min).
+# into pg_flo_postgres and into a file, side by side (about 7 min per NATS).
 bench-latency: build
-	$(GO) run ./bench/latency --bin $(BIN) --out bench/results/latency.md
+	$(GO) run ./bench/latency --bin $(BIN) --nats $(NATS) --out bench/results/latency.md
 
 # The fault campaign (docs/chaos.md): FAULTS faults drawn from SEED (a new
 # one each run when unset, printed) against CHAOS_NATS=single (one

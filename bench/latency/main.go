@@ -27,6 +27,8 @@ type options struct {
 	poll    time.Duration
 	// workerFields are more fields of both pg_flo_workers (experiments).
 	workerFields string
+	nats         string
+	modes        []string // --nats, parsed
 }
 
 // load is one steady workload: tps transactions per second of rows rows.
@@ -42,12 +44,17 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "measure every load this many times (the loads take turns) and print minimum and median")
 	flag.DurationVar(&o.poll, "poll", time.Millisecond, "how often the file output is read; its latencies include up to this much")
 	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of both pg_flo_workers, comma-separated (\"fetch_wait: 10ms\")")
+	flag.StringVar(&o.nats, "nats", benchkit.DefaultNATSModes, benchkit.NATSModeUsage+"; every setup is measured with its own clusters, one after the other")
 	benchkit.Main("bench/latency", "Per-row latency under a steady pgbench load (50 tx/s × 1 row, 500 and 1,000 tx/s × 10 rows):\n"+
 		"native logical replication, pgflo via JetStream into pg_flo_postgres, and into a file, side by side.",
 		func(ctx context.Context) error { return run(ctx, o) }, o.validate, common.Check)
 }
 
 func (o *options) validate() error {
+	var err error
+	if o.modes, err = benchkit.ParseNATSModes(o.nats); err != nil {
+		return err
+	}
 	switch {
 	case o.seconds < 1:
 		return fmt.Errorf("--seconds must be at least 1, got %d", o.seconds)
@@ -60,30 +67,43 @@ func (o *options) validate() error {
 }
 
 func run(ctx context.Context, o options) error {
-	b, cleanup, err := setup(ctx, o)
+	var report strings.Builder
+	for _, mode := range o.modes {
+		part, err := runWith(ctx, o, mode)
+		if err != nil {
+			return fmt.Errorf("NATS %s: %w", mode, err)
+		}
+		report.WriteString(part)
+	}
+	fmt.Print(report.String())
+	if o.out != "" {
+		return benchkit.WriteReport(o.out, report.String())
+	}
+	return nil
+}
+
+// runWith measures every load o.runs times with pgflo on the NATS setup
+// mode and returns the report.
+func runWith(ctx context.Context, o options, mode string) (string, error) {
+	b, cleanup, err := setup(ctx, o, mode)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer cleanup()
 	var results []result
 	for r := 1; r <= o.runs; r++ {
 		for _, l := range loads {
-			benchkit.Say("run %d of %d: %d tx/s × %d rows for %ds", r, o.runs, l.tps, l.rows, o.seconds)
+			benchkit.Say("NATS %s, run %d of %d: %d tx/s × %d rows for %ds", mode, r, o.runs, l.tps, l.rows, o.seconds)
 			res, err := b.measure(ctx, l, o.seconds)
 			if err != nil {
-				return err
+				return "", err
 			}
 			res.run = r
 			fmt.Fprintln(os.Stderr, "    "+res.line())
 			results = append(results, res)
 		}
 	}
-	report := format(o, b.pgVer, results)
-	fmt.Print(report)
-	if o.out != "" {
-		return benchkit.WriteReport(o.out, report)
-	}
-	return nil
+	return format(o, b.nats, b.pgVer, results), nil
 }
 
 // bench is the running setup: two clusters, NATS and both pgflo pipelines.
@@ -95,6 +115,7 @@ type bench struct {
 	pgVer   string
 	pgbench string
 	procs   benchkit.Procs
+	nats    *benchkit.NATS
 	file    *fileFollower
 }
 
@@ -109,7 +130,7 @@ const (
 
 // setup starts everything and waits until a short load went through every
 // reader.
-func setup(ctx context.Context, o options) (b *bench, cleanup func(), err error) {
+func setup(ctx context.Context, o options, mode string) (b *bench, cleanup func(), err error) {
 	work, removeWork, err := benchkit.WorkDir("pgflo-bench-latency-", o.keep)
 	if err != nil {
 		return nil, nil, err
@@ -147,13 +168,14 @@ func setup(ctx context.Context, o options) (b *bench, cleanup func(), err error)
 		return nil, nil, err
 	}
 
-	benchkit.Say("starting pgflo nats and both pipelines")
-	nats, natsURL, err := benchkit.StartNATS(work, o.bin)
+	benchkit.Say("starting NATS (%s) and both pipelines", mode)
+	nats, err := benchkit.StartNATSMode(ctx, work, o.bin, mode)
 	if err != nil {
 		return nil, nil, err
 	}
-	b.procs = append(b.procs, nats)
-	if err := b.startPipelines(ctx, natsURL); err != nil {
+	b.nats = nats
+	b.procs = append(b.procs, nats.Procs...)
+	if err := b.startPipelines(ctx, nats.URL); err != nil {
 		return nil, nil, err
 	}
 	benchkit.Say("waiting for a first row on every target")

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgflo/pgflo/bench/internal/benchkit"
 )
 
 // Targets of pgflo → pg_flo_postgres (issue 21): at 50 tx/s p50 ≤ 5 ms and
@@ -15,14 +17,14 @@ const (
 	busyP99            = 30.0
 )
 
-func format(o options, pgVer string, results []result) string {
+func format(o options, nats *benchkit.NATS, pgVer string, results []result) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "# Latency under a steady load\n\n")
-	fmt.Fprintf(&s, "%s, PostgreSQL %s, %d CPUs; every load %d s, %d runs; `go run ./bench/latency --bin ./pgflo`.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), pgVer, runtime.NumCPU(), o.seconds, o.runs)
+	fmt.Fprintf(&s, "# Latency under a steady load, `--nats %s`\n\n", nats.Mode)
+	fmt.Fprintf(&s, "%s, PostgreSQL %s, %d CPUs; every load %d s, %d runs; `go run ./bench/latency --bin ./pgflo --nats %s`; NATS: %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), pgVer, runtime.NumCPU(), o.seconds, o.runs, nats.Mode, nats.Describe())
 	s.WriteString("Per row, the target's `clock_timestamp()` as it writes the row minus the source's at its INSERT (file: the time the\n" +
 		"line was read, polled every " + o.poll.String() + "). Each load runs twice, into the table of one pgflo pipeline and then\n" +
-		"into the other's (replicator → `pgflo nats` → worker, the documented configs), so one pipeline works at a time;\n" +
+		"into the other's (replicator → NATS → worker, the documented configs), so one pipeline works at a time;\n" +
 		"native logical replication follows both tables and counts both. The pgbench transactions commit synchronously;\n" +
 		"the rates are the means of the two passes.\n\n")
 	s.WriteString("| run | load | achieved tx/s | changes/s | native p50 / p99 / max ms | pgflo → `pg_flo_postgres` | pgflo → file |\n|---|---|---|---|---|---|---|\n")
@@ -89,10 +91,6 @@ func pick(rs []result, f func(result) float64) []float64 {
 }
 
 func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	_, m := benchkit.MinMedian(v)
+	return m
 }
