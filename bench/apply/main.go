@@ -31,7 +31,7 @@
 // and the peak RSS of every pgflo process; at the end every target is
 // compared with the source (md5 of all rows).
 //
-//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--out bench/results/apply.md]
+//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--only "documented pair,worker keep"] [--out bench/results/apply.md]
 package main
 
 import (
