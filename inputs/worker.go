@@ -58,11 +58,6 @@ const (
 	// of snapshot rows mean fewer pauses in an initial sync, while a backlog
 	// of changes keeps batch_size's smaller batches.
 	workerSnapshotBatch = 131072
-	// workerExpandedBatch bounds them with snapshot_packs: expand, where
-	// each row is a message holding its event (about four times its pack's
-	// bytes), and the batch after is unpacked while one is applied: 32
-	// packs keep both batches within the worker's memory limit.
-	workerExpandedBatch = 32768
 )
 
 // WorkerMetaStreamSeq is the metadata key holding the JetStream stream
@@ -161,7 +156,7 @@ rows; `+"`pg_flo_tx_pos`"+` is the first row's position): only `+"`pg_flo_postgr
 				Example([]string{"pgflo.users.public.users", "pgflo.users.public.orders"}).
 				Advanced(),
 			service.NewIntField(workerFieldBatchSize).
-				Description("Most change events in one batch, as pg_flo's `--batch-size`. Snapshot rows count apart: a batch holds up to 131,072 of them with `snapshot_packs: keep` (128 packs, which `pg_flo_postgres` writes over several connections at once) and 32,768 expanded (or `batch_size` when larger), and a batch holding both events and rows is full when they together reach their limits, each in proportion. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 16384, with which `pg_flo_postgres` applies a backlog in fewer, larger transactions than with pg_flo's 1000.").
+				Description("Most change events in one batch, as pg_flo's `--batch-size`; expanded snapshot rows count as events. With `snapshot_packs: keep` snapshot rows count apart: a batch holds up to 131,072 of them (128 packs, which `pg_flo_postgres` writes over several connections at once), and a batch holding both events and rows is full when they together reach their limits, each in proportion. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 16384, with which `pg_flo_postgres` applies a backlog in fewer, larger transactions than with pg_flo's 1000.").
 				Optional(),
 			service.NewDurationField(workerFieldFetchWait).
 				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`.").
@@ -334,8 +329,11 @@ func workerParseConfig(conf *service.ParsedConfig) (workerConfig, error) {
 		return c, fmt.Errorf("field %s: unknown value %q (%s or %s)", workerFieldSnapshotPacks, packs, packsExpand, packsKeep)
 	}
 	if !c.keepPacks {
-		// The rows become events, counted apart from batch_size as packs are.
-		c.SnapshotBatch = max(c.BatchSize, workerExpandedBatch)
+		// The rows become events, and count as events: each is a message
+		// about four times its share of the pack, and the batch after is
+		// unpacked while one is applied. Twice as many (32,768) made the
+		// worker collect garbage for a quarter more CPU.
+		c.SnapshotBatch = c.BatchSize
 	}
 	switch onError {
 	case workerOnErrorStop:

@@ -612,16 +612,17 @@ func TestWorkerKeepsCopyPacks(t *testing.T) {
 	}
 }
 
-// TestWorkerCopyPackBatches: the bound on snapshot rows counts a pack's
-// rows, a pack is never split, and a nacked
+// TestWorkerCopyPackBatches: batch_size counts a pack's rows (with packs
+// kept, the bound on snapshot rows does), a pack is never split, and a nacked
 // pack comes again whole before anything newer.
 func TestWorkerCopyPackBatches(t *testing.T) {
 	for _, mode := range []string{packsExpand, packsKeep} {
 		t.Run(mode, func(t *testing.T) {
 			ns, _, _ := workerPackStream(t)
-			// Snapshot rows count apart from batch_size, expanded or not.
 			in := workerTestInput(t, ns.URL(), "batch_size: 2\nsnapshot_packs: "+mode, func(c *workerConfig) {
-				c.SnapshotBatch = 2
+				if c.keepPacks {
+					c.SnapshotBatch = 2
+				}
 			})
 			read := func(what string, wantMsgs, wantRows int) service.AckFunc {
 				t.Helper()
@@ -728,19 +729,19 @@ func TestWorkerFlagsMalformedCopyPacks(t *testing.T) {
 	}
 }
 
-// batch_size defaults to 16384 whatever snapshot_packs is, snapshot rows
-// count apart (131,072 in packs, 32,768 expanded, or batch_size when larger);
-// max_ack_pending defaults to twice the batch.
+// batch_size defaults to 16384 whatever snapshot_packs is; expanded
+// snapshot rows count as events, packed ones apart (131,072); max_ack_pending
+// defaults to twice the batch.
 func TestWorkerBatchSizeDefaults(t *testing.T) {
 	for _, c := range []struct {
 		settings                    string
 		batch, ackPending, snapshot int
 	}{
-		{"", 16384, 32768, 32768},
+		{"", 16384, 32768, 16384},
 		{"snapshot_packs: keep", 16384, 32768, 131072},
 		{"snapshot_packs: keep\nbatch_size: 10", 10, 20, 131072},
-		{"batch_size: 10", 10, 20, 32768},
-		{"batch_size: 50000\nmax_ack_pending: 60000", 50000, 60000, 50000},
+		{"batch_size: 10", 10, 20, 10},
+		{"batch_size: 5000\nmax_ack_pending: 6000", 5000, 6000, 5000},
 	} {
 		conf, err := workerSpec().ParseYAML(workerYAML("", "nats://127.0.0.1:4222", c.settings), nil)
 		if err != nil {
