@@ -261,7 +261,10 @@ func Worker(sink string, s Settings) (Built, error) {
 		return Built{}, err
 	}
 	worker["group"] = s.String("group")
-	worker["batch_size"] = max(s.Int("batch-size"), 1)
+	// Unset, the worker's own default, as a config without the field gets.
+	if n := s.Int("batch-size"); n > 0 {
+		worker["batch_size"] = n
+	}
 	if k := s.Int("partition"); k >= 0 {
 		worker["partition"] = k
 	}
@@ -320,8 +323,9 @@ func Worker(sink string, s Settings) (Built, error) {
 			pg["on_error"] = onError
 		}
 		output = map[string]any{"pg_flo_postgres": pg}
-		// Snapshot rows reach the target's COPY as the source's COPY wrote
-		// them (the processors, when there are any, expand them).
+		// This pipeline's processors (pgflo's, when there are any) and
+		// output read packs: snapshot rows reach the target's COPY as the
+		// source's COPY wrote them, and the worker spares their events.
 		worker["snapshot_packs"] = "keep"
 	}
 	doc := map[string]any{

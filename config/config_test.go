@@ -264,7 +264,7 @@ func TestWorkerNATSFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"url": "nats://n:4222", "group": "g", "batch_size": 1000, "nkey_file": "/etc/nats/user.nk"}
+	want := map[string]any{"url": "nats://n:4222", "group": "g", "nkey_file": "/etc/nats/user.nk"}
 	if got := at(expand(t, built), "input", "pg_flo_worker"); !reflect.DeepEqual(got, want) {
 		t.Errorf("pg_flo_worker = %v, want %v", got, want)
 	}

@@ -91,7 +91,7 @@ var workerSettings = append([]setting{
 	{"nats-url", kindString, "", "NATS server URL"},
 	{"rules-config", kindString, "", "rules YAML file"},
 	{"routing-config", kindString, "", "routing YAML file"},
-	{"batch-size", kindInt, 1000, "most changes per batch"},
+	{"batch-size", kindInt, 0, "most changes per batch (0: pg_flo_worker's default, 16384)"},
 	{"partition", kindInt, -1, "partition this worker applies, 0 to N-1, in a group of N > 1 partitions (-1: the group has one)"},
 	{"on-error", kindString, "stop", "what a change that can never be applied does: stop (the group stops at it) or dead_letter (it goes to the group's dead-letter stream and the group goes on)"},
 }, natsSettings...)

@@ -729,17 +729,19 @@ func TestWorkerFlagsMalformedCopyPacks(t *testing.T) {
 	}
 }
 
-// batch_size defaults to pg_flo's 1000, and to sixteen packs with
-// snapshot_packs: keep; max_ack_pending to twice the batch.
+// batch_size defaults to 16384 whatever snapshot_packs is; expanded
+// snapshot rows count as events, packed ones apart (131,072); max_ack_pending
+// defaults to twice the batch.
 func TestWorkerBatchSizeDefaults(t *testing.T) {
 	for _, c := range []struct {
-		settings          string
-		batch, ackPending int
+		settings                    string
+		batch, ackPending, snapshot int
 	}{
-		{"", 1000, 2000},
-		{"snapshot_packs: keep", 16384, 32768},
-		{"snapshot_packs: keep\nbatch_size: 10", 10, 20},
-		{"batch_size: 5000\nmax_ack_pending: 6000", 5000, 6000},
+		{"", 16384, 32768, 16384},
+		{"snapshot_packs: keep", 16384, 32768, 131072},
+		{"snapshot_packs: keep\nbatch_size: 10", 10, 20, 131072},
+		{"batch_size: 10", 10, 20, 10},
+		{"batch_size: 5000\nmax_ack_pending: 6000", 5000, 6000, 5000},
 	} {
 		conf, err := workerSpec().ParseYAML(workerYAML("", "nats://127.0.0.1:4222", c.settings), nil)
 		if err != nil {
@@ -749,8 +751,9 @@ func TestWorkerBatchSizeDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", c.settings, err)
 		}
-		if got.BatchSize != c.batch || got.MaxAckPending != c.ackPending {
-			t.Errorf("%q: batch_size %d, max_ack_pending %d; want %d, %d", c.settings, got.BatchSize, got.MaxAckPending, c.batch, c.ackPending)
+		if got.BatchSize != c.batch || got.MaxAckPending != c.ackPending || got.SnapshotBatch != c.snapshot {
+			t.Errorf("%q: batch_size %d, max_ack_pending %d, snapshot rows %d; want %d, %d, %d", c.settings,
+				got.BatchSize, got.MaxAckPending, got.SnapshotBatch, c.batch, c.ackPending, c.snapshot)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pgflo/pgflo/internal/copypack"
 	"github.com/pgflo/pgflo/internal/deadletter"
 	"github.com/pgflo/pgflo/internal/event"
+	"github.com/pgflo/pgflo/internal/packmsg"
 	"github.com/pgflo/pgflo/internal/pgvalue"
 	"github.com/pgflo/pgflo/internal/schemasync"
 	"github.com/pgflo/pgflo/internal/shutdown"
@@ -72,7 +73,9 @@ to that text form.
 
 ### Snapshot packs
 
-Snapshot packs from `+"`pg_flo_replicator`"+` (its default) / `+"`pg_flo_worker`"+` with `+"`snapshot_packs: keep`"+` are written with COPY:
+Snapshot packs from `+"`pg_flo_replicator`"+` (its default) or `+"`pg_flo_worker`"+` are written with COPY — those
+`+"`pg_flo_worker`"+` expanded into one event message per row (its default) too, when every row of the pack arrives
+unchanged and in order (no processor rewrote, dropped or re-routed one of them); else their events are applied:
 a batch that starts with packs streams each table's run of them into `+"`COPY … FROM STDIN`"+` over `+"`copy_connections`"+`,
 in COPY's binary format when every column has a type pgflo converts (the rows' COPY text is read back into
 binary here, which spares the target's server the types' text input), else as the source's COPY wrote
@@ -463,27 +466,74 @@ func batchPartition(batch service.MessageBatch) (string, error) {
 
 // decode decodes the batch's events, and where they go, into changes,
 // until stop is closed.
+// The rows of a pack that pg_flo_worker (or pgflo's processors) expanded
+// into one event message each arrive as a run of messages sharing the pack
+// (internal/packmsg): when the run is whole, its bodies untouched and its
+// rows routed alike, it becomes the pack's one change, copied as keep's
+// packs are, and no event is decoded.
 func (o *pgOutput) decode(batch service.MessageBatch, changes *apply.Batch, stop <-chan struct{}) {
 	chs := make([]apply.Change, len(batch))
-	for i, msg := range batch {
+	for i := 0; i < len(batch); {
 		select {
 		case <-stop:
 			return
 		default:
 		}
 		ch := &chs[i]
-		if err := o.decodeMessage(i, msg, ch); err != nil {
+		n, err := o.decodeMessage(batch, i, ch)
+		if err != nil {
 			changes.Fail(&messageError{index: i, err: err})
 			return
 		}
 		changes.Add(ch)
+		i += n
 	}
+	changes.Finish()
 }
 
-func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) error {
-	if err := msg.GetError(); err != nil {
-		return fmt.Errorf("message %d of the batch is flagged as failed: %w", i, err)
+// expandedPack returns the pack whose rows' messages batch[i:] starts with
+// and their number, nil when it does not (see packmsg.Run) or when a row
+// is routed differently from the first.
+func expandedPack(batch service.MessageBatch, i int) (*copypack.Pack, int) {
+	p, n := packmsg.Run(batch, i)
+	if p == nil {
+		return nil, 0
 	}
+	first := batch[i]
+	for _, m := range batch[i+1 : i+n] {
+		for _, key := range rowRouting {
+			a, _ := first.MetaGet(key)
+			if b, _ := m.MetaGet(key); a != b {
+				return nil, 0
+			}
+		}
+	}
+	return p, n
+}
+
+// rowRouting is the metadata decodeMessage reads of every message but its
+// position: a run of rows becomes one change only when they agree on it.
+var rowRouting = []string{event.MetaSchema, event.MetaTable, event.MetaSourceSchema, event.MetaSourceTable, deadletter.MetaReplay}
+
+// decodeMessage decodes batch[i], or the run of an expanded pack's rows
+// starting there, into ch, and returns how many messages it took.
+func (o *pgOutput) decodeMessage(batch service.MessageBatch, i int, ch *apply.Change) (int, error) {
+	msg := batch[i]
+	if err := msg.GetError(); err != nil {
+		return 0, fmt.Errorf("message %d of the batch is flagged as failed: %w", i, err)
+	}
+	n := 1
+	if p, rows := expandedPack(batch, i); p != nil {
+		ch.SetPack(p)
+		ch.RowMessages, n = true, rows
+	} else if err := o.decodeOne(i, msg, ch); err != nil {
+		return 0, err
+	}
+	return n, o.locate(i, msg, ch)
+}
+
+// decodeOne decodes one message: a change event, or a pack.
+func (o *pgOutput) decodeOne(i int, msg *service.Message, ch *apply.Change) error {
 	body, err := msg.AsBytes()
 	if err != nil {
 		return fmt.Errorf("message %d of the batch: %w", i, err)
@@ -502,6 +552,13 @@ func (o *pgOutput) decodeMessage(i int, msg *service.Message, ch *apply.Change) 
 			return fmt.Errorf("message %d of the batch: %w", i, err)
 		}
 	}
+	return nil
+}
+
+// locate sets where the change of message i stands in the stream and the
+// table it goes to, from the message's metadata.
+func (o *pgOutput) locate(i int, msg *service.Message, ch *apply.Change) error {
+	var err error
 	ch.Index, ch.Pos = i, -1
 	if _, ok := msg.MetaGet(deadletter.MetaReplay); ok {
 		// Replayed from the dead letters after the cause was fixed: older

@@ -32,6 +32,9 @@ type deadLetterGroup struct {
 	*pipeline
 	target  string
 	metrics string // the worker's HTTP base URL
+	// packs is the worker's snapshot_packs; empty leaves it at its
+	// default (expand).
+	packs string
 }
 
 func newDeadLetterGroup(t *testing.T, group string, sourceSQL ...string) *deadLetterGroup {
@@ -42,7 +45,7 @@ func newDeadLetterGroup(t *testing.T, group string, sourceSQL ...string) *deadLe
 		testenv.Exec(t, source, sql)
 	}
 	testenv.Exec(t, target, "CREATE TABLE small (id int PRIMARY KEY, v text CONSTRAINT no_forbidden CHECK (v <> 'forbidden'))")
-	g := &deadLetterGroup{pipeline: newPipeline(t, source, group), target: target}
+	g := &deadLetterGroup{pipeline: newPipeline(t, source, group), target: target, packs: "keep"}
 	if len(sourceSQL) > 0 {
 		g.replicatorExtra = fmt.Sprintf("    mode: copy_and_stream\n    nats:\n      url: %s", g.nats.URL())
 	}
@@ -70,14 +73,13 @@ input:
   pg_flo_worker:
     url: %s
     group: %s
-    snapshot_packs: keep
-    on_error: %s
+%s    on_error: %s
 output:
   pg_flo_postgres:
     dsn: %q
     group: %s
     on_error: %s
-`, port, g.natsURL(), g.group, onError, g.target, g.group, onError))
+`, port, g.natsURL(), g.group, packsField(g.packs), onError, g.target, g.group, onError))
 	g.worker = testenv.StartProcess(g.t, "worker", g.bin, "run", cfg)
 }
 
@@ -316,13 +318,28 @@ func TestDeadLetterUndecodableMessage(t *testing.T) {
 	})
 }
 
+// packsField is the worker's snapshot_packs line, none for "".
+func packsField(packs string) string {
+	if packs == "" {
+		return ""
+	}
+	return "    snapshot_packs: " + packs + "\n"
+}
+
 // A snapshot row the target refuses, in a pack of snapshot rows the worker
-// keeps whole (snapshot_packs: keep): the row alone becomes a dead letter,
-// every other row of its pack is applied, and the replayed row lands once
-// the constraint is gone.
+// keeps whole (snapshot_packs: keep) or expands into a message per row that
+// pg_flo_postgres copies as the pack (the default): the row alone becomes a
+// dead letter, every other row of its pack is applied, and the replayed row
+// lands once the constraint is gone.
 func TestDeadLetterRefusedSnapshotRow(t *testing.T) {
-	g := newDeadLetterGroup(t, "dlsnapshot",
+	t.Run("keep", func(t *testing.T) { refusedSnapshotRow(t, "dlsnapshot", "keep") })
+	t.Run("expand", func(t *testing.T) { refusedSnapshotRow(t, "dlexpanded", "") })
+}
+
+func refusedSnapshotRow(t *testing.T, group, packs string) {
+	g := newDeadLetterGroup(t, group,
 		"INSERT INTO small SELECT g, CASE WHEN g = 500 THEN 'forbidden' ELSE 'v' || g END FROM generate_series(1, 2000) g")
+	g.packs = packs
 	g.startWorker("dead_letter")
 	g.waitRowsEqual("every snapshot row but the refused one", 500)
 	testenv.Exec(t, g.dsn, "INSERT INTO small VALUES (3000, 'streamed')")

@@ -148,7 +148,28 @@ func (c syncCPU) total() float64 {
 	return t
 }
 
+// pgfloShare is pgflo's processes' CPU over both clusters', -1 when a part
+// is unknown (or native's, which has no pgflo processes).
+func (c syncCPU) pgfloShare() float64 {
+	pg := c.source + c.target
+	if c.source < 0 || c.target < 0 || pg <= 0 || len(c.pgfloCPU) == 0 {
+		return -1
+	}
+	var own float64
+	for _, v := range c.pgfloCPU {
+		if v < 0 {
+			return -1
+		}
+		own += v
+	}
+	return own / pg
+}
+
 func (c syncCPU) String() string {
 	parts := []string{"target cluster " + seconds(c.target), "source cluster " + seconds(c.source)}
-	return strings.Join(append(parts, c.pgflo...), ", ")
+	s := strings.Join(append(parts, c.pgflo...), ", ")
+	if share := c.pgfloShare(); share >= 0 {
+		s += fmt.Sprintf(" (pgflo %.0f %% of PostgreSQL's)", 100*share)
+	}
+	return s
 }

@@ -11,10 +11,14 @@
 //     concurrently: the ceiling of any copier;
 //   - native logical replication: CREATE SUBSCRIPTION (copy_data), until the
 //     table is ready;
-//   - pgflo copy_and_stream: replicator → JetStream → worker →
-//     pg_flo_postgres (three processes with a NATS server), and replicator →
-//     pg_flo_postgres in one process; until the target's progress table
-//     counts every snapshot row applied.
+//   - pgflo copy_and_stream, until the target's progress table counts every
+//     snapshot row applied: replicator → JetStream → worker →
+//     pg_flo_postgres (three processes with a NATS server) as the documented
+//     pair of configs shows it, every field at its default; the same
+//     pipeline started with pg_flo's command line (`pgflo replicator
+//     --copy-and-stream`, `pgflo worker postgres`); the documented pair
+//     with the worker's `snapshot_packs: keep`; and replicator →
+//     pg_flo_postgres in one process.
 //
 // (b) Backlog catch-up: with pgflo stopped and the subscription disabled,
 // M single-row UPDATEs (each of a different row) in transactions of T are
@@ -32,7 +36,7 @@
 // configuration), each in fresh clusters with its own anchors; the medians
 // are given per setup.
 //
-//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--nats r1,stock] [--out bench/results/apply.md]
+//	go run ./bench/apply --bin ./pgflo [--runs 3] [--rows 1000000] [--updates 200000] [--tx 1000] [--nats r1,stock] [--only "documented pair,worker keep"] [--out bench/results/apply.md]
 package main
 
 import (
@@ -40,6 +44,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,8 +70,13 @@ const (
 	targetCopy4  = "t_copy4"
 	targetNative = "t_native"
 	targetPgflo  = "t_pgflo"
+	targetCLI    = "t_pgflo_cli"
+	targetKeep   = "t_pgflo_keep"
 	targetSingle = "t_pgflo_single"
 )
+
+// pgfloTargets are the targets of pgflo's pipelines.
+var pgfloTargets = []string{targetPgflo, targetCLI, targetKeep, targetSingle}
 
 type options struct {
 	bin       string
@@ -82,6 +92,9 @@ type options struct {
 	timeout   time.Duration
 	profile   string
 	profileS  int
+	// only names the pgflo pipelines to measure (their short names), all
+	// when empty.
+	only string
 	// inputFields, outputFields and workerFields are more fields of
 	// pg_flo_replicator, pg_flo_postgres and pg_flo_worker, for trying
 	// options: "copy_connections: 3, ...".
@@ -101,6 +114,7 @@ func main() {
 	flag.IntVar(&o.batchSize, "batch-size", 0, "pg_flo_worker batch_size (0: its default)")
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of every pgflo process (taken as it starts, --profile-seconds long) in this directory; with --runs above 1 each run overwrites the one before")
 	flag.IntVar(&o.profileS, "profile-seconds", 3, "length of each --profile CPU profile")
+	flag.StringVar(&o.only, "only", "", "measure only these pgflo pipelines, comma-separated (\"documented pair,pg_flo CLI,worker keep,1 process\")")
 	flag.StringVar(&o.inputFields, "input-fields", "", "more fields of every pg_flo_replicator, comma-separated (\"max_copy_workers: 4\")")
 	flag.StringVar(&o.outputFields, "output-fields", "", "more fields of every pg_flo_postgres, comma-separated (\"copy_connections: 3, apply_connections: 1\")")
 	flag.StringVar(&o.workerFields, "worker-fields", "", "more fields of the pg_flo_worker, comma-separated (\"fetch_wait: 10ms\")")
@@ -251,8 +265,15 @@ func runOnce(ctx context.Context, o options, mode string) (_ *report, err error)
 	}
 	benchkit.Say("    native CREATE SUBSCRIPTION: %.2fs", r.nativeSync.Seconds)
 	pipelines := []*pipeline{
-		{name: "pgflo replicator→JetStream→worker→pg_flo_postgres", short: "3 processes", group: "jsapply", target: targetPgflo, viaNATS: true},
+		{name: "pgflo replicator→JetStream→worker→pg_flo_postgres, the documented configs", short: "documented pair", group: "jsapply", target: targetPgflo, viaNATS: true},
+		{name: "pgflo replicator→JetStream→worker→pg_flo_postgres, pg_flo's command line", short: "pg_flo CLI", group: "cli", target: targetCLI, viaNATS: true, cli: true},
+		{name: "pgflo replicator→JetStream→worker (snapshot_packs: keep)→pg_flo_postgres", short: "worker keep", group: "keep", target: targetKeep, viaNATS: true, keepPacks: true},
 		{name: "pgflo replicator→pg_flo_postgres (one process)", short: "1 process", group: "direct", target: targetSingle},
+	}
+	if o.only != "" {
+		pipelines = slices.DeleteFunc(pipelines, func(p *pipeline) bool {
+			return !slices.Contains(strings.Split(o.only, ","), p.short)
+		})
 	}
 	for _, p := range pipelines {
 		if err := b.checkpoint(ctx); err != nil {
@@ -264,7 +285,11 @@ func runOnce(ctx context.Context, o options, mode string) (_ *report, err error)
 		benchkit.Say("    %s: %.2fs", p.name, p.sync.Seconds)
 	}
 
-	if err := b.settle(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {
+	measured := []string{targetNative}
+	for _, p := range pipelines {
+		measured = append(measured, p.target)
+	}
+	if err := b.settle(ctx, measured); err != nil {
 		return nil, err
 	}
 	benchkit.Say("(b) backlog: %s single-row UPDATEs in transactions of %s, pgflo stopped and the subscription disabled",
@@ -290,7 +315,7 @@ func runOnce(ctx context.Context, o options, mode string) (_ *report, err error)
 	r.pipelines, r.nativeCPU, r.nativeSyncCPU = pipelines, b.nativeCPU, b.nativeSyncCPU
 
 	benchkit.Say("checking every target against the source (md5 of all rows)")
-	if r.checked, err = b.verify(ctx, []string{targetNative, targetPgflo, targetSingle}); err != nil {
+	if r.checked, err = b.verify(ctx, measured); err != nil {
 		return nil, err
 	}
 	r.pgVersion, r.fillTime = b.pgVer, b.fillTime
@@ -300,7 +325,7 @@ func runOnce(ctx context.Context, o options, mode string) (_ *report, err error)
 // prepare creates the source database with the filled table and the
 // publication, and the target databases with the empty table.
 func (b *bench) prepare(ctx context.Context) error {
-	for _, db := range []string{sourceDB, targetCopy, targetCopy4, targetNative, targetPgflo, targetSingle} {
+	for _, db := range append([]string{sourceDB, targetCopy, targetCopy4, targetNative}, pgfloTargets...) {
 		cluster := b.tpg
 		if db == sourceDB {
 			cluster = b.pg

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,7 +24,13 @@ type pipeline struct {
 	group, target string
 	// viaNATS runs replicator → JetStream and worker → pg_flo_postgres as
 	// two processes; otherwise replicator → pg_flo_postgres is one.
-	viaNATS       bool
+	viaNATS bool
+	// cli starts them with pg_flo's command line (`pgflo replicator`,
+	// `pgflo worker postgres`) instead of configs.
+	cli bool
+	// keepPacks sets the worker's snapshot_packs: keep; the other
+	// pipelines leave it at its default.
+	keepPacks     bool
 	sync, catchUp benchkit.Measurement
 	cpu           catchUpCPU // of the catch-up
 	syncCPU       syncCPU    // of the initial sync
@@ -108,32 +115,76 @@ func (b *bench) configs(p *pipeline) (rep, worker string, err error) {
 `, b.natsURL, p.group)), 0o600); err != nil {
 		return "", "", err
 	}
-	batch := ""
+	fields := ""
 	if b.o.batchSize > 0 {
-		batch = fmt.Sprintf("    batch_size: %d\n", b.o.batchSize)
+		fields = fmt.Sprintf("    batch_size: %d\n", b.o.batchSize)
+	}
+	if p.keepPacks {
+		fields += "    snapshot_packs: keep\n"
 	}
 	worker = filepath.Join(b.work, p.group+"-worker.yaml")
 	return rep, worker, os.WriteFile(worker, []byte(b.httpSection(workerPort)+logging+fmt.Sprintf(`input:
   pg_flo_worker:
     url: %q
     group: %s
-    snapshot_packs: keep
-%s%s`, b.natsURL, p.group, batch, benchkit.IndentFields(b.o.workerFields))+sink), 0o600)
+%s%s`, b.natsURL, p.group, fields, benchkit.IndentFields(b.o.workerFields))+sink), 0o600)
+}
+
+// cliArgs returns the command lines of the pipeline's replicator and worker
+// as pg_flo's users start them: their flags and defaults, nothing else.
+func (b *bench) cliArgs(p *pipeline) (rep, worker []string, err error) {
+	flags := func(prefix, db string) ([]string, error) {
+		c, err := pgx.ParseConfig(b.dsn(db))
+		if err != nil {
+			return nil, err
+		}
+		// The throwaway clusters trust local connections; pg_flo demands
+		// a password all the same.
+		return []string{"--" + prefix + "host", c.Host, "--" + prefix + "port", strconv.Itoa(int(c.Port)),
+			"--" + prefix + "dbname", db, "--" + prefix + "user", c.User, "--" + prefix + "password", "unused"}, nil
+	}
+	source, err := flags("", sourceDB)
+	if err != nil {
+		return nil, nil, err
+	}
+	target, err := flags("target-", p.target)
+	if err != nil {
+		return nil, nil, err
+	}
+	common := []string{"--group", p.group, "--nats-url", b.natsURL}
+	rep = append(append(append([]string{"replicator"}, source...), common...), "--tables", table, "--copy-and-stream")
+	worker = append(append([]string{"worker", "postgres"}, common...), target...)
+	return rep, worker, nil
+}
+
+// commands returns the arguments of the pipeline's replicator and worker
+// (nil without NATS).
+func (b *bench) commands(p *pipeline) (rep, worker []string, err error) {
+	if p.cli {
+		return b.cliArgs(p)
+	}
+	repCfg, workerCfg, err := b.configs(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []string{"run", repCfg}, []string{"run", workerCfg}, nil
 }
 
 // start starts the pipeline's processes; the worker as soon as the
 // replicator created the group's stream (earlier it would only retry).
 func (b *bench) start(ctx context.Context, p *pipeline, phase string) error {
-	repCfg, workerCfg, err := b.configs(p)
+	repArgs, workerArgs, err := b.commands(p)
 	if err != nil {
 		return err
 	}
-	rep, err := benchkit.StartProc(b.work, p.group+"-replicator-"+phase, b.o.bin, "run", repCfg)
+	rep, err := benchkit.StartProc(b.work, p.group+"-replicator-"+phase, b.o.bin, repArgs...)
 	if err != nil {
 		return err
 	}
 	p.procs = []*benchkit.Proc{rep}
-	b.profile(replicatorPort, p.group+"-replicator-"+phase)
+	if !p.cli { // pg_flo's command line has no debug endpoints
+		b.profile(replicatorPort, p.group+"-replicator-"+phase)
+	}
 	if !p.viaNATS {
 		return nil
 	}
@@ -145,12 +196,14 @@ func (b *bench) start(ctx context.Context, p *pipeline, phase string) error {
 	if err := watch.WaitCreated(ctx, rep, 60*time.Second); err != nil {
 		return b.describe(p, err)
 	}
-	worker, err := benchkit.StartProc(b.work, p.group+"-worker-"+phase, b.o.bin, "run", workerCfg)
+	worker, err := benchkit.StartProc(b.work, p.group+"-worker-"+phase, b.o.bin, workerArgs...)
 	if err != nil {
 		return err
 	}
 	p.procs = append(p.procs, worker)
-	b.profile(workerPort, p.group+"-worker-"+phase)
+	if !p.cli {
+		b.profile(workerPort, p.group+"-worker-"+phase)
+	}
 	return nil
 }
 

@@ -150,11 +150,11 @@ func summary(runs []*report) string {
 	for _, r := range runs {
 		fmt.Fprintf(&b, " run %d |", r.run)
 	}
-	b.WriteString(" median | target |\n|---|")
+	b.WriteString(" minimum | median | target |\n|---|")
 	for range runs {
 		b.WriteString("---:|")
 	}
-	b.WriteString("---:|---|\n")
+	b.WriteString("---:|---:|---|\n")
 	row := func(name string, ratio func(r *report) float64) {
 		var all []float64
 		fmt.Fprintf(&b, "| %s |", name)
@@ -164,7 +164,7 @@ func summary(runs []*report) string {
 			fmt.Fprintf(&b, " %.2f× |", v)
 		}
 		m := median(all)
-		fmt.Fprintf(&b, " %.2f× | ≥ 1.0× — %s |\n", m, verdict(m >= 1))
+		fmt.Fprintf(&b, " %.2f× | %.2f× | ≥ 1.0× — %s |\n", slices.Min(all), m, verdict(m >= 1))
 	}
 	for i, p := range runs[0].pipelines {
 		row("(a) "+p.short+" ÷ native initial sync", func(r *report) float64 {
@@ -174,6 +174,15 @@ func summary(runs []*report) string {
 			return r.nativeCatchUp.Seconds / r.pipelines[i].catchUp.Seconds
 		})
 	}
+	b.WriteString("\npgflo's CPU over PostgreSQL's (both clusters) in the initial sync, every run:")
+	for i, p := range runs[0].pipelines {
+		fmt.Fprintf(&b, " %s", p.short)
+		for _, r := range runs {
+			fmt.Fprintf(&b, " %.0f %%", 100*r.pipelines[i].syncCPU.pgfloShare())
+		}
+		b.WriteString(";")
+	}
+	b.WriteString("\n")
 	var largest int64
 	b.WriteString("\nLargest RSS of a pgflo process:")
 	for _, r := range runs {

@@ -228,7 +228,7 @@ func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) 
 		case errors.As(err, &sideErr) && mode.parallel && ctx.Err() == nil:
 			// Whatever went wrong beside the batch's transaction, the batch
 			// is applied again on its connection alone.
-			a.log.Debugf("Applying a batch of %d changes over %d connections failed (%v); applying it on one", batch.total, a.cfg.ApplyConnections, err)
+			a.log.Debugf("Applying a batch of %d changes over %d connections failed (%v); applying it on one", batch.size(), a.cfg.ApplyConnections, err)
 			mode.parallel = false
 		case a.conn.IsClosed() || connectionLost(err):
 			_ = a.conn.Close(context.Background())
@@ -239,7 +239,7 @@ func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) 
 		case ctx.Err() != nil:
 			return res, err
 		case retryable(err) && attempt < a.cfg.Retries:
-			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", batch.total, backoff, err)
+			a.log.Warnf("Applying a batch of %d changes failed transiently, retrying in %v: %v", batch.size(), backoff, err)
 			select {
 			case <-ctx.Done():
 				return res, ctx.Err()
@@ -250,7 +250,7 @@ func (a *Applier) ApplyBatch(ctx context.Context, batch *Batch) (Result, error) 
 			// invalidate (above) has the tables read again.
 			reread = true
 		case !mode.serial && !retryable(err):
-			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", batch.total, err)
+			a.log.Debugf("Set-based apply of %d changes failed (%v); applying them one by one", batch.size(), err)
 			mode.serial = true
 		default:
 			return res, err

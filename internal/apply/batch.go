@@ -34,6 +34,24 @@ func (b *Batch) Add(ch *Change) {
 	b.cond.Broadcast()
 }
 
+// Finish tells that every change was added: a batch may hold fewer changes
+// than its total, when several messages made one change (the rows of an
+// expanded pack).
+func (b *Batch) Finish() {
+	b.mu.Lock()
+	b.total = len(b.changes)
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// size is the batch's number of changes (as far as known, while it is
+// decoded), for messages.
+func (b *Batch) size() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total
+}
+
 // Fail ends the batch: it cannot be decoded.
 func (b *Batch) Fail(err error) {
 	b.mu.Lock()
@@ -94,6 +112,10 @@ type Change struct {
 	// streamPacks); anywhere else a pack is expanded into its rows'
 	// INSERTs, which the planner applies.
 	Pack *copypack.Pack
+	// RowMessages tells that the pack's rows came as one message each (a
+	// pack pg_flo_worker expanded into events), row i being the message at
+	// Index+i: what is said of a row names its own message.
+	RowMessages bool
 }
 
 // DecodePack reads the body of a pack message into ch: one change standing
@@ -105,9 +127,15 @@ func DecodePack(body []byte, ch *Change) error {
 	if err != nil {
 		return err
 	}
+	ch.SetPack(p)
+	return nil
+}
+
+// SetPack makes ch the change standing for the INSERTs of every row of p,
+// as DecodePack does for a pack it parsed.
+func (ch *Change) SetPack(p *copypack.Pack) {
 	ch.Event = p.Template()
 	ch.Pack = p
-	return nil
 }
 
 // Rows returns how many rows the change writes: a pack's rows, else 1.
@@ -149,6 +177,9 @@ func (ch *Change) expand() ([]*Change, error) {
 		start := len(vals)
 		vals = append(vals, row...)
 		c := Change{Event: ch.Event, Pos: -1, Index: ch.Index, Target: ch.Target, Source: ch.Source}
+		if ch.RowMessages {
+			c.Index += i
+		}
 		c.New = vals[start:len(vals):len(vals)]
 		if ch.Pos >= 0 {
 			c.Pos = ch.Pos + int64(i)

@@ -698,3 +698,30 @@ func logged(lines []string, part string) bool {
 	}
 	return false
 }
+
+// The rows of a pack that came as one message each name their own message
+// once expanded; a pack that came as one message names it for every row.
+func TestExpandedRowsNameTheirMessage(t *testing.T) {
+	cols := []event.Column{{Name: "id", Type: "int8", OID: 20, Key: true}, {Name: "v", Type: "text", OID: 25}}
+	body := copypack.AppendHeader(nil, copypack.NewHeader("public", "t", cols, snapshotLSN))
+	body = append(body, "1\ta\n2\tb\n3\tc\n"...)
+	for _, rowMessages := range []bool{false, true} {
+		ch := &Change{Index: 5, Pos: 10, RowMessages: rowMessages}
+		if err := DecodePack(body, ch); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ch.expand()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rows {
+			want := 5
+			if rowMessages {
+				want += i
+			}
+			if r.Index != want || r.Pos != int64(10+i) {
+				t.Errorf("row messages %v, row %d: index %d, position %d; want %d, %d", rowMessages, i, r.Index, r.Pos, want, 10+i)
+			}
+		}
+	}
+}

@@ -2,10 +2,14 @@
 // rows (internal/copypack) instead of one change event: recognising them and
 // expanding them into one event message per row, for every component that
 // needs events (pg_flo_worker by default, pg_flo_replicator with
-// snapshot_packs: expand, pgflo's processors).
+// snapshot_packs: expand, pgflo's processors). The messages of an expanded
+// pack keep the pack in their context, so an output that copies snapshot
+// rows (pg_flo_postgres) takes the pack instead of the events when it gets
+// every row of it unchanged (Run).
 package packmsg
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
@@ -98,9 +102,11 @@ func ExpandPack(m *service.Message, p *copypack.Pack) (service.MessageBatch, err
 		}
 	}
 	// The template's metadata, copied once; each row's copy shares it until
-	// its position is written.
+	// its position is written. Its context, which every row shares, holds
+	// the pack (see Run).
 	tmpl := m.Copy()
 	tmpl.MetaDelete(event.MetaPackRows)
+	tmpl = tmpl.WithContext(context.WithValue(tmpl.Context(), originKey{}, &origin{pack: p, events: events}))
 	out := make(service.MessageBatch, len(events))
 	for i, ev := range events {
 		e := tmpl.Copy()
@@ -134,4 +140,36 @@ func Positions(first uint64, n int) []string {
 		start = end
 	}
 	return out
+}
+
+// origin is what the messages of one expanded pack share through their
+// context: the pack, and the event bodies its rows were given.
+type origin struct {
+	pack   *copypack.Pack
+	events [][]byte
+}
+
+// originKey is the context key of an origin.
+type originKey struct{}
+
+// Run returns the pack that batch[i:] starts with, expanded: the messages
+// ExpandPack made of it, every row, in order, each still holding the very
+// event body it was given (the same memory, so no processor replaced it)
+// and no error. It returns nil when batch[i] is not such a run (not a row of
+// an expanded pack, rows filtered, reordered, split across batches or
+// rewritten), and the caller then takes the messages as the events they
+// hold. The rows' metadata is the caller's to compare.
+func Run(batch service.MessageBatch, i int) (*copypack.Pack, int) {
+	o, _ := batch[i].Context().Value(originKey{}).(*origin)
+	if o == nil || len(batch)-i < len(o.events) {
+		return nil, 0
+	}
+	for j, ev := range o.events {
+		m := batch[i+j]
+		body, err := m.AsBytes()
+		if err != nil || len(body) != len(ev) || len(ev) == 0 || &body[0] != &ev[0] || m.GetError() != nil {
+			return nil, 0
+		}
+	}
+	return o.pack, len(o.events)
 }

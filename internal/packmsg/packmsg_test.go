@@ -149,3 +149,64 @@ func BenchmarkExpandPack(b *testing.B) {
 		}
 	}
 }
+
+// Run finds an expanded pack only where every row's message is there, in
+// order, with the body the expansion gave it and no error.
+func TestRun(t *testing.T) {
+	body := testPack("1\ta", "2\tb", "3\tc")
+	pack := testPackMsg(body, 3, 10)
+	other := service.NewMessage([]byte(`{"op":"DELETE"}`))
+	expanded := func() service.MessageBatch {
+		rows, err := ExpandOne(pack)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(append(service.MessageBatch{other}, rows...), other)
+	}
+	batch := expanded()
+	p, n := Run(batch, 1)
+	if p == nil || n != 3 || p.N != 3 || p.Table != "users" {
+		t.Fatalf("Run of a whole expanded pack: %v, %d", p, n)
+	}
+	if p, _ := Run(batch, 0); p != nil {
+		t.Error("Run found a pack at a message that is not a row")
+	}
+	if p, _ := Run(batch, 2); p != nil {
+		t.Error("Run found a pack from its second row")
+	}
+	if p, _ := Run(batch[:3], 1); p != nil {
+		t.Error("Run found a pack cut short by the batch's end")
+	}
+
+	changes := map[string]func(b service.MessageBatch) service.MessageBatch{
+		"a row rewritten to the same bytes": func(b service.MessageBatch) service.MessageBatch {
+			body, _ := b[2].AsBytes()
+			b[2].SetBytes(bytes.Clone(body))
+			return b
+		},
+		"a row dropped": func(b service.MessageBatch) service.MessageBatch {
+			return append(b[:2:2], b[3:]...)
+		},
+		"two rows swapped": func(b service.MessageBatch) service.MessageBatch {
+			b[2], b[3] = b[3], b[2]
+			return b
+		},
+		"a row flagged": func(b service.MessageBatch) service.MessageBatch {
+			b[3].SetError(errors.New("failed"))
+			return b
+		},
+	}
+	for name, change := range changes {
+		if p, _ := Run(change(expanded()), 1); p != nil {
+			t.Errorf("%s: Run still found the pack", name)
+		}
+	}
+	// Copies (a fan-out) share the bodies: still the pack.
+	b := expanded()
+	for i := range b {
+		b[i] = b[i].Copy()
+	}
+	if p, n := Run(b, 1); p == nil || n != 3 {
+		t.Error("Run did not find the pack in copies of its rows")
+	}
+}
