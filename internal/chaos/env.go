@@ -157,8 +157,6 @@ input:
   pg_flo_worker:
     url: %s
     group: %s
-    batch_size: 1000
-    snapshot_packs: keep
 output:
   pg_flo_postgres:
     dsn: %q
