@@ -159,7 +159,7 @@ rows; `+"`pg_flo_tx_pos`"+` is the first row's position): only `+"`pg_flo_postgr
 				Description("Most change events in one batch, as pg_flo's `--batch-size`; expanded snapshot rows count as events. With `snapshot_packs: keep` snapshot rows count apart: a batch holds up to 131,072 of them (128 packs, which `pg_flo_postgres` writes over several connections at once), and a batch holding both events and rows is full when they together reach their limits, each in proportion. A packed JetStream message is never split, so a batch holds at least one message even when it has more events. Default: 16384, with which `pg_flo_postgres` applies a backlog in fewer, larger transactions than with pg_flo's 1000.").
 				Optional(),
 			service.NewDurationField(workerFieldFetchWait).
-				Description("Once a batch has a message, how long it may keep taking the messages already pending in the stream. A batch goes out as soon as nothing more is pending: a quiet source's change goes alone at once, a backlog in full batches of `batch_size`.").
+				Description("Once a message arrived, how long to wait for more before the batch goes out smaller than `batch_size`: a quiet source's change waits this long, a backlog goes in full batches.").
 				Default("50ms").
 				Advanced(),
 			service.NewDurationField(workerFieldAckWait).

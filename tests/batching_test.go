@@ -9,18 +9,18 @@ import (
 )
 
 // A backlog is applied in large batches, and the single changes of a quiet
-// source go alone, each as soon as it is in the stream: pg_flo_worker, with
-// the documented pg_flo_postgres config and a fetch_wait of an hour, keeps
-// taking messages for a batch only while the stream has more pending. The
-// batches are counted in the target's progress table.
+// source go alone: pg_flo_worker, with its defaults in front of
+// pg_flo_postgres, fills a batch from a backlog and sends a lone change
+// once fetch_wait passed without more. The batches are counted in the
+// target's progress table.
 func TestBatchesFollowTheBacklog(t *testing.T) {
 	const (
 		group   = "batching"
 		backlog = 200000
 		perTx   = 1000
-		// The documented worker_postgres config: snapshot_packs: keep, so
-		// batch_size is 16,384 events; transactions of 1,000 go 16 to a
-		// batch, 13 batches. Twice that allows for a batch cut early.
+		// The worker's default batch_size is 16,384 events; transactions
+		// of 1,000 go 16 to a batch, 13 batches. Twice that allows for a
+		// batch cut early.
 		maxBatches = 2 * (backlog/16000 + 1)
 		quiet      = 5
 	)
@@ -28,7 +28,6 @@ func TestBatchesFollowTheBacklog(t *testing.T) {
 	testenv.Exec(t, source, "CREATE TABLE items (id int PRIMARY KEY, v text)")
 	testenv.Exec(t, target, "CREATE TABLE items (id int PRIMARY KEY, v text)")
 	p := newPipeline(t, source, group)
-	p.workerExtra = "    snapshot_packs: keep\n    fetch_wait: 1h\n"
 	p.startReplicator()
 
 	// The whole backlog is in the stream before the worker starts.
@@ -65,7 +64,7 @@ func TestBatchesFollowTheBacklog(t *testing.T) {
 	t.Logf("backlog of %d changes applied in %d batches", backlog, batches)
 
 	// A quiet source: one change at a time, each applied in a batch of its
-	// own without waiting out fetch_wait.
+	// own.
 	for i := 1; i <= quiet; i++ {
 		id := backlog + i
 		testenv.Exec(t, source, "INSERT INTO items VALUES ($1, 'quiet')", id)

@@ -204,13 +204,14 @@ func lastLines(s string, n int) string {
 
 // A rolling deploy: replicator A of a group starts copying a 1,000,000-row
 // table while the source changes (200 transactions a second, each an upsert
-// and a delete); B, same config, starts 1, 2 or 5 seconds later; A is stopped
+// and a delete); B, same config, starts 1 or 2 seconds later (the copy
+// takes a few seconds: the worker paces it through a stream of 20 MB); A is stopped
 // 15 seconds after B started, the writer 10 seconds after that. B stands by
 // and copies nothing while A runs, then takes over and resumes; the target
 // ends equal to the source — no deleted row comes back, no newer change is
 // overwritten by a late snapshot row.
 func TestSecondReplicatorStandsByDuringTheCopy(t *testing.T) {
-	for _, delay := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
+	for _, delay := range []time.Duration{time.Second, 2 * time.Second} {
 		t.Run(fmt.Sprintf("second after %v", delay), func(t *testing.T) {
 			g := startOwnershipGroup(t, fmt.Sprintf("roll%d", delay/time.Second), "")
 			writer := startChurn(t, g.source, 200, ownershipRows)

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -48,8 +47,7 @@ type Config struct {
 	// its copy packs SnapshotBatch, or both together in proportion.
 	BatchSize     int
 	SnapshotBatch int
-	// FetchWait bounds how long a batch that has a message keeps taking
-	// those pending after it; it goes out as soon as none are.
+	// FetchWait is how long to wait for more once a batch has a message.
 	FetchWait time.Duration
 	// AckWait and MaxAckPending are set on the consumer.
 	AckWait       time.Duration
@@ -451,11 +449,6 @@ func (c *Consumer) gather(ctx context.Context, nc *nats.Conn, cons jetstream.Con
 	var streamFirst uint64
 	if ahead != nil {
 		fetched, err, streamFirst = ahead.msgs, ahead.err, ahead.streamFirst
-		if err == nil && len(fetched) > 0 && ahead.early {
-			var more []jetstream.Msg
-			more, err = c.topUp(ctx, cons, slices.Concat(msgs, fetched))
-			fetched = append(fetched, more...)
-		}
 	} else {
 		fetched, err = c.fetch(ctx, cons, msgs)
 	}
@@ -524,9 +517,6 @@ type prefetch struct {
 	err     error
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once its goroutine ended
-	// early: the fetch was done before the batch before it ended; messages
-	// may have come since (see topUp).
-	early bool
 	// streamFirst is the stream's first sequence, looked up after the
 	// fetch when msgs skip stream sequences (0 otherwise): the check for a
 	// hole (gapCheck) then costs the next batch no round trip.
@@ -576,13 +566,8 @@ func (c *Consumer) takeAhead(ctx context.Context) (*prefetch, error) {
 	}
 	select {
 	case <-p.fetched:
-		p.early = true
-	default:
-		select {
-		case <-p.fetched:
-		case <-ctx.Done():
-			return nil, c.doneErr(ctx)
-		}
+	case <-ctx.Done():
+		return nil, c.doneErr(ctx)
 	}
 	p.end()
 	c.mu.Lock()
@@ -715,10 +700,9 @@ func (c *Consumer) checkSequence(msgs []jetstream.Msg) (ok, jumped bool, after u
 
 // fetch returns the messages to add to have (the carried messages) for a
 // batch: without carried messages it waits (ctx allowing) for a first one,
-// then it takes those pending after it (takePending). A quiet stream's
-// change so goes out alone at once, a backlog in full batches. Every pull
-// request is bounded and read to its end, so no message is delivered to
-// this consumer that it does not return.
+// then it takes more until the batch is full or nothing more came within
+// FetchWait. Every pull request is bounded and read to its end, so no
+// message is delivered to this consumer that it does not return.
 func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, have []jetstream.Msg) ([]jetstream.Msg, error) {
 	var msgs []jetstream.Msg
 	for len(have) == 0 && len(msgs) == 0 {
@@ -730,24 +714,11 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, have []je
 			return msgs, fmt.Errorf("fetch from consumer %s: %w", c.conf.Durable, err)
 		}
 	}
-	all := slices.Concat(have, msgs)
-	more, err := c.takePending(cons, all, numPending(all[len(all)-1]))
-	return append(msgs, more...), err
-}
-
-// takePending fetches, after the messages of a batch (have), the pending
-// messages of the consumer — pending of them, then those the last one
-// fetched says are pending after it — until the batch is full or FetchWait
-// passed; it returns what it fetched. Each pull request asks for no more
-// than are pending, which the server has at hand: a request for more would
-// wait for them until it expires.
-func (c *Consumer) takePending(cons jetstream.Consumer, have []jetstream.Msg, pending int64) ([]jetstream.Msg, error) {
 	deadline := time.Now().Add(c.conf.FetchWait)
-	var msgs []jetstream.Msg
 	for {
 		all := slices.Concat(have, msgs)
 		remaining := c.conf.room(all)
-		if remaining <= 0 || pending <= 0 || !time.Now().Before(deadline) {
+		if remaining <= 0 {
 			return msgs, nil
 		}
 		// Ask for as many messages as fill the batch if they cost what the
@@ -757,7 +728,7 @@ func (c *Consumer) takePending(cons jetstream.Consumer, have []jetstream.Msg, pe
 		if len(all) > 0 {
 			perMsg = c.conf.cost(all[len(all)-1].Headers())
 		}
-		want := int(max(min(remaining/perMsg, pending), 1))
+		want := int(max(remaining/perMsg, 1))
 		got, err := drainFetch(cons.Fetch(want,
 			jetstream.FetchMaxWait(max(time.Until(deadline), time.Millisecond)),
 			jetstream.FetchMaxBytes(gatherMaxBytes)))
@@ -766,36 +737,9 @@ func (c *Consumer) takePending(cons jetstream.Consumer, have []jetstream.Msg, pe
 			return msgs, fmt.Errorf("fetch from consumer %s: %w", c.conf.Durable, err)
 		}
 		if len(got) < want {
-			return msgs, nil // the byte bound, or the pending messages are gone (FetchWait passed)
+			return msgs, nil // nothing more within FetchWait (or the byte bound)
 		}
-		pending = numPending(got[len(got)-1])
 	}
-}
-
-// topUp fetches for a batch gathered ahead (have) the messages that came
-// while the batch before it was out: the fetch made ahead returned as soon
-// as nothing was pending, and when that was before the batch ended, what
-// came since would otherwise wait for the next batch. It asks the consumer
-// how many are pending only when the batch has room.
-func (c *Consumer) topUp(ctx context.Context, cons jetstream.Consumer, have []jetstream.Msg) ([]jetstream.Msg, error) {
-	if c.conf.full(have) {
-		return nil, nil
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("look up consumer %s: %w", c.conf.Durable, err)
-	}
-	return c.takePending(cons, have, int64(min(info.NumPending, math.MaxInt32)))
-}
-
-// numPending is how many messages were pending for the consumer after m
-// when it was delivered; unknown counts as some.
-func numPending(m jetstream.Msg) int64 {
-	meta, err := m.Metadata()
-	if err != nil {
-		return 1
-	}
-	return int64(min(meta.NumPending, math.MaxInt32))
 }
 
 // drainFetch reads a fetch (started with err) to its end. The end of a pull
