@@ -163,7 +163,7 @@ func summary(runs []*report) string {
 			all = append(all, v)
 			fmt.Fprintf(&b, " %.2f× |", v)
 		}
-		m := median(all)
+		m := benchkit.Median(all)
 		fmt.Fprintf(&b, " %.2f× | %.2f× | ≥ 1.0× — %s |\n", slices.Min(all), m, verdict(m >= 1))
 	}
 	for i, p := range runs[0].pipelines {
@@ -193,17 +193,6 @@ func summary(runs []*report) string {
 	b.WriteString("Each run starts fresh clusters and measures every copier and applier once; a ratio is native's time over pgflo's in the same run. " +
 		"The targets are judged on the medians: on two shared cores one run's times scatter by about ±10 % for native logical replication and pgflo alike.\n")
 	return b.String()
-}
-
-// median of a non-empty list (the mean of the middle two for an even count).
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func verdict(ok bool) string {

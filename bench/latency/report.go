@@ -41,7 +41,7 @@ func format(o options, nats *benchkit.NATS, pgVer string, results []result) stri
 				of = append(of, r)
 			}
 		}
-		changes := median(pick(of, func(r result) float64 { return r.changes }))
+		changes := benchkit.Median(pick(of, func(r result) float64 { return r.changes }))
 		for _, reader := range []struct {
 			name string
 			get  func(result) stats
@@ -55,10 +55,10 @@ func format(o options, nats *benchkit.NATS, pgVer string, results []result) stri
 			maxes := pick(of, func(r result) float64 { return reader.get(r).max })
 			target := ""
 			if reader.name != "native" {
-				target = verdict(l, median(p50), median(p99))
+				target = verdict(l, benchkit.Median(p50), benchkit.Median(p99))
 			}
 			fmt.Fprintf(&s, "| %d tx/s × %d | %.0f | %s | %.1f, %.1f | %.1f, %.1f | %.1f | %s |\n",
-				l.tps, l.rows, changes, reader.name, slices.Min(p50), median(p50), slices.Min(p99), median(p99), slices.Max(maxes), target)
+				l.tps, l.rows, changes, reader.name, slices.Min(p50), benchkit.Median(p50), slices.Min(p99), benchkit.Median(p99), slices.Max(maxes), target)
 		}
 	}
 	return s.String()
@@ -88,9 +88,4 @@ func pick(rs []result, f func(result) float64) []float64 {
 		v[i] = f(r)
 	}
 	return v
-}
-
-func median(v []float64) float64 {
-	_, m := benchkit.MinMedian(v)
-	return m
 }

@@ -56,20 +56,11 @@ func cpuReport(o options, results []result) string {
 			workers, target, nats, proxy, total = append(workers, c.workers), append(target, c.target), append(nats, c.nats), append(proxy, c.bench), append(total, c.total())
 			busy = append(busy, fmt.Sprintf("%.0f %%", 100*c.total()/(r.seconds[n]*float64(runtime.NumCPU()))))
 		}
-		fmt.Fprintf(&s, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", n, median(workers)*perMillion, median(target)*perMillion,
-			median(nats)*perMillion, median(proxy)*perMillion, median(total)*perMillion, strings.Join(busy, ", "))
+		fmt.Fprintf(&s, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", n, benchkit.Median(workers)*perMillion, benchkit.Median(target)*perMillion,
+			benchkit.Median(nats)*perMillion, benchkit.Median(proxy)*perMillion, benchkit.Median(total)*perMillion, strings.Join(busy, ", "))
 	}
 	s.WriteString("\n")
 	return s.String()
-}
-
-func median(xs []float64) float64 {
-	xs = slices.Clone(xs)
-	slices.Sort(xs)
-	if len(xs)%2 == 1 {
-		return xs[len(xs)/2]
-	}
-	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 }
 
 // stats is the minimum and median seconds of partition count n over the runs.
@@ -78,5 +69,5 @@ func stats(results []result, n int) (minimum, med float64) {
 	for _, r := range results {
 		xs = append(xs, r.seconds[n])
 	}
-	return slices.Min(xs), median(xs)
+	return slices.Min(xs), benchkit.Median(xs)
 }

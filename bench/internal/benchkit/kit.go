@@ -72,6 +72,12 @@ func WriteReport(path, report string) error {
 
 // MinMedian is the smallest of xs and their median (the mean of the middle
 // two of an even count); zeros when xs is empty.
+// Median is the median of xs (MinMedian's).
+func Median(xs []float64) float64 {
+	_, m := MinMedian(xs)
+	return m
+}
+
 func MinMedian(xs []float64) (minimum, median float64) {
 	if len(xs) == 0 {
 		return 0, 0
